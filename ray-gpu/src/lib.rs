@@ -1,0 +1,1 @@
+//! GPU kernels (filled by the ray-gpu issue).

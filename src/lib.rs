@@ -1,0 +1,1 @@
+//! ray for Rust (facade).
