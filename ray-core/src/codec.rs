@@ -1,0 +1,140 @@
+//! The one place that knows the wire encoding.
+//!
+//! Values and messages are encoded with serde through bincode 2 (pinned to 2.0.1: 3.0.0 on
+//! crates.io is a deliberate `compile_error!`, and the crate is unmaintained, RUSTSEC-2025-0141).
+//! Swapping the codec means changing this file only.
+//!
+//! Encoding a user value also records every `ObjectRef` and `ActorHandle` inside it, so the
+//! object directory knows which references an object keeps alive.
+
+use crate::error::{Error, Result};
+use crate::ids::RefId;
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+
+fn config() -> bincode::config::Configuration {
+    bincode::config::standard()
+}
+
+/// An encoded user value plus the references it contains.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub(crate) struct Value {
+    pub bytes: Bytes,
+    pub contained: Vec<RefId>,
+}
+
+impl Value {
+    pub(crate) fn len(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+thread_local! {
+    static COLLECTING: RefCell<Option<Vec<RefId>>> = const { RefCell::new(None) };
+}
+
+/// Called by `ObjectRef`/`ActorHandle` serialization: records `id` if a value is being encoded.
+pub(crate) fn note_contained(id: RefId) {
+    COLLECTING.with(|c| {
+        if let Some(list) = c.borrow_mut().as_mut() {
+            list.push(id);
+        }
+    });
+}
+
+/// A value ready to send. The references it contains stay pinned in this process (counted as
+/// held) until the `Encoded` is dropped, which callers do only after the message that carries
+/// the value has been handed to the transport: the receiver then already knows of them.
+#[doc(hidden)]
+pub struct Encoded {
+    pub(crate) value: Value,
+    pub(crate) pins: crate::refcount::Pins,
+}
+
+/// Encodes a user value, collecting the references it contains.
+pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Encoded> {
+    let saved = COLLECTING.with(|c| c.replace(Some(Vec::new())));
+    let result = bincode::serde::encode_to_vec(value, config());
+    let contained = COLLECTING.with(|c| c.replace(saved)).unwrap_or_default();
+    let bytes = result.map_err(|e| Error::Serialization {
+        type_name: std::any::type_name::<T>().to_string(),
+        message: e.to_string(),
+    })?;
+    let pins = crate::refcount::Pins::new(&contained);
+    Ok(Encoded { value: Value { bytes: Bytes::from(bytes), contained }, pins })
+}
+
+/// Decodes a user value.
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    match bincode::serde::decode_from_slice::<T, _>(bytes, config()) {
+        Ok((v, used)) if used == bytes.len() => Ok(v),
+        Ok((_, used)) => Err(Error::Serialization {
+            type_name: std::any::type_name::<T>().to_string(),
+            message: format!("{} trailing bytes after the value ({} bytes)", bytes.len() - used, bytes.len()),
+        }),
+        Err(e) => Err(Error::Serialization {
+            type_name: std::any::type_name::<T>().to_string(),
+            message: e.to_string(),
+        }),
+    }
+}
+
+/// Appends one length-prefixed message frame to `out`.
+pub(crate) fn encode_frame<M: Serialize>(msg: &M, out: &mut Vec<u8>) -> Result<()> {
+    let start = out.len();
+    out.extend_from_slice(&[0u8; 4]);
+    bincode::serde::encode_into_std_write(msg, out, config()).map_err(|e| Error::Serialization {
+        type_name: std::any::type_name::<M>().to_string(),
+        message: e.to_string(),
+    })?;
+    let len = u32::try_from(out.len() - start - 4).map_err(|_| Error::Serialization {
+        type_name: std::any::type_name::<M>().to_string(),
+        message: "message larger than 4 GiB".into(),
+    })?;
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    Ok(())
+}
+
+/// Decodes one message from a frame payload (without its length prefix).
+pub(crate) fn decode_frame<M: DeserializeOwned>(payload: &[u8]) -> Result<M> {
+    decode(payload)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_round_trip() {
+        let e = encode(&(1u32, "two".to_string(), vec![3.0f32; 3])).unwrap();
+        assert!(e.value.contained.is_empty());
+        let back: (u32, String, Vec<f32>) = decode(&e.value.bytes).unwrap();
+        assert_eq!(back, (1, "two".to_string(), vec![3.0; 3]));
+    }
+
+    #[test]
+    fn decoding_the_wrong_type_names_the_type() {
+        let e = encode(&"hello".to_string()).unwrap();
+        let err = decode::<Vec<u64>>(&e.value.bytes[..2]).unwrap_err();
+        match err {
+            Error::Serialization { type_name, .. } => assert!(type_name.contains("Vec<u64>")),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn frames_are_length_prefixed() {
+        let mut buf = Vec::new();
+        encode_frame(&(7u8, 9u64), &mut buf).unwrap();
+        encode_frame(&(8u8, 10u64), &mut buf).unwrap();
+        let len = u32::from_le_bytes(buf[0..4].try_into().unwrap()) as usize;
+        let first: (u8, u64) = decode_frame(&buf[4..4 + len]).unwrap();
+        assert_eq!(first, (7, 9));
+        let rest = &buf[4 + len..];
+        let len2 = u32::from_le_bytes(rest[0..4].try_into().unwrap()) as usize;
+        let second: (u8, u64) = decode_frame(&rest[4..4 + len2]).unwrap();
+        assert_eq!(second, (8, 10));
+    }
+}

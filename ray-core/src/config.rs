@@ -1,0 +1,77 @@
+//! `ray::init` settings.
+
+/// Settings for [`init`](crate::init): the node's resources and a few runtime knobs.
+///
+/// ```
+/// let config = ray_core::Config::default().num_cpus(4).num_gpus(2).resource("disk", 1.0);
+/// # let _ = config;
+/// ```
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub(crate) num_cpus: Option<usize>,
+    pub(crate) num_gpus: Option<usize>,
+    pub(crate) resources: Vec<(String, f64)>,
+    pub(crate) log_to_driver: bool,
+    pub(crate) prestart_workers: Option<usize>,
+    pub(crate) max_idle_workers: Option<usize>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            num_cpus: None,
+            num_gpus: None,
+            resources: Vec::new(),
+            log_to_driver: true,
+            prestart_workers: None,
+            max_idle_workers: None,
+        }
+    }
+}
+
+impl Config {
+    /// CPUs this node offers to tasks (default: the machine's cores). Tasks hold 1 CPU each
+    /// unless they ask otherwise, so this bounds how many run at once.
+    pub fn num_cpus(mut self, n: usize) -> Self {
+        self.num_cpus = Some(n);
+        self
+    }
+
+    /// GPUs this node offers (default: the GPUs detected on the machine, 0 when none).
+    /// Logical GPU `i` is the `i`-th adapter; `ray::get_gpu_ids()` reports the ones a worker got.
+    pub fn num_gpus(mut self, n: usize) -> Self {
+        self.num_gpus = Some(n);
+        self
+    }
+
+    /// A custom resource, e.g. `.resource("disk", 2.0)`; tasks ask for it with
+    /// `.resource("disk", 1)`.
+    pub fn resource(mut self, name: impl Into<String>, amount: f64) -> Self {
+        self.resources.push((name.into(), amount));
+        self
+    }
+
+    /// Whether worker stdout/stderr is printed by the driver with a `(name pid=N)` prefix
+    /// (default true).
+    pub fn log_to_driver(mut self, yes: bool) -> Self {
+        self.log_to_driver = yes;
+        self
+    }
+
+    /// How many idle workers to start with `init` (default: `num_cpus`, at most 8).
+    pub fn prestart_workers(mut self, n: usize) -> Self {
+        self.prestart_workers = Some(n);
+        self
+    }
+
+    /// How many idle task workers to keep for reuse (default: `num_cpus`, at least 1).
+    pub fn max_idle_workers(mut self, n: usize) -> Self {
+        self.max_idle_workers = Some(n);
+        self
+    }
+
+    /// The GPU count set with [`num_gpus`](Self::num_gpus), if any.
+    pub fn gpus(&self) -> Option<usize> {
+        self.num_gpus
+    }
+}

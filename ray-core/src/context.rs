@@ -1,0 +1,48 @@
+//! Which runtime this process talks to: the driver's in-process node manager, or (inside a
+//! worker) the node manager at the other end of the worker's socket.
+
+use crate::codec::Value;
+use crate::error::{Error, Result};
+use crate::ids::{ActorId, ObjectId, ProcIndex, RefId};
+use crate::protocol::{ActorSpec, ActorTaskSpec, TaskSpec};
+use crate::slot::Slot;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// What the public API needs from a runtime. Implemented by the driver (direct calls into the
+/// node manager) and by a worker (messages over its socket).
+pub(crate) trait Client: Send + Sync + 'static {
+    fn submit_task(&self, spec: TaskSpec);
+    fn create_actor(&self, spec: ActorSpec);
+    fn submit_actor_task(&self, spec: ActorTaskSpec);
+    fn put(&self, id: ObjectId, result: Result<Value>);
+    /// Blocks until every object is ready; values in the order asked.
+    fn get(&self, ids: &[ObjectId], timeout: Option<Duration>) -> Result<Vec<Value>>;
+    fn get_async(&self, id: ObjectId) -> Arc<Slot<Result<Value>>>;
+    /// After decoding values that came from `get`: the references inside them are now
+    /// counted by this process itself.
+    fn transfer_done(&self, values: &[Value]);
+    /// Ready flags, one per id.
+    fn wait(&self, ids: &[ObjectId], num_returns: usize, timeout: Option<Duration>) -> Vec<bool>;
+    /// A reference was created in this process (clone or decode).
+    fn add_ref(&self, id: RefId);
+    /// A reference was dropped in this process.
+    fn del_ref(&self, id: RefId);
+    fn kill_actor(&self, id: ActorId);
+    fn gpu_ids(&self) -> Vec<usize>;
+    fn proc(&self) -> ProcIndex;
+}
+
+static CURRENT: RwLock<Option<Arc<dyn Client>>> = RwLock::new(None);
+
+pub(crate) fn set(client: Option<Arc<dyn Client>>) {
+    *CURRENT.write().unwrap_or_else(|e| e.into_inner()) = client;
+}
+
+pub(crate) fn try_client() -> Option<Arc<dyn Client>> {
+    CURRENT.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+pub(crate) fn client() -> Result<Arc<dyn Client>> {
+    try_client().ok_or_else(|| Error::NotInitialized { detail: String::new() })
+}

@@ -1,0 +1,1407 @@
+//! The node manager (Ray's raylet) of a single node, with the object directory.
+//!
+//! It owns the node's resources, the scheduling queue, the worker pool, the actors and the
+//! object directory. In single-node mode it runs inside the driver process: the driver's API
+//! calls it directly, workers reach it through their socket (`transport`) with the messages in
+//! `protocol`. All state sits behind one lock; side effects that leave the process (messages,
+//! process spawns, kills, timers) are queued without blocking.
+
+pub(crate) mod objects;
+mod scheduler;
+pub(crate) mod spawn;
+
+use crate::codec::Value;
+use crate::error::{Error, Result};
+use crate::ids::{ActorId, DRIVER, ObjectId, ProcIndex, RefId};
+use crate::protocol::{ActorSpec, ActorTaskSpec, Arg, Execute, TaskSpec, ToHead, ToWorker};
+use crate::resources::{Allocation, Amount, NodeResources, ResourceRequest};
+use crate::slot::Slot;
+use crate::transport::Outbox;
+use bytes::Bytes;
+use objects::{Holders, ObjState, ObjectDirectory, ObjectEntry, Waiter};
+use scheduler::ReadyQueue;
+use spawn::SpawnRequest;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+/// Settings and channels fixed for the life of a node manager.
+pub(crate) struct HeadShared {
+    pub token: u64,
+    pub fingerprint: u64,
+    pub max_idle_workers: usize,
+    pub rt: tokio::runtime::Handle,
+    pub spawn_tx: Mutex<Option<std::sync::mpsc::Sender<SpawnRequest>>>,
+}
+
+pub(crate) struct Head {
+    state: Mutex<HeadState>,
+    /// Signalled whenever a worker process is gone (for shutdown).
+    workers_changed: Condvar,
+    pub(crate) shared: Arc<HeadShared>,
+}
+
+/// Process indices are never reused within one driver process, even across runtimes, so ids
+/// made by workers of an earlier runtime cannot collide with new ones.
+static NEXT_PROC: AtomicU32 = AtomicU32::new(1);
+
+struct TaskEntry {
+    spec: TaskSpec,
+    missing_deps: usize,
+    attempts: u32,
+    state: TaskState,
+}
+
+enum TaskState {
+    WaitingDeps,
+    Queued,
+    Assigned { worker: ProcIndex, alloc: Allocation },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Assignment {
+    Task(ObjectId),
+    Actor(ActorId),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum WorkerState {
+    Starting(Option<Assignment>),
+    Idle,
+    Busy(ObjectId),
+    Actor(ActorId),
+    Exiting,
+}
+
+struct WorkerEntry {
+    pid: u32,
+    gpu_ids: Vec<usize>,
+    conn: Option<Outbox>,
+    state: WorkerState,
+    label: Arc<Mutex<String>>,
+    killer: Arc<tokio::sync::Notify>,
+    /// CPU held by what the worker runs, lent back to the node while it blocks in `get`.
+    cpu_held: Amount,
+    blocked: u32,
+}
+
+struct ActorCall {
+    task: ObjectId,
+    method: String,
+    args: Vec<Arg>,
+}
+
+#[derive(Debug)]
+enum ActorState {
+    Pending,
+    Starting(ProcIndex),
+    Creating(ProcIndex),
+    Alive(ProcIndex),
+    Dead(Error),
+}
+
+struct ActorEntry {
+    class: String,
+    resources: ResourceRequest,
+    max_concurrency: u32,
+    ctor_args: Option<Vec<Arg>>,
+    state: ActorState,
+    alloc: Option<Allocation>,
+    callers: Vec<(ProcIndex, VecDeque<ActorCall>)>,
+    inflight: HashMap<ObjectId, ActorCall>,
+    holders: Holders,
+    pins: u32,
+    out_of_scope: bool,
+}
+
+impl ActorEntry {
+    fn short_name(&self) -> &str {
+        short_name(&self.class)
+    }
+
+    fn drained(&self) -> bool {
+        self.inflight.is_empty() && self.callers.iter().all(|(_, q)| q.is_empty())
+    }
+}
+
+pub(crate) enum Reply {
+    /// A driver thread blocked in `get`/`wait`: it reads the directory itself once woken.
+    Local(Arc<Slot<()>>),
+    /// A driver future awaiting one object.
+    Async(Arc<Slot<Result<Value>>>),
+    /// A worker: answer with a message.
+    Remote { proc: ProcIndex, req: u64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum ReqKind {
+    Get,
+    Wait,
+}
+
+struct Request {
+    ids: Vec<ObjectId>,
+    kind: ReqKind,
+    need: usize,
+    reply: Reply,
+    /// The worker whose CPU is lent while it waits.
+    blocked_worker: Option<ProcIndex>,
+    timeout: Option<Duration>,
+}
+
+pub(crate) struct HeadState {
+    objects: ObjectDirectory,
+    resources: NodeResources,
+    tasks: HashMap<ObjectId, TaskEntry>,
+    queue: ReadyQueue,
+    workers: HashMap<ProcIndex, WorkerEntry>,
+    idle: HashMap<Vec<usize>, Vec<ProcIndex>>,
+    prestarted: HashMap<Vec<usize>, Vec<ProcIndex>>,
+    actors: HashMap<ActorId, ActorEntry>,
+    pending_actors: VecDeque<ActorId>,
+    requests: HashMap<u64, Request>,
+    next_request: u64,
+    shutting_down: bool,
+    spawn_failures: u32,
+    last_spawn_error: Option<String>,
+    scheduling: bool,
+    reschedule: bool,
+    shared: Arc<HeadShared>,
+    weak: Weak<Head>,
+}
+
+pub(crate) fn short_name(name: &str) -> &str {
+    name.rsplit("::").next().unwrap_or(name)
+}
+
+fn actor_died(class: &str, cause: impl Into<String>) -> Error {
+    Error::ActorDied { actor: short_name(class).to_string(), cause: cause.into() }
+}
+
+impl Head {
+    pub(crate) fn new(resources: NodeResources, shared: Arc<HeadShared>) -> Arc<Head> {
+        Arc::new_cyclic(|weak| Head {
+            state: Mutex::new(HeadState {
+                objects: ObjectDirectory::default(),
+                resources,
+                tasks: HashMap::new(),
+                queue: ReadyQueue::default(),
+                workers: HashMap::new(),
+                idle: HashMap::new(),
+                prestarted: HashMap::new(),
+                actors: HashMap::new(),
+                pending_actors: VecDeque::new(),
+                requests: HashMap::new(),
+                next_request: 1,
+                shutting_down: false,
+                spawn_failures: 0,
+                last_spawn_error: None,
+                scheduling: false,
+                reschedule: false,
+                shared: shared.clone(),
+                weak: weak.clone(),
+            }),
+            workers_changed: Condvar::new(),
+            shared,
+        })
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, HeadState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A message from worker `from`.
+    pub(crate) fn handle(&self, from: ProcIndex, msg: ToHead) {
+        let mut st = self.lock();
+        match msg {
+            ToHead::Register { .. } => tracing::warn!("worker {from} registered twice"),
+            ToHead::SubmitTask(spec) => st.submit_task(from, spec),
+            ToHead::CreateActor(spec) => st.create_actor(from, spec),
+            ToHead::SubmitActorTask(spec) => st.submit_actor_task(from, spec),
+            ToHead::TaskDone { task, result } => st.task_done(from, task, result),
+            ToHead::ActorCreated { actor, result } => st.actor_created(from, actor, result),
+            ToHead::Put { id, result } => st.put(from, id, result),
+            ToHead::Get { req, ids, timeout_ms } => {
+                st.add_request(ids, ReqKind::Get, 0, Reply::Remote { proc: from, req }, timeout_ms.map(Duration::from_millis));
+            }
+            ToHead::Wait { req, ids, num_returns, timeout_ms } => {
+                st.add_request(
+                    ids,
+                    ReqKind::Wait,
+                    num_returns,
+                    Reply::Remote { proc: from, req },
+                    timeout_ms.map(Duration::from_millis),
+                );
+            }
+            ToHead::AddRef(id) => st.add_ref(from, id),
+            ToHead::DelRef(id) => st.del_ref(from, id),
+            ToHead::KillActor { actor } => st.kill_actor(actor, "killed by ray::kill"),
+        }
+    }
+
+    /// First message of a connection. Returns false if the worker was refused.
+    pub(crate) fn register(&self, proc: ProcIndex, pid: u32, token: u64, fingerprint: u64, conn: Outbox) -> bool {
+        let mut st = self.lock();
+        st.register(proc, pid, token, fingerprint, conn)
+    }
+
+    /// A worker's connection closed. Its process exit is reported by its monitor; make sure
+    /// the process really goes.
+    pub(crate) fn disconnected(&self, proc: ProcIndex) {
+        let st = self.lock();
+        if let Some(w) = st.workers.get(&proc) {
+            w.killer.notify_one();
+        }
+    }
+
+    pub(crate) fn set_pid(&self, proc: ProcIndex, pid: u32) {
+        if let Some(w) = self.lock().workers.get_mut(&proc) {
+            w.pid = pid;
+        }
+    }
+
+    pub(crate) fn worker_exited(&self, proc: ProcIndex, cause: String) {
+        let mut st = self.lock();
+        st.worker_exited(proc, cause);
+        drop(st);
+        self.workers_changed.notify_all();
+    }
+
+    pub(crate) fn expire_request(&self, key: u64) {
+        self.lock().expire_request(key);
+    }
+
+    /// Driver `get`: blocks until every object is done.
+    pub(crate) fn get_local(&self, ids: &[ObjectId], timeout: Option<Duration>) -> Result<Vec<Value>> {
+        let (slot, key) = {
+            let mut st = self.lock();
+            if st.shutting_down {
+                return Err(Error::shut_down());
+            }
+            if let Some(values) = st.collect_values(ids)? {
+                return Ok(values);
+            }
+            let slot = Arc::new(Slot::new());
+            let key = st.add_request(ids.to_vec(), ReqKind::Get, 0, Reply::Local(slot.clone()), None);
+            (slot, key)
+        };
+        let woken = slot.wait(timeout).is_some();
+        let mut st = self.lock();
+        if !woken {
+            if let Some(key) = key {
+                st.remove_request(key);
+            }
+        }
+        if st.shutting_down {
+            return Err(Error::shut_down());
+        }
+        match st.collect_values(ids)? {
+            Some(values) => Ok(values),
+            None => Err(Error::Timeout {
+                what: describe_ids(ids),
+                timeout: timeout.unwrap_or_default(),
+            }),
+        }
+    }
+
+    /// Driver `wait`: ready flags once `num_returns` are ready or time is up.
+    pub(crate) fn wait_local(&self, ids: &[ObjectId], num_returns: usize, timeout: Option<Duration>) -> Vec<bool> {
+        let (slot, key) = {
+            let mut st = self.lock();
+            let flags = st.ready_flags(ids);
+            if flags.iter().filter(|f| **f).count() >= num_returns || st.shutting_down {
+                return flags;
+            }
+            let slot = Arc::new(Slot::new());
+            let key = st.add_request(ids.to_vec(), ReqKind::Wait, num_returns, Reply::Local(slot.clone()), None);
+            (slot, key)
+        };
+        let woken = slot.wait(timeout).is_some();
+        let mut st = self.lock();
+        if !woken {
+            if let Some(key) = key {
+                st.remove_request(key);
+            }
+        }
+        st.ready_flags(ids)
+    }
+
+    /// Driver future on one object.
+    pub(crate) fn get_async(&self, id: ObjectId) -> Arc<Slot<Result<Value>>> {
+        let mut st = self.lock();
+        let slot = Arc::new(Slot::new());
+        if st.shutting_down {
+            slot.fill(Err(Error::shut_down()));
+            return slot;
+        }
+        match st.collect_values(&[id]) {
+            Ok(Some(mut v)) => slot.fill(Ok(v.pop().expect("one value"))),
+            Err(e) => slot.fill(Err(e)),
+            Ok(None) => {
+                st.add_request(vec![id], ReqKind::Get, 0, Reply::Async(slot.clone()), None);
+            }
+        }
+        slot
+    }
+
+    /// Starts idle workers ahead of the first task, as Ray does.
+    pub(crate) fn prestart(&self, n: usize) {
+        let mut st = self.lock();
+        for _ in 0..n {
+            let proc = st.start_worker(Vec::new(), None);
+            st.prestarted.entry(Vec::new()).or_default().push(proc);
+        }
+    }
+
+    /// Stops everything: tells workers to exit, waits up to `grace`, then kills the rest.
+    pub(crate) fn shutdown(&self, grace: Duration) {
+        let deadline = std::time::Instant::now() + grace;
+        let mut st = self.lock();
+        st.begin_shutdown();
+        loop {
+            if st.workers.is_empty() {
+                return;
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                break;
+            }
+            st = self.workers_changed.wait_timeout(st, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+        }
+        for w in st.workers.values() {
+            w.killer.notify_one();
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !st.workers.is_empty() {
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                tracing::warn!("{} worker(s) did not exit after being killed", st.workers.len());
+                return;
+            }
+            st = self.workers_changed.wait_timeout(st, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+
+    /// Live objects and their bytes (for tests and stats).
+    pub(crate) fn object_stats(&self) -> (usize, u64) {
+        let st = self.lock();
+        (st.objects.len(), st.objects.bytes())
+    }
+
+    pub(crate) fn worker_pids(&self) -> Vec<u32> {
+        self.lock().workers.values().map(|w| w.pid).filter(|p| *p != 0).collect()
+    }
+}
+
+fn describe_ids(ids: &[ObjectId]) -> String {
+    match ids {
+        [one] => format!("object {one}"),
+        many => format!("{} objects", many.len()),
+    }
+}
+
+impl HeadState {
+    // ----- submissions -------------------------------------------------------------------
+
+    pub(crate) fn submit_task(&mut self, from: ProcIndex, spec: TaskSpec) {
+        let task = spec.task;
+        self.objects.create_pending(task, from);
+        if let Err(missing) = self.resources.check_feasible(&spec.resources) {
+            let err = Error::Infeasible {
+                name: spec.function.clone(),
+                requested: missing,
+                available: self.resources.describe_total(),
+            };
+            self.complete_object(task, Err(err));
+            return;
+        }
+        if let Err(e) = self.pin_args(&spec.args) {
+            self.complete_object(task, Err(e));
+            return;
+        }
+        let missing_deps = self.register_deps(&spec.args, Waiter::Task(task));
+        let state = if missing_deps == 0 { TaskState::Queued } else { TaskState::WaitingDeps };
+        if missing_deps == 0 {
+            self.queue.push(&spec.resources, task);
+        }
+        self.tasks.insert(task, TaskEntry { spec, missing_deps, attempts: 0, state });
+        if missing_deps == 0 {
+            self.schedule();
+        }
+    }
+
+    pub(crate) fn create_actor(&mut self, from: ProcIndex, spec: ActorSpec) {
+        let actor = spec.actor;
+        let mut entry = ActorEntry {
+            class: spec.class,
+            resources: spec.resources,
+            max_concurrency: spec.max_concurrency,
+            ctor_args: None,
+            state: ActorState::Pending,
+            alloc: None,
+            callers: Vec::new(),
+            inflight: HashMap::new(),
+            holders: Holders::one(from),
+            pins: 0,
+            out_of_scope: false,
+        };
+        let dead = if let Some(e) = spec.invalid {
+            Some(e)
+        } else if let Err(missing) = self.resources.check_feasible(&entry.resources) {
+            Some(Error::Infeasible {
+                name: entry.class.clone(),
+                requested: missing,
+                available: self.resources.describe_total(),
+            })
+        } else {
+            self.pin_args(&spec.args).err()
+        };
+        match dead {
+            Some(e) => entry.state = ActorState::Dead(e),
+            None => {
+                entry.ctor_args = Some(spec.args);
+                self.pending_actors.push_back(actor);
+            }
+        }
+        self.actors.insert(actor, entry);
+        self.schedule();
+    }
+
+    pub(crate) fn submit_actor_task(&mut self, from: ProcIndex, spec: ActorTaskSpec) {
+        let task = spec.task;
+        self.objects.create_pending(task, from);
+        let dead = match self.actors.get(&spec.actor) {
+            None => Some(Error::ActorDied {
+                actor: format!("actor {}", spec.actor),
+                cause: "no such actor: it exited or belongs to an earlier ray runtime".into(),
+            }),
+            Some(a) => match &a.state {
+                ActorState::Dead(e) => Some(e.clone()),
+                _ => None,
+            },
+        };
+        if let Some(e) = dead {
+            self.complete_object(task, Err(e));
+            return;
+        }
+        if let Err(e) = self.pin_args(&spec.args) {
+            self.complete_object(task, Err(e));
+            return;
+        }
+        let call = ActorCall { task, method: spec.method, args: spec.args };
+        let entry = self.actors.get_mut(&spec.actor).expect("checked above");
+        match entry.callers.iter_mut().find(|(p, _)| *p == from) {
+            Some((_, q)) => q.push_back(call),
+            None => entry.callers.push((from, VecDeque::from([call]))),
+        }
+        self.pump_actor(spec.actor);
+    }
+
+    pub(crate) fn put(&mut self, from: ProcIndex, id: ObjectId, result: Result<Value>) {
+        self.objects.create_pending(id, from);
+        self.complete_object(id, result);
+    }
+
+    // ----- references --------------------------------------------------------------------
+
+    pub(crate) fn add_ref(&mut self, from: ProcIndex, id: RefId) {
+        match id {
+            RefId::Object(o) => {
+                self.objects.add_holder(o, from);
+            }
+            RefId::Actor(a) => {
+                if let Some(e) = self.actors.get_mut(&a) {
+                    e.holders.add(from);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn del_ref(&mut self, from: ProcIndex, id: RefId) {
+        match id {
+            RefId::Object(o) => {
+                if let Some(freed) = self.objects.remove_holder(o, from) {
+                    self.object_freed(freed);
+                }
+            }
+            RefId::Actor(a) => {
+                if let Some(e) = self.actors.get_mut(&a) {
+                    e.holders.remove(from);
+                    self.check_actor_scope(a);
+                }
+            }
+        }
+    }
+
+    fn pin_ref(&mut self, id: RefId) -> bool {
+        match id {
+            RefId::Object(o) => self.objects.pin(o),
+            RefId::Actor(a) => match self.actors.get_mut(&a) {
+                Some(e) => {
+                    e.pins += 1;
+                    true
+                }
+                None => false,
+            },
+        }
+    }
+
+    fn unpin_ref(&mut self, id: RefId) {
+        match id {
+            RefId::Object(o) => {
+                if let Some(freed) = self.objects.unpin(o) {
+                    self.object_freed(freed);
+                }
+            }
+            RefId::Actor(a) => {
+                if let Some(e) = self.actors.get_mut(&a) {
+                    e.pins = e.pins.saturating_sub(1);
+                    self.check_actor_scope(a);
+                }
+            }
+        }
+    }
+
+    fn object_freed(&mut self, entry: ObjectEntry) {
+        if let ObjState::Ready(v) = entry.state {
+            for c in v.contained {
+                self.unpin_ref(c);
+            }
+        }
+    }
+
+    /// Pins what task arguments refer to, until the task is done.
+    fn pin_args(&mut self, args: &[Arg]) -> Result<()> {
+        let mut pinned: Vec<RefId> = Vec::new();
+        for arg in args {
+            let ids: Vec<RefId> = match arg {
+                Arg::Ref(id) => vec![RefId::Object(*id)],
+                Arg::Value(v) => v.contained.clone(),
+            };
+            for id in ids {
+                if self.pin_ref(id) {
+                    pinned.push(id);
+                } else if let RefId::Object(o) = id {
+                    for p in pinned {
+                        self.unpin_ref(p);
+                    }
+                    return Err(Error::ObjectLost {
+                        id: o.to_string(),
+                        reason: "an argument refers to an object that was freed or belongs to an earlier ray runtime"
+                            .into(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn unpin_args(&mut self, args: &[Arg]) {
+        for arg in args {
+            match arg {
+                Arg::Ref(id) => self.unpin_ref(RefId::Object(*id)),
+                Arg::Value(v) => {
+                    for c in &v.contained {
+                        self.unpin_ref(*c);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Registers `waiter` on every argument not yet done; returns how many.
+    fn register_deps(&mut self, args: &[Arg], waiter: Waiter) -> usize {
+        let mut missing = 0;
+        for arg in args {
+            if let Arg::Ref(id) = arg {
+                if let Some(e) = self.objects.get_mut(*id) {
+                    if !e.is_done() {
+                        e.waiters.push(waiter);
+                        missing += 1;
+                    }
+                }
+            }
+        }
+        missing
+    }
+
+    /// Argument bytes in order, or the error of a failed argument.
+    fn resolve_args(&self, args: &[Arg]) -> Result<Vec<Bytes>> {
+        args.iter()
+            .map(|arg| match arg {
+                Arg::Value(v) => Ok(v.bytes.clone()),
+                Arg::Ref(id) => match self.objects.get(*id).map(|e| &e.state) {
+                    Some(ObjState::Ready(v)) => Ok(v.bytes.clone()),
+                    Some(ObjState::Failed(e)) => Err(e.clone()),
+                    Some(ObjState::Pending) => unreachable!("dispatched before its arguments were ready"),
+                    None => Err(Error::ObjectLost { id: id.to_string(), reason: "freed while pinned".into() }),
+                },
+            })
+            .collect()
+    }
+
+    // ----- completion --------------------------------------------------------------------
+
+    fn complete_object(&mut self, id: ObjectId, result: Result<Value>) {
+        let contained = match &result {
+            Ok(v) => v.contained.clone(),
+            Err(_) => Vec::new(),
+        };
+        if let Some(waiters) = self.objects.complete(id, result) {
+            for c in contained {
+                self.pin_ref(c);
+            }
+            self.notify(id, waiters);
+        }
+    }
+
+    fn notify(&mut self, id: ObjectId, waiters: Vec<Waiter>) {
+        let mut sched = false;
+        let failed = matches!(self.objects.get(id).map(|e| &e.state), Some(ObjState::Failed(_)));
+        for w in waiters {
+            match w {
+                Waiter::Task(t) => {
+                    if let Some(te) = self.tasks.get_mut(&t) {
+                        te.missing_deps = te.missing_deps.saturating_sub(1);
+                        if te.missing_deps == 0 && matches!(te.state, TaskState::WaitingDeps) {
+                            te.state = TaskState::Queued;
+                            self.queue.push(&te.spec.resources, t);
+                            sched = true;
+                        }
+                    }
+                }
+                Waiter::Actor(a) => {
+                    if matches!(self.actors.get(&a).map(|e| &e.state), Some(ActorState::Pending)) {
+                        sched = true;
+                    } else {
+                        self.pump_actor(a);
+                    }
+                }
+                Waiter::Request(k) => {
+                    if let Some(r) = self.requests.get_mut(&k) {
+                        r.need = r.need.saturating_sub(1);
+                        if r.need == 0 || (failed && r.kind == ReqKind::Get) {
+                            self.complete_request(k);
+                        }
+                    }
+                }
+            }
+        }
+        if sched {
+            self.schedule();
+        }
+    }
+
+    // ----- scheduling ----------------------------------------------------------------------
+
+    fn schedule(&mut self) {
+        if self.scheduling {
+            self.reschedule = true;
+            return;
+        }
+        self.scheduling = true;
+        loop {
+            self.reschedule = false;
+            if !self.shutting_down {
+                self.schedule_actors();
+                for (task, alloc) in self.queue.take_fitting(&mut self.resources) {
+                    self.assign_task(task, alloc);
+                }
+            }
+            if !self.reschedule {
+                break;
+            }
+        }
+        self.scheduling = false;
+    }
+
+    fn schedule_actors(&mut self) {
+        let mut still_pending = VecDeque::new();
+        while let Some(a) = self.pending_actors.pop_front() {
+            let Some(entry) = self.actors.get(&a) else { continue };
+            if !matches!(entry.state, ActorState::Pending) {
+                continue;
+            }
+            let args = entry.ctor_args.clone().unwrap_or_default();
+            let req = entry.resources.clone();
+            if self.register_deps_once(&args, Waiter::Actor(a)) > 0 {
+                still_pending.push_back(a);
+                continue;
+            }
+            match self.resources.try_acquire(&req) {
+                Some(alloc) => {
+                    let key = alloc.gpu_ids();
+                    let proc = self.start_worker(key, Some(Assignment::Actor(a)));
+                    let entry = self.actors.get_mut(&a).expect("present");
+                    entry.alloc = Some(alloc);
+                    entry.state = ActorState::Starting(proc);
+                }
+                None => still_pending.push_back(a),
+            }
+        }
+        self.pending_actors = still_pending;
+    }
+
+    /// Like `register_deps` but does not add the same waiter twice.
+    fn register_deps_once(&mut self, args: &[Arg], waiter: Waiter) -> usize {
+        let mut missing = 0;
+        for arg in args {
+            if let Arg::Ref(id) = arg {
+                if let Some(e) = self.objects.get_mut(*id) {
+                    if !e.is_done() {
+                        if !e.waiters.contains(&waiter) {
+                            e.waiters.push(waiter);
+                        }
+                        missing += 1;
+                    }
+                }
+            }
+        }
+        missing
+    }
+
+    fn assign_task(&mut self, task: ObjectId, alloc: Allocation) {
+        let Some(te) = self.tasks.get_mut(&task) else {
+            self.resources.release(&alloc);
+            return;
+        };
+        let key = alloc.gpu_ids();
+        if let Some(proc) = self.idle.get_mut(&key).and_then(|v| v.pop()) {
+            te.state = TaskState::Assigned { worker: proc, alloc };
+            self.start_task_on(proc, task);
+        } else if let Some(proc) = self.prestarted.get_mut(&key).and_then(|v| v.pop()) {
+            te.state = TaskState::Assigned { worker: proc, alloc };
+            if let Some(w) = self.workers.get_mut(&proc) {
+                w.state = WorkerState::Starting(Some(Assignment::Task(task)));
+            }
+        } else {
+            let proc = self.start_worker(key, Some(Assignment::Task(task)));
+            let te = self.tasks.get_mut(&task).expect("present");
+            te.state = TaskState::Assigned { worker: proc, alloc };
+        }
+    }
+
+    /// Sends an assigned task to its (registered) worker.
+    fn start_task_on(&mut self, proc: ProcIndex, task: ObjectId) {
+        let te = self.tasks.get(&task).expect("assigned task exists");
+        let args = match self.resolve_args(&te.spec.args) {
+            Ok(a) => a,
+            Err(e) => {
+                self.make_idle(proc);
+                self.finish_task(task, Err(e));
+                return;
+            }
+        };
+        let te = self.tasks.get_mut(&task).expect("present");
+        te.attempts += 1;
+        let TaskState::Assigned { alloc, .. } = &te.state else { unreachable!("task not assigned") };
+        let (gpu_ids, cpu) = (alloc.gpu_ids(), alloc.cpu);
+        let function = te.spec.function.clone();
+        let w = self.workers.get_mut(&proc).expect("worker exists");
+        w.state = WorkerState::Busy(task);
+        w.cpu_held = cpu;
+        *w.label.lock().unwrap_or_else(|e| e.into_inner()) = short_name(&function).to_string();
+        if let Some(conn) = &w.conn {
+            conn.send(&ToWorker::Execute(Execute::Task { task, function, args, gpu_ids }));
+        }
+    }
+
+    /// Ends a task for good: releases its resources and argument pins, stores its result.
+    fn finish_task(&mut self, task: ObjectId, result: Result<Value>) {
+        let Some(te) = self.tasks.remove(&task) else { return };
+        if let TaskState::Assigned { alloc, .. } = &te.state {
+            self.resources.release(alloc);
+        }
+        self.unpin_args(&te.spec.args);
+        self.complete_object(task, result);
+        self.schedule();
+    }
+
+    fn start_worker(&mut self, gpu_ids: Vec<usize>, assignment: Option<Assignment>) -> ProcIndex {
+        let proc = NEXT_PROC.fetch_add(1, Ordering::Relaxed);
+        let label = Arc::new(Mutex::new(String::new()));
+        let killer = Arc::new(tokio::sync::Notify::new());
+        self.workers.insert(
+            proc,
+            WorkerEntry {
+                pid: 0,
+                gpu_ids: gpu_ids.clone(),
+                conn: None,
+                state: WorkerState::Starting(assignment),
+                label: label.clone(),
+                killer: killer.clone(),
+                cpu_held: Amount::ZERO,
+                blocked: 0,
+            },
+        );
+        let request = SpawnRequest { proc, gpu_ids, label, killer };
+        let sent = match &*self.shared.spawn_tx.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(tx) => tx.send(request).is_ok(),
+            None => false,
+        };
+        if !sent {
+            tracing::error!("the worker spawner is gone");
+        }
+        proc
+    }
+
+    fn make_idle(&mut self, proc: ProcIndex) {
+        let idle_count: usize = self.idle.values().map(|v| v.len()).sum();
+        let Some(w) = self.workers.get_mut(&proc) else { return };
+        w.cpu_held = Amount::ZERO;
+        w.label.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        if self.shutting_down || idle_count >= self.shared.max_idle_workers {
+            w.state = WorkerState::Exiting;
+            if let Some(c) = &w.conn {
+                c.send(&ToWorker::Exit);
+            }
+        } else {
+            w.state = WorkerState::Idle;
+            self.idle.entry(w.gpu_ids.clone()).or_default().push(proc);
+        }
+    }
+
+    // ----- worker events -----------------------------------------------------------------
+
+    fn register(&mut self, proc: ProcIndex, pid: u32, token: u64, fingerprint: u64, conn: Outbox) -> bool {
+        if token != self.shared.token {
+            tracing::warn!("refused a connection with a wrong token (pid {pid})");
+            conn.send(&ToWorker::Refused { reason: "wrong token".into() });
+            conn.close();
+            return false;
+        }
+        let Some(w) = self.workers.get_mut(&proc) else {
+            conn.send(&ToWorker::Refused { reason: format!("unknown worker index {proc}") });
+            conn.close();
+            return false;
+        };
+        if fingerprint != self.shared.fingerprint {
+            let reason = format!(
+                "worker pid {pid} runs a different build (fingerprint {fingerprint:016x}, driver \
+                 {:016x}): workers must run the same executable as the driver",
+                self.shared.fingerprint
+            );
+            tracing::error!("{reason}");
+            self.last_spawn_error = Some(reason.clone());
+            conn.send(&ToWorker::Refused { reason });
+            conn.close();
+            return false;
+        }
+        w.pid = pid;
+        conn.send(&ToWorker::Registered);
+        w.conn = Some(conn);
+        self.spawn_failures = 0;
+        let WorkerState::Starting(assignment) = w.state else { return true };
+        match assignment {
+            Some(Assignment::Task(t)) => self.start_task_on(proc, t),
+            Some(Assignment::Actor(a)) => self.start_actor_on(proc, a),
+            None => {
+                if let Some(list) = self.prestarted.get_mut(&w.gpu_ids) {
+                    list.retain(|p| *p != proc);
+                }
+                self.make_idle(proc);
+                self.schedule();
+            }
+        }
+        true
+    }
+
+    pub(crate) fn task_done(&mut self, from: ProcIndex, task: ObjectId, result: Result<Value>) {
+        let Some(w) = self.workers.get(&from) else { return };
+        match w.state {
+            WorkerState::Busy(t) if t == task => {
+                self.make_idle(from);
+                self.finish_task(task, result);
+            }
+            WorkerState::Actor(a) => {
+                let Some(entry) = self.actors.get_mut(&a) else { return };
+                let Some(call) = entry.inflight.remove(&task) else { return };
+                self.unpin_args(&call.args);
+                self.complete_object(task, result);
+                self.check_actor_scope(a);
+            }
+            other => tracing::warn!("worker {from} reported task {task:?} while {other:?}"),
+        }
+    }
+
+    fn worker_exited(&mut self, proc: ProcIndex, cause: String) {
+        let Some(w) = self.workers.remove(&proc) else { return };
+        if let Some(c) = &w.conn {
+            c.close();
+        }
+        if let Some(v) = self.idle.get_mut(&w.gpu_ids) {
+            v.retain(|p| *p != proc);
+        }
+        if let Some(v) = self.prestarted.get_mut(&w.gpu_ids) {
+            v.retain(|p| *p != proc);
+        }
+        if w.blocked > 0 {
+            self.resources.reclaim_cpu(w.cpu_held);
+        }
+        match w.state {
+            WorkerState::Starting(assignment) => {
+                self.spawn_failures += 1;
+                let reason = self.last_spawn_error.clone().unwrap_or_else(|| format!("the worker {cause} before it connected"));
+                let fatal = self.spawn_failures >= 3 || self.last_spawn_error.is_some();
+                match assignment {
+                    Some(Assignment::Task(t)) if fatal => {
+                        self.finish_task(t, Err(Error::WorkerStartFailed { cause: reason }));
+                    }
+                    Some(Assignment::Task(t)) => self.requeue(t),
+                    Some(Assignment::Actor(a)) => {
+                        let err = Error::WorkerStartFailed { cause: reason };
+                        self.actor_dead(a, err);
+                    }
+                    None => {}
+                }
+            }
+            WorkerState::Busy(t) => self.retry_or_fail(t, w.pid, &cause),
+            WorkerState::Actor(a) => {
+                let alive = self.actors.get(&a).is_some_and(|e| !matches!(e.state, ActorState::Dead(_)));
+                if alive {
+                    let class = self.actors[&a].class.clone();
+                    let err = actor_died(&class, format!("its worker process (pid {}) {cause}", w.pid));
+                    self.actor_dead(a, err);
+                }
+            }
+            WorkerState::Idle | WorkerState::Exiting => {}
+        }
+        for freed in self.objects.remove_proc(proc) {
+            self.object_freed(freed);
+        }
+        let actors: Vec<ActorId> =
+            self.actors.iter_mut().filter_map(|(id, e)| e.holders.remove_all(proc).then_some(*id)).collect();
+        for a in actors {
+            self.check_actor_scope(a);
+        }
+        let stale: Vec<u64> = self
+            .requests
+            .iter()
+            .filter_map(|(k, r)| matches!(r.reply, Reply::Remote { proc: p, .. } if p == proc).then_some(*k))
+            .collect();
+        for k in stale {
+            self.requests.remove(&k);
+        }
+        self.schedule();
+    }
+
+    fn requeue(&mut self, task: ObjectId) {
+        let Some(te) = self.tasks.get_mut(&task) else { return };
+        if let TaskState::Assigned { alloc, .. } = std::mem::replace(&mut te.state, TaskState::Queued) {
+            self.resources.release(&alloc);
+        }
+        self.queue.push(&te.spec.resources, task);
+    }
+
+    fn retry_or_fail(&mut self, task: ObjectId, pid: u32, cause: &str) {
+        let Some(te) = self.tasks.get(&task) else { return };
+        if te.attempts <= te.spec.max_retries && !self.shutting_down {
+            tracing::warn!(
+                "worker pid {pid} running `{}` {cause}; retrying (attempt {} of {})",
+                te.spec.function,
+                te.attempts + 1,
+                te.spec.max_retries + 1
+            );
+            self.requeue(task);
+            self.schedule();
+        } else {
+            let err = Error::WorkerDied {
+                function: te.spec.function.clone(),
+                pid,
+                attempts: te.attempts,
+                cause: cause.to_string(),
+            };
+            self.finish_task(task, Err(err));
+        }
+    }
+
+    // ----- actors --------------------------------------------------------------------------
+
+    fn start_actor_on(&mut self, proc: ProcIndex, actor: ActorId) {
+        let Some(entry) = self.actors.get(&actor) else {
+            self.make_idle(proc);
+            return;
+        };
+        let args = match self.resolve_args(entry.ctor_args.as_deref().unwrap_or_default()) {
+            Ok(a) => a,
+            Err(e) => {
+                let class = entry.class.clone();
+                self.actor_dead(actor, actor_died(&class, format!("a constructor argument failed: {e}")));
+                return;
+            }
+        };
+        let entry = self.actors.get_mut(&actor).expect("present");
+        entry.state = ActorState::Creating(proc);
+        let gpu_ids = entry.alloc.as_ref().map(|a| a.gpu_ids()).unwrap_or_default();
+        let cpu = entry.alloc.as_ref().map(|a| a.cpu).unwrap_or_default();
+        let class = entry.class.clone();
+        let max_concurrency = entry.max_concurrency;
+        let w = self.workers.get_mut(&proc).expect("worker exists");
+        w.state = WorkerState::Actor(actor);
+        w.cpu_held = cpu;
+        *w.label.lock().unwrap_or_else(|e| e.into_inner()) = short_name(&class).to_string();
+        if let Some(conn) = &w.conn {
+            conn.send(&ToWorker::Execute(Execute::CreateActor { actor, class, args, gpu_ids, max_concurrency }));
+        }
+    }
+
+    pub(crate) fn actor_created(&mut self, from: ProcIndex, actor: ActorId, result: Result<()>) {
+        let Some(entry) = self.actors.get_mut(&actor) else { return };
+        if !matches!(entry.state, ActorState::Creating(p) if p == from) {
+            return;
+        }
+        if let Some(args) = entry.ctor_args.take() {
+            self.unpin_args(&args);
+        }
+        let Some(entry) = self.actors.get_mut(&actor) else { return };
+        match result {
+            Ok(()) => {
+                entry.state = ActorState::Alive(from);
+                self.pump_actor(actor);
+                self.check_actor_scope(actor);
+            }
+            Err(e) => {
+                let cause = match e {
+                    Error::TaskFailed { message, .. } => format!("its constructor panicked: {message}"),
+                    other => format!("its constructor failed: {other}"),
+                };
+                let err = actor_died(&entry.class, cause);
+                self.actor_dead(actor, err);
+            }
+        }
+    }
+
+    /// Sends every call whose turn has come and whose arguments are ready.
+    fn pump_actor(&mut self, actor: ActorId) {
+        let Some(entry) = self.actors.get(&actor) else { return };
+        let ActorState::Alive(proc) = entry.state else { return };
+        let mut sendable: Vec<ActorCall> = Vec::new();
+        let mut failed: Vec<(ActorCall, Error)> = Vec::new();
+        let mut wait_on: Vec<ObjectId> = Vec::new();
+        {
+            let HeadState { actors, objects, .. } = self;
+            let entry = actors.get_mut(&actor).expect("present");
+            for (_, queue) in entry.callers.iter_mut() {
+                while let Some(call) = queue.front() {
+                    let pending = call.args.iter().find_map(|a| match a {
+                        Arg::Ref(id) if objects.get(*id).is_some_and(|e| !e.is_done()) => Some(*id),
+                        _ => None,
+                    });
+                    if let Some(id) = pending {
+                        wait_on.push(id);
+                        break;
+                    }
+                    sendable.push(queue.pop_front().expect("front exists"));
+                }
+            }
+        }
+        for id in wait_on {
+            if let Some(e) = self.objects.get_mut(id) {
+                if !e.waiters.contains(&Waiter::Actor(actor)) {
+                    e.waiters.push(Waiter::Actor(actor));
+                }
+            }
+        }
+        let mut to_send = Vec::new();
+        for call in sendable {
+            match self.resolve_args(&call.args) {
+                Ok(args) => to_send.push((call, args)),
+                Err(e) => failed.push((call, e)),
+            }
+        }
+        if let Some(conn) = self.workers.get(&proc).and_then(|w| w.conn.clone()) {
+            let entry = self.actors.get_mut(&actor).expect("present");
+            for (call, args) in to_send {
+                conn.send(&ToWorker::Execute(Execute::ActorTask { task: call.task, method: call.method.clone(), args }));
+                entry.inflight.insert(call.task, call);
+            }
+        }
+        for (call, e) in failed {
+            self.unpin_args(&call.args);
+            self.complete_object(call.task, Err(e));
+        }
+    }
+
+    /// The actor is dead: fail everything queued or running, free its resources and worker.
+    fn actor_dead(&mut self, actor: ActorId, err: Error) {
+        let Some(entry) = self.actors.get_mut(&actor) else { return };
+        let old = std::mem::replace(&mut entry.state, ActorState::Dead(err.clone()));
+        let alloc = entry.alloc.take();
+        let ctor_args = entry.ctor_args.take();
+        let mut calls: Vec<ActorCall> = entry.inflight.drain().map(|(_, c)| c).collect();
+        for (_, q) in entry.callers.iter_mut() {
+            calls.extend(q.drain(..));
+        }
+        if let Some(alloc) = alloc {
+            self.resources.release(&alloc);
+        }
+        if let Some(args) = ctor_args {
+            self.unpin_args(&args);
+        }
+        self.pending_actors.retain(|a| *a != actor);
+        if let ActorState::Starting(p) | ActorState::Creating(p) | ActorState::Alive(p) = old {
+            if let Some(w) = self.workers.get_mut(&p) {
+                w.state = WorkerState::Exiting;
+                if w.blocked > 0 {
+                    self.resources.reclaim_cpu(w.cpu_held);
+                    w.blocked = 0;
+                }
+                w.cpu_held = Amount::ZERO;
+                w.killer.notify_one();
+            }
+        }
+        for call in calls {
+            self.unpin_args(&call.args);
+            self.complete_object(call.task, Err(err.clone()));
+        }
+        self.check_actor_scope(actor);
+        self.schedule();
+    }
+
+    pub(crate) fn kill_actor(&mut self, actor: ActorId, cause: &str) {
+        let Some(entry) = self.actors.get(&actor) else { return };
+        if matches!(entry.state, ActorState::Dead(_)) {
+            return;
+        }
+        let err = actor_died(&entry.class, cause);
+        self.actor_dead(actor, err);
+    }
+
+    /// Called when an actor may have lost its last handle: a live actor finishes what was
+    /// submitted, then exits (Ray's semantics); a dead one is forgotten.
+    fn check_actor_scope(&mut self, actor: ActorId) {
+        let Some(entry) = self.actors.get_mut(&actor) else { return };
+        if !(entry.holders.is_empty() && entry.pins == 0) {
+            return;
+        }
+        entry.out_of_scope = true;
+        match entry.state {
+            ActorState::Dead(_) => {
+                if entry.drained() {
+                    self.actors.remove(&actor);
+                }
+            }
+            ActorState::Pending | ActorState::Starting(_) | ActorState::Creating(_) => {
+                if entry.drained() {
+                    let err = actor_died(&entry.class, "all handles were dropped before it started");
+                    self.actor_dead(actor, err);
+                }
+            }
+            ActorState::Alive(proc) => {
+                if entry.drained() {
+                    let err = actor_died(&entry.class, "all handles were dropped");
+                    let alloc = entry.alloc.take();
+                    entry.state = ActorState::Dead(err);
+                    if let Some(alloc) = alloc {
+                        self.resources.release(&alloc);
+                    }
+                    if let Some(w) = self.workers.get_mut(&proc) {
+                        w.state = WorkerState::Exiting;
+                        w.cpu_held = Amount::ZERO;
+                        if let Some(c) = &w.conn {
+                            c.send(&ToWorker::Exit);
+                        }
+                    }
+                    self.actors.remove(&actor);
+                    self.schedule();
+                }
+            }
+        }
+    }
+
+    // ----- get / wait requests -------------------------------------------------------------
+
+    /// Values of `ids` if all are ready; `Err` as soon as one failed or is unknown.
+    fn collect_values(&self, ids: &[ObjectId]) -> Result<Option<Vec<Value>>> {
+        let mut values = Vec::with_capacity(ids.len());
+        let mut pending = false;
+        for id in ids {
+            match self.objects.get(*id).map(|e| &e.state) {
+                None => {
+                    return Err(Error::ObjectLost {
+                        id: id.to_string(),
+                        reason: "no such object: it was freed or belongs to an earlier ray runtime".into(),
+                    });
+                }
+                Some(ObjState::Failed(e)) => return Err(e.clone()),
+                Some(ObjState::Pending) => pending = true,
+                Some(ObjState::Ready(v)) => values.push(v.clone()),
+            }
+        }
+        Ok(if pending { None } else { Some(values) })
+    }
+
+    fn ready_flags(&self, ids: &[ObjectId]) -> Vec<bool> {
+        ids.iter().map(|id| self.objects.get(*id).is_none_or(|e| e.is_done())).collect()
+    }
+
+    /// Registers a get/wait; completes it at once if it can. Returns its key if it waits.
+    fn add_request(
+        &mut self,
+        ids: Vec<ObjectId>,
+        kind: ReqKind,
+        num_returns: usize,
+        reply: Reply,
+        timeout: Option<Duration>,
+    ) -> Option<u64> {
+        let key = self.next_request;
+        self.next_request += 1;
+        let mut distinct = ids.clone();
+        distinct.sort();
+        distinct.dedup();
+        let mut not_done = Vec::new();
+        let mut any_failed = false;
+        for id in &distinct {
+            match self.objects.get(*id).map(|e| &e.state) {
+                Some(ObjState::Pending) => not_done.push(*id),
+                Some(ObjState::Failed(_)) | None => any_failed = true,
+                Some(ObjState::Ready(_)) => {}
+            }
+        }
+        let need = match kind {
+            ReqKind::Get if any_failed => 0,
+            ReqKind::Get => not_done.len(),
+            ReqKind::Wait => num_returns.saturating_sub(distinct.len() - not_done.len()),
+        };
+        let blocked_worker = match reply {
+            Reply::Remote { proc, .. } if need > 0 => Some(proc),
+            _ => None,
+        };
+        self.requests.insert(key, Request { ids, kind, need, reply, blocked_worker, timeout });
+        if need == 0 {
+            self.complete_request(key);
+            return None;
+        }
+        for id in not_done {
+            if let Some(e) = self.objects.get_mut(id) {
+                e.waiters.push(Waiter::Request(key));
+            }
+        }
+        if let Some(proc) = blocked_worker {
+            self.block_worker(proc);
+        }
+        if let Some(t) = timeout {
+            let weak = self.weak.clone();
+            self.shared.rt.spawn(async move {
+                tokio::time::sleep(t).await;
+                if let Some(head) = weak.upgrade() {
+                    head.expire_request(key);
+                }
+            });
+        }
+        Some(key)
+    }
+
+    /// A worker waits in `get`: lend its CPU to the node so other tasks can run (this is what
+    /// keeps nested tasks from deadlocking when every CPU is held by a waiting task).
+    fn block_worker(&mut self, proc: ProcIndex) {
+        let Some(w) = self.workers.get_mut(&proc) else { return };
+        w.blocked += 1;
+        if w.blocked == 1 && !w.cpu_held.is_zero() {
+            self.resources.lend_cpu(w.cpu_held);
+            self.schedule();
+        }
+    }
+
+    fn unblock_worker(&mut self, proc: ProcIndex) {
+        let Some(w) = self.workers.get_mut(&proc) else { return };
+        if w.blocked == 0 {
+            return;
+        }
+        w.blocked -= 1;
+        if w.blocked == 0 && !w.cpu_held.is_zero() {
+            self.resources.reclaim_cpu(w.cpu_held);
+        }
+    }
+
+    fn remove_request(&mut self, key: u64) -> Option<Request> {
+        let r = self.requests.remove(&key)?;
+        if let Some(p) = r.blocked_worker {
+            self.unblock_worker(p);
+        }
+        Some(r)
+    }
+
+    fn complete_request(&mut self, key: u64) {
+        let Some(r) = self.remove_request(key) else { return };
+        match r.reply {
+            Reply::Local(slot) => slot.fill(()),
+            Reply::Async(slot) => {
+                let result = self.collect_values(&r.ids).and_then(|v| {
+                    v.and_then(|mut v| v.pop()).ok_or_else(|| Error::ObjectLost {
+                        id: describe_ids(&r.ids),
+                        reason: "not ready".into(),
+                    })
+                });
+                slot.fill(result);
+            }
+            Reply::Remote { proc, req } => {
+                let msg = match r.kind {
+                    ReqKind::Get => {
+                        let result = self.collect_values(&r.ids).and_then(|v| {
+                            v.ok_or_else(|| Error::ObjectLost { id: describe_ids(&r.ids), reason: "not ready".into() })
+                        });
+                        if let Ok(values) = &result {
+                            // The receiver decodes references inside these values; count it as
+                            // a holder now, it sends one DelRef each once decoded.
+                            let inner: Vec<RefId> = values.iter().flat_map(|v| v.contained.iter().copied()).collect();
+                            for id in inner {
+                                self.add_ref(proc, id);
+                            }
+                        }
+                        ToWorker::GetReply { req, result }
+                    }
+                    ReqKind::Wait => {
+                        let flags = self.ready_flags(&r.ids);
+                        let ready = flags.iter().enumerate().filter(|(_, f)| **f).map(|(i, _)| i as u32).collect();
+                        ToWorker::WaitReply { req, ready }
+                    }
+                };
+                if let Some(conn) = self.workers.get(&proc).and_then(|w| w.conn.as_ref()) {
+                    conn.send(&msg);
+                }
+            }
+        }
+    }
+
+    fn expire_request(&mut self, key: u64) {
+        let Some(r) = self.requests.get(&key) else { return };
+        match r.kind {
+            ReqKind::Wait => self.complete_request(key),
+            ReqKind::Get => {
+                let Some(r) = self.remove_request(key) else { return };
+                if let Reply::Remote { proc, req } = r.reply {
+                    let err = Error::Timeout { what: describe_ids(&r.ids), timeout: r.timeout.unwrap_or_default() };
+                    if let Some(conn) = self.workers.get(&proc).and_then(|w| w.conn.as_ref()) {
+                        conn.send(&ToWorker::GetReply { req, result: Err(err) });
+                    }
+                }
+            }
+        }
+    }
+
+    fn begin_shutdown(&mut self) {
+        self.shutting_down = true;
+        for w in self.workers.values_mut() {
+            match &w.conn {
+                Some(c) => c.send(&ToWorker::Exit),
+                None => w.killer.notify_one(),
+            }
+            w.state = WorkerState::Exiting;
+        }
+        let keys: Vec<u64> = self.requests.keys().copied().collect();
+        for k in keys {
+            if let Some(r) = self.requests.remove(&k) {
+                match r.reply {
+                    Reply::Local(slot) => slot.fill(()),
+                    Reply::Async(slot) => slot.fill(Err(Error::shut_down())),
+                    Reply::Remote { .. } => {}
+                }
+            }
+        }
+    }
+}
+
+/// The driver process as a holder of references.
+pub(crate) const DRIVER_PROC: ProcIndex = DRIVER;

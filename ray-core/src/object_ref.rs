@@ -1,0 +1,206 @@
+//! `ObjectRef<T>`: a typed, reference-counted handle to a value in the object store.
+
+use crate::codec;
+use crate::context;
+use crate::error::{Error, Result};
+use crate::ids::{ObjectId, RefId};
+use crate::refcount;
+use crate::slot::{Slot, SlotFuture};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::future::{Future, IntoFuture};
+use std::hash::{Hash, Hasher};
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+/// A reference to a value that a task returns or `ray::put` stores, possibly not computed yet.
+///
+/// Cheap to clone, `Send`, and serializable: it can travel inside task arguments and return
+/// values. The value is freed when no `ObjectRef` to it remains in any process. Read it with
+/// [`get`](crate::get) or `.await` it.
+///
+/// ```no_run
+/// # fn demo() -> ray_core::Result<()> {
+/// let r: ray_core::ObjectRef<Vec<u8>> = ray_core::put(vec![1, 2, 3])?;
+/// assert_eq!(ray_core::get(&r)?, vec![1, 2, 3]);
+/// # Ok(()) }
+/// ```
+pub struct ObjectRef<T> {
+    id: ObjectId,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T> ObjectRef<T> {
+    /// Wraps an id that this process already holds one reference to.
+    pub(crate) fn adopt(id: ObjectId) -> Self {
+        ObjectRef { id, _type: PhantomData }
+    }
+
+    /// A reference that was never backed by a runtime: reading it says `NotInitialized`.
+    pub(crate) fn null() -> Self {
+        ObjectRef { id: ObjectId(0), _type: PhantomData }
+    }
+
+    /// The object's id.
+    pub fn id(&self) -> ObjectId {
+        self.id
+    }
+}
+
+impl<T> Clone for ObjectRef<T> {
+    fn clone(&self) -> Self {
+        refcount::inc(RefId::Object(self.id));
+        ObjectRef { id: self.id, _type: PhantomData }
+    }
+}
+
+impl<T> Drop for ObjectRef<T> {
+    fn drop(&mut self) {
+        refcount::dec(RefId::Object(self.id));
+    }
+}
+
+impl<T> fmt::Debug for ObjectRef<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ObjectRef<{}>({})", std::any::type_name::<T>(), self.id)
+    }
+}
+
+impl<T> PartialEq for ObjectRef<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+
+impl<T> Eq for ObjectRef<T> {}
+
+impl<T> Hash for ObjectRef<T> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.id.hash(state)
+    }
+}
+
+impl<T> Serialize for ObjectRef<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        codec::note_contained(RefId::Object(self.id));
+        self.id.serialize(s)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for ObjectRef<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let id = ObjectId::deserialize(d)?;
+        refcount::inc(RefId::Object(id));
+        Ok(ObjectRef { id, _type: PhantomData })
+    }
+}
+
+/// Future of [`ObjectRef::into_future`]: resolves to the value, or the task's error.
+pub struct GetFuture<T> {
+    _object: ObjectRef<T>,
+    state: FutureState,
+}
+
+enum FutureState {
+    Waiting(SlotFuture<Result<codec::Value>>),
+    Failed(Option<Error>),
+}
+
+impl<T> GetFuture<T> {
+    fn new(object: ObjectRef<T>) -> Self {
+        let state = if object.id.0 == 0 {
+            FutureState::Failed(Some(Error::NotInitialized { detail: String::new() }))
+        } else {
+            match context::client() {
+                Ok(client) => FutureState::Waiting(SlotFuture(client.get_async(object.id))),
+                Err(e) => FutureState::Failed(Some(e)),
+            }
+        };
+        GetFuture { _object: object, state }
+    }
+}
+
+impl<T: DeserializeOwned> Future for GetFuture<T> {
+    type Output = Result<T>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
+        // SAFETY-free: GetFuture is Unpin (all fields are Unpin).
+        let this = self.get_mut();
+        match &mut this.state {
+            FutureState::Failed(e) => {
+                Poll::Ready(Err(e.take().unwrap_or_else(|| Error::NotInitialized { detail: String::new() })))
+            }
+            FutureState::Waiting(slot) => match Pin::new(slot).poll(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Ready(Ok(value)) => Poll::Ready(crate::api::decode_values::<T>(vec![value]).map(|mut v| {
+                    v.pop().expect("one value decoded")
+                })),
+            },
+        }
+    }
+}
+
+impl<T: DeserializeOwned> IntoFuture for ObjectRef<T> {
+    type Output = Result<T>;
+    type IntoFuture = GetFuture<T>;
+
+    /// `.await` on an `ObjectRef` waits for its value without blocking a thread.
+    fn into_future(self) -> GetFuture<T> {
+        GetFuture::new(self)
+    }
+}
+
+impl<T: DeserializeOwned> IntoFuture for &ObjectRef<T> {
+    type Output = Result<T>;
+    type IntoFuture = GetFuture<T>;
+
+    fn into_future(self) -> GetFuture<T> {
+        GetFuture::new(self.clone())
+    }
+}
+
+/// A task argument: a value, an `ObjectRef<T>` or a `&ObjectRef<T>`. References are resolved
+/// to their values before the task runs, and the task waits for them.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be passed where a ray task expects `{T}`",
+    label = "expected `{T}`, `ObjectRef<{T}>` or `&ObjectRef<{T}>`",
+    note = "arguments of `.remote(..)` are values (which must implement `serde::Serialize`) or ObjectRefs to values of the parameter's type"
+)]
+pub trait IntoArg<T> {
+    #[doc(hidden)]
+    fn into_arg(self) -> ArgKind<T>;
+}
+
+#[doc(hidden)]
+pub enum ArgKind<T> {
+    Value(T),
+    Ref(ObjectRef<T>),
+}
+
+impl<T: Serialize> IntoArg<T> for T {
+    fn into_arg(self) -> ArgKind<T> {
+        ArgKind::Value(self)
+    }
+}
+
+impl<T> IntoArg<T> for ObjectRef<T> {
+    fn into_arg(self) -> ArgKind<T> {
+        ArgKind::Ref(self)
+    }
+}
+
+impl<T> IntoArg<T> for &ObjectRef<T> {
+    fn into_arg(self) -> ArgKind<T> {
+        ArgKind::Ref(self.clone())
+    }
+}
+
+pub(crate) fn slot_ready<T>(value: T) -> Arc<Slot<T>> {
+    let slot = Arc::new(Slot::new());
+    slot.fill(value);
+    slot
+}

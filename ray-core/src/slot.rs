@@ -1,0 +1,94 @@
+//! A one-shot slot that a thread can block on or a future can await.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Condvar, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+pub(crate) struct Slot<T> {
+    state: Mutex<State<T>>,
+    cv: Condvar,
+}
+
+struct State<T> {
+    value: Option<T>,
+    waker: Option<Waker>,
+}
+
+impl<T> Slot<T> {
+    pub(crate) fn new() -> Self {
+        Slot { state: Mutex::new(State { value: None, waker: None }), cv: Condvar::new() }
+    }
+
+    /// Fills the slot (a second fill replaces an untaken value) and wakes the waiter.
+    pub(crate) fn fill(&self, value: T) {
+        let waker = {
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.value = Some(value);
+            st.waker.take()
+        };
+        self.cv.notify_all();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Blocks until filled or until `timeout` passes (`None` on timeout).
+    pub(crate) fn wait(&self, timeout: Option<Duration>) -> Option<T> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(v) = st.value.take() {
+                return Some(v);
+            }
+            match deadline {
+                None => st = self.cv.wait(st).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return None;
+                    }
+                    st = self.cv.wait_timeout(st, d - now).unwrap_or_else(|e| e.into_inner()).0;
+                }
+            }
+        }
+    }
+
+    pub(crate) fn poll_take(&self, cx: &mut Context<'_>) -> Poll<T> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        match st.value.take() {
+            Some(v) => Poll::Ready(v),
+            None => {
+                st.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// Awaits a shared slot.
+pub(crate) struct SlotFuture<T>(pub std::sync::Arc<Slot<T>>);
+
+impl<T> Future for SlotFuture<T> {
+    type Output = T;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        self.0.poll_take(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn wait_times_out_then_sees_a_fill() {
+        let slot = Arc::new(Slot::new());
+        assert_eq!(slot.wait(Some(Duration::from_millis(10))), None::<u32>);
+        let s2 = slot.clone();
+        let t = std::thread::spawn(move || s2.fill(5));
+        assert_eq!(slot.wait(None), Some(5));
+        t.join().unwrap();
+    }
+}

@@ -1,0 +1,119 @@
+//! Client-side submission helpers called by the code `#[ray::remote]` generates.
+
+use crate::actor::{ActorHandle, RawActorHandle, RemoteActor};
+use crate::codec::{self, Encoded};
+use crate::context;
+use crate::error::{Error, Result};
+use crate::ids::{ActorId, ObjectId, RefId};
+use crate::object_ref::{ArgKind, IntoArg, ObjectRef};
+use crate::options::{RawActorOptions, RawTaskOptions};
+use crate::protocol::{ActorSpec, Arg, TaskSpec};
+use crate::refcount::Pins;
+use serde::Serialize;
+
+/// Collects the arguments of one call.
+#[doc(hidden)]
+#[derive(Default)]
+pub struct ArgsBuilder {
+    args: Vec<Arg>,
+    pins: Vec<Pins>,
+    error: Option<Error>,
+}
+
+impl ArgsBuilder {
+    pub fn with_capacity(n: usize) -> Self {
+        ArgsBuilder { args: Vec::with_capacity(n), pins: Vec::new(), error: None }
+    }
+
+    /// Adds one argument: a value is encoded now, a reference is resolved by the node manager.
+    pub fn push<T: Serialize, A: IntoArg<T>>(&mut self, arg: A) {
+        match arg.into_arg() {
+            ArgKind::Value(v) => match codec::encode(&v) {
+                Ok(Encoded { value, pins }) => {
+                    self.args.push(Arg::Value(value));
+                    self.pins.push(pins);
+                }
+                Err(e) => {
+                    self.error.get_or_insert(e);
+                }
+            },
+            ArgKind::Ref(r) => {
+                self.pins.push(Pins::new(&[RefId::Object(r.id())]));
+                self.args.push(Arg::Ref(r.id()));
+            }
+        }
+    }
+
+    /// The arguments, and pins that keep referenced objects alive until the submission has
+    /// been handed to the node manager (drop them after that).
+    pub(crate) fn finish(self) -> (Result<Vec<Arg>>, Vec<Pins>) {
+        match self.error {
+            Some(e) => (Err(e), self.pins),
+            None => (Ok(self.args), self.pins),
+        }
+    }
+}
+
+/// Submits a task; the returned reference says `NotInitialized` if ray is not running.
+#[doc(hidden)]
+pub fn submit_task<R>(function: &'static str, opts: &RawTaskOptions, args: ArgsBuilder) -> ObjectRef<R> {
+    let Ok(client) = context::client() else {
+        return ObjectRef::null();
+    };
+    let task = ObjectId::new();
+    let (args, _pins) = args.finish();
+    let args = match (args, &opts.error) {
+        (_, Some(message)) => Err(Error::InvalidArgument {
+            what: format!("options of `{function}`"),
+            message: message.clone(),
+        }),
+        (args, None) => args,
+    };
+    match args {
+        Ok(args) => client.submit_task(TaskSpec {
+            task,
+            function: function.to_string(),
+            args,
+            resources: opts.resources.clone(),
+            max_retries: opts.max_retries,
+        }),
+        Err(e) => client.put(task, Err(e)),
+    }
+    ObjectRef::adopt(task)
+}
+
+/// Starts an actor; calls on the handle say `NotInitialized` if ray is not running.
+#[doc(hidden)]
+pub fn create_actor<A: RemoteActor>(opts: &RawActorOptions, args: ArgsBuilder) -> ActorHandle<A> {
+    let Ok(client) = context::client() else {
+        return ActorHandle::from_raw(RawActorHandle::adopt(ActorId(0), A::NAME));
+    };
+    let actor = ActorId::new();
+    let (args, _pins) = args.finish();
+    let args = match (args, &opts.error) {
+        (_, Some(message)) => {
+            Err(Error::InvalidArgument { what: format!("options of actor `{}`", A::NAME), message: message.clone() })
+        }
+        (args, None) => args,
+    };
+    let (args, invalid) = match args {
+        Ok(a) => (a, None),
+        Err(e) => (Vec::new(), Some(e)),
+    };
+    client.create_actor(ActorSpec {
+        actor,
+        class: A::NAME.to_string(),
+        args,
+        resources: opts.resources.clone(),
+        max_concurrency: opts.max_concurrency.max(1),
+        max_restarts: opts.max_restarts,
+        invalid,
+    });
+    ActorHandle::from_raw(RawActorHandle::adopt(actor, A::NAME))
+}
+
+/// Encodes a task's return value (in the worker).
+#[doc(hidden)]
+pub fn encode_return<T: Serialize>(value: &T) -> Result<Encoded> {
+    codec::encode(value)
+}

@@ -1,0 +1,497 @@
+//! The worker process.
+//!
+//! A worker is the user's own executable started again with `RAY_RS_HEAD` in its environment.
+//! A constructor in `.init_array` (which runs when the executable is loaded, before `main`)
+//! sees that variable and turns the process into a worker: it never reaches the user's `main`
+//! (nor the test harness, when the driver is a test binary). It connects to the node manager,
+//! proves it is the same build (registry fingerprint), then runs what it is sent: tasks one at a
+//! time on its main thread, or one actor for the rest of its life.
+
+use crate::actor::ActorInstance;
+use crate::codec::{Encoded, Value};
+use crate::context::{self, Client};
+use crate::error::{Error, Result};
+use crate::head::spawn::{ENV_DRIVER_PID, ENV_GPU_IDS, ENV_HEAD, ENV_PROC, ENV_TOKEN};
+use crate::ids::{self, ActorId, ObjectId, ProcIndex, RefId};
+use crate::protocol::{ActorSpec, ActorTaskSpec, Execute, TaskSpec, ToHead, ToWorker};
+use crate::refcount::{LocalCounts, Transition};
+use crate::registry::{self, Args};
+use crate::slot::Slot;
+use crate::transport::{self, BlockingSender};
+use std::any::Any;
+use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::time::Duration;
+
+static IN_WORKER: AtomicBool = AtomicBool::new(false);
+
+/// True inside a worker process.
+pub(crate) fn in_worker() -> bool {
+    IN_WORKER.load(Ordering::Relaxed)
+}
+
+// SAFETY: `.init_array` entries are called by the dynamic loader with no arguments before
+// `main`; `worker_entry` is an `extern "C" fn()` with no preconditions, and returns at once
+// unless this process was started as a worker.
+#[used]
+#[unsafe(link_section = ".init_array")]
+static WORKER_ENTRY: extern "C" fn() = worker_entry;
+
+extern "C" fn worker_entry() {
+    if std::env::var_os(ENV_HEAD).is_none() {
+        return;
+    }
+    let code = catch_unwind(run).unwrap_or(101);
+    std::process::exit(code);
+}
+
+struct Env {
+    head: String,
+    proc: ProcIndex,
+    token: u64,
+    driver_pid: i32,
+    gpu_ids: Vec<usize>,
+}
+
+fn read_env() -> Option<Env> {
+    let get = |k: &str| std::env::var(k).ok();
+    let env = Env {
+        head: get(ENV_HEAD)?,
+        proc: get(ENV_PROC)?.parse().ok()?,
+        token: u64::from_str_radix(&get(ENV_TOKEN)?, 16).ok()?,
+        driver_pid: get(ENV_DRIVER_PID)?.parse().ok()?,
+        gpu_ids: get(ENV_GPU_IDS)
+            .unwrap_or_default()
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .filter_map(|s| s.parse().ok())
+            .collect(),
+    };
+    for k in [ENV_HEAD, ENV_PROC, ENV_TOKEN, ENV_DRIVER_PID] {
+        // SAFETY: this runs in the loader's constructor, before `main` and before this process
+        // has started any thread, so nothing can read the environment concurrently.
+        unsafe { std::env::remove_var(k) };
+    }
+    Some(env)
+}
+
+fn run() -> i32 {
+    let Some(env) = read_env() else {
+        eprintln!("ray worker: incomplete RAY_RS_* environment; exiting");
+        return 2;
+    };
+    IN_WORKER.store(true, Ordering::Relaxed);
+    // SAFETY: prctl(PR_SET_PDEATHSIG) and signal(SIGPIPE, SIG_IGN) only change this process's
+    // signal dispositions; getppid has no preconditions.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        if libc::getppid() != env.driver_pid {
+            return 3; // the driver is already gone
+        }
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+    ids::set_this_proc(env.proc);
+    let stream = match transport::connect_abstract(&env.head) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ray worker: cannot connect to the node manager: {e}");
+            return 4;
+        }
+    };
+    let mut reader = match stream.try_clone() {
+        Ok(r) => std::io::BufReader::with_capacity(64 * 1024, r),
+        Err(e) => {
+            eprintln!("ray worker: {e}");
+            return 4;
+        }
+    };
+    let sender = BlockingSender::new(stream);
+    let pid = std::process::id();
+    let register =
+        ToHead::Register { proc: env.proc, pid, token: env.token, fingerprint: registry::fingerprint() };
+    if sender.send(&register).is_err() {
+        return 4;
+    }
+    let mut buf = Vec::new();
+    match transport::read_frame(&mut reader, &mut buf).ok().flatten().and_then(|_| transport::decode_frame(&buf).ok()) {
+        Some(ToWorker::Registered) => {}
+        Some(ToWorker::Refused { reason }) => {
+            eprintln!("ray worker refused by the node manager: {reason}");
+            return 5;
+        }
+        _ => return 4,
+    }
+    let core = Arc::new(WorkerCore {
+        pid,
+        proc: env.proc,
+        sender,
+        refs: Mutex::new(LocalCounts::default()),
+        pending: Mutex::new(HashMap::new()),
+        next_req: AtomicU64::new(1),
+        gpu_ids: Mutex::new(env.gpu_ids),
+    });
+    context::set(Some(core.clone()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader_core = core.clone();
+    let spawned = std::thread::Builder::new()
+        .name("ray-worker-reader".into())
+        .spawn(move || read_loop(reader_core, reader, tx));
+    if spawned.is_err() {
+        return 4;
+    }
+    execute_loop(&core, rx)
+}
+
+enum Job {
+    Run(Execute),
+    Exit,
+}
+
+/// Reads messages from the node manager. When the connection ends (the driver exited or was
+/// killed), the worker exits at once: no orphans.
+fn read_loop(core: Arc<WorkerCore>, mut reader: std::io::BufReader<std::os::unix::net::UnixStream>, tx: Sender<Job>) {
+    let mut buf = Vec::new();
+    loop {
+        match transport::read_frame(&mut reader, &mut buf) {
+            Ok(Some(())) => {}
+            _ => std::process::exit(0),
+        }
+        let msg: ToWorker = match transport::decode_frame(&buf) {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("ray worker: bad message from the node manager: {e}");
+                std::process::exit(4);
+            }
+        };
+        match msg {
+            ToWorker::Execute(e) => {
+                let _ = tx.send(Job::Run(e));
+            }
+            ToWorker::Exit => {
+                let _ = tx.send(Job::Exit);
+            }
+            ToWorker::GetReply { req, result } => core.complete(req, Reply::Get(result)),
+            ToWorker::WaitReply { req, ready } => core.complete(req, Reply::Wait(ready)),
+            ToWorker::Registered | ToWorker::Refused { .. } => {}
+        }
+    }
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-string payload".to_string()
+    }
+}
+
+/// Runs `f`, turning a panic into `TaskFailed`.
+fn guarded(name: &str, pid: u32, f: impl FnOnce() -> Result<Encoded>) -> Result<Encoded> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(payload) => Err(Error::TaskFailed { function: name.to_string(), message: panic_message(&*payload), pid }),
+    }
+}
+
+fn execute_loop(core: &Arc<WorkerCore>, rx: Receiver<Job>) -> i32 {
+    while let Ok(job) = rx.recv() {
+        match job {
+            Job::Exit => return 0,
+            Job::Run(Execute::Task { task, function, args, gpu_ids }) => {
+                *core.gpu_ids.lock().unwrap_or_else(|e| e.into_inner()) = gpu_ids;
+                let result = registry::task(&function)
+                    .and_then(|entry| guarded(&function, core.pid, || (entry.invoke)(&mut Args::new(&function, args))));
+                core.send_done(task, result);
+            }
+            Job::Run(Execute::CreateActor { actor, class, args, gpu_ids, max_concurrency: _ }) => {
+                *core.gpu_ids.lock().unwrap_or_else(|e| e.into_inner()) = gpu_ids;
+                return run_actor(core, actor, &class, args, rx);
+            }
+            Job::Run(Execute::ActorTask { task, method, .. }) => core.send_done(
+                task,
+                Err(Error::InvalidArgument { what: "actor call".into(), message: format!("`{method}` sent to a task worker") }),
+            ),
+        }
+    }
+    0
+}
+
+fn run_actor(core: &Arc<WorkerCore>, actor: ActorId, class: &str, args: Vec<bytes::Bytes>, rx: Receiver<Job>) -> i32 {
+    let short = crate::head::short_name(class).to_string();
+    let entry = match registry::actor(class) {
+        Ok(e) => e,
+        Err(e) => {
+            let _ = core.sender.send(&ToHead::ActorCreated { actor, result: Err(e) });
+            return 0;
+        }
+    };
+    let created = catch_unwind(AssertUnwindSafe(|| (entry.create)(&mut Args::new(&format!("{short}::new"), args))));
+    let instance = match created {
+        Ok(Ok(i)) => i,
+        Ok(Err(e)) => {
+            let _ = core.sender.send(&ToHead::ActorCreated { actor, result: Err(e) });
+            return 0;
+        }
+        Err(payload) => {
+            let err = Error::TaskFailed { function: format!("{short}::new"), message: panic_message(&*payload), pid: core.pid };
+            let _ = core.sender.send(&ToHead::ActorCreated { actor, result: Err(err) });
+            return 0;
+        }
+    };
+    let _ = core.sender.send(&ToHead::ActorCreated { actor, result: Ok(()) });
+    match instance {
+        ActorInstance::Single(mut this) => {
+            while let Ok(job) = rx.recv() {
+                match job {
+                    Job::Exit => return 0,
+                    Job::Run(Execute::ActorTask { task, method, args }) => {
+                        let name = format!("{short}.{method}");
+                        let result =
+                            guarded(&name, core.pid, || (entry.call_mut)(&mut *this, &method, &mut Args::new(&name, args)));
+                        core.send_done(task, result);
+                    }
+                    Job::Run(_) => {}
+                }
+            }
+            0
+        }
+        ActorInstance::Threaded { instance, max_concurrency } => {
+            run_threaded(core, entry, &short, instance, max_concurrency, rx)
+        }
+    }
+}
+
+/// A threaded actor: `max_concurrency` threads take calls; `&self` methods share a read lock,
+/// `&mut self` methods take the write lock.
+fn run_threaded(
+    core: &Arc<WorkerCore>,
+    entry: &'static registry::ActorEntry,
+    short: &str,
+    instance: Box<dyn Any + Send + Sync>,
+    threads: u32,
+    rx: Receiver<Job>,
+) -> i32 {
+    let instance = Arc::new(RwLock::new(instance));
+    let rx = Arc::new(Mutex::new(rx));
+    let active = Arc::new((Mutex::new(0usize), Condvar::new()));
+    let mut handles = Vec::new();
+    for _ in 0..threads.max(1) {
+        let (core, instance, rx, active, short) =
+            (core.clone(), instance.clone(), rx.clone(), active.clone(), short.to_string());
+        handles.push(std::thread::spawn(move || {
+            loop {
+                let job = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                let Ok(job) = job else { return };
+                match job {
+                    Job::Exit => {
+                        let (count, cv) = &*active;
+                        let mut n = count.lock().unwrap_or_else(|e| e.into_inner());
+                        while *n > 0 {
+                            n = cv.wait(n).unwrap_or_else(|e| e.into_inner());
+                        }
+                        std::process::exit(0);
+                    }
+                    Job::Run(Execute::ActorTask { task, method, args }) => {
+                        *active.0.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+                        let name = format!("{short}.{method}");
+                        let mut args = Args::new(&name, args);
+                        let result = guarded(&name, core.pid, || match (entry.method_is_mut)(&method) {
+                            Some(false) => {
+                                let guard = instance.read().unwrap_or_else(|e| e.into_inner());
+                                (entry.call_ref)(&**guard, &method, &mut args)
+                            }
+                            _ => {
+                                let mut guard = instance.write().unwrap_or_else(|e| e.into_inner());
+                                (entry.call_mut)(&mut **guard, &method, &mut args)
+                            }
+                        });
+                        core.send_done(task, result);
+                        let (count, cv) = &*active;
+                        *count.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+                        cv.notify_all();
+                    }
+                    Job::Run(_) => {}
+                }
+            }
+        }));
+    }
+    for h in handles {
+        let _ = h.join();
+    }
+    0
+}
+
+enum Reply {
+    Get(Result<Vec<Value>>),
+    Wait(Vec<u32>),
+}
+
+type Pending = Box<dyn FnOnce(Reply) + Send>;
+
+/// A worker's client: messages over its socket.
+pub(crate) struct WorkerCore {
+    pid: u32,
+    proc: ProcIndex,
+    sender: BlockingSender,
+    refs: Mutex<LocalCounts>,
+    pending: Mutex<HashMap<u64, Pending>>,
+    next_req: AtomicU64,
+    gpu_ids: Mutex<Vec<usize>>,
+}
+
+impl WorkerCore {
+    fn send(&self, msg: &ToHead) {
+        if let Err(e) = self.sender.send(msg) {
+            eprintln!("ray worker: lost the node manager ({e}); exiting");
+            std::process::exit(0);
+        }
+    }
+
+    fn send_done(&self, task: ObjectId, result: Result<Encoded>) {
+        match result {
+            Ok(Encoded { value, pins }) => {
+                self.send(&ToHead::TaskDone { task, result: Ok(value) });
+                drop(pins);
+            }
+            Err(e) => self.send(&ToHead::TaskDone { task, result: Err(e) }),
+        }
+    }
+
+    fn complete(&self, req: u64, reply: Reply) {
+        let callback = self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&req);
+        if let Some(cb) = callback {
+            cb(reply);
+        }
+    }
+
+    /// Registers a callback for the reply, then sends the request (built with its id).
+    fn request(&self, callback: Pending, make: impl FnOnce(u64) -> ToHead) {
+        let req = self.next_req.fetch_add(1, Ordering::Relaxed);
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(req, callback);
+        self.send(&make(req));
+    }
+
+    fn owned(&self, id: RefId) {
+        self.refs.lock().unwrap_or_else(|e| e.into_inner()).owned(id);
+    }
+}
+
+fn timeout_ms(t: Option<Duration>) -> Option<u64> {
+    t.map(|d| d.as_millis().min(u64::MAX as u128) as u64)
+}
+
+impl Client for WorkerCore {
+    fn submit_task(&self, spec: TaskSpec) {
+        self.owned(RefId::Object(spec.task));
+        self.send(&ToHead::SubmitTask(spec));
+    }
+
+    fn create_actor(&self, spec: ActorSpec) {
+        self.owned(RefId::Actor(spec.actor));
+        self.send(&ToHead::CreateActor(spec));
+    }
+
+    fn submit_actor_task(&self, spec: ActorTaskSpec) {
+        self.owned(RefId::Object(spec.task));
+        self.send(&ToHead::SubmitActorTask(spec));
+    }
+
+    fn put(&self, id: ObjectId, result: Result<Value>) {
+        self.owned(RefId::Object(id));
+        self.send(&ToHead::Put { id, result });
+    }
+
+    fn get(&self, ids: &[ObjectId], timeout: Option<Duration>) -> Result<Vec<Value>> {
+        let slot = Arc::new(Slot::new());
+        let s2 = slot.clone();
+        self.request(
+            Box::new(move |r| {
+                if let Reply::Get(v) = r {
+                    s2.fill(v)
+                }
+            }),
+            |req| ToHead::Get { req, ids: ids.to_vec(), timeout_ms: timeout_ms(timeout) },
+        );
+        match slot.wait(None) {
+            Some(Err(Error::Timeout { what, .. })) => Err(Error::Timeout { what, timeout: timeout.unwrap_or_default() }),
+            Some(r) => r,
+            None => Err(Error::shut_down()),
+        }
+    }
+
+    fn get_async(&self, id: ObjectId) -> Arc<Slot<Result<Value>>> {
+        let slot = Arc::new(Slot::new());
+        let s2 = slot.clone();
+        self.request(
+            Box::new(move |r| {
+                if let Reply::Get(v) = r {
+                    s2.fill(v.and_then(|mut v| {
+                        v.pop().ok_or_else(|| Error::ObjectLost { id: id.to_string(), reason: "empty reply".into() })
+                    }))
+                }
+            }),
+            |req| ToHead::Get { req, ids: vec![id], timeout_ms: None },
+        );
+        slot
+    }
+
+    fn transfer_done(&self, values: &[Value]) {
+        for v in values {
+            for id in &v.contained {
+                self.send(&ToHead::DelRef(*id));
+            }
+        }
+    }
+
+    fn wait(&self, ids: &[ObjectId], num_returns: usize, timeout: Option<Duration>) -> Vec<bool> {
+        let slot = Arc::new(Slot::new());
+        let s2 = slot.clone();
+        self.request(
+            Box::new(move |r| {
+                if let Reply::Wait(v) = r {
+                    s2.fill(v)
+                }
+            }),
+            |req| ToHead::Wait { req, ids: ids.to_vec(), num_returns, timeout_ms: timeout_ms(timeout) },
+        );
+        let ready = slot.wait(None).unwrap_or_default();
+        let mut flags = vec![false; ids.len()];
+        for i in ready {
+            if let Some(f) = flags.get_mut(i as usize) {
+                *f = true;
+            }
+        }
+        flags
+    }
+
+    fn add_ref(&self, id: RefId) {
+        let mut refs = self.refs.lock().unwrap_or_else(|e| e.into_inner());
+        if let Transition::First = refs.inc(id) {
+            self.send(&ToHead::AddRef(id));
+        }
+    }
+
+    fn del_ref(&self, id: RefId) {
+        let mut refs = self.refs.lock().unwrap_or_else(|e| e.into_inner());
+        if let Transition::Last = refs.dec(id) {
+            self.send(&ToHead::DelRef(id));
+        }
+    }
+
+    fn kill_actor(&self, id: ActorId) {
+        self.send(&ToHead::KillActor { actor: id });
+    }
+
+    fn gpu_ids(&self) -> Vec<usize> {
+        self.gpu_ids.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn proc(&self) -> ProcIndex {
+        self.proc
+    }
+}
