@@ -180,6 +180,16 @@ fn read_loop(core: Arc<WorkerCore>, mut reader: std::io::BufReader<std::os::unix
     }
 }
 
+/// Tells the driver's log forwarder which task or actor the following output lines belong to.
+fn set_log_label(name: &str) {
+    use std::io::Write;
+    let mut line = crate::head::spawn::LABEL_MARKER.to_vec();
+    line.extend_from_slice(name.as_bytes());
+    line.push(b'\n');
+    let _ = std::io::stdout().lock().write_all(&line);
+    let _ = std::io::stderr().lock().write_all(&line);
+}
+
 fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         s.to_string()
@@ -204,6 +214,7 @@ fn execute_loop(core: &Arc<WorkerCore>, rx: Receiver<Job>) -> i32 {
             Job::Exit => return 0,
             Job::Run(Execute::Task { task, function, args, gpu_ids }) => {
                 *core.gpu_ids.lock().unwrap_or_else(|e| e.into_inner()) = gpu_ids;
+                set_log_label(crate::head::short_name(&function));
                 let result = registry::task(&function)
                     .and_then(|entry| guarded(&function, core.pid, || (entry.invoke)(&mut Args::new(&function, args))));
                 core.send_done(task, result);
@@ -223,6 +234,7 @@ fn execute_loop(core: &Arc<WorkerCore>, rx: Receiver<Job>) -> i32 {
 
 fn run_actor(core: &Arc<WorkerCore>, actor: ActorId, class: &str, args: Vec<bytes::Bytes>, rx: Receiver<Job>) -> i32 {
     let short = crate::head::short_name(class).to_string();
+    set_log_label(&short);
     let entry = match registry::actor(class) {
         Ok(e) => e,
         Err(e) => {

@@ -79,7 +79,6 @@ struct WorkerEntry {
     gpu_ids: Vec<usize>,
     conn: Option<Outbox>,
     state: WorkerState,
-    label: Arc<Mutex<String>>,
     killer: Arc<tokio::sync::Notify>,
     /// CPU held by what the worker runs, lent back to the node while it blocks in `get`.
     cpu_held: Amount,
@@ -801,7 +800,6 @@ impl HeadState {
         let w = self.workers.get_mut(&proc).expect("worker exists");
         w.state = WorkerState::Busy(task);
         w.cpu_held = cpu;
-        *w.label.lock().unwrap_or_else(|e| e.into_inner()) = short_name(&function).to_string();
         if let Some(conn) = &w.conn {
             conn.send(&ToWorker::Execute(Execute::Task { task, function, args, gpu_ids }));
         }
@@ -820,7 +818,6 @@ impl HeadState {
 
     fn start_worker(&mut self, gpu_ids: Vec<usize>, assignment: Option<Assignment>) -> ProcIndex {
         let proc = NEXT_PROC.fetch_add(1, Ordering::Relaxed);
-        let label = Arc::new(Mutex::new(String::new()));
         let killer = Arc::new(tokio::sync::Notify::new());
         self.workers.insert(
             proc,
@@ -829,13 +826,12 @@ impl HeadState {
                 gpu_ids: gpu_ids.clone(),
                 conn: None,
                 state: WorkerState::Starting(assignment),
-                label: label.clone(),
                 killer: killer.clone(),
                 cpu_held: Amount::ZERO,
                 blocked: 0,
             },
         );
-        let request = SpawnRequest { proc, gpu_ids, label, killer };
+        let request = SpawnRequest { proc, gpu_ids, killer };
         let sent = match &*self.shared.spawn_tx.lock().unwrap_or_else(|e| e.into_inner()) {
             Some(tx) => tx.send(request).is_ok(),
             None => false,
@@ -850,7 +846,6 @@ impl HeadState {
         let idle_count: usize = self.idle.values().map(|v| v.len()).sum();
         let Some(w) = self.workers.get_mut(&proc) else { return };
         w.cpu_held = Amount::ZERO;
-        w.label.lock().unwrap_or_else(|e| e.into_inner()).clear();
         if self.shutting_down || idle_count >= self.shared.max_idle_workers {
             w.state = WorkerState::Exiting;
             if let Some(c) = &w.conn {
@@ -1040,7 +1035,6 @@ impl HeadState {
         let w = self.workers.get_mut(&proc).expect("worker exists");
         w.state = WorkerState::Actor(actor);
         w.cpu_held = cpu;
-        *w.label.lock().unwrap_or_else(|e| e.into_inner()) = short_name(&class).to_string();
         if let Some(conn) = &w.conn {
             conn.send(&ToWorker::Execute(Execute::CreateActor { actor, class, args, gpu_ids, max_concurrency }));
         }

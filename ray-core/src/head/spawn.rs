@@ -11,7 +11,7 @@ use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
@@ -26,9 +26,13 @@ pub const ENV_GPU_IDS: &str = "RAY_RS_GPU_IDS";
 pub(crate) struct SpawnRequest {
     pub proc: ProcIndex,
     pub gpu_ids: Vec<usize>,
-    pub label: Arc<Mutex<String>>,
     pub killer: Arc<tokio::sync::Notify>,
 }
+
+/// A worker writes this, then a name and a newline, to stdout and stderr when it starts a task
+/// or becomes an actor; the forwarder uses it as the prefix of the lines that follow on that
+/// stream and does not print it. In-band, so a prefix is never ahead of or behind its lines.
+pub(crate) const LABEL_MARKER: &[u8] = b"\0ray-label:";
 
 pub(crate) struct SpawnerConfig {
     pub exe: PathBuf,
@@ -83,8 +87,8 @@ pub(crate) fn spawner_main(
 
 async fn monitor(mut child: tokio::process::Child, req: SpawnRequest, head: Weak<Head>, log: bool) {
     let pid = child.id().unwrap_or(0);
-    let out = child.stdout.take().map(|s| tokio::spawn(forward(s, req.label.clone(), pid, false, log)));
-    let err = child.stderr.take().map(|s| tokio::spawn(forward(s, req.label.clone(), pid, true, log)));
+    let out = child.stdout.take().map(|s| tokio::spawn(forward(s, pid, false, log)));
+    let err = child.stderr.take().map(|s| tokio::spawn(forward(s, pid, true, log)));
     let status = loop {
         tokio::select! {
             status = child.wait() => break status,
@@ -124,22 +128,26 @@ fn signal_name(sig: i32) -> &'static str {
 }
 
 /// Copies a worker's output to the driver's, a whole line at a time, with Ray's prefix.
-async fn forward<R: AsyncRead + Unpin>(r: R, label: Arc<Mutex<String>>, pid: u32, is_err: bool, log: bool) {
+async fn forward<R: AsyncRead + Unpin>(r: R, pid: u32, is_err: bool, log: bool) {
     let mut r = BufReader::with_capacity(16 * 1024, r);
     let mut line = Vec::with_capacity(256);
+    let mut name = String::new();
     loop {
         line.clear();
         match r.read_until(b'\n', &mut line).await {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
-        if !log {
-            continue;
-        }
         while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
             line.pop();
         }
-        let name = label.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(label) = line.strip_prefix(LABEL_MARKER) {
+            name = String::from_utf8_lossy(label).into_owned();
+            continue;
+        }
+        if !log {
+            continue;
+        }
         let mut out = Vec::with_capacity(line.len() + name.len() + 24);
         if name.is_empty() {
             let _ = write!(out, "(pid={pid}) ");

@@ -1,0 +1,40 @@
+//! Calls without `ray::init` (its own test binary: a runtime is per process).
+
+use ray::Error;
+
+#[ray::remote]
+fn add(a: i64, b: i64) -> i64 {
+    a + b
+}
+
+#[ray::remote]
+struct Thing {}
+
+#[ray::remote]
+impl Thing {
+    fn new() -> Self {
+        Thing {}
+    }
+    fn ping(&self) -> u8 {
+        1
+    }
+}
+
+#[test]
+fn calls_before_init_and_after_shutdown_say_not_initialized() {
+    let r = add::remote(1, 2);
+    assert!(matches!(ray::get(&r), Err(Error::NotInitialized { .. })));
+    assert!(matches!(ray::put(1), Err(Error::NotInitialized { .. })));
+    let t = Thing::remote();
+    assert!(matches!(ray::get(&t.ping()), Err(Error::NotInitialized { .. })));
+    assert!(!ray::is_initialized());
+
+    ray::init(ray::Config::default().num_cpus(1)).unwrap();
+    assert!(ray::is_initialized());
+    let r = add::remote(1, 2);
+    assert_eq!(ray::get(&r).unwrap(), 3);
+    ray::shutdown();
+    let err = ray::get(&r).unwrap_err();
+    assert!(matches!(err, Error::NotInitialized { .. }), "{err:?}");
+    assert!(err.to_string().contains("ray::init"), "{err}");
+}
