@@ -376,3 +376,36 @@ fn bad_config_is_rejected_with_a_clear_error() {
     let err = ray::init(ray::Config::default().resource("disk", -2.0)).unwrap_err();
     assert!(err.to_string().contains("negative"), "{err}");
 }
+
+#[ray::remote]
+struct PidActor {}
+
+#[ray::remote]
+impl PidActor {
+    fn new() -> Self {
+        PidActor {}
+    }
+    fn pid(&self) -> u32 {
+        std::process::id()
+    }
+}
+
+#[test]
+fn task_workers_are_pooled_and_actors_get_their_own() {
+    init(2);
+    let mut task_pids = std::collections::BTreeSet::new();
+    for _ in 0..30 {
+        task_pids.insert(ray::get(&worker_pid::remote()).unwrap());
+    }
+    assert!(task_pids.len() <= 2, "30 sequential tasks reuse pooled workers, used {task_pids:?}");
+    let a = PidActor::remote();
+    let b = PidActor::remote();
+    let (pa, pb) = (ray::get(&a.pid()).unwrap(), ray::get(&b.pid()).unwrap());
+    assert_ne!(pa, pb);
+    assert!(!task_pids.contains(&pa) && !task_pids.contains(&pb), "actors do not share task workers");
+    for _ in 0..10 {
+        let p = ray::get(&worker_pid::remote()).unwrap();
+        assert!(p != pa && p != pb, "tasks never run in an actor's worker");
+    }
+    ray::shutdown();
+}

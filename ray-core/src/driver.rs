@@ -139,6 +139,7 @@ fn start(config: &Config, cpus: usize, gpus: usize, custom: Vec<(String, Amount)
     let listener = transport::bind_abstract(&socket)?;
     let (spawn_tx, spawn_rx) = std::sync::mpsc::channel();
     let shared = Arc::new(HeadShared {
+        socket: socket.clone(),
         token,
         fingerprint: crate::registry::fingerprint(),
         max_idle_workers: config.max_idle_workers.unwrap_or(cpus).max(1),
@@ -306,5 +307,42 @@ impl Client for DriverClient {
 
     fn proc(&self) -> ProcIndex {
         DRIVER_PROC
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::ToWorker;
+    use std::io::BufReader;
+
+    fn handshake(fingerprint: u64, token: u64) -> ToWorker {
+        let d = current().expect("running");
+        let stream = transport::connect_abstract(&d.head.shared.socket).unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let sender = transport::BlockingSender::new(stream);
+        sender.send(&ToHead::Register { proc: 999_999, pid: 1, token, fingerprint }).unwrap();
+        let mut buf = Vec::new();
+        transport::read_frame(&mut reader, &mut buf).unwrap().unwrap();
+        transport::decode_frame(&buf).unwrap()
+    }
+
+    #[test]
+    fn a_worker_from_another_build_or_with_a_wrong_token_is_refused() {
+        init(Config::default().num_cpus(1).prestart_workers(0)).unwrap();
+        let token = current().unwrap().head.shared.token;
+        let fingerprint = crate::registry::fingerprint();
+        match handshake(fingerprint ^ 1, token) {
+            ToWorker::Refused { reason } => {
+                assert!(reason.contains("different build"), "{reason}");
+                assert!(reason.contains(&format!("{fingerprint:016x}")), "{reason}");
+            }
+            other => panic!("expected Refused, got {other:?}"),
+        }
+        match handshake(fingerprint, token ^ 1) {
+            ToWorker::Refused { reason } => assert!(reason.contains("token"), "{reason}"),
+            other => panic!("expected Refused, got {other:?}"),
+        }
+        shutdown();
     }
 }

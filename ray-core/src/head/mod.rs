@@ -28,6 +28,7 @@ use std::time::Duration;
 
 /// Settings and channels fixed for the life of a node manager.
 pub(crate) struct HeadShared {
+    pub socket: String,
     pub token: u64,
     pub fingerprint: u64,
     pub max_idle_workers: usize,
@@ -866,11 +867,6 @@ impl HeadState {
             conn.close();
             return false;
         }
-        let Some(w) = self.workers.get_mut(&proc) else {
-            conn.send(&ToWorker::Refused { reason: format!("unknown worker index {proc}") });
-            conn.close();
-            return false;
-        };
         if fingerprint != self.shared.fingerprint {
             let reason = format!(
                 "worker pid {pid} runs a different build (fingerprint {fingerprint:016x}, driver \
@@ -878,11 +874,18 @@ impl HeadState {
                 self.shared.fingerprint
             );
             tracing::error!("{reason}");
-            self.last_spawn_error = Some(reason.clone());
+            if self.workers.contains_key(&proc) {
+                self.last_spawn_error = Some(reason.clone());
+            }
             conn.send(&ToWorker::Refused { reason });
             conn.close();
             return false;
         }
+        let Some(w) = self.workers.get_mut(&proc) else {
+            conn.send(&ToWorker::Refused { reason: format!("unknown worker index {proc}") });
+            conn.close();
+            return false;
+        };
         w.pid = pid;
         conn.send(&ToWorker::Registered);
         w.conn = Some(conn);
