@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs every check and test of the workspace, on a fresh machine too (the README's test command;
+# .ci/run calls it). Installs the system packages the tests need first: Mesa's lavapipe Vulkan
+# driver, so ray-gpu's shaders really run on machines without a GPU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-gpu-deps.sh
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace
