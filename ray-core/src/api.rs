@@ -2,6 +2,7 @@
 
 use crate::actor::{ActorHandle, RemoteActor};
 use crate::codec::{self, Value};
+use crate::object_store;
 use crate::config::Config;
 use crate::context;
 use crate::error::{Error, Result};
@@ -39,10 +40,10 @@ pub fn is_initialized() -> bool {
     context::try_client().is_some()
 }
 
-pub(crate) fn decode_values<T: DeserializeOwned>(values: Vec<Value>) -> Result<Vec<T>> {
-    let out: Result<Vec<T>> = values.iter().map(|v| codec::decode::<T>(&v.bytes)).collect();
+pub(crate) fn decode_values<T: DeserializeOwned>(ids: &[ObjectId], values: Vec<Value>) -> Result<Vec<T>> {
+    let out: Result<Vec<T>> = values.iter().map(|v| v.decode::<T>()).collect();
     if let Some(c) = context::try_client() {
-        c.transfer_done(&values);
+        c.transfer_done(ids, &values);
     }
     out
 }
@@ -82,7 +83,7 @@ fn get_inner<T: DeserializeOwned>(refs: &[ObjectRef<T>], timeout: Option<Duratio
     let ids = ids_of(refs)?;
     let client = context::client()?;
     let values = client.get(&ids, timeout)?;
-    decode_values(values)
+    decode_values(&ids, values)
 }
 
 /// Stores a value in the object store and returns a reference to it, to pass to many tasks
@@ -90,8 +91,9 @@ fn get_inner<T: DeserializeOwned>(refs: &[ObjectRef<T>], timeout: Option<Duratio
 pub fn put<T: Serialize>(value: T) -> Result<ObjectRef<T>> {
     let client = context::client()?;
     let encoded = codec::encode(&value)?;
+    let stored = object_store::place(&*client, encoded.value)?;
     let id = ObjectId::new();
-    client.put(id, Ok(encoded.value));
+    client.put(id, Ok(stored));
     drop(encoded.pins);
     drop(value);
     Ok(ObjectRef::adopt(id))

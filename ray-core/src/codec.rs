@@ -14,20 +14,64 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 
-fn config() -> bincode::config::Configuration {
-    bincode::config::standard()
+/// Fixed-width little-endian integers: a `Vec<T: Pod>` then encodes as an 8-byte length followed
+/// by the elements exactly as they lie in memory, which is what makes zero-copy views possible.
+type Config = bincode::config::Configuration<bincode::config::LittleEndian, bincode::config::Fixint>;
+
+fn config() -> Config {
+    bincode::config::standard().with_fixed_int_encoding()
+}
+
+/// Bytes before the elements of an encoded `Vec<T>`: its `u64` length.
+pub(crate) const VEC_PREFIX: usize = 8;
+
+/// Where an encoded value's bytes are.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub(crate) enum Data {
+    /// In the message itself (small objects).
+    Inline(Bytes),
+    /// In the node's object store: `len` bytes at `region + pad`.
+    Shm { region: u64, pad: u32, len: u64 },
+}
+
+impl Data {
+    pub(crate) fn len(&self) -> u64 {
+        match self {
+            Data::Inline(b) => b.len() as u64,
+            Data::Shm { len, .. } => *len,
+        }
+    }
+
+    /// Runs `f` on the bytes, wherever they are.
+    pub(crate) fn with_bytes<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
+        match self {
+            Data::Inline(b) => Ok(f(b)),
+            Data::Shm { region, pad, len } => {
+                let arena = crate::object_store::arena().ok_or_else(|| Error::ObjectLost {
+                    id: format!("at offset {region}"),
+                    reason: "this process has no object store (the runtime was shut down)".into(),
+                })?;
+                Ok(f(arena.slice(region + *pad as u64, *len)))
+            }
+        }
+    }
 }
 
 /// An encoded user value plus the references it contains.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub(crate) struct Value {
-    pub bytes: Bytes,
+    pub data: Data,
     pub contained: Vec<RefId>,
 }
 
 impl Value {
-    pub(crate) fn len(&self) -> usize {
-        self.bytes.len()
+    pub(crate) fn len(&self) -> u64 {
+        self.data.len()
+    }
+
+    /// Decodes the value.
+    pub(crate) fn decode<T: DeserializeOwned>(&self) -> Result<T> {
+        self.data.with_bytes(|b| decode::<T>(b))?
     }
 }
 
@@ -63,7 +107,7 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Encoded> {
         message: e.to_string(),
     })?;
     let pins = crate::refcount::Pins::new(&contained);
-    Ok(Encoded { value: Value { bytes: Bytes::from(bytes), contained }, pins })
+    Ok(Encoded { value: Value { data: Data::Inline(Bytes::from(bytes)), contained }, pins })
 }
 
 /// Decodes a user value.
@@ -110,18 +154,28 @@ mod tests {
     fn values_round_trip() {
         let e = encode(&(1u32, "two".to_string(), vec![3.0f32; 3])).unwrap();
         assert!(e.value.contained.is_empty());
-        let back: (u32, String, Vec<f32>) = decode(&e.value.bytes).unwrap();
+        let back: (u32, String, Vec<f32>) = e.value.decode().unwrap();
         assert_eq!(back, (1, "two".to_string(), vec![3.0; 3]));
     }
 
     #[test]
     fn decoding_the_wrong_type_names_the_type() {
         let e = encode(&"hello".to_string()).unwrap();
-        let err = decode::<Vec<u64>>(&e.value.bytes[..2]).unwrap_err();
+        let Data::Inline(bytes) = &e.value.data else { panic!("small values are inline") };
+        let err = decode::<Vec<u64>>(&bytes[..2]).unwrap_err();
         match err {
             Error::Serialization { type_name, .. } => assert!(type_name.contains("Vec<u64>")),
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn pod_vectors_encode_as_length_then_raw_elements() {
+        let v = vec![1.5f32, -2.0, 3.25];
+        let e = encode(&v).unwrap();
+        let Data::Inline(bytes) = &e.value.data else { panic!() };
+        assert_eq!(&bytes[..VEC_PREFIX], &3u64.to_le_bytes());
+        assert_eq!(&bytes[VEC_PREFIX..], bytemuck::cast_slice::<f32, u8>(&v));
     }
 
     #[test]

@@ -14,6 +14,9 @@ pub struct Config {
     pub(crate) log_to_driver: bool,
     pub(crate) prestart_workers: Option<usize>,
     pub(crate) max_idle_workers: Option<usize>,
+    pub(crate) object_store_memory: Option<u64>,
+    pub(crate) spill_dir: Option<std::path::PathBuf>,
+    pub(crate) max_inline_object_size: Option<usize>,
 }
 
 impl Default for Config {
@@ -25,6 +28,9 @@ impl Default for Config {
             log_to_driver: true,
             prestart_workers: None,
             max_idle_workers: None,
+            object_store_memory: None,
+            spill_dir: None,
+            max_inline_object_size: None,
         }
     }
 }
@@ -67,6 +73,27 @@ impl Config {
     /// How many idle task workers to keep for reuse (default: `num_cpus`, at least 1).
     pub fn max_idle_workers(mut self, n: usize) -> Self {
         self.max_idle_workers = Some(n);
+        self
+    }
+
+    /// Capacity of the node's shared-memory object store in bytes (default: 30% of the
+    /// machine's memory, as Ray). When it is full, referenced objects are spilled to disk.
+    pub fn object_store_memory(mut self, bytes: u64) -> Self {
+        self.object_store_memory = Some(bytes);
+        self
+    }
+
+    /// Where spilled objects go (default: the system's temporary directory). The runtime
+    /// makes a directory of its own inside and removes it at shutdown.
+    pub fn object_spilling_directory(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.spill_dir = Some(dir.into());
+        self
+    }
+
+    /// Objects smaller than this travel inside messages; larger ones go to the shared-memory
+    /// store (default 100 KiB, as Ray's `max_direct_call_object_size`).
+    pub fn max_inline_object_size(mut self, bytes: usize) -> Self {
+        self.max_inline_object_size = Some(bytes);
         self
     }
 

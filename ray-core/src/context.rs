@@ -19,9 +19,13 @@ pub(crate) trait Client: Send + Sync + 'static {
     /// Blocks until every object is ready; values in the order asked.
     fn get(&self, ids: &[ObjectId], timeout: Option<Duration>) -> Result<Vec<Value>>;
     fn get_async(&self, id: ObjectId) -> Arc<Slot<Result<Value>>>;
-    /// After decoding values that came from `get`: the references inside them are now
-    /// counted by this process itself.
-    fn transfer_done(&self, values: &[Value]);
+    /// After decoding values that came from `get(ids)`: the references inside them are now
+    /// counted by this process itself, and values in the store may be spilled again.
+    fn transfer_done(&self, ids: &[ObjectId], values: &[Value]);
+    /// A region of the object store to write `size` bytes into.
+    fn alloc(&self, size: u64) -> Result<u64>;
+    /// Done reading these objects from the store (zero-copy views).
+    fn release(&self, ids: &[ObjectId]);
     /// Ready flags, one per id.
     fn wait(&self, ids: &[ObjectId], num_returns: usize, timeout: Option<Duration>) -> Vec<bool>;
     /// A reference was created in this process (clone or decode).

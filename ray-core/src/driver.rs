@@ -6,7 +6,9 @@
 //! a runtime started on a thread other than `main` shuts down when that thread ends, so a test
 //! that panics does not leave it running.
 
-use crate::codec::Value;
+use crate::codec::{Data, Value};
+use crate::head::store::Store;
+use crate::object_store::{self, Arena};
 use crate::config::Config;
 use crate::context::{self, Client};
 use crate::error::{Error, Result};
@@ -146,7 +148,16 @@ fn start(config: &Config, cpus: usize, gpus: usize, custom: Vec<(String, Amount)
         rt: rt.handle().clone(),
         spawn_tx: Mutex::new(Some(spawn_tx)),
     });
-    let head = Head::new(NodeResources::new(cpus, gpus, &custom), shared);
+    let capacity = config.object_store_memory.unwrap_or_else(object_store::default_capacity);
+    let arena = Arc::new(Arena::create(capacity)?);
+    let spill_root = config.spill_dir.clone().unwrap_or_else(std::env::temp_dir);
+    remove_stale_spill_dirs(&spill_root);
+    let spill_dir = spill_root.join(format!("ray-rs-spill-{}-{epoch}", std::process::id()));
+    let inline_max = config.max_inline_object_size.unwrap_or(object_store::DEFAULT_INLINE_MAX);
+    object_store::set_inline_max(inline_max);
+    object_store::set_arena(Some(arena.clone()));
+    let store = Store::new(arena.clone(), spill_dir);
+    let head = Head::new(NodeResources::new(cpus, gpus, &custom), store, shared);
     let listener = {
         let _enter = rt.enter();
         tokio::net::UnixListener::from_std(listener).map_err(|e| Error::io("listening for workers", e))?
@@ -170,6 +181,9 @@ fn start(config: &Config, cpus: usize, gpus: usize, custom: Vec<(String, Amount)
         socket,
         token,
         log_to_driver: config.log_to_driver,
+        store_fd: arena.raw_fd(),
+        store_size: arena.capacity(),
+        inline_max,
     };
     let weak = Arc::downgrade(&head);
     let handle = rt.handle().clone();
@@ -210,9 +224,23 @@ async fn serve(head: Arc<Head>, stream: tokio::net::UnixStream) {
     head.disconnected(proc);
 }
 
+/// Removes spill directories left by drivers that were killed (their pid is gone).
+fn remove_stale_spill_dirs(root: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(root) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix("ray-rs-spill-") else { continue };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 impl Driver {
     fn stop(&self) {
         self.head.shutdown(Duration::from_secs(1));
+        self.head.lock().store.remove_spill_dir();
         self.head.shared.spawn_tx.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(t) = self.spawner.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = t.join();
@@ -231,19 +259,23 @@ pub(crate) fn shutdown() {
 }
 
 fn shutdown_epoch(only: Option<u64>) {
+    // The runtime stays in the global slot until it has fully stopped, so a waiting `init`
+    // cannot start a new one while this one is still tearing down.
     let driver = {
-        let mut g = lock_global();
+        let g = lock_global();
         match &g.driver {
-            Some(d) if only.is_none_or(|e| e == d.epoch) => {}
+            Some(d) if only.is_none_or(|e| e == d.epoch) => d.clone(),
             _ => return,
         }
-        g.owner = None;
-        g.driver.take()
     };
-    let Some(driver) = driver else { return };
     context::set(None);
     driver.stop();
-    let g = lock_global();
+    object_store::set_arena(None);
+    let mut g = lock_global();
+    if g.driver.as_ref().is_some_and(|d| Arc::ptr_eq(d, &driver)) {
+        g.driver = None;
+        g.owner = None;
+    }
     drop(g);
     GLOBAL_CHANGED.notify_all();
 }
@@ -283,7 +315,21 @@ impl Client for DriverClient {
         self.head.get_async(id)
     }
 
-    fn transfer_done(&self, _values: &[Value]) {}
+    fn transfer_done(&self, ids: &[ObjectId], values: &[Value]) {
+        let stored: Vec<ObjectId> =
+            ids.iter().zip(values).filter(|(_, v)| matches!(v.data, Data::Shm { .. })).map(|(id, _)| *id).collect();
+        if !stored.is_empty() {
+            self.head.lock().release_mapped(DRIVER_PROC, &stored);
+        }
+    }
+
+    fn alloc(&self, size: u64) -> Result<u64> {
+        self.head.lock().alloc(DRIVER_PROC, size)
+    }
+
+    fn release(&self, ids: &[ObjectId]) {
+        self.head.lock().release_mapped(DRIVER_PROC, ids);
+    }
 
     fn wait(&self, ids: &[ObjectId], num_returns: usize, timeout: Option<Duration>) -> Vec<bool> {
         self.head.wait_local(ids, num_returns, timeout)

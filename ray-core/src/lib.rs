@@ -12,7 +12,9 @@ mod error;
 mod head;
 mod ids;
 mod object_ref;
+mod object_store;
 mod options;
+mod pod;
 mod protocol;
 mod refcount;
 mod registry;
@@ -30,6 +32,7 @@ pub use head::spawn::ENV_GPU_IDS;
 pub use ids::{ActorId, ObjectId};
 pub use object_ref::{GetFuture, IntoArg, ObjectRef};
 pub use options::{ActorOptions, RemoteFunction, ResourceAmount, TaskOptions};
+pub use pod::{PodView, get_slice, put_slice};
 
 /// Helpers for the code `#[ray::remote]` generates. Not a public API.
 #[doc(hidden)]
@@ -70,6 +73,16 @@ pub mod __private {
     /// Statistics of the running driver: (live objects, bytes of their values).
     pub fn object_stats() -> Option<(usize, u64)> {
         crate::driver::current().map(|d| d.head.object_stats())
+    }
+
+    /// Object store statistics of the running driver: (bytes in use, capacity, objects
+    /// spilled so far, objects restored so far, spill directory).
+    pub fn store_stats() -> Option<(u64, u64, u64, u64, std::path::PathBuf)> {
+        crate::driver::current().map(|d| {
+            let st = d.head.lock();
+            let (spilled, restored) = st.spill_stats();
+            (st.store.used(), st.store.capacity(), spilled, restored, st.store.spill_dir().to_path_buf())
+        })
     }
 
     /// Process ids of the current workers (driver only).

@@ -5,7 +5,7 @@ use crate::context;
 use crate::error::{Error, Result};
 use crate::ids::{ObjectId, RefId};
 use crate::refcount;
-use crate::slot::{Slot, SlotFuture};
+use crate::slot::SlotFuture;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
@@ -13,7 +13,6 @@ use std::future::{Future, IntoFuture};
 use std::hash::{Hash, Hasher};
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 /// A reference to a value that a task returns or `ray::put` stores, possibly not computed yet.
@@ -136,9 +135,11 @@ impl<T: DeserializeOwned> Future for GetFuture<T> {
             FutureState::Waiting(slot) => match Pin::new(slot).poll(cx) {
                 Poll::Pending => Poll::Pending,
                 Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-                Poll::Ready(Ok(value)) => Poll::Ready(crate::api::decode_values::<T>(vec![value]).map(|mut v| {
-                    v.pop().expect("one value decoded")
-                })),
+                Poll::Ready(Ok(value)) => {
+                    Poll::Ready(crate::api::decode_values::<T>(&[this._object.id], vec![value]).map(|mut v| {
+                        v.pop().expect("one value decoded")
+                    }))
+                }
             },
         }
     }
@@ -197,10 +198,4 @@ impl<T> IntoArg<T> for &ObjectRef<T> {
     fn into_arg(self) -> ArgKind<T> {
         ArgKind::Ref(self.clone())
     }
-}
-
-pub(crate) fn slot_ready<T>(value: T) -> Arc<Slot<T>> {
-    let slot = Arc::new(Slot::new());
-    slot.fill(value);
-    slot
 }

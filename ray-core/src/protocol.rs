@@ -5,11 +5,10 @@
 //! followed by one bincode-encoded message (see `codec`). A later multi-node issue carries the
 //! same enums over TCP between node managers.
 
-use crate::codec::Value;
+use crate::codec::{Data, Value};
 use crate::error::Error;
 use crate::ids::{ActorId, ObjectId, ProcIndex, RefId};
 use crate::resources::ResourceRequest;
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 /// A task argument: an inline value, or a reference resolved before the task runs.
@@ -75,14 +74,20 @@ pub(crate) enum ToHead {
     DelRef(RefId),
     /// `ray::kill`.
     KillActor { actor: ActorId },
+    /// A region of the object store to write a large object into; answered by `Allocated`.
+    /// The object is sealed by the `Put`/`TaskDone` that names the region.
+    Alloc { req: u64, size: u64 },
+    /// The sender has finished reading these objects from the store (it was handed them by
+    /// `GetReply`), so they may be spilled again.
+    Release(Vec<ObjectId>),
 }
 
 /// What a worker is asked to run.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Execute {
-    Task { task: ObjectId, function: String, args: Vec<Bytes>, gpu_ids: Vec<usize> },
-    CreateActor { actor: ActorId, class: String, args: Vec<Bytes>, gpu_ids: Vec<usize>, max_concurrency: u32 },
-    ActorTask { task: ObjectId, method: String, args: Vec<Bytes> },
+    Task { task: ObjectId, function: String, args: Vec<Data>, gpu_ids: Vec<usize> },
+    CreateActor { actor: ActorId, class: String, args: Vec<Data>, gpu_ids: Vec<usize>, max_concurrency: u32 },
+    ActorTask { task: ObjectId, method: String, args: Vec<Data> },
 }
 
 /// Node manager → worker.
@@ -92,10 +97,13 @@ pub(crate) enum ToWorker {
     Refused { reason: String },
     Execute(Execute),
     /// Values in the order asked. References inside them are counted as held by the receiver
-    /// until it sends one `DelRef` for each, after decoding.
+    /// until it sends one `DelRef` for each, after decoding; values in the store stay pinned in
+    /// memory until it sends `Release`.
     GetReply { req: u64, result: Result<Vec<Value>, Error> },
     /// Indices (into the request's ids) of the ready objects.
     WaitReply { req: u64, ready: Vec<u32> },
+    /// The region for an `Alloc`, or why there is none (`ObjectStoreFull`).
+    Allocated { req: u64, result: Result<u64, Error> },
     /// Finish what was sent before, then exit.
     Exit,
 }

@@ -6,9 +6,8 @@
 //! hashes every entry's name and signature with ray's version; driver and workers must agree.
 
 use crate::actor::ActorInstance;
-use crate::codec::{self, Encoded};
+use crate::codec::{Data, Encoded};
 use crate::error::{Error, Result};
-use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use std::any::Any;
 use std::collections::HashMap;
@@ -54,13 +53,13 @@ pub static ACTORS: [ActorEntry];
 /// The arguments of one call, decoded one at a time by generated code.
 #[doc(hidden)]
 pub struct Args {
-    items: Vec<Bytes>,
+    items: Vec<Data>,
     next: usize,
     function: String,
 }
 
 impl Args {
-    pub(crate) fn new(function: &str, items: Vec<Bytes>) -> Self {
+    pub(crate) fn new(function: &str, items: Vec<Data>) -> Self {
         Args { items, next: 0, function: function.to_string() }
     }
 
@@ -69,7 +68,7 @@ impl Args {
     pub fn next<T: DeserializeOwned>(&mut self) -> Result<T> {
         let index = self.next;
         self.next += 1;
-        let bytes = self.items.get(index).ok_or_else(|| Error::Serialization {
+        let data = self.items.get(index).ok_or_else(|| Error::Serialization {
             type_name: std::any::type_name::<T>().to_string(),
             message: format!(
                 "`{}` was called with {} argument(s) but needs at least {}",
@@ -78,7 +77,7 @@ impl Args {
                 index + 1
             ),
         })?;
-        codec::decode(bytes).map_err(|e| match e {
+        data.with_bytes(crate::codec::decode::<T>).and_then(|r| r).map_err(|e| match e {
             Error::Serialization { type_name, message } => Error::Serialization {
                 type_name,
                 message: format!("argument {} of `{}`: {message}", index + 1, self.function),

@@ -3,6 +3,7 @@
 use crate::actor::{ActorHandle, RawActorHandle, RemoteActor};
 use crate::codec::{self, Encoded};
 use crate::context;
+use crate::object_store;
 use crate::error::{Error, Result};
 use crate::ids::{ActorId, ObjectId, RefId};
 use crate::object_ref::{ArgKind, IntoArg, ObjectRef};
@@ -17,20 +18,36 @@ use serde::Serialize;
 pub struct ArgsBuilder {
     args: Vec<Arg>,
     pins: Vec<Pins>,
+    /// Large values passed by value are put in the store; these keep them alive until submitted.
+    stored: Vec<ObjectRef<()>>,
     error: Option<Error>,
 }
 
 impl ArgsBuilder {
     pub fn with_capacity(n: usize) -> Self {
-        ArgsBuilder { args: Vec::with_capacity(n), pins: Vec::new(), error: None }
+        ArgsBuilder { args: Vec::with_capacity(n), pins: Vec::new(), stored: Vec::new(), error: None }
     }
 
     /// Adds one argument: a value is encoded now, a reference is resolved by the node manager.
     pub fn push<T: Serialize, A: IntoArg<T>>(&mut self, arg: A) {
         match arg.into_arg() {
             ArgKind::Value(v) => match codec::encode(&v) {
-                Ok(Encoded { value, pins }) => {
+                Ok(Encoded { value, pins }) if (value.len() as usize) < object_store::inline_max() => {
                     self.args.push(Arg::Value(value));
+                    self.pins.push(pins);
+                }
+                Ok(Encoded { value, pins }) => {
+                    // A large value goes to the object store once, like `ray::put`; the task
+                    // gets a reference to it.
+                    match put_value(value) {
+                        Ok(r) => {
+                            self.args.push(Arg::Ref(r.id()));
+                            self.stored.push(r);
+                        }
+                        Err(e) => {
+                            self.error.get_or_insert(e);
+                        }
+                    }
                     self.pins.push(pins);
                 }
                 Err(e) => {
@@ -44,12 +61,13 @@ impl ArgsBuilder {
         }
     }
 
-    /// The arguments, and pins that keep referenced objects alive until the submission has
-    /// been handed to the node manager (drop them after that).
-    pub(crate) fn finish(self) -> (Result<Vec<Arg>>, Vec<Pins>) {
+    /// The arguments, and what keeps referenced objects alive until the submission has been
+    /// handed to the node manager (drop it after that).
+    pub(crate) fn finish(self) -> (Result<Vec<Arg>>, (Vec<Pins>, Vec<ObjectRef<()>>)) {
+        let keep = (self.pins, self.stored);
         match self.error {
-            Some(e) => (Err(e), self.pins),
-            None => (Ok(self.args), self.pins),
+            Some(e) => (Err(e), keep),
+            None => (Ok(self.args), keep),
         }
     }
 }
@@ -110,6 +128,15 @@ pub fn create_actor<A: RemoteActor>(opts: &RawActorOptions, args: ArgsBuilder) -
         invalid,
     });
     ActorHandle::from_raw(RawActorHandle::adopt(actor, A::NAME))
+}
+
+/// Stores an encoded value as a new object owned by this process.
+fn put_value(value: crate::codec::Value) -> Result<ObjectRef<()>> {
+    let client = context::client()?;
+    let stored = object_store::place(&*client, value)?;
+    let id = ObjectId::new();
+    client.put(id, Ok(stored));
+    Ok(ObjectRef::adopt(id))
 }
 
 /// Encodes a task's return value (in the worker).

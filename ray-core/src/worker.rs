@@ -11,7 +11,11 @@ use crate::actor::ActorInstance;
 use crate::codec::{Encoded, Value};
 use crate::context::{self, Client};
 use crate::error::{Error, Result};
-use crate::head::spawn::{ENV_DRIVER_PID, ENV_GPU_IDS, ENV_HEAD, ENV_PROC, ENV_TOKEN};
+use crate::codec::Data;
+use crate::head::spawn::{
+    ENV_DRIVER_PID, ENV_GPU_IDS, ENV_HEAD, ENV_INLINE_MAX, ENV_PROC, ENV_STORE_FD, ENV_STORE_SIZE, ENV_TOKEN,
+};
+use crate::object_store::{self, Arena};
 use crate::ids::{self, ActorId, ObjectId, ProcIndex, RefId};
 use crate::protocol::{ActorSpec, ActorTaskSpec, Execute, TaskSpec, ToHead, ToWorker};
 use crate::refcount::{LocalCounts, Transition};
@@ -54,6 +58,9 @@ struct Env {
     token: u64,
     driver_pid: i32,
     gpu_ids: Vec<usize>,
+    store_fd: i32,
+    store_size: u64,
+    inline_max: usize,
 }
 
 fn read_env() -> Option<Env> {
@@ -69,8 +76,11 @@ fn read_env() -> Option<Env> {
             .filter(|s| !s.is_empty())
             .filter_map(|s| s.parse().ok())
             .collect(),
+        store_fd: get(ENV_STORE_FD)?.parse().ok()?,
+        store_size: get(ENV_STORE_SIZE)?.parse().ok()?,
+        inline_max: get(ENV_INLINE_MAX)?.parse().ok()?,
     };
-    for k in [ENV_HEAD, ENV_PROC, ENV_TOKEN, ENV_DRIVER_PID] {
+    for k in [ENV_HEAD, ENV_PROC, ENV_TOKEN, ENV_DRIVER_PID, ENV_STORE_FD, ENV_STORE_SIZE, ENV_INLINE_MAX] {
         // SAFETY: this runs in the loader's constructor, before `main` and before this process
         // has started any thread, so nothing can read the environment concurrently.
         unsafe { std::env::remove_var(k) };
@@ -94,6 +104,14 @@ fn run() -> i32 {
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
     ids::set_this_proc(env.proc);
+    match Arena::open(env.store_fd, env.store_size) {
+        Ok(a) => object_store::set_arena(Some(Arc::new(a))),
+        Err(e) => {
+            eprintln!("ray worker: cannot map the object store: {e}");
+            return 4;
+        }
+    }
+    object_store::set_inline_max(env.inline_max);
     let stream = match transport::connect_abstract(&env.head) {
         Ok(s) => s,
         Err(e) => {
@@ -175,6 +193,7 @@ fn read_loop(core: Arc<WorkerCore>, mut reader: std::io::BufReader<std::os::unix
             }
             ToWorker::GetReply { req, result } => core.complete(req, Reply::Get(result)),
             ToWorker::WaitReply { req, ready } => core.complete(req, Reply::Wait(ready)),
+            ToWorker::Allocated { req, result } => core.complete(req, Reply::Alloc(result)),
             ToWorker::Registered | ToWorker::Refused { .. } => {}
         }
     }
@@ -232,7 +251,7 @@ fn execute_loop(core: &Arc<WorkerCore>, rx: Receiver<Job>) -> i32 {
     0
 }
 
-fn run_actor(core: &Arc<WorkerCore>, actor: ActorId, class: &str, args: Vec<bytes::Bytes>, rx: Receiver<Job>) -> i32 {
+fn run_actor(core: &Arc<WorkerCore>, actor: ActorId, class: &str, args: Vec<Data>, rx: Receiver<Job>) -> i32 {
     let short = crate::head::short_name(class).to_string();
     set_log_label(&short);
     let entry = match registry::actor(class) {
@@ -341,6 +360,7 @@ fn run_threaded(
 enum Reply {
     Get(Result<Vec<Value>>),
     Wait(Vec<u32>),
+    Alloc(Result<u64>),
 }
 
 type Pending = Box<dyn FnOnce(Reply) + Send>;
@@ -367,7 +387,8 @@ impl WorkerCore {
     fn send_done(&self, task: ObjectId, result: Result<Encoded>) {
         match result {
             Ok(Encoded { value, pins }) => {
-                self.send(&ToHead::TaskDone { task, result: Ok(value) });
+                let result = object_store::place(self, value);
+                self.send(&ToHead::TaskDone { task, result });
                 drop(pins);
             }
             Err(e) => self.send(&ToHead::TaskDone { task, result: Err(e) }),
@@ -452,12 +473,35 @@ impl Client for WorkerCore {
         slot
     }
 
-    fn transfer_done(&self, values: &[Value]) {
+    fn transfer_done(&self, ids: &[ObjectId], values: &[Value]) {
+        let stored: Vec<ObjectId> =
+            ids.iter().zip(values).filter(|(_, v)| matches!(v.data, Data::Shm { .. })).map(|(id, _)| *id).collect();
+        if !stored.is_empty() {
+            self.send(&ToHead::Release(stored));
+        }
         for v in values {
             for id in &v.contained {
                 self.send(&ToHead::DelRef(*id));
             }
         }
+    }
+
+    fn alloc(&self, size: u64) -> Result<u64> {
+        let slot = Arc::new(Slot::new());
+        let s2 = slot.clone();
+        self.request(
+            Box::new(move |r| {
+                if let Reply::Alloc(v) = r {
+                    s2.fill(v)
+                }
+            }),
+            |req| ToHead::Alloc { req, size },
+        );
+        slot.wait(None).unwrap_or_else(|| Err(Error::shut_down()))
+    }
+
+    fn release(&self, ids: &[ObjectId]) {
+        self.send(&ToHead::Release(ids.to_vec()));
     }
 
     fn wait(&self, ids: &[ObjectId], num_returns: usize, timeout: Option<Duration>) -> Vec<bool> {

@@ -9,15 +9,15 @@
 pub(crate) mod objects;
 mod scheduler;
 pub(crate) mod spawn;
+pub(crate) mod store;
 
-use crate::codec::Value;
+use crate::codec::{Data, Value};
 use crate::error::{Error, Result};
 use crate::ids::{ActorId, DRIVER, ObjectId, ProcIndex, RefId};
 use crate::protocol::{ActorSpec, ActorTaskSpec, Arg, Execute, TaskSpec, ToHead, ToWorker};
 use crate::resources::{Allocation, Amount, NodeResources, ResourceRequest};
 use crate::slot::Slot;
 use crate::transport::Outbox;
-use bytes::Bytes;
 use objects::{Holders, ObjState, ObjectDirectory, ObjectEntry, Waiter};
 use scheduler::ReadyQueue;
 use spawn::SpawnRequest;
@@ -163,6 +163,7 @@ pub(crate) struct HeadState {
     requests: HashMap<u64, Request>,
     next_request: u64,
     shutting_down: bool,
+    pub(crate) store: store::Store,
     spawn_failures: u32,
     last_spawn_error: Option<String>,
     scheduling: bool,
@@ -180,7 +181,7 @@ fn actor_died(class: &str, cause: impl Into<String>) -> Error {
 }
 
 impl Head {
-    pub(crate) fn new(resources: NodeResources, shared: Arc<HeadShared>) -> Arc<Head> {
+    pub(crate) fn new(resources: NodeResources, store: store::Store, shared: Arc<HeadShared>) -> Arc<Head> {
         Arc::new_cyclic(|weak| Head {
             state: Mutex::new(HeadState {
                 objects: ObjectDirectory::default(),
@@ -195,6 +196,7 @@ impl Head {
                 requests: HashMap::new(),
                 next_request: 1,
                 shutting_down: false,
+                store,
                 spawn_failures: 0,
                 last_spawn_error: None,
                 scheduling: false,
@@ -237,6 +239,13 @@ impl Head {
             ToHead::AddRef(id) => st.add_ref(from, id),
             ToHead::DelRef(id) => st.del_ref(from, id),
             ToHead::KillActor { actor } => st.kill_actor(actor, "killed by ray::kill"),
+            ToHead::Alloc { req, size } => {
+                let result = st.alloc(from, size);
+                if let Some(conn) = st.workers.get(&from).and_then(|w| w.conn.as_ref()) {
+                    conn.send(&ToWorker::Allocated { req, result });
+                }
+            }
+            ToHead::Release(ids) => st.release_mapped(from, &ids),
         }
     }
 
@@ -279,7 +288,7 @@ impl Head {
             if st.shutting_down {
                 return Err(Error::shut_down());
             }
-            if let Some(values) = st.collect_values(ids)? {
+            if let Some(values) = st.collect_values(ids, Some(DRIVER_PROC))? {
                 return Ok(values);
             }
             let slot = Arc::new(Slot::new());
@@ -296,7 +305,7 @@ impl Head {
         if st.shutting_down {
             return Err(Error::shut_down());
         }
-        match st.collect_values(ids)? {
+        match st.collect_values(ids, Some(DRIVER_PROC))? {
             Some(values) => Ok(values),
             None => Err(Error::Timeout {
                 what: describe_ids(ids),
@@ -335,7 +344,7 @@ impl Head {
             slot.fill(Err(Error::shut_down()));
             return slot;
         }
-        match st.collect_values(&[id]) {
+        match st.collect_values(&[id], Some(DRIVER_PROC)) {
             Ok(Some(mut v)) => slot.fill(Ok(v.pop().expect("one value"))),
             Err(e) => slot.fill(Err(e)),
             Ok(None) => {
@@ -522,7 +531,7 @@ impl HeadState {
         match id {
             RefId::Object(o) => {
                 if let Some(freed) = self.objects.remove_holder(o, from) {
-                    self.object_freed(freed);
+                    self.object_freed(o, freed);
                 }
             }
             RefId::Actor(a) => {
@@ -551,7 +560,7 @@ impl HeadState {
         match id {
             RefId::Object(o) => {
                 if let Some(freed) = self.objects.unpin(o) {
-                    self.object_freed(freed);
+                    self.object_freed(o, freed);
                 }
             }
             RefId::Actor(a) => {
@@ -563,18 +572,28 @@ impl HeadState {
         }
     }
 
-    fn object_freed(&mut self, entry: ObjectEntry) {
-        if let ObjState::Ready(v) = entry.state {
-            for c in v.contained {
-                self.unpin_ref(c);
-            }
+    fn object_freed(&mut self, id: ObjectId, entry: ObjectEntry) {
+        self.release_storage(id, &entry.state);
+        let contained = match entry.state {
+            ObjState::Ready(v) => v.contained,
+            ObjState::Spilled { contained, .. } => contained,
+            _ => Vec::new(),
+        };
+        for c in contained {
+            self.unpin_ref(c);
         }
     }
 
-    /// Pins what task arguments refer to, until the task is done.
+    /// Pins what task arguments refer to, until the task is done; referenced objects are also
+    /// kept in memory (not spilled) meanwhile.
     fn pin_args(&mut self, args: &[Arg]) -> Result<()> {
         let mut pinned: Vec<RefId> = Vec::new();
         for arg in args {
+            if let Arg::Ref(id) = arg {
+                if let Some(e) = self.objects.get_mut(*id) {
+                    e.in_use += 1;
+                }
+            }
             let ids: Vec<RefId> = match arg {
                 Arg::Ref(id) => vec![RefId::Object(*id)],
                 Arg::Value(v) => v.contained.clone(),
@@ -585,6 +604,13 @@ impl HeadState {
                 } else if let RefId::Object(o) = id {
                     for p in pinned {
                         self.unpin_ref(p);
+                    }
+                    for arg in args {
+                        if let Arg::Ref(r) = arg {
+                            if let Some(e) = self.objects.get_mut(*r) {
+                                e.in_use = e.in_use.saturating_sub(1);
+                            }
+                        }
                     }
                     return Err(Error::ObjectLost {
                         id: o.to_string(),
@@ -600,7 +626,12 @@ impl HeadState {
     fn unpin_args(&mut self, args: &[Arg]) {
         for arg in args {
             match arg {
-                Arg::Ref(id) => self.unpin_ref(RefId::Object(*id)),
+                Arg::Ref(id) => {
+                    if let Some(e) = self.objects.get_mut(*id) {
+                        e.in_use = e.in_use.saturating_sub(1);
+                    }
+                    self.unpin_ref(RefId::Object(*id))
+                }
                 Arg::Value(v) => {
                     for c in &v.contained {
                         self.unpin_ref(*c);
@@ -626,29 +657,38 @@ impl HeadState {
         missing
     }
 
-    /// Argument bytes in order, or the error of a failed argument.
-    fn resolve_args(&self, args: &[Arg]) -> Result<Vec<Bytes>> {
-        args.iter()
-            .map(|arg| match arg {
-                Arg::Value(v) => Ok(v.bytes.clone()),
-                Arg::Ref(id) => match self.objects.get(*id).map(|e| &e.state) {
-                    Some(ObjState::Ready(v)) => Ok(v.bytes.clone()),
-                    Some(ObjState::Failed(e)) => Err(e.clone()),
-                    Some(ObjState::Pending) => unreachable!("dispatched before its arguments were ready"),
-                    None => Err(Error::ObjectLost { id: id.to_string(), reason: "freed while pinned".into() }),
+    /// Argument data in order (restored from disk if spilled), or the error of a failed
+    /// argument. Objects in the store stay there while the task is pending (`in_use`).
+    fn resolve_args(&mut self, args: &[Arg]) -> Result<Vec<Data>> {
+        let mut out = Vec::with_capacity(args.len());
+        for arg in args {
+            match arg {
+                Arg::Value(v) => out.push(v.data.clone()),
+                Arg::Ref(id) => match self.load(*id, None)? {
+                    Some(v) => out.push(v.data),
+                    None => unreachable!("dispatched before its arguments were ready"),
                 },
-            })
-            .collect()
+            }
+        }
+        Ok(out)
     }
 
     // ----- completion --------------------------------------------------------------------
 
     fn complete_object(&mut self, id: ObjectId, result: Result<Value>) {
-        let contained = match &result {
-            Ok(v) => v.contained.clone(),
-            Err(_) => Vec::new(),
+        let result = match result {
+            Ok(v) => self.seal(&v).map(|_| v),
+            Err(e) => Err(e),
         };
-        if let Some(waiters) = self.objects.complete(id, result) {
+        let (contained, data) = match &result {
+            Ok(v) => (v.contained.clone(), Some(v.clone())),
+            Err(_) => (Vec::new(), None),
+        };
+        let waiters = self.objects.complete(id, result);
+        if let Some(v) = &data {
+            self.stored(id, v, waiters.is_some());
+        }
+        if let Some(waiters) = waiters {
             for c in contained {
                 self.pin_ref(c);
             }
@@ -784,8 +824,8 @@ impl HeadState {
 
     /// Sends an assigned task to its (registered) worker.
     fn start_task_on(&mut self, proc: ProcIndex, task: ObjectId) {
-        let te = self.tasks.get(&task).expect("assigned task exists");
-        let args = match self.resolve_args(&te.spec.args) {
+        let spec_args = self.tasks.get(&task).expect("assigned task exists").spec.args.clone();
+        let args = match self.resolve_args(&spec_args) {
             Ok(a) => a,
             Err(e) => {
                 self.make_idle(proc);
@@ -965,8 +1005,9 @@ impl HeadState {
             }
             WorkerState::Idle | WorkerState::Exiting => {}
         }
-        for freed in self.objects.remove_proc(proc) {
-            self.object_freed(freed);
+        self.store.free_proc(proc);
+        for (id, freed) in self.objects.remove_proc(proc) {
+            self.object_freed(id, freed);
         }
         let actors: Vec<ActorId> =
             self.actors.iter_mut().filter_map(|(id, e)| e.holders.remove_all(proc).then_some(*id)).collect();
@@ -1021,10 +1062,10 @@ impl HeadState {
             self.make_idle(proc);
             return;
         };
-        let args = match self.resolve_args(entry.ctor_args.as_deref().unwrap_or_default()) {
+        let (ctor_args, class) = (entry.ctor_args.clone().unwrap_or_default(), entry.class.clone());
+        let args = match self.resolve_args(&ctor_args) {
             Ok(a) => a,
             Err(e) => {
-                let class = entry.class.clone();
                 self.actor_dead(actor, actor_died(&class, format!("a constructor argument failed: {e}")));
                 return;
             }
@@ -1209,10 +1250,9 @@ impl HeadState {
 
     // ----- get / wait requests -------------------------------------------------------------
 
-    /// Values of `ids` if all are ready; `Err` as soon as one failed or is unknown.
-    fn collect_values(&self, ids: &[ObjectId]) -> Result<Option<Vec<Value>>> {
-        let mut values = Vec::with_capacity(ids.len());
-        let mut pending = false;
+    /// Values of `ids` if all are done; `Err` as soon as one failed or is unknown. Values in
+    /// the store are pinned in memory for `reader` until it releases them.
+    fn collect_values(&mut self, ids: &[ObjectId], reader: Option<ProcIndex>) -> Result<Option<Vec<Value>>> {
         for id in ids {
             match self.objects.get(*id).map(|e| &e.state) {
                 None => {
@@ -1222,11 +1262,25 @@ impl HeadState {
                     });
                 }
                 Some(ObjState::Failed(e)) => return Err(e.clone()),
-                Some(ObjState::Pending) => pending = true,
-                Some(ObjState::Ready(v)) => values.push(v.clone()),
+                Some(ObjState::Pending) => return Ok(None),
+                Some(ObjState::Ready(_) | ObjState::Spilled { .. }) => {}
             }
         }
-        Ok(if pending { None } else { Some(values) })
+        let mut values = Vec::with_capacity(ids.len());
+        for (i, id) in ids.iter().enumerate() {
+            match self.load(*id, reader) {
+                Ok(Some(v)) => values.push(v),
+                Ok(None) => unreachable!("checked done above"),
+                Err(e) => {
+                    if let Some(p) = reader {
+                        let taken: Vec<ObjectId> = ids[..i].to_vec();
+                        self.release_mapped(p, &taken);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(Some(values))
     }
 
     fn ready_flags(&self, ids: &[ObjectId]) -> Vec<bool> {
@@ -1253,7 +1307,7 @@ impl HeadState {
             match self.objects.get(*id).map(|e| &e.state) {
                 Some(ObjState::Pending) => not_done.push(*id),
                 Some(ObjState::Failed(_)) | None => any_failed = true,
-                Some(ObjState::Ready(_)) => {}
+                Some(ObjState::Ready(_) | ObjState::Spilled { .. }) => {}
             }
         }
         let need = match kind {
@@ -1325,7 +1379,7 @@ impl HeadState {
         match r.reply {
             Reply::Local(slot) => slot.fill(()),
             Reply::Async(slot) => {
-                let result = self.collect_values(&r.ids).and_then(|v| {
+                let result = self.collect_values(&r.ids, Some(DRIVER_PROC)).and_then(|v| {
                     v.and_then(|mut v| v.pop()).ok_or_else(|| Error::ObjectLost {
                         id: describe_ids(&r.ids),
                         reason: "not ready".into(),
@@ -1336,7 +1390,7 @@ impl HeadState {
             Reply::Remote { proc, req } => {
                 let msg = match r.kind {
                     ReqKind::Get => {
-                        let result = self.collect_values(&r.ids).and_then(|v| {
+                        let result = self.collect_values(&r.ids, Some(proc)).and_then(|v| {
                             v.ok_or_else(|| Error::ObjectLost { id: describe_ids(&r.ids), reason: "not ready".into() })
                         });
                         if let Ok(values) = &result {

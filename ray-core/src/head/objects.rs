@@ -2,7 +2,7 @@
 
 use crate::codec::Value;
 use crate::error::Error;
-use crate::ids::{ActorId, ObjectId, ProcIndex};
+use crate::ids::{ActorId, ObjectId, ProcIndex, RefId};
 use std::collections::HashMap;
 
 /// Per-process reference counts (a process counts once per `AddRef`).
@@ -51,6 +51,8 @@ impl Holders {
 pub(crate) enum ObjState {
     Pending,
     Ready(Value),
+    /// In a file in the spill directory; restored into the store when read.
+    Spilled { len: u64, contained: Vec<RefId> },
     Failed(Error),
 }
 
@@ -71,6 +73,10 @@ pub(crate) struct ObjectEntry {
     pub holders: Holders,
     /// Pending task arguments, containing objects, and values in flight.
     pub pins: u32,
+    /// Pending tasks that take this object as an argument: it must stay in memory (no spilling).
+    pub in_use: u32,
+    /// Processes reading it from the store right now (no spilling until they `Release`).
+    pub mapped: Holders,
     pub waiters: Vec<Waiter>,
 }
 
@@ -81,6 +87,11 @@ impl ObjectEntry {
 
     pub(crate) fn is_done(&self) -> bool {
         !matches!(self.state, ObjState::Pending)
+    }
+
+    /// Whether the store may move it to disk now.
+    pub(crate) fn spillable(&self) -> bool {
+        self.in_use == 0 && self.mapped.is_empty()
     }
 }
 
@@ -95,7 +106,14 @@ impl ObjectDirectory {
     pub(crate) fn create_pending(&mut self, id: ObjectId, holder: ProcIndex) {
         self.map.insert(
             id,
-            ObjectEntry { state: ObjState::Pending, holders: Holders::one(holder), pins: 0, waiters: Vec::new() },
+            ObjectEntry {
+                state: ObjState::Pending,
+                holders: Holders::one(holder),
+                pins: 0,
+                in_use: 0,
+                mapped: Holders::default(),
+                waiters: Vec::new(),
+            },
         );
     }
 
@@ -107,7 +125,7 @@ impl ObjectDirectory {
             return None;
         }
         if let Ok(v) = &result {
-            self.bytes += v.len() as u64;
+            self.bytes += v.len();
         }
         entry.state = match result {
             Ok(v) => ObjState::Ready(v),
@@ -157,17 +175,25 @@ impl ObjectDirectory {
     }
 
     /// Drops every reference a dead process held; returns the objects that became free.
-    pub(crate) fn remove_proc(&mut self, proc: ProcIndex) -> Vec<ObjectEntry> {
-        let touched: Vec<ObjectId> =
-            self.map.iter_mut().filter_map(|(id, e)| e.holders.remove_all(proc).then_some(*id)).collect();
-        touched.into_iter().filter_map(|id| self.take_if_unreferenced(id)).collect()
+    pub(crate) fn remove_proc(&mut self, proc: ProcIndex) -> Vec<(ObjectId, ObjectEntry)> {
+        let touched: Vec<ObjectId> = self
+            .map
+            .iter_mut()
+            .filter_map(|(id, e)| {
+                e.mapped.remove_all(proc);
+                e.holders.remove_all(proc).then_some(*id)
+            })
+            .collect();
+        touched.into_iter().filter_map(|id| self.take_if_unreferenced(id).map(|e| (id, e))).collect()
     }
 
     fn take_if_unreferenced(&mut self, id: ObjectId) -> Option<ObjectEntry> {
         if self.map.get(&id)?.unreferenced() {
             let entry = self.map.remove(&id)?;
-            if let ObjState::Ready(v) = &entry.state {
-                self.bytes -= v.len() as u64;
+            match &entry.state {
+                ObjState::Ready(v) => self.bytes -= v.len(),
+                ObjState::Spilled { len, .. } => self.bytes -= len,
+                _ => {}
             }
             Some(entry)
         } else {
@@ -185,18 +211,16 @@ impl ObjectDirectory {
         self.bytes
     }
 
-    pub(crate) fn ids(&self) -> impl Iterator<Item = &ObjectId> {
-        self.map.keys()
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::Data;
     use bytes::Bytes;
 
     fn value(n: usize) -> Value {
-        Value { bytes: Bytes::from(vec![0u8; n]), contained: vec![] }
+        Value { data: Data::Inline(Bytes::from(vec![0u8; n])), contained: vec![] }
     }
 
     #[test]

@@ -20,6 +20,9 @@ pub(crate) const ENV_HEAD: &str = "RAY_RS_HEAD";
 pub(crate) const ENV_PROC: &str = "RAY_RS_PROC";
 pub(crate) const ENV_TOKEN: &str = "RAY_RS_TOKEN";
 pub(crate) const ENV_DRIVER_PID: &str = "RAY_RS_DRIVER_PID";
+pub(crate) const ENV_STORE_FD: &str = "RAY_RS_STORE_FD";
+pub(crate) const ENV_STORE_SIZE: &str = "RAY_RS_STORE_SIZE";
+pub(crate) const ENV_INLINE_MAX: &str = "RAY_RS_INLINE_MAX";
 /// Comma-separated logical GPU ids given to the worker (read by ray-gpu).
 pub const ENV_GPU_IDS: &str = "RAY_RS_GPU_IDS";
 
@@ -39,6 +42,9 @@ pub(crate) struct SpawnerConfig {
     pub socket: String,
     pub token: u64,
     pub log_to_driver: bool,
+    pub store_fd: std::os::fd::RawFd,
+    pub store_size: u64,
+    pub inline_max: usize,
 }
 
 /// Runs on the spawner thread until the channel closes.
@@ -62,11 +68,25 @@ pub(crate) fn spawner_main(
             .env(ENV_TOKEN, format!("{:016x}", cfg.token))
             .env(ENV_DRIVER_PID, &driver_pid)
             .env(ENV_GPU_IDS, &ids)
+            .env(ENV_STORE_FD, cfg.store_fd.to_string())
+            .env(ENV_STORE_SIZE, cfg.store_size.to_string())
+            .env(ENV_INLINE_MAX, cfg.inline_max.to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         if !req.gpu_ids.is_empty() {
             cmd.env("CUDA_VISIBLE_DEVICES", &ids);
+        }
+        let store_fd = cfg.store_fd;
+        // SAFETY: runs in the child between fork and exec; fcntl is async-signal-safe. It lets
+        // the object store's fd (close-on-exec in the driver) survive into this worker only.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::fcntl(store_fd, libc::F_SETFD, 0) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
         }
         match cmd.spawn() {
             Ok(child) => {

@@ -1,0 +1,167 @@
+//! Plain-old-data slices: stored without serde, read without copying.
+
+use crate::codec::{Data, VEC_PREFIX, Value};
+use crate::context::{self, Client};
+use crate::error::{Error, Result};
+use crate::ids::ObjectId;
+use crate::object_ref::ObjectRef;
+use crate::object_store::{self, Arena, PAD};
+use bytemuck::Pod;
+use bytes::Bytes;
+use std::fmt;
+use std::ops::Deref;
+use std::sync::Arc;
+
+/// Stores a slice of plain-old-data values (`f32`, `u8`, `[f64; 4]`, any `bytemuck::Pod`)
+/// as a `Vec<T>` object, at memory-copy speed: no serde pass over the elements.
+///
+/// The object is an ordinary `ObjectRef<Vec<T>>`: tasks can take it as a `Vec<T>` argument or
+/// `ray::get` it. Large ones live in the node's shared-memory store, where
+/// [`get_slice`] reads them without copying.
+///
+/// ```no_run
+/// let weights = ray_core::put_slice(&vec![0.5f32; 1 << 20])?;
+/// let view = ray_core::get_slice(&weights)?; // a &[f32] into shared memory
+/// assert_eq!(view[0], 0.5);
+/// # Ok::<(), ray_core::Error>(())
+/// ```
+pub fn put_slice<T: Pod>(data: &[T]) -> Result<ObjectRef<Vec<T>>> {
+    let client = context::client()?;
+    let header = (data.len() as u64).to_le_bytes();
+    let body: &[u8] = bytemuck::cast_slice(data);
+    let len = (VEC_PREFIX + body.len()) as u64;
+    let value = if (len as usize) < object_store::inline_max() {
+        let mut bytes = Vec::with_capacity(len as usize);
+        bytes.extend_from_slice(&header);
+        bytes.extend_from_slice(body);
+        Value { data: Data::Inline(Bytes::from(bytes)), contained: Vec::new() }
+    } else {
+        let region = object_store::store_parts(&*client, &[&header, body])?;
+        Value { data: Data::Shm { region, pad: PAD as u32, len }, contained: Vec::new() }
+    };
+    let id = ObjectId::new();
+    client.put(id, Ok(value));
+    Ok(ObjectRef::adopt(id))
+}
+
+/// Reads a `Vec<T>` object as a `&[T]` without deserializing it: for an object in the node's
+/// shared-memory store the view points straight into the store (zero-copy, in any process of
+/// the node), for a small inline one it is a plain copy of its bytes.
+///
+/// The object stays in memory (it is not spilled) while the view lives.
+pub fn get_slice<T: Pod>(r: &ObjectRef<Vec<T>>) -> Result<PodView<T>> {
+    if r.id().0 == 0 {
+        return Err(Error::NotInitialized { detail: String::new() });
+    }
+    let client = context::client()?;
+    let ids = [r.id()];
+    let mut values = client.get(&ids, None)?;
+    let value = values.pop().expect("one value");
+    let size = std::mem::size_of::<T>();
+    let wrong = |message: String| Error::Serialization { type_name: std::any::type_name::<Vec<T>>().into(), message };
+    if size == 0 {
+        client.transfer_done(&ids, std::slice::from_ref(&value));
+        return Err(wrong("zero-sized element types have no slice view".into()));
+    }
+    let check = |bytes: &[u8]| -> Result<usize> {
+        if bytes.len() < VEC_PREFIX {
+            return Err(wrong(format!("the object has {} bytes, not a vector", bytes.len())));
+        }
+        let n = u64::from_le_bytes(bytes[..VEC_PREFIX].try_into().expect("8 bytes")) as usize;
+        if n.checked_mul(size) != Some(bytes.len() - VEC_PREFIX) {
+            return Err(wrong(format!(
+                "the object holds {} bytes after its length {n}, not {n} elements of {size} bytes",
+                bytes.len() - VEC_PREFIX
+            )));
+        }
+        Ok(n)
+    };
+    match &value.data {
+        Data::Inline(bytes) => {
+            let result = check(bytes).map(|_| PodView {
+                inner: Inner::Owned(bytemuck::pod_collect_to_vec(&bytes[VEC_PREFIX..])),
+            });
+            client.transfer_done(&ids, std::slice::from_ref(&value));
+            result
+        }
+        Data::Shm { region, pad, len } => {
+            let arena = object_store::arena().ok_or_else(Error::shut_down)?;
+            let start = region + *pad as u64;
+            let n = match check(arena.slice(start, *len)) {
+                Ok(n) => n,
+                Err(e) => {
+                    client.transfer_done(&ids, std::slice::from_ref(&value));
+                    return Err(e);
+                }
+            };
+            let offset = start + VEC_PREFIX as u64;
+            if offset % std::mem::align_of::<T>() as u64 != 0 {
+                // Not laid out for `T` (e.g. written by serde at another alignment): copy.
+                let copy = bytemuck::pod_collect_to_vec(arena.slice(offset, (n * size) as u64));
+                client.transfer_done(&ids, std::slice::from_ref(&value));
+                return Ok(PodView { inner: Inner::Owned(copy) });
+            }
+            Ok(PodView {
+                inner: Inner::Mapped {
+                    arena,
+                    offset,
+                    count: n,
+                    _guard: Release { id: r.id(), _object: r.clone(), client },
+                },
+            })
+        }
+    }
+}
+
+/// A read-only `&[T]` view of a `Vec<T>` object, from [`get_slice`]. Dereferences to `[T]`.
+pub struct PodView<T: Pod> {
+    inner: Inner<T>,
+}
+
+enum Inner<T: Pod> {
+    Owned(Vec<T>),
+    Mapped { arena: Arc<Arena>, offset: u64, count: usize, _guard: Release<T> },
+}
+
+/// Keeps the object alive and in memory while a view exists.
+struct Release<T> {
+    id: ObjectId,
+    _object: ObjectRef<Vec<T>>,
+    client: Arc<dyn Client>,
+}
+
+impl<T> Drop for Release<T> {
+    fn drop(&mut self) {
+        self.client.release(&[self.id]);
+    }
+}
+
+impl<T: Pod> PodView<T> {
+    /// True when the view points into shared memory (no copy was made).
+    pub fn is_zero_copy(&self) -> bool {
+        matches!(self.inner, Inner::Mapped { .. })
+    }
+
+    /// The elements.
+    pub fn as_slice(&self) -> &[T] {
+        match &self.inner {
+            Inner::Owned(v) => v,
+            Inner::Mapped { arena, offset, count, .. } => {
+                bytemuck::cast_slice(arena.slice(*offset, (*count * std::mem::size_of::<T>()) as u64))
+            }
+        }
+    }
+}
+
+impl<T: Pod> Deref for PodView<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        self.as_slice()
+    }
+}
+
+impl<T: Pod + fmt::Debug> fmt::Debug for PodView<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PodView").field("len", &self.len()).field("zero_copy", &self.is_zero_copy()).finish()
+    }
+}
