@@ -17,6 +17,7 @@ pub struct Config {
     pub(crate) object_store_memory: Option<u64>,
     pub(crate) spill_dir: Option<std::path::PathBuf>,
     pub(crate) max_inline_object_size: Option<usize>,
+    pub(crate) gpu_detector: Option<fn() -> usize>,
 }
 
 impl Default for Config {
@@ -31,6 +32,7 @@ impl Default for Config {
             object_store_memory: None,
             spill_dir: None,
             max_inline_object_size: None,
+            gpu_detector: None,
         }
     }
 }
@@ -94,6 +96,14 @@ impl Config {
     /// store (default 100 KiB, as Ray's `max_direct_call_object_size`).
     pub fn max_inline_object_size(mut self, bytes: usize) -> Self {
         self.max_inline_object_size = Some(bytes);
+        self
+    }
+
+    /// How to count the machine's GPUs when [`num_gpus`](Self::num_gpus) is not set. The `ray`
+    /// crate installs wgpu adapter detection here. Detection runs in the background the first
+    /// time a task or actor asks for a GPU, so programs that use none never pay for it.
+    pub fn gpu_detector(mut self, detect: fn() -> usize) -> Self {
+        self.gpu_detector = Some(detect);
         self
     }
 

@@ -145,6 +145,7 @@ fn start(config: &Config, cpus: usize, gpus: usize, custom: Vec<(String, Amount)
         token,
         fingerprint: crate::registry::fingerprint(),
         max_idle_workers: config.max_idle_workers.unwrap_or(cpus).max(1),
+        gpu_detector: config.gpu_detector,
         rt: rt.handle().clone(),
         spawn_tx: Mutex::new(Some(spawn_tx)),
     });
@@ -157,7 +158,11 @@ fn start(config: &Config, cpus: usize, gpus: usize, custom: Vec<(String, Amount)
     object_store::set_inline_max(inline_max);
     object_store::set_arena(Some(arena.clone()));
     let store = Store::new(arena.clone(), spill_dir);
-    let head = Head::new(NodeResources::new(cpus, gpus, &custom), store, shared);
+    let mut resources = NodeResources::new(cpus, gpus, &custom);
+    if config.num_gpus.is_none() && config.gpu_detector.is_some() {
+        resources = resources.gpus_unknown();
+    }
+    let head = Head::new(resources, store, shared);
     let listener = {
         let _enter = rt.enter();
         tokio::net::UnixListener::from_std(listener).map_err(|e| Error::io("listening for workers", e))?

@@ -119,6 +119,8 @@ pub(crate) struct NodeResources {
     /// oversubscribes the node for a moment (Ray does the same).
     free_cpu: i64,
     gpu_free: Vec<Amount>,
+    /// False until the GPUs have been counted (see `Config::gpu_detector`).
+    gpus_known: bool,
     custom_total: BTreeMap<String, Amount>,
     custom_free: BTreeMap<String, Amount>,
 }
@@ -130,17 +132,25 @@ impl NodeResources {
             total_cpu: Amount::whole(cpus),
             free_cpu: Amount::whole(cpus).0 as i64,
             gpu_free: vec![Amount::ONE; gpus],
+            gpus_known: true,
             custom_free: custom_total.clone(),
             custom_total,
         }
     }
 
-    pub(crate) fn num_cpus(&self) -> usize {
-        self.total_cpu.units()
+    /// The GPU count is not known yet: requests for GPUs wait until `set_gpus`.
+    pub(crate) fn gpus_unknown(mut self) -> Self {
+        self.gpus_known = false;
+        self
     }
 
-    pub(crate) fn num_gpus(&self) -> usize {
-        self.gpu_free.len()
+    pub(crate) fn gpus_known(&self) -> bool {
+        self.gpus_known
+    }
+
+    pub(crate) fn set_gpus(&mut self, n: usize) {
+        self.gpu_free = vec![Amount::ONE; n];
+        self.gpus_known = true;
     }
 
     /// What the node has in all, for messages.
@@ -167,7 +177,7 @@ impl NodeResources {
             ));
         }
         let gpus_needed = if req.gpu.is_zero() { 0 } else { req.gpu.units().max(1) };
-        if gpus_needed > self.gpu_free.len() {
+        if gpus_needed > self.gpu_free.len() && self.gpus_known {
             missing.push(format!("GPU: {}", req.gpu));
         }
         for (name, amount) in &req.custom {
@@ -248,9 +258,6 @@ impl NodeResources {
         self.free_cpu -= cpu.0 as i64;
     }
 
-    pub(crate) fn free_cpu_positive(&self) -> bool {
-        self.free_cpu > 0
-    }
 }
 
 #[cfg(test)]
@@ -288,6 +295,16 @@ mod tests {
     }
 
     #[test]
+    fn gpu_requests_wait_while_the_count_is_unknown() {
+        let mut node = NodeResources::new(1, 0, &[]).gpus_unknown();
+        assert!(node.check_feasible(&req(0.0, 4.0)).is_ok(), "cannot judge yet");
+        assert!(node.try_acquire(&req(0.0, 1.0)).is_none());
+        node.set_gpus(2);
+        assert_eq!(node.check_feasible(&req(0.0, 4.0)).unwrap_err(), "GPU: 4");
+        assert_eq!(node.try_acquire(&req(0.0, 1.0)).unwrap().gpu_ids(), vec![0]);
+    }
+
+    #[test]
     fn infeasible_requests_name_what_is_missing() {
         let node = NodeResources::new(2, 8, &[("disk".into(), Amount::ONE)]);
         assert_eq!(node.check_feasible(&req(1.0, 9.0)).unwrap_err(), "GPU: 9");
@@ -307,8 +324,8 @@ mod tests {
         node.lend_cpu(a.cpu);
         let c = node.try_acquire(&req(1.0, 0.0)).unwrap();
         node.reclaim_cpu(a.cpu);
-        assert!(!node.free_cpu_positive());
+        assert!(node.try_acquire(&req(0.5, 0.0)).is_none(), "oversubscribed until a task ends");
         node.release(&c);
-        assert!(!node.free_cpu_positive());
+        assert!(node.try_acquire(&req(0.5, 0.0)).is_none());
     }
 }

@@ -32,6 +32,8 @@ pub(crate) struct HeadShared {
     pub token: u64,
     pub fingerprint: u64,
     pub max_idle_workers: usize,
+    /// Counts the GPUs when `Config::num_gpus` was not given.
+    pub gpu_detector: Option<fn() -> usize>,
     pub rt: tokio::runtime::Handle,
     pub spawn_tx: Mutex<Option<std::sync::mpsc::Sender<SpawnRequest>>>,
 }
@@ -163,6 +165,7 @@ pub(crate) struct HeadState {
     requests: HashMap<u64, Request>,
     next_request: u64,
     shutting_down: bool,
+    gpu_detection_started: bool,
     pub(crate) store: store::Store,
     spawn_failures: u32,
     last_spawn_error: Option<String>,
@@ -196,6 +199,7 @@ impl Head {
                 requests: HashMap::new(),
                 next_request: 1,
                 shutting_down: false,
+                gpu_detection_started: false,
                 store,
                 spawn_failures: 0,
                 last_spawn_error: None,
@@ -398,6 +402,45 @@ impl Head {
         (st.objects.len(), st.objects.bytes())
     }
 
+    /// The GPU count is known: judge the GPU requests that waited for it.
+    pub(crate) fn gpus_detected(&self, n: usize) {
+        let mut st = self.lock();
+        st.resources.set_gpus(n);
+        tracing::info!("detected {n} GPU(s)");
+        let waiting: Vec<ObjectId> = st
+            .tasks
+            .iter()
+            .filter(|(_, t)| !matches!(t.state, TaskState::Assigned { .. }) && !t.spec.resources.gpu.is_zero())
+            .map(|(id, _)| *id)
+            .collect();
+        for t in waiting {
+            let te = &st.tasks[&t];
+            if let Err(missing) = st.resources.check_feasible(&te.spec.resources) {
+                let err = Error::Infeasible {
+                    name: te.spec.function.clone(),
+                    requested: missing,
+                    available: st.resources.describe_total(),
+                };
+                st.finish_task(t, Err(err));
+            }
+        }
+        let HeadState { queue, tasks, .. } = &mut *st;
+        queue.retain(|t| tasks.contains_key(t));
+        let actors: Vec<ActorId> = st.pending_actors.iter().copied().collect();
+        for a in actors {
+            let entry = &st.actors[&a];
+            if let Err(missing) = st.resources.check_feasible(&entry.resources) {
+                let err = Error::Infeasible {
+                    name: entry.class.clone(),
+                    requested: missing,
+                    available: st.resources.describe_total(),
+                };
+                st.actor_dead(a, err);
+            }
+        }
+        st.schedule();
+    }
+
     pub(crate) fn worker_pids(&self) -> Vec<u32> {
         self.lock().workers.values().map(|w| w.pid).filter(|p| *p != 0).collect()
     }
@@ -413,9 +456,32 @@ fn describe_ids(ids: &[ObjectId]) -> String {
 impl HeadState {
     // ----- submissions -------------------------------------------------------------------
 
+    /// Counts GPUs in the background the first time something asks for one.
+    fn need_gpus(&mut self, req: &ResourceRequest) {
+        if req.gpu.is_zero() || self.resources.gpus_known() || self.gpu_detection_started {
+            return;
+        }
+        self.gpu_detection_started = true;
+        let Some(detect) = self.shared.gpu_detector else {
+            self.resources.set_gpus(0);
+            return;
+        };
+        let weak = self.weak.clone();
+        let spawned = std::thread::Builder::new().name("ray-gpu-detect".into()).spawn(move || {
+            let n = detect();
+            if let Some(head) = weak.upgrade() {
+                head.gpus_detected(n);
+            }
+        });
+        if spawned.is_err() {
+            self.resources.set_gpus(0);
+        }
+    }
+
     pub(crate) fn submit_task(&mut self, from: ProcIndex, spec: TaskSpec) {
         let task = spec.task;
         self.objects.create_pending(task, from);
+        self.need_gpus(&spec.resources);
         if let Err(missing) = self.resources.check_feasible(&spec.resources) {
             let err = Error::Infeasible {
                 name: spec.function.clone(),
@@ -442,6 +508,7 @@ impl HeadState {
 
     pub(crate) fn create_actor(&mut self, from: ProcIndex, spec: ActorSpec) {
         let actor = spec.actor;
+        self.need_gpus(&spec.resources);
         let mut entry = ActorEntry {
             class: spec.class,
             resources: spec.resources,

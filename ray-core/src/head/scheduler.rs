@@ -35,6 +35,15 @@ impl ReadyQueue {
         out
     }
 
+    /// Keeps only the tasks for which `keep` is true.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&ObjectId) -> bool) {
+        for (_, q) in &mut self.shapes {
+            q.retain(|t| keep(t));
+        }
+        self.shapes.retain(|(_, q)| !q.is_empty());
+    }
+
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.shapes.iter().map(|(_, q)| q.len()).sum()
     }
