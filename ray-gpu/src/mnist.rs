@@ -82,16 +82,31 @@ impl Dataset {
     /// wraps around; `Some(seed)` walks a fresh permutation each epoch, derived from the seed
     /// and the epoch number (reproducible).
     pub fn batches(&self, shuffle_seed: Option<u64>) -> Batches<'_> {
+        self.batches_from(shuffle_seed, BatchPosition::default())
+    }
+
+    /// A batch iterator that continues where an earlier one with the same seed stopped (see
+    /// [`Batches::position`]): an actor can keep its place between calls.
+    pub fn batches_from(&self, shuffle_seed: Option<u64>, position: BatchPosition) -> Batches<'_> {
         let mut b = Batches {
             data: self,
             order: (0..self.len() as u32).collect(),
-            pos: 0,
-            epoch: 0,
+            pos: position.pos.min(self.len()),
+            epoch: position.epoch,
             seed: shuffle_seed,
         };
         b.shuffle();
         b
     }
+}
+
+/// Where a [`Batches`] walk is: the epoch and the index within it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchPosition {
+    /// Completed passes over the data.
+    pub epoch: u64,
+    /// Images taken in the current pass.
+    pub pos: usize,
 }
 
 /// One batch: `len()` images (`len() x PIXELS` values) and their labels.
@@ -154,6 +169,11 @@ impl Batches<'_> {
     /// Completed passes over the data so far.
     pub fn epoch(&self) -> u64 {
         self.epoch
+    }
+
+    /// Where the walk is, to continue it later with [`Dataset::batches_from`].
+    pub fn position(&self) -> BatchPosition {
+        BatchPosition { epoch: self.epoch, pos: self.pos }
     }
 
     fn shuffle(&mut self) {

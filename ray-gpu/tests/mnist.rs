@@ -154,3 +154,19 @@ fn wrong_image_size_and_missing_files_are_errors() {
         "{err}"
     );
 }
+
+#[test]
+fn a_walk_can_be_resumed_where_it_stopped() {
+    let images: Vec<f32> = (0..10 * ray_gpu::mnist::PIXELS).map(|i| (i / ray_gpu::mnist::PIXELS) as f32).collect();
+    let labels: Vec<u8> = (0..10).collect();
+    let data = ray_gpu::mnist::Dataset::new(images, labels).unwrap();
+    for seed in [None, Some(7)] {
+        let mut whole = data.batches(seed);
+        let expected: Vec<Vec<u8>> = (0..7).map(|_| whole.next_batch(3).labels).collect();
+        let mut first = data.batches(seed);
+        let mut got: Vec<Vec<u8>> = (0..4).map(|_| first.next_batch(3).labels).collect();
+        let mut second = data.batches_from(seed, first.position());
+        got.extend((0..3).map(|_| second.next_batch(3).labels));
+        assert_eq!(got, expected, "seed {seed:?}");
+    }
+}
