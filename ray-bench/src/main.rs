@@ -1,18 +1,64 @@
-//! Microbenchmarks of ray for Rust, after Ray's `ray microbenchmark`.
+//! Microbenchmarks of ray for Rust with the names and definitions of Ray's `ray microbenchmark`
+//! (`python/ray/_private/ray_perf.py`), measured the way Ray measures them (its `timeit`: one
+//! second of warm-up, then 4 rounds of at least 2 s, mean and standard deviation of the rates).
 //!
-//! `cargo run --release -p ray-bench` prints one line per metric (`<name> per second <mean> +-
-//! <std>`), and a table with the ratio to the Ray 2.60 figures measured on the same kind of
-//! machine (2 cores) that the project's first issue records. `--quick` runs each metric for
-//! less time; `--json PATH` also writes the results as JSON.
+//! ```text
+//! cargo run --release -p ray-bench                         # everything
+//! cargo run --release -p ray-bench -- --only "tasks sync"  # names containing a pattern (repeatable)
+//! cargo run --release -p ray-bench -- --json out.json      # also write the results as JSON
+//! ```
+//!
+//! Each metric prints one line in Ray's format: `<name> per second <mean> +- <std>`. After them
+//! come figures Ray's suite has no line for: the time from `ray::init` to the first task result,
+//! and how long a zero-copy `get` of a large object takes as the object grows.
+//! `scripts/bench-vs-ray.sh` runs Ray's suite and this one side by side.
 
+use ray::{ActorHandle, ObjectRef};
 use std::time::{Duration, Instant};
 
 #[ray::remote]
-fn small_value() -> u8 {
-    0
+fn small_value() -> Vec<u8> {
+    b"ok".to_vec()
 }
 
 #[ray::remote]
+fn create_object_containing_ref() -> Vec<ObjectRef<i64>> {
+    (0..10_000).map(|_| ray::put(1i64).unwrap()).collect()
+}
+
+#[ray::remote]
+fn do_put_small() {
+    for _ in 0..100 {
+        drop(ray::put(0i64).unwrap());
+    }
+}
+
+#[ray::remote]
+fn do_put() {
+    for _ in 0..10 {
+        let zeros = vec![0i64; 10 * 1024 * 1024];
+        drop(ray::put_slice(&zeros).unwrap());
+    }
+}
+
+#[ray::remote]
+fn work(actors: Vec<ActorHandle<Actor>>, n: usize) {
+    let refs: Vec<ObjectRef<Vec<u8>>> = (0..n).map(|i| actors[i % actors.len()].small_value()).collect();
+    ray::get_all(&refs).unwrap();
+}
+
+#[ray::remote]
+fn read_view(r: ObjectRef<Vec<u8>>) -> u64 {
+    // Time to get a zero-copy view of `r` and touch its first and last byte.
+    let start = Instant::now();
+    let v = ray::get_slice(&r).unwrap();
+    assert!(v.is_zero_copy());
+    std::hint::black_box((v[0], v[v.len() - 1]));
+    start.elapsed().as_nanos() as u64
+}
+
+/// Ray's `Actor(num_cpus=0)`.
+#[ray::remote(num_cpus = 0)]
 struct Actor {}
 
 #[ray::remote]
@@ -20,119 +66,274 @@ impl Actor {
     fn new() -> Self {
         Actor {}
     }
-    fn small_value(&self) -> u8 {
-        0
+    fn small_value(&self) -> Vec<u8> {
+        b"ok".to_vec()
+    }
+    fn small_value_arg(&self, _x: i64) -> Vec<u8> {
+        b"ok".to_vec()
+    }
+    fn small_value_batch(&self, n: usize) {
+        let refs: Vec<_> = (0..n).map(|_| small_value::remote()).collect();
+        ray::get_all(&refs).unwrap();
     }
 }
 
-struct Metric {
-    name: &'static str,
-    ray: f64,
-    unit: &'static str,
-    samples: Vec<f64>,
-}
+/// Ray's `Actor.options(max_concurrency=16)`: a threaded actor.
+#[ray::remote(num_cpus = 0, max_concurrency = 16)]
+struct ConcurrentActor {}
 
-impl Metric {
-    fn mean(&self) -> f64 {
-        self.samples.iter().sum::<f64>() / self.samples.len() as f64
+#[ray::remote]
+impl ConcurrentActor {
+    fn new() -> Self {
+        ConcurrentActor {}
     }
-    fn std(&self) -> f64 {
-        let m = self.mean();
-        (self.samples.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / self.samples.len() as f64).sqrt()
+    fn small_value(&self) -> Vec<u8> {
+        b"ok".to_vec()
     }
 }
 
-/// Runs `batch` (which does `n` operations) repeatedly for `duration`, `rounds` times; one rate
-/// per round.
-fn rate(rounds: usize, duration: Duration, n: usize, mut batch: impl FnMut()) -> Vec<f64> {
-    batch(); // warm-up
-    (0..rounds)
-        .map(|_| {
+/// Ray's `Client(num_cpus=0)`: calls its servers.
+#[ray::remote(num_cpus = 0)]
+struct Client {
+    servers: Vec<ActorHandle<Actor>>,
+}
+
+#[ray::remote]
+impl Client {
+    fn new(servers: Vec<ActorHandle<Actor>>) -> Self {
+        Client { servers }
+    }
+    fn small_value_batch(&self, n: usize) {
+        let mut refs = Vec::with_capacity(n * self.servers.len());
+        for s in &self.servers {
+            refs.extend((0..n).map(|_| s.small_value()));
+        }
+        ray::get_all(&refs).unwrap();
+    }
+    fn small_value_batch_arg(&self, n: usize) {
+        let x = ray::put(0i64).unwrap();
+        let mut refs = Vec::with_capacity(n * self.servers.len());
+        for s in &self.servers {
+            refs.extend((0..n).map(|_| s.small_value_arg(&x)));
+        }
+        ray::get_all(&refs).unwrap();
+    }
+}
+
+struct Bench {
+    only: Vec<String>,
+    results: Vec<(String, f64, f64)>,
+    warmup: Duration,
+    round: Duration,
+    sleep: Duration,
+}
+
+impl Bench {
+    fn wanted(&self, name: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|p| name.contains(p.as_str()))
+    }
+
+    /// Ray's `timeit(name, fn, multiplier)`.
+    fn timeit(&mut self, name: &str, multiplier: f64, mut f: impl FnMut()) {
+        if !self.wanted(name) {
+            return;
+        }
+        std::thread::sleep(self.sleep);
+        let start = Instant::now();
+        let mut count = 0usize;
+        while start.elapsed() < self.warmup {
+            f();
+            count += 1;
+        }
+        let step = count / 10 + 1;
+        let mut stats = Vec::new();
+        for _ in 0..4 {
             let start = Instant::now();
-            let mut ops = 0usize;
-            while start.elapsed() < duration {
-                batch();
-                ops += n;
+            let mut count = 0usize;
+            while start.elapsed() < self.round {
+                for _ in 0..step {
+                    f();
+                }
+                count += step;
             }
-            ops as f64 / start.elapsed().as_secs_f64()
-        })
-        .collect()
+            stats.push(multiplier * count as f64 / start.elapsed().as_secs_f64());
+        }
+        let mean = stats.iter().sum::<f64>() / stats.len() as f64;
+        let std = (stats.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / stats.len() as f64).sqrt();
+        println!("{name} per second {mean:.2} +- {std:.2}");
+        self.results.push((name.to_string(), mean, std));
+    }
 }
 
 fn main() -> ray::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let quick = args.iter().any(|a| a == "--quick");
-    let json = args.iter().position(|a| a == "--json").and_then(|i| args.get(i + 1).cloned());
-    let (rounds, duration) = if quick { (3, Duration::from_millis(500)) } else { (5, Duration::from_secs(2)) };
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-
-    // Time from init to the first task result, on a fresh runtime each time.
-    let mut init_ms = Vec::new();
-    for _ in 0..5 {
-        let start = Instant::now();
-        ray::init(ray::Config::default().num_cpus(cpus).num_gpus(0))?;
-        ray::get(&small_value::remote())?;
-        init_ms.push(start.elapsed().as_secs_f64() * 1e3);
-        ray::shutdown();
-    }
-
-    ray::init(ray::Config::default().num_cpus(cpus).num_gpus(0))?;
-    let mut metrics = Vec::new();
-    let mut add = |name, ray, unit, samples: Vec<f64>| {
-        let m = Metric { name, ray, unit, samples };
-        println!("{} per second {:.2} +- {:.2}", m.name, m.mean(), m.std());
-        metrics.push(m);
+    let mut bench = Bench {
+        only: Vec::new(),
+        results: Vec::new(),
+        warmup: Duration::from_secs(1),
+        round: Duration::from_secs(2),
+        sleep: Duration::ZERO,
     };
+    let mut json = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--only" => bench.only.push(args.next().expect("--only PATTERN")),
+            "--json" => json = args.next(),
+            "--quick" => {
+                bench.warmup = Duration::from_millis(300);
+                bench.round = Duration::from_millis(500);
+            }
+            "--sleep" => bench.sleep = Duration::from_secs(args.next().expect("--sleep SECS").parse().expect("seconds")),
+            other => panic!("unknown argument {other:?}; expected --only PATTERN, --json PATH, --quick, --sleep SECS"),
+        }
+    }
+    if let Ok(p) = std::env::var("TESTS_TO_RUN") {
+        bench.only.push(p);
+    }
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let n_cpu = (cpus / 2).max(1);
 
-    add("single client tasks sync", 650.0, "tasks/s", rate(rounds, duration, 1, || {
-        ray::get(&small_value::remote()).unwrap();
-    }));
-    add("single client tasks async", 2_000.0, "tasks/s", rate(rounds, duration, 1000, || {
+    ray::init(ray::Config::default())?;
+
+    let value = ray::put(0i64)?;
+    bench.timeit("single client get calls (Plasma Store)", 1.0, || {
+        ray::get(&value).unwrap();
+    });
+    bench.timeit("single client put calls (Plasma Store)", 1.0, || {
+        drop(ray::put(0i64).unwrap());
+    });
+    bench.timeit("multi client put calls (Plasma Store)", 1000.0, || {
+        let refs: Vec<_> = (0..10).map(|_| do_put_small::remote()).collect();
+        ray::get_all(&refs).unwrap();
+    });
+    if bench.wanted("single client put gigabytes") {
+        let arr = vec![0i64; 100 * 1024 * 1024];
+        bench.timeit("single client put gigabytes", 8.0 * 0.1, || {
+            drop(ray::put_slice(&arr).unwrap());
+        });
+    }
+    bench.timeit("single client tasks and get batch", 1.0, || {
         let refs: Vec<_> = (0..1000).map(|_| small_value::remote()).collect();
         ray::get_all(&refs).unwrap();
-    }));
-    let a = Actor::remote();
-    ray::get(&a.small_value())?;
-    add("1:1 actor calls sync", 1_400.0, "calls/s", rate(rounds, duration, 1, || {
-        ray::get(&a.small_value()).unwrap();
-    }));
-    add("1:1 actor calls async", 5_300.0, "calls/s", rate(rounds, duration, 1000, || {
-        let refs: Vec<_> = (0..1000).map(|_| a.small_value()).collect();
+    });
+    bench.timeit("multi client put gigabytes", 10.0 * 8.0 * 0.1, || {
+        let refs: Vec<_> = (0..10).map(|_| do_put::remote()).collect();
         ray::get_all(&refs).unwrap();
-    }));
-    add("single client put calls", 1_600.0, "puts/s", rate(rounds, duration, 1, || {
-        drop(ray::put(0u8).unwrap());
-    }));
-    let value = ray::put(0u8)?;
-    add("single client get calls", 15_000.0, "gets/s", rate(rounds, duration, 1, || {
-        ray::get(&value).unwrap();
-    }));
+    });
+    if bench.wanted("single client get object containing 10k refs") {
+        let obj_containing_ref = create_object_containing_ref::remote();
+        bench.timeit("single client get object containing 10k refs", 1.0, || {
+            ray::get(&obj_containing_ref).unwrap();
+        });
+    }
+    bench.timeit("single client wait 1k refs", 1.0, || {
+        let mut not_ready: Vec<_> = (0..1000).map(|_| small_value::remote()).collect();
+        for _ in 0..1000 {
+            let (_ready, rest) = ray::wait(&not_ready, 1, None);
+            not_ready = rest;
+        }
+    });
+    bench.timeit("single client tasks sync", 1.0, || {
+        ray::get(&small_value::remote()).unwrap();
+    });
+    bench.timeit("single client tasks async", 1000.0, || {
+        let refs: Vec<_> = (0..1000).map(|_| small_value::remote()).collect();
+        ray::get_all(&refs).unwrap();
+    });
+    if bench.wanted("multi client tasks async") {
+        let (n, m) = (10_000, 4);
+        let actors: Vec<ActorHandle<Actor>> = (0..m).map(|_| Actor::remote()).collect();
+        bench.timeit("multi client tasks async", (n * m) as f64, || {
+            let refs: Vec<_> = actors.iter().map(|a| a.small_value_batch(n)).collect();
+            ray::get_all(&refs).unwrap();
+        });
+    }
+    if bench.wanted("1:1 actor calls sync") {
+        let a = Actor::remote();
+        bench.timeit("1:1 actor calls sync", 1.0, || {
+            ray::get(&a.small_value()).unwrap();
+        });
+    }
+    if bench.wanted("1:1 actor calls async") {
+        let a = Actor::remote();
+        bench.timeit("1:1 actor calls async", 1000.0, || {
+            let refs: Vec<_> = (0..1000).map(|_| a.small_value()).collect();
+            ray::get_all(&refs).unwrap();
+        });
+    }
+    if bench.wanted("1:1 actor calls concurrent") {
+        let a = ConcurrentActor::remote();
+        bench.timeit("1:1 actor calls concurrent", 1000.0, || {
+            let refs: Vec<_> = (0..1000).map(|_| a.small_value()).collect();
+            ray::get_all(&refs).unwrap();
+        });
+    }
+    if bench.wanted("1:n actor calls async") {
+        let n = 5000;
+        let actors: Vec<ActorHandle<Actor>> = (0..n_cpu).map(|_| Actor::remote()).collect();
+        let client = Client::remote(actors);
+        bench.timeit("1:n actor calls async", (n * n_cpu) as f64, || {
+            ray::get(&client.small_value_batch(n)).unwrap();
+        });
+    }
+    if bench.wanted("n:n actor calls async") {
+        let (n, m) = (5000, 4);
+        let actors: Vec<ActorHandle<Actor>> = (0..n_cpu).map(|_| Actor::remote()).collect();
+        bench.timeit("n:n actor calls async", (m * n) as f64, || {
+            let refs: Vec<_> = (0..m).map(|_| work::remote(actors.clone(), n)).collect();
+            ray::get_all(&refs).unwrap();
+        });
+    }
+    if bench.wanted("n:n actor calls with arg async") {
+        let n = 1000;
+        let clients: Vec<ActorHandle<Client>> = (0..n_cpu).map(|_| Client::remote(vec![Actor::remote()])).collect();
+        bench.timeit("n:n actor calls with arg async", (n * clients.len()) as f64, || {
+            let refs: Vec<_> = clients.iter().map(|c| c.small_value_batch_arg(n)).collect();
+            ray::get_all(&refs).unwrap();
+        });
+    }
+
+    // Figures Ray's suite has no line for.
+    let mut extra: Vec<(String, f64, &str)> = Vec::new();
+    if bench.wanted("zero-copy get") {
+        for mb in [1usize, 16, 256, 1024] {
+            let r = ray::put_slice(&vec![7u8; mb << 20])?;
+            let mut ns = Vec::new();
+            for _ in 0..20 {
+                ns.push(ray::get(&read_view::remote(r.clone()))? as f64);
+            }
+            ns.sort_by(|a, b| a.total_cmp(b));
+            let median_us = ns[ns.len() / 2] / 1e3;
+            println!("zero-copy get of a {mb} MiB object in another process: {median_us:.1} us (median of 20)");
+            extra.push((format!("zero-copy get {mb} MiB (us)"), median_us, "us"));
+        }
+    }
     ray::shutdown();
 
-    let init_mean = init_ms.iter().sum::<f64>() / init_ms.len() as f64;
-    println!("init to first task result: {init_mean:.1} ms (runs: {init_ms:.1?})");
-    println!();
-    println!("| metric | ours | Ray 2.60 (2 cores) | ours / Ray |");
-    println!("|---|---:|---:|---:|");
-    for m in &metrics {
-        println!(
-            "| {} | {:.0} ± {:.0} {} | {:.0} | {:.1}x |",
-            m.name,
-            m.mean(),
-            m.std(),
-            m.unit,
-            m.ray,
-            m.mean() / m.ray
-        );
+    if bench.wanted("init to first task result") {
+        let mut ms = Vec::new();
+        for _ in 0..5 {
+            let start = Instant::now();
+            ray::init(ray::Config::default())?;
+            ray::get(&small_value::remote())?;
+            ms.push(start.elapsed().as_secs_f64() * 1e3);
+            ray::shutdown();
+        }
+        let mean = ms.iter().sum::<f64>() / ms.len() as f64;
+        println!("init to first task result: {mean:.1} ms (runs: {ms:.1?})");
+        extra.push(("init to first task result (ms)".into(), mean, "ms"));
     }
-    println!("| init to first result | {init_mean:.1} ms | ~3000 ms | {:.0}x faster |", 3000.0 / init_mean);
 
     if let Some(path) = json {
         let mut s = String::from("{\n");
-        for m in &metrics {
-            s.push_str(&format!("  \"{}\": {{\"mean\": {:.2}, \"std\": {:.2}}},\n", m.name, m.mean(), m.std()));
-        }
-        s.push_str(&format!("  \"init to first result ms\": {{\"mean\": {init_mean:.2}}}\n}}\n"));
+        let mut entries: Vec<String> = bench
+            .results
+            .iter()
+            .map(|(name, mean, std)| format!("  \"{name}\": {{\"mean\": {mean:.2}, \"std\": {std:.2}}}"))
+            .collect();
+        entries.extend(extra.iter().map(|(name, v, unit)| format!("  \"{name}\": {{\"value\": {v:.3}, \"unit\": \"{unit}\"}}")));
+        s.push_str(&entries.join(",\n"));
+        s.push_str("\n}\n");
         std::fs::write(&path, s).expect("writing the JSON results");
     }
     Ok(())

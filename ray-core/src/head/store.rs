@@ -7,7 +7,7 @@ use crate::codec::{Data, Value};
 use crate::error::{Error, Result};
 use crate::ids::{DRIVER, ObjectId, ProcIndex};
 use crate::object_store::{Allocator, Arena, PAD};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -19,6 +19,10 @@ pub(crate) struct Store {
     /// Objects in the store, oldest first: the spill order. May hold ids that left since.
     resident: VecDeque<ObjectId>,
     spill_dir: PathBuf,
+    /// Freed ranges whose pages are still in memory, for the next objects (offset → len).
+    warm: BTreeMap<u64, u64>,
+    warm_bytes: u64,
+    warm_limit: u64,
     pub spilled: u64,
     pub restored: u64,
 }
@@ -26,7 +30,19 @@ pub(crate) struct Store {
 impl Store {
     pub(crate) fn new(arena: Arc<Arena>, spill_dir: PathBuf) -> Self {
         let alloc = Allocator::new(arena.capacity());
-        Store { arena, alloc, pending: HashMap::new(), resident: VecDeque::new(), spill_dir, spilled: 0, restored: 0 }
+        let warm_limit = (arena.capacity() / 4).min(1 << 30);
+        Store {
+            arena,
+            alloc,
+            pending: HashMap::new(),
+            resident: VecDeque::new(),
+            spill_dir,
+            warm: BTreeMap::new(),
+            warm_bytes: 0,
+            warm_limit,
+            spilled: 0,
+            restored: 0,
+        }
     }
 
     pub(crate) fn used(&self) -> u64 {
@@ -37,10 +53,42 @@ impl Store {
         self.alloc.capacity()
     }
 
-    /// Frees a region and gives its memory back.
+    /// Frees a region. Its pages stay in memory for the next object while the free-but-resident
+    /// bytes are under the limit; past it, every such range is given back to the system.
     pub(crate) fn free(&mut self, region: u64, size: u64) {
+        let size = Allocator::rounded(size);
         self.alloc.free(region, size);
-        self.arena.punch(region, Allocator::rounded(size));
+        self.warm.insert(region, size);
+        self.warm_bytes += size;
+        if self.warm_bytes > self.warm_limit {
+            for (off, len) in std::mem::take(&mut self.warm) {
+                self.arena.punch(off, len);
+            }
+            self.warm_bytes = 0;
+        }
+    }
+
+    /// A range was allocated again: it is no longer free-but-resident.
+    fn take_warm(&mut self, start: u64, size: u64) {
+        let end = start + Allocator::rounded(size);
+        let overlapping: Vec<(u64, u64)> = self
+            .warm
+            .range(..end)
+            .filter(|(off, len)| **off + **len > start)
+            .map(|(o, l)| (*o, *l))
+            .collect();
+        for (off, len) in overlapping {
+            self.warm.remove(&off);
+            self.warm_bytes -= len;
+            if off < start {
+                self.warm.insert(off, start - off);
+                self.warm_bytes += start - off;
+            }
+            if off + len > end {
+                self.warm.insert(end, off + len - end);
+                self.warm_bytes += off + len - end;
+            }
+        }
     }
 
     /// Frees the unsealed regions of a writer that died.
@@ -77,6 +125,7 @@ impl HeadState {
     pub(crate) fn alloc(&mut self, proc: ProcIndex, size: u64) -> Result<u64> {
         loop {
             if let Some(region) = self.store.alloc.alloc(size) {
+                self.store.take_warm(region, size);
                 self.store.pending.insert(region, (proc, size));
                 return Ok(region);
             }
