@@ -43,7 +43,9 @@ fn do_put() {
 
 #[ray::remote]
 fn work(actors: Vec<ActorHandle<Actor>>, n: usize) {
-    let refs: Vec<ObjectRef<Vec<u8>>> = (0..n).map(|i| actors[i % actors.len()].small_value()).collect();
+    let refs: Vec<ObjectRef<Vec<u8>>> = (0..n)
+        .map(|i| actors[i % actors.len()].small_value())
+        .collect();
     ray::get_all(&refs).unwrap();
 }
 
@@ -159,7 +161,8 @@ impl Bench {
             stats.push(multiplier * count as f64 / start.elapsed().as_secs_f64());
         }
         let mean = stats.iter().sum::<f64>() / stats.len() as f64;
-        let std = (stats.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / stats.len() as f64).sqrt();
+        let std = (stats.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / stats.len() as f64)
+            .sqrt();
         println!("{name} per second {mean:.2} +- {std:.2}");
         self.results.push((name.to_string(), mean, std));
     }
@@ -183,14 +186,22 @@ fn main() -> ray::Result<()> {
                 bench.warmup = Duration::from_millis(300);
                 bench.round = Duration::from_millis(500);
             }
-            "--sleep" => bench.sleep = Duration::from_secs(args.next().expect("--sleep SECS").parse().expect("seconds")),
-            other => panic!("unknown argument {other:?}; expected --only PATTERN, --json PATH, --quick, --sleep SECS"),
+            "--sleep" => {
+                bench.sleep = Duration::from_secs(
+                    args.next().expect("--sleep SECS").parse().expect("seconds"),
+                )
+            }
+            other => panic!(
+                "unknown argument {other:?}; expected --only PATTERN, --json PATH, --quick, --sleep SECS"
+            ),
         }
     }
     if let Ok(p) = std::env::var("TESTS_TO_RUN") {
         bench.only.push(p);
     }
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     let n_cpu = (cpus / 2).max(1);
 
     ray::init(ray::Config::default())?;
@@ -286,11 +297,17 @@ fn main() -> ray::Result<()> {
     }
     if bench.wanted("n:n actor calls with arg async") {
         let n = 1000;
-        let clients: Vec<ActorHandle<Client>> = (0..n_cpu).map(|_| Client::remote(vec![Actor::remote()])).collect();
-        bench.timeit("n:n actor calls with arg async", (n * clients.len()) as f64, || {
-            let refs: Vec<_> = clients.iter().map(|c| c.small_value_batch_arg(n)).collect();
-            ray::get_all(&refs).unwrap();
-        });
+        let clients: Vec<ActorHandle<Client>> = (0..n_cpu)
+            .map(|_| Client::remote(vec![Actor::remote()]))
+            .collect();
+        bench.timeit(
+            "n:n actor calls with arg async",
+            (n * clients.len()) as f64,
+            || {
+                let refs: Vec<_> = clients.iter().map(|c| c.small_value_batch_arg(n)).collect();
+                ray::get_all(&refs).unwrap();
+            },
+        );
     }
 
     // Figures Ray's suite has no line for.
@@ -304,7 +321,9 @@ fn main() -> ray::Result<()> {
             }
             ns.sort_by(|a, b| a.total_cmp(b));
             let median_us = ns[ns.len() / 2] / 1e3;
-            println!("zero-copy get of a {mb} MiB object in another process: {median_us:.1} us (median of 20)");
+            println!(
+                "zero-copy get of a {mb} MiB object in another process: {median_us:.1} us (median of 20)"
+            );
             extra.push((format!("zero-copy get {mb} MiB (us)"), median_us, "us"));
         }
     }
@@ -329,9 +348,13 @@ fn main() -> ray::Result<()> {
         let mut entries: Vec<String> = bench
             .results
             .iter()
-            .map(|(name, mean, std)| format!("  \"{name}\": {{\"mean\": {mean:.2}, \"std\": {std:.2}}}"))
+            .map(|(name, mean, std)| {
+                format!("  \"{name}\": {{\"mean\": {mean:.2}, \"std\": {std:.2}}}")
+            })
             .collect();
-        entries.extend(extra.iter().map(|(name, v, unit)| format!("  \"{name}\": {{\"value\": {v:.3}, \"unit\": \"{unit}\"}}")));
+        entries.extend(extra.iter().map(|(name, v, unit)| {
+            format!("  \"{name}\": {{\"value\": {v:.3}, \"unit\": \"{unit}\"}}")
+        }));
         s.push_str(&entries.join(",\n"));
         s.push_str("\n}\n");
         std::fs::write(&path, s).expect("writing the JSON results");

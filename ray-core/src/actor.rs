@@ -48,7 +48,10 @@ pub enum ActorInstance {
     /// Methods run one at a time on one thread.
     Single(Box<dyn Any>),
     /// Methods run on `max_concurrency` threads: `&self` methods concurrently.
-    Threaded { instance: Box<dyn Any + Send + Sync>, max_concurrency: u32 },
+    Threaded {
+        instance: Box<dyn Any + Send + Sync>,
+        max_concurrency: u32,
+    },
 }
 
 impl ActorInstance {
@@ -56,7 +59,10 @@ impl ActorInstance {
         ActorInstance::Single(Box::new(value))
     }
     pub fn threaded<T: Send + Sync + 'static>(value: T, max_concurrency: u32) -> Self {
-        ActorInstance::Threaded { instance: Box::new(value), max_concurrency }
+        ActorInstance::Threaded {
+            instance: Box::new(value),
+            max_concurrency,
+        }
     }
 }
 
@@ -70,10 +76,6 @@ pub struct RawActorHandle {
 impl RawActorHandle {
     pub(crate) fn adopt(id: ActorId, class: &'static str) -> Self {
         RawActorHandle { id, class }
-    }
-
-    pub(crate) fn id(&self) -> ActorId {
-        self.id
     }
 
     /// Submits a method call. Calls from one caller run in the order they were made.
@@ -91,7 +93,12 @@ impl RawActorHandle {
                 return ObjectRef::adopt(task);
             }
         };
-        client.submit_actor_task(ActorTaskSpec { actor: self.id, task, method: method.to_string(), args });
+        client.submit_actor_task(ActorTaskSpec {
+            actor: self.id,
+            task,
+            method: method.to_string(),
+            args,
+        });
         ObjectRef::adopt(task)
     }
 }
@@ -99,7 +106,10 @@ impl RawActorHandle {
 impl Clone for RawActorHandle {
     fn clone(&self) -> Self {
         refcount::inc(RefId::Actor(self.id));
-        RawActorHandle { id: self.id, class: self.class }
+        RawActorHandle {
+            id: self.id,
+            class: self.class,
+        }
     }
 }
 
@@ -121,7 +131,10 @@ pub struct ActorHandle<A: RemoteActor> {
 
 impl<A: RemoteActor> ActorHandle<A> {
     pub(crate) fn from_raw(raw: RawActorHandle) -> Self {
-        ActorHandle { methods: A::Methods::from(raw), _class: PhantomData }
+        ActorHandle {
+            methods: A::Methods::from(raw),
+            _class: PhantomData,
+        }
     }
 
     pub(crate) fn raw(&self) -> &RawActorHandle {

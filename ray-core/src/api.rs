@@ -2,12 +2,12 @@
 
 use crate::actor::{ActorHandle, RemoteActor};
 use crate::codec::{self, Value};
-use crate::object_store;
 use crate::config::Config;
 use crate::context;
 use crate::error::{Error, Result};
 use crate::ids::ObjectId;
 use crate::object_ref::ObjectRef;
+use crate::object_store;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::time::Duration;
@@ -40,7 +40,10 @@ pub fn is_initialized() -> bool {
     context::try_client().is_some()
 }
 
-pub(crate) fn decode_values<T: DeserializeOwned>(ids: &[ObjectId], values: Vec<Value>) -> Result<Vec<T>> {
+pub(crate) fn decode_values<T: DeserializeOwned>(
+    ids: &[ObjectId],
+    values: Vec<Value>,
+) -> Result<Vec<T>> {
     let out: Result<Vec<T>> = values.iter().map(|v| v.decode::<T>()).collect();
     if let Some(c) = context::try_client() {
         c.transfer_done(ids, &values);
@@ -50,7 +53,15 @@ pub(crate) fn decode_values<T: DeserializeOwned>(ids: &[ObjectId], values: Vec<V
 
 fn ids_of<T>(refs: &[ObjectRef<T>]) -> Result<Vec<ObjectId>> {
     refs.iter()
-        .map(|r| if r.id().0 == 0 { Err(Error::NotInitialized { detail: String::new() }) } else { Ok(r.id()) })
+        .map(|r| {
+            if r.id().0 == 0 {
+                Err(Error::NotInitialized {
+                    detail: String::new(),
+                })
+            } else {
+                Ok(r.id())
+            }
+        })
         .collect()
 }
 
@@ -76,7 +87,10 @@ pub fn get_all<T: DeserializeOwned>(refs: &[ObjectRef<T>]) -> Result<Vec<T>> {
     get_inner(refs, None)
 }
 
-fn get_inner<T: DeserializeOwned>(refs: &[ObjectRef<T>], timeout: Option<Duration>) -> Result<Vec<T>> {
+fn get_inner<T: DeserializeOwned>(
+    refs: &[ObjectRef<T>],
+    timeout: Option<Duration>,
+) -> Result<Vec<T>> {
     if refs.is_empty() {
         return Ok(Vec::new());
     }
@@ -144,5 +158,7 @@ pub fn kill<A: RemoteActor>(handle: &ActorHandle<A>) {
 /// that asked for no GPU). The worker process also has them in `CUDA_VISIBLE_DEVICES` and in
 /// `RAY_RS_GPU_IDS`.
 pub fn get_gpu_ids() -> Vec<usize> {
-    context::try_client().map(|c| c.gpu_ids()).unwrap_or_default()
+    context::try_client()
+        .map(|c| c.gpu_ids())
+        .unwrap_or_default()
 }

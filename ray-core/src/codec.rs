@@ -16,7 +16,8 @@ use std::cell::RefCell;
 
 /// Fixed-width little-endian integers: a `Vec<T: Pod>` then encodes as an 8-byte length followed
 /// by the elements exactly as they lie in memory, which is what makes zero-copy views possible.
-type Config = bincode::config::Configuration<bincode::config::LittleEndian, bincode::config::Fixint>;
+type Config =
+    bincode::config::Configuration<bincode::config::LittleEndian, bincode::config::Fixint>;
 
 fn config() -> Config {
     bincode::config::standard().with_fixed_int_encoding()
@@ -107,7 +108,13 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Encoded> {
         message: e.to_string(),
     })?;
     let pins = crate::refcount::Pins::new(&contained);
-    Ok(Encoded { value: Value { data: Data::Inline(Bytes::from(bytes)), contained }, pins })
+    Ok(Encoded {
+        value: Value {
+            data: Data::Inline(Bytes::from(bytes)),
+            contained,
+        },
+        pins,
+    })
 }
 
 /// Decodes a user value.
@@ -116,7 +123,11 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
         Ok((v, used)) if used == bytes.len() => Ok(v),
         Ok((_, used)) => Err(Error::Serialization {
             type_name: std::any::type_name::<T>().to_string(),
-            message: format!("{} trailing bytes after the value ({} bytes)", bytes.len() - used, bytes.len()),
+            message: format!(
+                "{} trailing bytes after the value ({} bytes)",
+                bytes.len() - used,
+                bytes.len()
+            ),
         }),
         Err(e) => Err(Error::Serialization {
             type_name: std::any::type_name::<T>().to_string(),
@@ -129,9 +140,11 @@ pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
 pub(crate) fn encode_frame<M: Serialize>(msg: &M, out: &mut Vec<u8>) -> Result<()> {
     let start = out.len();
     out.extend_from_slice(&[0u8; 4]);
-    bincode::serde::encode_into_std_write(msg, out, config()).map_err(|e| Error::Serialization {
-        type_name: std::any::type_name::<M>().to_string(),
-        message: e.to_string(),
+    bincode::serde::encode_into_std_write(msg, out, config()).map_err(|e| {
+        Error::Serialization {
+            type_name: std::any::type_name::<M>().to_string(),
+            message: e.to_string(),
+        }
     })?;
     let len = u32::try_from(out.len() - start - 4).map_err(|_| Error::Serialization {
         type_name: std::any::type_name::<M>().to_string(),
@@ -161,7 +174,9 @@ mod tests {
     #[test]
     fn decoding_the_wrong_type_names_the_type() {
         let e = encode(&"hello".to_string()).unwrap();
-        let Data::Inline(bytes) = &e.value.data else { panic!("small values are inline") };
+        let Data::Inline(bytes) = &e.value.data else {
+            panic!("small values are inline")
+        };
         let err = decode::<Vec<u64>>(&bytes[..2]).unwrap_err();
         match err {
             Error::Serialization { type_name, .. } => assert!(type_name.contains("Vec<u64>")),
@@ -173,7 +188,9 @@ mod tests {
     fn pod_vectors_encode_as_length_then_raw_elements() {
         let v = vec![1.5f32, -2.0, 3.25];
         let e = encode(&v).unwrap();
-        let Data::Inline(bytes) = &e.value.data else { panic!() };
+        let Data::Inline(bytes) = &e.value.data else {
+            panic!()
+        };
         assert_eq!(&bytes[..VEC_PREFIX], &3u64.to_le_bytes());
         assert_eq!(&bytes[VEC_PREFIX..], bytemuck::cast_slice::<f32, u8>(&v));
     }

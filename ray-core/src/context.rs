@@ -3,7 +3,7 @@
 
 use crate::codec::Value;
 use crate::error::{Error, Result};
-use crate::ids::{ActorId, ObjectId, ProcIndex, RefId};
+use crate::ids::{ActorId, ObjectId, RefId};
 use crate::protocol::{ActorSpec, ActorTaskSpec, TaskSpec};
 use crate::slot::Slot;
 use std::sync::{Arc, RwLock};
@@ -34,7 +34,6 @@ pub(crate) trait Client: Send + Sync + 'static {
     fn del_ref(&self, id: RefId);
     fn kill_actor(&self, id: ActorId);
     fn gpu_ids(&self) -> Vec<usize>;
-    fn proc(&self) -> ProcIndex;
 }
 
 static CURRENT: RwLock<Option<Arc<dyn Client>>> = RwLock::new(None);
@@ -48,5 +47,7 @@ pub(crate) fn try_client() -> Option<Arc<dyn Client>> {
 }
 
 pub(crate) fn client() -> Result<Arc<dyn Client>> {
-    try_client().ok_or_else(|| Error::NotInitialized { detail: String::new() })
+    try_client().ok_or_else(|| Error::NotInitialized {
+        detail: String::new(),
+    })
 }

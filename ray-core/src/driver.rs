@@ -7,14 +7,14 @@
 //! that panics does not leave it running.
 
 use crate::codec::{Data, Value};
-use crate::head::store::Store;
-use crate::object_store::{self, Arena};
 use crate::config::Config;
 use crate::context::{self, Client};
 use crate::error::{Error, Result};
 use crate::head::spawn::{SpawnerConfig, spawner_main};
+use crate::head::store::Store;
 use crate::head::{DRIVER_PROC, Head, HeadShared};
-use crate::ids::{ActorId, ObjectId, ProcIndex, RefId};
+use crate::ids::{ActorId, ObjectId, RefId};
+use crate::object_store::{self, Arena};
 use crate::protocol::{ActorSpec, ActorTaskSpec, TaskSpec, ToHead};
 use crate::resources::{Amount, NodeResources};
 use crate::slot::Slot;
@@ -38,7 +38,11 @@ struct Global {
     epoch: u64,
 }
 
-static GLOBAL: Mutex<Global> = Mutex::new(Global { driver: None, owner: None, epoch: 0 });
+static GLOBAL: Mutex<Global> = Mutex::new(Global {
+    driver: None,
+    owner: None,
+    epoch: 0,
+});
 static GLOBAL_CHANGED: Condvar = Condvar::new();
 
 thread_local! {
@@ -52,7 +56,9 @@ impl Drop for ThreadGuard {
     fn drop(&mut self) {
         let epoch = self.0;
         // Tokio cannot be shut down from inside a thread-local destructor: use a fresh thread.
-        let t = std::thread::Builder::new().name("ray-shutdown".into()).spawn(move || shutdown_epoch(Some(epoch)));
+        let t = std::thread::Builder::new()
+            .name("ray-shutdown".into())
+            .spawn(move || shutdown_epoch(Some(epoch)));
         if let Ok(t) = t {
             let _ = t.join();
         }
@@ -70,17 +76,32 @@ fn is_main_thread() -> bool {
 
 fn random_u64() -> u64 {
     let mut buf = [0u8; 8];
-    if std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut buf)).is_ok() {
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .is_ok()
+    {
         return u64::from_le_bytes(buf);
     }
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
     h.finish()
 }
 
-fn validate(config: &Config) -> Result<(usize, usize, Vec<(String, Amount)>)> {
-    let cpus = config.num_cpus.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+/// CPUs, GPUs and custom resources of the node.
+type NodeShape = (usize, usize, Vec<(String, Amount)>);
+
+fn validate(config: &Config) -> Result<NodeShape> {
+    let cpus = config.num_cpus.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
     let gpus = config.num_gpus.unwrap_or(0);
     let mut custom = Vec::new();
     for (name, amount) in &config.resources {
@@ -93,8 +114,10 @@ fn validate(config: &Config) -> Result<(usize, usize, Vec<(String, Amount)>)> {
                 ),
             });
         }
-        let a = Amount::from_f64(*amount)
-            .map_err(|m| Error::InvalidArgument { what: format!("amount of resource {name:?}"), message: m })?;
+        let a = Amount::from_f64(*amount).map_err(|m| Error::InvalidArgument {
+            what: format!("amount of resource {name:?}"),
+            message: m,
+        })?;
         custom.push((name.clone(), a));
     }
     Ok((cpus, gpus, custom))
@@ -120,7 +143,9 @@ pub(crate) fn init(config: Config) -> Result<()> {
     g.driver = Some(driver.clone());
     g.owner = Some(me);
     drop(g);
-    context::set(Some(Arc::new(DriverClient { head: driver.head.clone() })));
+    context::set(Some(Arc::new(DriverClient {
+        head: driver.head.clone(),
+    })));
     if !is_main_thread() {
         GUARD.with(|guard| *guard.borrow_mut() = Some(ThreadGuard(epoch)));
     }
@@ -129,7 +154,13 @@ pub(crate) fn init(config: Config) -> Result<()> {
     Ok(())
 }
 
-fn start(config: &Config, cpus: usize, gpus: usize, custom: Vec<(String, Amount)>, epoch: u64) -> Result<Arc<Driver>> {
+fn start(
+    config: &Config,
+    cpus: usize,
+    gpus: usize,
+    custom: Vec<(String, Amount)>,
+    epoch: u64,
+) -> Result<Arc<Driver>> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("ray-node-manager")
@@ -139,9 +170,10 @@ fn start(config: &Config, cpus: usize, gpus: usize, custom: Vec<(String, Amount)
     let token = random_u64();
     let socket = format!("ray-rs/{}/{epoch}/{token:016x}", std::process::id());
     let listener = transport::bind_abstract(&socket)?;
+    tracing::debug!("node manager listening on @{socket}");
     let (spawn_tx, spawn_rx) = std::sync::mpsc::channel();
     let shared = Arc::new(HeadShared {
-        socket: socket.clone(),
+        socket,
         token,
         fingerprint: crate::registry::fingerprint(),
         max_idle_workers: config.max_idle_workers.unwrap_or(cpus).max(1),
@@ -149,12 +181,16 @@ fn start(config: &Config, cpus: usize, gpus: usize, custom: Vec<(String, Amount)
         rt: rt.handle().clone(),
         spawn_tx: Mutex::new(Some(spawn_tx)),
     });
-    let capacity = config.object_store_memory.unwrap_or_else(object_store::default_capacity);
+    let capacity = config
+        .object_store_memory
+        .unwrap_or_else(object_store::default_capacity);
     let arena = Arc::new(Arena::create(capacity)?);
     let spill_root = config.spill_dir.clone().unwrap_or_else(std::env::temp_dir);
     remove_stale_spill_dirs(&spill_root);
     let spill_dir = spill_root.join(format!("ray-rs-spill-{}-{epoch}", std::process::id()));
-    let inline_max = config.max_inline_object_size.unwrap_or(object_store::DEFAULT_INLINE_MAX);
+    let inline_max = config
+        .max_inline_object_size
+        .unwrap_or(object_store::DEFAULT_INLINE_MAX);
     object_store::set_inline_max(inline_max);
     object_store::set_arena(Some(arena.clone()));
     let store = Store::new(arena.clone(), spill_dir);
@@ -165,7 +201,8 @@ fn start(config: &Config, cpus: usize, gpus: usize, custom: Vec<(String, Amount)
     let head = Head::new(resources, store, shared);
     let listener = {
         let _enter = rt.enter();
-        tokio::net::UnixListener::from_std(listener).map_err(|e| Error::io("listening for workers", e))?
+        tokio::net::UnixListener::from_std(listener)
+            .map_err(|e| Error::io("listening for workers", e))?
     };
     let accept_head = head.clone();
     rt.spawn(async move {
@@ -183,7 +220,7 @@ fn start(config: &Config, cpus: usize, gpus: usize, custom: Vec<(String, Amount)
     });
     let spawner_cfg = SpawnerConfig {
         exe: std::path::PathBuf::from("/proc/self/exe"),
-        socket,
+        socket: head.shared.socket.clone(),
         token,
         log_to_driver: config.log_to_driver,
         store_fd: arena.raw_fd(),
@@ -196,7 +233,12 @@ fn start(config: &Config, cpus: usize, gpus: usize, custom: Vec<(String, Amount)
         .name("ray-spawner".into())
         .spawn(move || spawner_main(spawn_rx, weak, handle, spawner_cfg))
         .map_err(|e| Error::io("starting the spawner thread", e))?;
-    Ok(Arc::new(Driver { head, rt: Mutex::new(Some(rt)), spawner: Mutex::new(Some(spawner)), epoch }))
+    Ok(Arc::new(Driver {
+        head,
+        rt: Mutex::new(Some(rt)),
+        spawner: Mutex::new(Some(spawner)),
+        epoch,
+    }))
 }
 
 /// Serves one worker connection: registration, then its messages until it closes.
@@ -204,8 +246,16 @@ async fn serve(head: Arc<Head>, stream: tokio::net::UnixStream) {
     let (rd, wr) = stream.into_split();
     let mut rd = tokio::io::BufReader::with_capacity(64 * 1024, rd);
     let mut buf = Vec::new();
-    let Ok(Some(())) = transport::read_frame_async(&mut rd, &mut buf).await else { return };
-    let Ok(ToHead::Register { proc, pid, token, fingerprint }) = transport::decode_frame::<ToHead>(&buf) else {
+    let Ok(Some(())) = transport::read_frame_async(&mut rd, &mut buf).await else {
+        return;
+    };
+    let Ok(ToHead::Register {
+        proc,
+        pid,
+        token,
+        fingerprint,
+    }) = transport::decode_frame::<ToHead>(&buf)
+    else {
         tracing::warn!("a connection did not start with Register");
         return;
     };
@@ -214,16 +264,13 @@ async fn serve(head: Arc<Head>, stream: tokio::net::UnixStream) {
     if !head.register(proc, pid, token, fingerprint, outbox) {
         return;
     }
-    loop {
-        match transport::read_frame_async(&mut rd, &mut buf).await {
-            Ok(Some(())) => match transport::decode_frame::<ToHead>(&buf) {
-                Ok(msg) => head.handle(proc, msg),
-                Err(e) => {
-                    tracing::error!("bad message from worker {proc}: {e}");
-                    break;
-                }
-            },
-            Ok(None) | Err(_) => break,
+    while let Ok(Some(())) = transport::read_frame_async(&mut rd, &mut buf).await {
+        match transport::decode_frame::<ToHead>(&buf) {
+            Ok(msg) => head.handle(proc, msg),
+            Err(e) => {
+                tracing::error!("bad message from worker {proc}: {e}");
+                break;
+            }
         }
     }
     head.disconnected(proc);
@@ -231,11 +278,17 @@ async fn serve(head: Arc<Head>, stream: tokio::net::UnixStream) {
 
 /// Removes spill directories left by drivers that were killed (their pid is gone).
 fn remove_stale_spill_dirs(root: &std::path::Path) {
-    let Ok(entries) = std::fs::read_dir(root) else { return };
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix("ray-rs-spill-") else { continue };
-        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        let Some(rest) = name.strip_prefix("ray-rs-spill-") else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
         if pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
             let _ = std::fs::remove_dir_all(entry.path());
         }
@@ -246,8 +299,18 @@ impl Driver {
     fn stop(&self) {
         self.head.shutdown(Duration::from_secs(1));
         self.head.lock().store.remove_spill_dir();
-        self.head.shared.spawn_tx.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(t) = self.spawner.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        self.head
+            .shared
+            .spawn_tx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(t) = self
+            .spawner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
             let _ = t.join();
         }
         if let Some(rt) = self.rt.lock().unwrap_or_else(|e| e.into_inner()).take() {
@@ -321,8 +384,12 @@ impl Client for DriverClient {
     }
 
     fn transfer_done(&self, ids: &[ObjectId], values: &[Value]) {
-        let stored: Vec<ObjectId> =
-            ids.iter().zip(values).filter(|(_, v)| matches!(v.data, Data::Shm { .. })).map(|(id, _)| *id).collect();
+        let stored: Vec<ObjectId> = ids
+            .iter()
+            .zip(values)
+            .filter(|(_, v)| matches!(v.data, Data::Shm { .. }))
+            .map(|(id, _)| *id)
+            .collect();
         if !stored.is_empty() {
             self.head.lock().release_mapped(DRIVER_PROC, &stored);
         }
@@ -355,10 +422,6 @@ impl Client for DriverClient {
     fn gpu_ids(&self) -> Vec<usize> {
         Vec::new()
     }
-
-    fn proc(&self) -> ProcIndex {
-        DRIVER_PROC
-    }
 }
 
 #[cfg(test)]
@@ -372,9 +435,18 @@ mod tests {
         let stream = transport::connect_abstract(&d.head.shared.socket).unwrap();
         let mut reader = BufReader::new(stream.try_clone().unwrap());
         let sender = transport::BlockingSender::new(stream);
-        sender.send(&ToHead::Register { proc: 999_999, pid: 1, token, fingerprint }).unwrap();
+        sender
+            .send(&ToHead::Register {
+                proc: 999_999,
+                pid: 1,
+                token,
+                fingerprint,
+            })
+            .unwrap();
         let mut buf = Vec::new();
-        transport::read_frame(&mut reader, &mut buf).unwrap().unwrap();
+        transport::read_frame(&mut reader, &mut buf)
+            .unwrap()
+            .unwrap();
         transport::decode_frame(&buf).unwrap()
     }
 

@@ -33,7 +33,9 @@ pub enum Error {
         pid: u32,
     },
     /// The worker process running the task died (abort, segfault, kill) on every attempt.
-    #[error("task `{function}` lost its worker (last pid {pid}) {attempts} time(s), giving up: {cause}")]
+    #[error(
+        "task `{function}` lost its worker (last pid {pid}) {attempts} time(s), giving up: {cause}"
+    )]
     WorkerDied {
         /// Registered name of the function.
         function: String,
@@ -53,7 +55,9 @@ pub enum Error {
         cause: String,
     },
     /// No node can ever satisfy the request (e.g. `num_gpus = 9` on an 8-GPU cluster).
-    #[error("`{name}` asks for {requested}, but the cluster only has {available}: it can never run")]
+    #[error(
+        "`{name}` asks for {requested}, but the cluster only has {available}: it can never run"
+    )]
     Infeasible {
         /// Task or actor name.
         name: String,
@@ -71,7 +75,9 @@ pub enum Error {
         timeout: Duration,
     },
     /// The object store cannot make room for an object, even by spilling.
-    #[error("object store full: cannot store {requested} bytes ({used} of {capacity} bytes in use)")]
+    #[error(
+        "object store full: cannot store {requested} bytes ({used} of {capacity} bytes in use)"
+    )]
     ObjectStoreFull {
         /// Size of the object that did not fit.
         requested: u64,
@@ -95,7 +101,9 @@ pub enum Error {
         detail: String,
     },
     /// `ray::init` was called twice from the same thread without `ray::shutdown` between.
-    #[error("ray is already initialized on this thread; call `ray::shutdown()` before initializing again")]
+    #[error(
+        "ray is already initialized on this thread; call `ray::shutdown()` before initializing again"
+    )]
     AlreadyInitialized,
     /// The object is gone: freed, from an earlier runtime, or its owner died.
     #[error("object {id} is lost: {reason}")]
@@ -131,10 +139,15 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn io(context: impl Into<String>, err: std::io::Error) -> Error {
-        Error::Io { context: context.into(), message: err.to_string() }
+        Error::Io {
+            context: context.into(),
+            message: err.to_string(),
+        }
     }
 
     pub(crate) fn shut_down() -> Error {
-        Error::NotInitialized { detail: " (the runtime was shut down)".into() }
+        Error::NotInitialized {
+            detail: " (the runtime was shut down)".into(),
+        }
     }
 }

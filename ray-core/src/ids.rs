@@ -49,7 +49,12 @@ impl ActorId {
 
 impl fmt::Debug for ObjectId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ObjectId({:x}:{})", self.0 >> 40, self.0 & ((1 << 40) - 1))
+        write!(
+            f,
+            "ObjectId({:x}:{})",
+            self.0 >> 40,
+            self.0 & ((1 << 40) - 1)
+        )
     }
 }
 
@@ -61,7 +66,12 @@ impl fmt::Display for ObjectId {
 
 impl fmt::Debug for ActorId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ActorId({:x}:{})", self.0 >> 40, self.0 & ((1 << 40) - 1))
+        write!(
+            f,
+            "ActorId({:x}:{})",
+            self.0 >> 40,
+            self.0 & ((1 << 40) - 1)
+        )
     }
 }
 

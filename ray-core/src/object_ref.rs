@@ -35,12 +35,18 @@ pub struct ObjectRef<T> {
 impl<T> ObjectRef<T> {
     /// Wraps an id that this process already holds one reference to.
     pub(crate) fn adopt(id: ObjectId) -> Self {
-        ObjectRef { id, _type: PhantomData }
+        ObjectRef {
+            id,
+            _type: PhantomData,
+        }
     }
 
     /// A reference that was never backed by a runtime: reading it says `NotInitialized`.
     pub(crate) fn null() -> Self {
-        ObjectRef { id: ObjectId(0), _type: PhantomData }
+        ObjectRef {
+            id: ObjectId(0),
+            _type: PhantomData,
+        }
     }
 
     /// The object's id.
@@ -52,7 +58,10 @@ impl<T> ObjectRef<T> {
 impl<T> Clone for ObjectRef<T> {
     fn clone(&self) -> Self {
         refcount::inc(RefId::Object(self.id));
-        ObjectRef { id: self.id, _type: PhantomData }
+        ObjectRef {
+            id: self.id,
+            _type: PhantomData,
+        }
     }
 }
 
@@ -93,7 +102,10 @@ impl<'de, T> Deserialize<'de> for ObjectRef<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let id = ObjectId::deserialize(d)?;
         refcount::inc(RefId::Object(id));
-        Ok(ObjectRef { id, _type: PhantomData })
+        Ok(ObjectRef {
+            id,
+            _type: PhantomData,
+        })
     }
 }
 
@@ -111,14 +123,19 @@ enum FutureState {
 impl<T> GetFuture<T> {
     fn new(object: ObjectRef<T>) -> Self {
         let state = if object.id.0 == 0 {
-            FutureState::Failed(Some(Error::NotInitialized { detail: String::new() }))
+            FutureState::Failed(Some(Error::NotInitialized {
+                detail: String::new(),
+            }))
         } else {
             match context::client() {
                 Ok(client) => FutureState::Waiting(SlotFuture(client.get_async(object.id))),
                 Err(e) => FutureState::Failed(Some(e)),
             }
         };
-        GetFuture { _object: object, state }
+        GetFuture {
+            _object: object,
+            state,
+        }
     }
 }
 
@@ -130,16 +147,17 @@ impl<T: DeserializeOwned> Future for GetFuture<T> {
         let this = self.get_mut();
         match &mut this.state {
             FutureState::Failed(e) => {
-                Poll::Ready(Err(e.take().unwrap_or_else(|| Error::NotInitialized { detail: String::new() })))
+                Poll::Ready(Err(e.take().unwrap_or_else(|| Error::NotInitialized {
+                    detail: String::new(),
+                })))
             }
             FutureState::Waiting(slot) => match Pin::new(slot).poll(cx) {
                 Poll::Pending => Poll::Pending,
                 Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-                Poll::Ready(Ok(value)) => {
-                    Poll::Ready(crate::api::decode_values::<T>(&[this._object.id], vec![value]).map(|mut v| {
-                        v.pop().expect("one value decoded")
-                    }))
-                }
+                Poll::Ready(Ok(value)) => Poll::Ready(
+                    crate::api::decode_values::<T>(&[this._object.id], vec![value])
+                        .map(|mut v| v.pop().expect("one value decoded")),
+                ),
             },
         }
     }

@@ -23,8 +23,8 @@ use crate::codec::{Data, Value};
 use crate::context::Client;
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 /// Alignment of regions: a page, so a region's write window covers no other region.
@@ -93,9 +93,20 @@ impl Arena {
             // SAFETY: a new shared mapping of `len` bytes of a valid fd, at an address the kernel
             // picks; MAP_NORESERVE because the file is sparse.
             let ptr = unsafe {
-                libc::mmap(std::ptr::null_mut(), len, prot, libc::MAP_SHARED | libc::MAP_NORESERVE, fd.as_raw_fd(), 0)
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    prot,
+                    libc::MAP_SHARED | libc::MAP_NORESERVE,
+                    fd.as_raw_fd(),
+                    0,
+                )
             };
-            if ptr == libc::MAP_FAILED { Err(os_err("mapping the object store (mmap)")) } else { Ok(ptr) }
+            if ptr == libc::MAP_FAILED {
+                Err(os_err("mapping the object store (mmap)"))
+            } else {
+                Ok(ptr)
+            }
         };
         let read = map(libc::PROT_READ)?;
         let write = match map(libc::PROT_NONE) {
@@ -106,7 +117,12 @@ impl Arena {
                 return Err(e);
             }
         };
-        Ok(Arena { fd, capacity, base: read as *const u8, write_base: write as *mut u8 })
+        Ok(Arena {
+            fd,
+            capacity,
+            base: read as *const u8,
+            write_base: write as *mut u8,
+        })
     }
 
     pub(crate) fn raw_fd(&self) -> RawFd {
@@ -122,7 +138,12 @@ impl Arena {
     /// Callers only ask for sealed regions of objects they hold pinned (see the module docs), so
     /// the bytes do not change while the slice lives.
     pub(crate) fn slice(&self, offset: u64, len: u64) -> &[u8] {
-        assert!(offset.checked_add(len).is_some_and(|end| end <= self.capacity), "object store range out of bounds");
+        assert!(
+            offset
+                .checked_add(len)
+                .is_some_and(|end| end <= self.capacity),
+            "object store range out of bounds"
+        );
         // SAFETY: the range is inside the mapping (checked above), the mapping lives as long as
         // `self`, and sealed regions are immutable while readable.
         unsafe { std::slice::from_raw_parts(self.base.add(offset as usize), len as usize) }
@@ -136,7 +157,12 @@ impl Arena {
         if len == 0 {
             return Ok(());
         }
-        assert!(offset.checked_add(len).is_some_and(|end| end <= self.capacity), "object store write out of bounds");
+        assert!(
+            offset
+                .checked_add(len)
+                .is_some_and(|end| end <= self.capacity),
+            "object store write out of bounds"
+        );
         let start = offset / PAGE * PAGE;
         let end = (offset + len).div_ceil(PAGE) * PAGE;
         let end = end.min(self.capacity.div_ceil(PAGE) * PAGE);
@@ -145,7 +171,9 @@ impl Arena {
         let window_len = (end - start) as usize;
         // SAFETY: opening a window over pages of our own mapping; no other writer uses them.
         if unsafe { libc::mprotect(window, window_len, libc::PROT_READ | libc::PROT_WRITE) } != 0 {
-            return Err(os_err("opening a write window in the object store (mprotect)"));
+            return Err(os_err(
+                "opening a write window in the object store (mprotect)",
+            ));
         }
         // SAFETY: same range; pre-faults the pages in one call. An old kernel without
         // MADV_POPULATE_WRITE returns EINVAL, and the copy below faults them in one by one.
@@ -155,13 +183,19 @@ impl Arena {
             // SAFETY: the destination [at, at + part.len()) is inside the open window, and the
             // source is a different allocation (a caller's buffer).
             unsafe {
-                std::ptr::copy_nonoverlapping(part.as_ptr(), self.write_base.add(at as usize), part.len());
+                std::ptr::copy_nonoverlapping(
+                    part.as_ptr(),
+                    self.write_base.add(at as usize),
+                    part.len(),
+                );
             }
             at += part.len() as u64;
         }
         // SAFETY: closing the window opened above.
         if unsafe { libc::mprotect(window, window_len, libc::PROT_NONE) } != 0 {
-            return Err(os_err("closing a write window in the object store (mprotect)"));
+            return Err(os_err(
+                "closing a write window in the object store (mprotect)",
+            ));
         }
         Ok(())
     }
@@ -213,17 +247,28 @@ pub(crate) fn set_inline_max(n: usize) {
 /// region), or leaves it inline. The returned value names the region; sending it in a
 /// `Put`/`TaskDone` seals it.
 pub(crate) fn place(client: &dyn Client, value: Value) -> Result<Value> {
-    let Data::Inline(bytes) = &value.data else { return Ok(value) };
+    let Data::Inline(bytes) = &value.data else {
+        return Ok(value);
+    };
     if bytes.len() < inline_max() {
         return Ok(value);
     }
     let region = store_parts(client, &[bytes])?;
-    Ok(Value { data: Data::Shm { region, pad: PAD as u32, len: bytes.len() as u64 }, contained: value.contained })
+    Ok(Value {
+        data: Data::Shm {
+            region,
+            pad: PAD as u32,
+            len: bytes.len() as u64,
+        },
+        contained: value.contained,
+    })
 }
 
 /// Writes `parts` (one value's bytes, in pieces) into a fresh region at offset `PAD`.
 pub(crate) fn store_parts(client: &dyn Client, parts: &[&[u8]]) -> Result<u64> {
-    let arena = arena().ok_or_else(|| Error::NotInitialized { detail: " (no object store)".into() })?;
+    let arena = arena().ok_or_else(|| Error::NotInitialized {
+        detail: " (no object store)".into(),
+    })?;
     let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
     let region = client.alloc(PAD + len)?;
     arena.write(region + PAD, parts)?;
@@ -259,7 +304,11 @@ impl Allocator {
         if capacity > 0 {
             free.insert(0, capacity);
         }
-        Allocator { free, capacity, used: 0 }
+        Allocator {
+            free,
+            capacity,
+            used: 0,
+        }
     }
 
     pub(crate) fn rounded(size: u64) -> u64 {
@@ -308,8 +357,17 @@ impl Allocator {
 /// Default capacity: 30% of the machine's memory, as Ray's object store.
 pub(crate) fn default_capacity() -> u64 {
     // SAFETY: sysconf has no preconditions.
-    let (pages, page) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
-    if pages > 0 && page > 0 { (pages as u64 * page as u64) * 3 / 10 } else { 2 << 30 }
+    let (pages, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    if pages > 0 && page > 0 {
+        (pages as u64 * page as u64) * 3 / 10
+    } else {
+        2 << 30
+    }
 }
 
 #[cfg(test)]
@@ -332,12 +390,19 @@ mod tests {
         a.free(x, 100);
         a.free(z, P + 1);
         assert_eq!(a.used(), 0);
-        assert_eq!(a.alloc(16 * P), Some(0), "everything coalesced back into one block");
+        assert_eq!(
+            a.alloc(16 * P),
+            Some(0),
+            "everything coalesced back into one block"
+        );
     }
 
     #[test]
     fn padding_aligns_pod_vector_data() {
-        assert_eq!((ALIGN + PAD + crate::codec::VEC_PREFIX as u64) % DATA_ALIGN, 0);
+        assert_eq!(
+            (ALIGN + PAD + crate::codec::VEC_PREFIX as u64) % DATA_ALIGN,
+            0
+        );
     }
 
     #[test]
@@ -348,6 +413,10 @@ mod tests {
         arena.write(4096 * 3 - 2, &[b"across a page"]).unwrap();
         assert_eq!(arena.slice(4096 * 3 - 2, 13), b"across a page");
         arena.punch(0, 1 << 20);
-        assert_eq!(arena.slice(4096 + 8, 11), &[0u8; 11], "a punched region reads as zeros");
+        assert_eq!(
+            arena.slice(4096 + 8, 11),
+            &[0u8; 11],
+            "a punched region reads as zeros"
+        );
     }
 }

@@ -41,7 +41,10 @@ impl Default for RawTaskOptions {
     /// Ray's defaults: 1 CPU, 3 retries.
     fn default() -> Self {
         RawTaskOptions {
-            resources: ResourceRequest { cpu: Amount::ONE, ..Default::default() },
+            resources: ResourceRequest {
+                cpu: Amount::ONE,
+                ..Default::default()
+            },
             max_retries: 3,
             error: None,
         }
@@ -75,7 +78,12 @@ pub struct RawActorOptions {
 impl Default for RawActorOptions {
     /// Actors hold no CPU while alive (as in Ray), no restarts, one call at a time.
     fn default() -> Self {
-        RawActorOptions { resources: ResourceRequest::default(), max_restarts: 0, max_concurrency: 1, error: None }
+        RawActorOptions {
+            resources: ResourceRequest::default(),
+            max_restarts: 0,
+            max_concurrency: 1,
+            error: None,
+        }
     }
 }
 
@@ -94,7 +102,10 @@ impl RawActorOptions {
 }
 
 /// A remote function, implemented by `#[ray::remote]` on a `fn` for the type it generates.
-#[diagnostic::on_unimplemented(message = "`{Self}` is not a ray remote function", label = "add `#[ray::remote]` to it")]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a ray remote function",
+    label = "add `#[ray::remote]` to it"
+)]
 pub trait RemoteFunction {
     /// Registered name: module path and function name.
     const NAME: &'static str;
@@ -114,7 +125,9 @@ pub struct TaskOptions<F: RemoteFunction> {
 impl<F: RemoteFunction> TaskOptions<F> {
     #[doc(hidden)]
     pub fn __new() -> Self {
-        TaskOptions { caller: F::Caller::from(F::__default_options()) }
+        TaskOptions {
+            caller: F::Caller::from(F::__default_options()),
+        }
     }
 
     /// CPUs the task holds while it runs (default 1; fractions allowed).
@@ -159,7 +172,9 @@ pub struct ActorOptions<A: RemoteActor> {
 impl<A: RemoteActor> ActorOptions<A> {
     #[doc(hidden)]
     pub fn __new() -> Self {
-        ActorOptions { creator: A::Creator::from(<A as ActorClass>::__default_options()) }
+        ActorOptions {
+            creator: A::Creator::from(<A as ActorClass>::__default_options()),
+        }
     }
 
     /// CPUs the actor holds for its whole life (default 0).

@@ -34,10 +34,20 @@ pub fn put_slice<T: Pod>(data: &[T]) -> Result<ObjectRef<Vec<T>>> {
         let mut bytes = Vec::with_capacity(len as usize);
         bytes.extend_from_slice(&header);
         bytes.extend_from_slice(body);
-        Value { data: Data::Inline(Bytes::from(bytes)), contained: Vec::new() }
+        Value {
+            data: Data::Inline(Bytes::from(bytes)),
+            contained: Vec::new(),
+        }
     } else {
         let region = object_store::store_parts(&*client, &[&header, body])?;
-        Value { data: Data::Shm { region, pad: PAD as u32, len }, contained: Vec::new() }
+        Value {
+            data: Data::Shm {
+                region,
+                pad: PAD as u32,
+                len,
+            },
+            contained: Vec::new(),
+        }
     };
     let id = ObjectId::new();
     client.put(id, Ok(value));
@@ -51,21 +61,29 @@ pub fn put_slice<T: Pod>(data: &[T]) -> Result<ObjectRef<Vec<T>>> {
 /// The object stays in memory (it is not spilled) while the view lives.
 pub fn get_slice<T: Pod>(r: &ObjectRef<Vec<T>>) -> Result<PodView<T>> {
     if r.id().0 == 0 {
-        return Err(Error::NotInitialized { detail: String::new() });
+        return Err(Error::NotInitialized {
+            detail: String::new(),
+        });
     }
     let client = context::client()?;
     let ids = [r.id()];
     let mut values = client.get(&ids, None)?;
     let value = values.pop().expect("one value");
     let size = std::mem::size_of::<T>();
-    let wrong = |message: String| Error::Serialization { type_name: std::any::type_name::<Vec<T>>().into(), message };
+    let wrong = |message: String| Error::Serialization {
+        type_name: std::any::type_name::<Vec<T>>().into(),
+        message,
+    };
     if size == 0 {
         client.transfer_done(&ids, std::slice::from_ref(&value));
         return Err(wrong("zero-sized element types have no slice view".into()));
     }
     let check = |bytes: &[u8]| -> Result<usize> {
         if bytes.len() < VEC_PREFIX {
-            return Err(wrong(format!("the object has {} bytes, not a vector", bytes.len())));
+            return Err(wrong(format!(
+                "the object has {} bytes, not a vector",
+                bytes.len()
+            )));
         }
         let n = u64::from_le_bytes(bytes[..VEC_PREFIX].try_into().expect("8 bytes")) as usize;
         if n.checked_mul(size) != Some(bytes.len() - VEC_PREFIX) {
@@ -99,14 +117,20 @@ pub fn get_slice<T: Pod>(r: &ObjectRef<Vec<T>>) -> Result<PodView<T>> {
                 // Not laid out for `T` (e.g. written by serde at another alignment): copy.
                 let copy = bytemuck::pod_collect_to_vec(arena.slice(offset, (n * size) as u64));
                 client.transfer_done(&ids, std::slice::from_ref(&value));
-                return Ok(PodView { inner: Inner::Owned(copy) });
+                return Ok(PodView {
+                    inner: Inner::Owned(copy),
+                });
             }
             Ok(PodView {
                 inner: Inner::Mapped {
                     arena,
                     offset,
                     count: n,
-                    _guard: Release { id: r.id(), _object: r.clone(), client },
+                    _guard: Release {
+                        id: r.id(),
+                        _object: r.clone(),
+                        client,
+                    },
                 },
             })
         }
@@ -120,7 +144,12 @@ pub struct PodView<T: Pod> {
 
 enum Inner<T: Pod> {
     Owned(Vec<T>),
-    Mapped { arena: Arc<Arena>, offset: u64, count: usize, _guard: Release<T> },
+    Mapped {
+        arena: Arc<Arena>,
+        offset: u64,
+        count: usize,
+        _guard: Release<T>,
+    },
 }
 
 /// Keeps the object alive and in memory while a view exists.
@@ -146,9 +175,14 @@ impl<T: Pod> PodView<T> {
     pub fn as_slice(&self) -> &[T] {
         match &self.inner {
             Inner::Owned(v) => v,
-            Inner::Mapped { arena, offset, count, .. } => {
-                bytemuck::cast_slice(arena.slice(*offset, (*count * std::mem::size_of::<T>()) as u64))
-            }
+            Inner::Mapped {
+                arena,
+                offset,
+                count,
+                ..
+            } => bytemuck::cast_slice(
+                arena.slice(*offset, (*count * std::mem::size_of::<T>()) as u64),
+            ),
         }
     }
 }
@@ -162,6 +196,9 @@ impl<T: Pod> Deref for PodView<T> {
 
 impl<T: Pod + fmt::Debug> fmt::Debug for PodView<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PodView").field("len", &self.len()).field("zero_copy", &self.is_zero_copy()).finish()
+        f.debug_struct("PodView")
+            .field("len", &self.len())
+            .field("zero_copy", &self.is_zero_copy())
+            .finish()
     }
 }

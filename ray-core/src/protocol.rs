@@ -54,29 +54,57 @@ pub(crate) struct ActorTaskSpec {
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum ToHead {
     /// First message on a connection.
-    Register { proc: ProcIndex, pid: u32, token: u64, fingerprint: u64 },
+    Register {
+        proc: ProcIndex,
+        pid: u32,
+        token: u64,
+        fingerprint: u64,
+    },
     /// Submissions imply that the sender holds a reference to the new object or actor.
     SubmitTask(TaskSpec),
     CreateActor(ActorSpec),
     SubmitActorTask(ActorTaskSpec),
     /// The task this worker was given finished (normal task or actor method).
-    TaskDone { task: ObjectId, result: Result<Value, Error> },
+    TaskDone {
+        task: ObjectId,
+        result: Result<Value, Error>,
+    },
     /// The actor constructor ran.
-    ActorCreated { actor: ActorId, result: Result<(), Error> },
+    ActorCreated {
+        actor: ActorId,
+        result: Result<(), Error>,
+    },
     /// `ray::put` (also implies the sender holds the object).
-    Put { id: ObjectId, result: Result<Value, Error> },
+    Put {
+        id: ObjectId,
+        result: Result<Value, Error>,
+    },
     /// `ray::get`: answered by `GetReply` once every object is ready (or failed).
-    Get { req: u64, ids: Vec<ObjectId>, timeout_ms: Option<u64> },
+    Get {
+        req: u64,
+        ids: Vec<ObjectId>,
+        timeout_ms: Option<u64>,
+    },
     /// `ray::wait`: answered by `WaitReply`.
-    Wait { req: u64, ids: Vec<ObjectId>, num_returns: usize, timeout_ms: Option<u64> },
+    Wait {
+        req: u64,
+        ids: Vec<ObjectId>,
+        num_returns: usize,
+        timeout_ms: Option<u64>,
+    },
     /// The sender's first reference to something / its last one went away.
     AddRef(RefId),
     DelRef(RefId),
     /// `ray::kill`.
-    KillActor { actor: ActorId },
+    KillActor {
+        actor: ActorId,
+    },
     /// A region of the object store to write a large object into; answered by `Allocated`.
     /// The object is sealed by the `Put`/`TaskDone` that names the region.
-    Alloc { req: u64, size: u64 },
+    Alloc {
+        req: u64,
+        size: u64,
+    },
     /// The sender has finished reading these objects from the store (it was handed them by
     /// `GetReply`), so they may be spilled again.
     Release(Vec<ObjectId>),
@@ -85,25 +113,51 @@ pub(crate) enum ToHead {
 /// What a worker is asked to run.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Execute {
-    Task { task: ObjectId, function: String, args: Vec<Data>, gpu_ids: Vec<usize> },
-    CreateActor { actor: ActorId, class: String, args: Vec<Data>, gpu_ids: Vec<usize>, max_concurrency: u32 },
-    ActorTask { task: ObjectId, method: String, args: Vec<Data> },
+    Task {
+        task: ObjectId,
+        function: String,
+        args: Vec<Data>,
+        gpu_ids: Vec<usize>,
+    },
+    CreateActor {
+        actor: ActorId,
+        class: String,
+        args: Vec<Data>,
+        gpu_ids: Vec<usize>,
+        max_concurrency: u32,
+    },
+    ActorTask {
+        task: ObjectId,
+        method: String,
+        args: Vec<Data>,
+    },
 }
 
 /// Node manager → worker.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum ToWorker {
     Registered,
-    Refused { reason: String },
+    Refused {
+        reason: String,
+    },
     Execute(Execute),
     /// Values in the order asked. References inside them are counted as held by the receiver
     /// until it sends one `DelRef` for each, after decoding; values in the store stay pinned in
     /// memory until it sends `Release`.
-    GetReply { req: u64, result: Result<Vec<Value>, Error> },
+    GetReply {
+        req: u64,
+        result: Result<Vec<Value>, Error>,
+    },
     /// Indices (into the request's ids) of the ready objects.
-    WaitReply { req: u64, ready: Vec<u32> },
+    WaitReply {
+        req: u64,
+        ready: Vec<u32>,
+    },
     /// The region for an `Alloc`, or why there is none (`ObjectStoreFull`).
-    Allocated { req: u64, result: Result<u64, Error> },
+    Allocated {
+        req: u64,
+        result: Result<u64, Error>,
+    },
     /// Finish what was sent before, then exit.
     Exit,
 }

@@ -79,7 +79,11 @@ impl LocalCounts {
     pub(crate) fn inc(&mut self, id: RefId) -> Transition {
         let n = self.counts.entry(id).or_insert(0);
         *n += 1;
-        if *n == 1 { Transition::First } else { Transition::None }
+        if *n == 1 {
+            Transition::First
+        } else {
+            Transition::None
+        }
     }
 
     pub(crate) fn dec(&mut self, id: RefId) -> Transition {

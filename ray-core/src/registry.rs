@@ -60,7 +60,11 @@ pub struct Args {
 
 impl Args {
     pub(crate) fn new(function: &str, items: Vec<Data>) -> Self {
-        Args { items, next: 0, function: function.to_string() }
+        Args {
+            items,
+            next: 0,
+            function: function.to_string(),
+        }
     }
 
     /// Decodes the next argument.
@@ -77,13 +81,15 @@ impl Args {
                 index + 1
             ),
         })?;
-        data.with_bytes(crate::codec::decode::<T>).and_then(|r| r).map_err(|e| match e {
-            Error::Serialization { type_name, message } => Error::Serialization {
-                type_name,
-                message: format!("argument {} of `{}`: {message}", index + 1, self.function),
-            },
-            other => other,
-        })
+        data.with_bytes(crate::codec::decode::<T>)
+            .and_then(|r| r)
+            .map_err(|e| match e {
+                Error::Serialization { type_name, message } => Error::Serialization {
+                    type_name,
+                    message: format!("argument {} of `{}`: {message}", index + 1, self.function),
+                },
+                other => other,
+            })
     }
 }
 
@@ -119,7 +125,12 @@ fn registry() -> &'static Registry {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         env!("CARGO_PKG_VERSION").hash(&mut hasher);
         lines.hash(&mut hasher);
-        Registry { tasks, actors, duplicates, fingerprint: hasher.finish() }
+        Registry {
+            tasks,
+            actors,
+            duplicates,
+            fingerprint: hasher.finish(),
+        }
     })
 }
 
@@ -138,10 +149,13 @@ pub(crate) fn task(name: &str) -> Result<&'static TaskEntry> {
     if reg.duplicates.contains(&name) {
         return Err(duplicate_error(name));
     }
-    reg.tasks.get(name).copied().ok_or_else(|| Error::InvalidArgument {
-        what: "remote function".into(),
-        message: format!("no function `{name}` is registered in this worker's executable"),
-    })
+    reg.tasks
+        .get(name)
+        .copied()
+        .ok_or_else(|| Error::InvalidArgument {
+            what: "remote function".into(),
+            message: format!("no function `{name}` is registered in this worker's executable"),
+        })
 }
 
 pub(crate) fn actor(name: &str) -> Result<&'static ActorEntry> {
@@ -149,10 +163,13 @@ pub(crate) fn actor(name: &str) -> Result<&'static ActorEntry> {
     if reg.duplicates.contains(&name) {
         return Err(duplicate_error(name));
     }
-    reg.actors.get(name).copied().ok_or_else(|| Error::InvalidArgument {
-        what: "actor class".into(),
-        message: format!("no actor class `{name}` is registered in this worker's executable"),
-    })
+    reg.actors
+        .get(name)
+        .copied()
+        .ok_or_else(|| Error::InvalidArgument {
+            what: "actor class".into(),
+            message: format!("no actor class `{name}` is registered in this worker's executable"),
+        })
 }
 
 /// Hash of every registered item's name and signature, and of ray's version.

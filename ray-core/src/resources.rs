@@ -58,7 +58,11 @@ impl Amount {
 
 impl fmt::Display for Amount {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.is_whole() { write!(f, "{}", self.0 / SCALE) } else { write!(f, "{}", self.as_f64()) }
+        if self.is_whole() {
+            write!(f, "{}", self.0 / SCALE)
+        } else {
+            write!(f, "{}", self.as_f64())
+        }
     }
 }
 
@@ -176,7 +180,11 @@ impl NodeResources {
                 req.gpu.units() + 1
             ));
         }
-        let gpus_needed = if req.gpu.is_zero() { 0 } else { req.gpu.units().max(1) };
+        let gpus_needed = if req.gpu.is_zero() {
+            0
+        } else {
+            req.gpu.units().max(1)
+        };
         if gpus_needed > self.gpu_free.len() && self.gpus_known {
             missing.push(format!("GPU: {}", req.gpu));
         }
@@ -186,7 +194,11 @@ impl NodeResources {
                 missing.push(format!("{name}: {amount}"));
             }
         }
-        if missing.is_empty() { Ok(()) } else { Err(missing.join(", ")) }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(missing.join(", "))
+        }
     }
 
     /// Takes the request if it fits now.
@@ -209,7 +221,11 @@ impl NodeResources {
             }
         }
         self.free_cpu -= req.cpu.0 as i64;
-        Some(Allocation { cpu: req.cpu, gpus, custom: req.custom.clone() })
+        Some(Allocation {
+            cpu: req.cpu,
+            gpus,
+            custom: req.custom.clone(),
+        })
     }
 
     fn pick_gpus(&self, want: Amount) -> Option<Vec<(usize, Amount)>> {
@@ -257,7 +273,6 @@ impl NodeResources {
     pub(crate) fn reclaim_cpu(&mut self, cpu: Amount) {
         self.free_cpu -= cpu.0 as i64;
     }
-
 }
 
 #[cfg(test)]
@@ -297,7 +312,10 @@ mod tests {
     #[test]
     fn gpu_requests_wait_while_the_count_is_unknown() {
         let mut node = NodeResources::new(1, 0, &[]).gpus_unknown();
-        assert!(node.check_feasible(&req(0.0, 4.0)).is_ok(), "cannot judge yet");
+        assert!(
+            node.check_feasible(&req(0.0, 4.0)).is_ok(),
+            "cannot judge yet"
+        );
         assert!(node.try_acquire(&req(0.0, 1.0)).is_none());
         node.set_gpus(2);
         assert_eq!(node.check_feasible(&req(0.0, 4.0)).unwrap_err(), "GPU: 4");
@@ -308,7 +326,11 @@ mod tests {
     fn infeasible_requests_name_what_is_missing() {
         let node = NodeResources::new(2, 8, &[("disk".into(), Amount::ONE)]);
         assert_eq!(node.check_feasible(&req(1.0, 9.0)).unwrap_err(), "GPU: 9");
-        assert!(node.check_feasible(&req(1.5, 1.5)).unwrap_err().contains("whole numbers"));
+        assert!(
+            node.check_feasible(&req(1.5, 1.5))
+                .unwrap_err()
+                .contains("whole numbers")
+        );
         let mut r = req(3.0, 0.0);
         r.set_custom("disk", Amount::whole(2));
         assert_eq!(node.check_feasible(&r).unwrap_err(), "CPU: 3, disk: 2");
@@ -324,7 +346,10 @@ mod tests {
         node.lend_cpu(a.cpu);
         let c = node.try_acquire(&req(1.0, 0.0)).unwrap();
         node.reclaim_cpu(a.cpu);
-        assert!(node.try_acquire(&req(0.5, 0.0)).is_none(), "oversubscribed until a task ends");
+        assert!(
+            node.try_acquire(&req(0.5, 0.0)).is_none(),
+            "oversubscribed until a task ends"
+        );
         node.release(&c);
         assert!(node.try_acquire(&req(0.5, 0.0)).is_none());
     }

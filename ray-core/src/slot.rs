@@ -18,7 +18,13 @@ struct State<T> {
 
 impl<T> Slot<T> {
     pub(crate) fn new() -> Self {
-        Slot { state: Mutex::new(State { value: None, waker: None }), cv: Condvar::new() }
+        Slot {
+            state: Mutex::new(State {
+                value: None,
+                waker: None,
+            }),
+            cv: Condvar::new(),
+        }
     }
 
     /// Fills the slot (a second fill replaces an untaken value) and wakes the waiter.
@@ -49,7 +55,11 @@ impl<T> Slot<T> {
                     if now >= d {
                         return None;
                     }
-                    st = self.cv.wait_timeout(st, d - now).unwrap_or_else(|e| e.into_inner()).0;
+                    st = self
+                        .cv
+                        .wait_timeout(st, d - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
                 }
             }
         }

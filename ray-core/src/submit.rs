@@ -3,10 +3,10 @@
 use crate::actor::{ActorHandle, RawActorHandle, RemoteActor};
 use crate::codec::{self, Encoded};
 use crate::context;
-use crate::object_store;
 use crate::error::{Error, Result};
 use crate::ids::{ActorId, ObjectId, RefId};
 use crate::object_ref::{ArgKind, IntoArg, ObjectRef};
+use crate::object_store;
 use crate::options::{RawActorOptions, RawTaskOptions};
 use crate::protocol::{ActorSpec, Arg, TaskSpec};
 use crate::refcount::Pins;
@@ -25,14 +25,21 @@ pub struct ArgsBuilder {
 
 impl ArgsBuilder {
     pub fn with_capacity(n: usize) -> Self {
-        ArgsBuilder { args: Vec::with_capacity(n), pins: Vec::new(), stored: Vec::new(), error: None }
+        ArgsBuilder {
+            args: Vec::with_capacity(n),
+            pins: Vec::new(),
+            stored: Vec::new(),
+            error: None,
+        }
     }
 
     /// Adds one argument: a value is encoded now, a reference is resolved by the node manager.
     pub fn push<T: Serialize, A: IntoArg<T>>(&mut self, arg: A) {
         match arg.into_arg() {
             ArgKind::Value(v) => match codec::encode(&v) {
-                Ok(Encoded { value, pins }) if (value.len() as usize) < object_store::inline_max() => {
+                Ok(Encoded { value, pins })
+                    if (value.len() as usize) < object_store::inline_max() =>
+                {
                     self.args.push(Arg::Value(value));
                     self.pins.push(pins);
                 }
@@ -63,8 +70,11 @@ impl ArgsBuilder {
 
     /// The arguments, and what keeps referenced objects alive until the submission has been
     /// handed to the node manager (drop it after that).
-    pub(crate) fn finish(self) -> (Result<Vec<Arg>>, (Vec<Pins>, Vec<ObjectRef<()>>)) {
-        let keep = (self.pins, self.stored);
+    pub(crate) fn finish(self) -> (Result<Vec<Arg>>, KeepAlive) {
+        let keep = KeepAlive {
+            _pins: self.pins,
+            _stored: self.stored,
+        };
         match self.error {
             Some(e) => (Err(e), keep),
             None => (Ok(self.args), keep),
@@ -72,9 +82,19 @@ impl ArgsBuilder {
     }
 }
 
+/// Keeps the objects a submission refers to alive until it has been handed over.
+pub(crate) struct KeepAlive {
+    _pins: Vec<Pins>,
+    _stored: Vec<ObjectRef<()>>,
+}
+
 /// Submits a task; the returned reference says `NotInitialized` if ray is not running.
 #[doc(hidden)]
-pub fn submit_task<R>(function: &'static str, opts: &RawTaskOptions, args: ArgsBuilder) -> ObjectRef<R> {
+pub fn submit_task<R>(
+    function: &'static str,
+    opts: &RawTaskOptions,
+    args: ArgsBuilder,
+) -> ObjectRef<R> {
     let Ok(client) = context::client() else {
         return ObjectRef::null();
     };
@@ -109,9 +129,10 @@ pub fn create_actor<A: RemoteActor>(opts: &RawActorOptions, args: ArgsBuilder) -
     let actor = ActorId::new();
     let (args, _pins) = args.finish();
     let args = match (args, &opts.error) {
-        (_, Some(message)) => {
-            Err(Error::InvalidArgument { what: format!("options of actor `{}`", A::NAME), message: message.clone() })
-        }
+        (_, Some(message)) => Err(Error::InvalidArgument {
+            what: format!("options of actor `{}`", A::NAME),
+            message: message.clone(),
+        }),
         (args, None) => args,
     };
     let (args, invalid) = match args {

@@ -20,9 +20,13 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 const MAX_FRAME: usize = 1 << 31;
 
 pub(crate) fn bind_abstract(name: &str) -> Result<UnixListener> {
-    let addr = SocketAddr::from_abstract_name(name.as_bytes()).map_err(|e| Error::io("naming the socket", e))?;
-    let listener = UnixListener::bind_addr(&addr).map_err(|e| Error::io(format!("binding socket @{name}"), e))?;
-    listener.set_nonblocking(true).map_err(|e| Error::io("configuring the socket", e))?;
+    let addr = SocketAddr::from_abstract_name(name.as_bytes())
+        .map_err(|e| Error::io("naming the socket", e))?;
+    let listener = UnixListener::bind_addr(&addr)
+        .map_err(|e| Error::io(format!("binding socket @{name}"), e))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| Error::io("configuring the socket", e))?;
     Ok(listener)
 }
 
@@ -32,7 +36,10 @@ pub(crate) fn connect_abstract(name: &str) -> std::io::Result<UnixStream> {
 }
 
 /// Reads one frame's payload (tokio side). `Ok(None)` at a clean end of stream.
-pub(crate) async fn read_frame_async<R: AsyncRead + Unpin>(r: &mut R, buf: &mut Vec<u8>) -> std::io::Result<Option<()>> {
+pub(crate) async fn read_frame_async<R: AsyncRead + Unpin>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<Option<()>> {
     let mut len = [0u8; 4];
     match r.read_exact(&mut len).await {
         Ok(_) => {}
@@ -41,7 +48,10 @@ pub(crate) async fn read_frame_async<R: AsyncRead + Unpin>(r: &mut R, buf: &mut 
     }
     let len = u32::from_le_bytes(len) as usize;
     if len > MAX_FRAME {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "frame too large"));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "frame too large",
+        ));
     }
     buf.resize(len, 0);
     r.read_exact(buf).await?;
@@ -58,7 +68,10 @@ pub(crate) fn read_frame<R: Read>(r: &mut R, buf: &mut Vec<u8>) -> std::io::Resu
     }
     let len = u32::from_le_bytes(len) as usize;
     if len > MAX_FRAME {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "frame too large"));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "frame too large",
+        ));
     }
     buf.resize(len, 0);
     r.read_exact(buf)?;
@@ -73,7 +86,9 @@ pub(crate) struct BlockingSender {
 
 impl BlockingSender {
     pub(crate) fn new(stream: UnixStream) -> Self {
-        BlockingSender { inner: Mutex::new((stream, Vec::with_capacity(4096))) }
+        BlockingSender {
+            inner: Mutex::new((stream, Vec::with_capacity(4096))),
+        }
     }
 
     pub(crate) fn send<M: Serialize>(&self, msg: &M) -> Result<()> {
@@ -81,7 +96,9 @@ impl BlockingSender {
         let (stream, buf) = &mut *guard;
         buf.clear();
         codec::encode_frame(msg, buf)?;
-        let r = stream.write_all(buf).map_err(|e| Error::io("writing to the node manager", e));
+        let r = stream
+            .write_all(buf)
+            .map_err(|e| Error::io("writing to the node manager", e));
         if buf.capacity() > 1 << 20 {
             *buf = Vec::with_capacity(4096);
         }

@@ -8,15 +8,16 @@
 //! time on its main thread, or one actor for the rest of its life.
 
 use crate::actor::ActorInstance;
+use crate::codec::Data;
 use crate::codec::{Encoded, Value};
 use crate::context::{self, Client};
 use crate::error::{Error, Result};
-use crate::codec::Data;
 use crate::head::spawn::{
-    ENV_DRIVER_PID, ENV_GPU_IDS, ENV_HEAD, ENV_INLINE_MAX, ENV_PROC, ENV_STORE_FD, ENV_STORE_SIZE, ENV_TOKEN,
+    ENV_DRIVER_PID, ENV_GPU_IDS, ENV_HEAD, ENV_INLINE_MAX, ENV_PROC, ENV_STORE_FD, ENV_STORE_SIZE,
+    ENV_TOKEN,
 };
-use crate::object_store::{self, Arena};
 use crate::ids::{self, ActorId, ObjectId, ProcIndex, RefId};
+use crate::object_store::{self, Arena};
 use crate::protocol::{ActorSpec, ActorTaskSpec, Execute, TaskSpec, ToHead, ToWorker};
 use crate::refcount::{LocalCounts, Transition};
 use crate::registry::{self, Args};
@@ -80,7 +81,15 @@ fn read_env() -> Option<Env> {
         store_size: get(ENV_STORE_SIZE)?.parse().ok()?,
         inline_max: get(ENV_INLINE_MAX)?.parse().ok()?,
     };
-    for k in [ENV_HEAD, ENV_PROC, ENV_TOKEN, ENV_DRIVER_PID, ENV_STORE_FD, ENV_STORE_SIZE, ENV_INLINE_MAX] {
+    for k in [
+        ENV_HEAD,
+        ENV_PROC,
+        ENV_TOKEN,
+        ENV_DRIVER_PID,
+        ENV_STORE_FD,
+        ENV_STORE_SIZE,
+        ENV_INLINE_MAX,
+    ] {
         // SAFETY: this runs in the loader's constructor, before `main` and before this process
         // has started any thread, so nothing can read the environment concurrently.
         unsafe { std::env::remove_var(k) };
@@ -128,13 +137,21 @@ fn run() -> i32 {
     };
     let sender = BlockingSender::new(stream);
     let pid = std::process::id();
-    let register =
-        ToHead::Register { proc: env.proc, pid, token: env.token, fingerprint: registry::fingerprint() };
+    let register = ToHead::Register {
+        proc: env.proc,
+        pid,
+        token: env.token,
+        fingerprint: registry::fingerprint(),
+    };
     if sender.send(&register).is_err() {
         return 4;
     }
     let mut buf = Vec::new();
-    match transport::read_frame(&mut reader, &mut buf).ok().flatten().and_then(|_| transport::decode_frame(&buf).ok()) {
+    match transport::read_frame(&mut reader, &mut buf)
+        .ok()
+        .flatten()
+        .and_then(|_| transport::decode_frame(&buf).ok())
+    {
         Some(ToWorker::Registered) => {}
         Some(ToWorker::Refused { reason }) => {
             eprintln!("ray worker refused by the node manager: {reason}");
@@ -144,7 +161,6 @@ fn run() -> i32 {
     }
     let core = Arc::new(WorkerCore {
         pid,
-        proc: env.proc,
         sender,
         refs: Mutex::new(LocalCounts::default()),
         pending: Mutex::new(HashMap::new()),
@@ -170,7 +186,11 @@ enum Job {
 
 /// Reads messages from the node manager. When the connection ends (the driver exited or was
 /// killed), the worker exits at once: no orphans.
-fn read_loop(core: Arc<WorkerCore>, mut reader: std::io::BufReader<std::os::unix::net::UnixStream>, tx: Sender<Job>) {
+fn read_loop(
+    core: Arc<WorkerCore>,
+    mut reader: std::io::BufReader<std::os::unix::net::UnixStream>,
+    tx: Sender<Job>,
+) {
     let mut buf = Vec::new();
     loop {
         match transport::read_frame(&mut reader, &mut buf) {
@@ -223,7 +243,11 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
 fn guarded(name: &str, pid: u32, f: impl FnOnce() -> Result<Encoded>) -> Result<Encoded> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r,
-        Err(payload) => Err(Error::TaskFailed { function: name.to_string(), message: panic_message(&*payload), pid }),
+        Err(payload) => Err(Error::TaskFailed {
+            function: name.to_string(),
+            message: panic_message(&*payload),
+            pid,
+        }),
     }
 }
 
@@ -231,50 +255,91 @@ fn execute_loop(core: &Arc<WorkerCore>, rx: Receiver<Job>) -> i32 {
     while let Ok(job) = rx.recv() {
         match job {
             Job::Exit => return 0,
-            Job::Run(Execute::Task { task, function, args, gpu_ids }) => {
+            Job::Run(Execute::Task {
+                task,
+                function,
+                args,
+                gpu_ids,
+            }) => {
                 *core.gpu_ids.lock().unwrap_or_else(|e| e.into_inner()) = gpu_ids;
                 set_log_label(crate::head::short_name(&function));
-                let result = registry::task(&function)
-                    .and_then(|entry| guarded(&function, core.pid, || (entry.invoke)(&mut Args::new(&function, args))));
+                let result = registry::task(&function).and_then(|entry| {
+                    guarded(&function, core.pid, || {
+                        (entry.invoke)(&mut Args::new(&function, args))
+                    })
+                });
                 core.send_done(task, result);
             }
-            Job::Run(Execute::CreateActor { actor, class, args, gpu_ids, max_concurrency: _ }) => {
+            Job::Run(Execute::CreateActor {
+                actor,
+                class,
+                args,
+                gpu_ids,
+                max_concurrency: _,
+            }) => {
                 *core.gpu_ids.lock().unwrap_or_else(|e| e.into_inner()) = gpu_ids;
                 return run_actor(core, actor, &class, args, rx);
             }
             Job::Run(Execute::ActorTask { task, method, .. }) => core.send_done(
                 task,
-                Err(Error::InvalidArgument { what: "actor call".into(), message: format!("`{method}` sent to a task worker") }),
+                Err(Error::InvalidArgument {
+                    what: "actor call".into(),
+                    message: format!("`{method}` sent to a task worker"),
+                }),
             ),
         }
     }
     0
 }
 
-fn run_actor(core: &Arc<WorkerCore>, actor: ActorId, class: &str, args: Vec<Data>, rx: Receiver<Job>) -> i32 {
+fn run_actor(
+    core: &Arc<WorkerCore>,
+    actor: ActorId,
+    class: &str,
+    args: Vec<Data>,
+    rx: Receiver<Job>,
+) -> i32 {
     let short = crate::head::short_name(class).to_string();
     set_log_label(&short);
     let entry = match registry::actor(class) {
         Ok(e) => e,
         Err(e) => {
-            let _ = core.sender.send(&ToHead::ActorCreated { actor, result: Err(e) });
+            let _ = core.sender.send(&ToHead::ActorCreated {
+                actor,
+                result: Err(e),
+            });
             return 0;
         }
     };
-    let created = catch_unwind(AssertUnwindSafe(|| (entry.create)(&mut Args::new(&format!("{short}::new"), args))));
+    let created = catch_unwind(AssertUnwindSafe(|| {
+        (entry.create)(&mut Args::new(&format!("{short}::new"), args))
+    }));
     let instance = match created {
         Ok(Ok(i)) => i,
         Ok(Err(e)) => {
-            let _ = core.sender.send(&ToHead::ActorCreated { actor, result: Err(e) });
+            let _ = core.sender.send(&ToHead::ActorCreated {
+                actor,
+                result: Err(e),
+            });
             return 0;
         }
         Err(payload) => {
-            let err = Error::TaskFailed { function: format!("{short}::new"), message: panic_message(&*payload), pid: core.pid };
-            let _ = core.sender.send(&ToHead::ActorCreated { actor, result: Err(err) });
+            let err = Error::TaskFailed {
+                function: format!("{short}::new"),
+                message: panic_message(&*payload),
+                pid: core.pid,
+            };
+            let _ = core.sender.send(&ToHead::ActorCreated {
+                actor,
+                result: Err(err),
+            });
             return 0;
         }
     };
-    let _ = core.sender.send(&ToHead::ActorCreated { actor, result: Ok(()) });
+    let _ = core.sender.send(&ToHead::ActorCreated {
+        actor,
+        result: Ok(()),
+    });
     match instance {
         ActorInstance::Single(mut this) => {
             while let Ok(job) = rx.recv() {
@@ -282,8 +347,9 @@ fn run_actor(core: &Arc<WorkerCore>, actor: ActorId, class: &str, args: Vec<Data
                     Job::Exit => return 0,
                     Job::Run(Execute::ActorTask { task, method, args }) => {
                         let name = format!("{short}.{method}");
-                        let result =
-                            guarded(&name, core.pid, || (entry.call_mut)(&mut *this, &method, &mut Args::new(&name, args)));
+                        let result = guarded(&name, core.pid, || {
+                            (entry.call_mut)(&mut *this, &method, &mut Args::new(&name, args))
+                        });
                         core.send_done(task, result);
                     }
                     Job::Run(_) => {}
@@ -291,9 +357,10 @@ fn run_actor(core: &Arc<WorkerCore>, actor: ActorId, class: &str, args: Vec<Data
             }
             0
         }
-        ActorInstance::Threaded { instance, max_concurrency } => {
-            run_threaded(core, entry, &short, instance, max_concurrency, rx)
-        }
+        ActorInstance::Threaded {
+            instance,
+            max_concurrency,
+        } => run_threaded(core, entry, &short, instance, max_concurrency, rx),
     }
 }
 
@@ -312,8 +379,13 @@ fn run_threaded(
     let active = Arc::new((Mutex::new(0usize), Condvar::new()));
     let mut handles = Vec::new();
     for _ in 0..threads.max(1) {
-        let (core, instance, rx, active, short) =
-            (core.clone(), instance.clone(), rx.clone(), active.clone(), short.to_string());
+        let (core, instance, rx, active, short) = (
+            core.clone(),
+            instance.clone(),
+            rx.clone(),
+            active.clone(),
+            short.to_string(),
+        );
         handles.push(std::thread::spawn(move || {
             loop {
                 let job = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
@@ -331,16 +403,18 @@ fn run_threaded(
                         *active.0.lock().unwrap_or_else(|e| e.into_inner()) += 1;
                         let name = format!("{short}.{method}");
                         let mut args = Args::new(&name, args);
-                        let result = guarded(&name, core.pid, || match (entry.method_is_mut)(&method) {
-                            Some(false) => {
-                                let guard = instance.read().unwrap_or_else(|e| e.into_inner());
-                                (entry.call_ref)(&**guard, &method, &mut args)
-                            }
-                            _ => {
-                                let mut guard = instance.write().unwrap_or_else(|e| e.into_inner());
-                                (entry.call_mut)(&mut **guard, &method, &mut args)
-                            }
-                        });
+                        let result =
+                            guarded(&name, core.pid, || match (entry.method_is_mut)(&method) {
+                                Some(false) => {
+                                    let guard = instance.read().unwrap_or_else(|e| e.into_inner());
+                                    (entry.call_ref)(&**guard, &method, &mut args)
+                                }
+                                _ => {
+                                    let mut guard =
+                                        instance.write().unwrap_or_else(|e| e.into_inner());
+                                    (entry.call_mut)(&mut **guard, &method, &mut args)
+                                }
+                            });
                         core.send_done(task, result);
                         let (count, cv) = &*active;
                         *count.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
@@ -368,7 +442,6 @@ type Pending = Box<dyn FnOnce(Reply) + Send>;
 /// A worker's client: messages over its socket.
 pub(crate) struct WorkerCore {
     pid: u32,
-    proc: ProcIndex,
     sender: BlockingSender,
     refs: Mutex<LocalCounts>,
     pending: Mutex<HashMap<u64, Pending>>,
@@ -391,12 +464,19 @@ impl WorkerCore {
                 self.send(&ToHead::TaskDone { task, result });
                 drop(pins);
             }
-            Err(e) => self.send(&ToHead::TaskDone { task, result: Err(e) }),
+            Err(e) => self.send(&ToHead::TaskDone {
+                task,
+                result: Err(e),
+            }),
         }
     }
 
     fn complete(&self, req: u64, reply: Reply) {
-        let callback = self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&req);
+        let callback = self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&req);
         if let Some(cb) = callback {
             cb(reply);
         }
@@ -405,12 +485,18 @@ impl WorkerCore {
     /// Registers a callback for the reply, then sends the request (built with its id).
     fn request(&self, callback: Pending, make: impl FnOnce(u64) -> ToHead) {
         let req = self.next_req.fetch_add(1, Ordering::Relaxed);
-        self.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(req, callback);
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(req, callback);
         self.send(&make(req));
     }
 
     fn owned(&self, id: RefId) {
-        self.refs.lock().unwrap_or_else(|e| e.into_inner()).owned(id);
+        self.refs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .owned(id);
     }
 }
 
@@ -448,10 +534,17 @@ impl Client for WorkerCore {
                     s2.fill(v)
                 }
             }),
-            |req| ToHead::Get { req, ids: ids.to_vec(), timeout_ms: timeout_ms(timeout) },
+            |req| ToHead::Get {
+                req,
+                ids: ids.to_vec(),
+                timeout_ms: timeout_ms(timeout),
+            },
         );
         match slot.wait(None) {
-            Some(Err(Error::Timeout { what, .. })) => Err(Error::Timeout { what, timeout: timeout.unwrap_or_default() }),
+            Some(Err(Error::Timeout { what, .. })) => Err(Error::Timeout {
+                what,
+                timeout: timeout.unwrap_or_default(),
+            }),
             Some(r) => r,
             None => Err(Error::shut_down()),
         }
@@ -464,18 +557,29 @@ impl Client for WorkerCore {
             Box::new(move |r| {
                 if let Reply::Get(v) = r {
                     s2.fill(v.and_then(|mut v| {
-                        v.pop().ok_or_else(|| Error::ObjectLost { id: id.to_string(), reason: "empty reply".into() })
+                        v.pop().ok_or_else(|| Error::ObjectLost {
+                            id: id.to_string(),
+                            reason: "empty reply".into(),
+                        })
                     }))
                 }
             }),
-            |req| ToHead::Get { req, ids: vec![id], timeout_ms: None },
+            |req| ToHead::Get {
+                req,
+                ids: vec![id],
+                timeout_ms: None,
+            },
         );
         slot
     }
 
     fn transfer_done(&self, ids: &[ObjectId], values: &[Value]) {
-        let stored: Vec<ObjectId> =
-            ids.iter().zip(values).filter(|(_, v)| matches!(v.data, Data::Shm { .. })).map(|(id, _)| *id).collect();
+        let stored: Vec<ObjectId> = ids
+            .iter()
+            .zip(values)
+            .filter(|(_, v)| matches!(v.data, Data::Shm { .. }))
+            .map(|(id, _)| *id)
+            .collect();
         if !stored.is_empty() {
             self.send(&ToHead::Release(stored));
         }
@@ -513,7 +617,12 @@ impl Client for WorkerCore {
                     s2.fill(v)
                 }
             }),
-            |req| ToHead::Wait { req, ids: ids.to_vec(), num_returns, timeout_ms: timeout_ms(timeout) },
+            |req| ToHead::Wait {
+                req,
+                ids: ids.to_vec(),
+                num_returns,
+                timeout_ms: timeout_ms(timeout),
+            },
         );
         let ready = slot.wait(None).unwrap_or_default();
         let mut flags = vec![false; ids.len()];
@@ -544,10 +653,9 @@ impl Client for WorkerCore {
     }
 
     fn gpu_ids(&self) -> Vec<usize> {
-        self.gpu_ids.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    fn proc(&self) -> ProcIndex {
-        self.proc
+        self.gpu_ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }

@@ -173,7 +173,10 @@ impl Batches<'_> {
 
     /// Where the walk is, to continue it later with [`Dataset::batches_from`].
     pub fn position(&self) -> BatchPosition {
-        BatchPosition { epoch: self.epoch, pos: self.pos }
+        BatchPosition {
+            epoch: self.epoch,
+            pos: self.pos,
+        }
     }
 
     fn shuffle(&mut self) {

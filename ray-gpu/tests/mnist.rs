@@ -157,7 +157,9 @@ fn wrong_image_size_and_missing_files_are_errors() {
 
 #[test]
 fn a_walk_can_be_resumed_where_it_stopped() {
-    let images: Vec<f32> = (0..10 * ray_gpu::mnist::PIXELS).map(|i| (i / ray_gpu::mnist::PIXELS) as f32).collect();
+    let images: Vec<f32> = (0..10 * ray_gpu::mnist::PIXELS)
+        .map(|i| (i / ray_gpu::mnist::PIXELS) as f32)
+        .collect();
     let labels: Vec<u8> = (0..10).collect();
     let data = ray_gpu::mnist::Dataset::new(images, labels).unwrap();
     for seed in [None, Some(7)] {

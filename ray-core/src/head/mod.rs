@@ -28,6 +28,7 @@ use std::time::Duration;
 
 /// Settings and channels fixed for the life of a node manager.
 pub(crate) struct HeadShared {
+    /// Name of the abstract socket workers connect to.
     pub socket: String,
     pub token: u64,
     pub fingerprint: u64,
@@ -59,7 +60,7 @@ struct TaskEntry {
 enum TaskState {
     WaitingDeps,
     Queued,
-    Assigned { worker: ProcIndex, alloc: Allocation },
+    Assigned { alloc: Allocation },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -118,10 +119,6 @@ struct ActorEntry {
 }
 
 impl ActorEntry {
-    fn short_name(&self) -> &str {
-        short_name(&self.class)
-    }
-
     fn drained(&self) -> bool {
         self.inflight.is_empty() && self.callers.iter().all(|(_, q)| q.is_empty())
     }
@@ -180,11 +177,18 @@ pub(crate) fn short_name(name: &str) -> &str {
 }
 
 fn actor_died(class: &str, cause: impl Into<String>) -> Error {
-    Error::ActorDied { actor: short_name(class).to_string(), cause: cause.into() }
+    Error::ActorDied {
+        actor: short_name(class).to_string(),
+        cause: cause.into(),
+    }
 }
 
 impl Head {
-    pub(crate) fn new(resources: NodeResources, store: store::Store, shared: Arc<HeadShared>) -> Arc<Head> {
+    pub(crate) fn new(
+        resources: NodeResources,
+        store: store::Store,
+        shared: Arc<HeadShared>,
+    ) -> Arc<Head> {
         Arc::new_cyclic(|weak| Head {
             state: Mutex::new(HeadState {
                 objects: ObjectDirectory::default(),
@@ -228,10 +232,25 @@ impl Head {
             ToHead::TaskDone { task, result } => st.task_done(from, task, result),
             ToHead::ActorCreated { actor, result } => st.actor_created(from, actor, result),
             ToHead::Put { id, result } => st.put(from, id, result),
-            ToHead::Get { req, ids, timeout_ms } => {
-                st.add_request(ids, ReqKind::Get, 0, Reply::Remote { proc: from, req }, timeout_ms.map(Duration::from_millis));
+            ToHead::Get {
+                req,
+                ids,
+                timeout_ms,
+            } => {
+                st.add_request(
+                    ids,
+                    ReqKind::Get,
+                    0,
+                    Reply::Remote { proc: from, req },
+                    timeout_ms.map(Duration::from_millis),
+                );
             }
-            ToHead::Wait { req, ids, num_returns, timeout_ms } => {
+            ToHead::Wait {
+                req,
+                ids,
+                num_returns,
+                timeout_ms,
+            } => {
                 st.add_request(
                     ids,
                     ReqKind::Wait,
@@ -254,7 +273,14 @@ impl Head {
     }
 
     /// First message of a connection. Returns false if the worker was refused.
-    pub(crate) fn register(&self, proc: ProcIndex, pid: u32, token: u64, fingerprint: u64, conn: Outbox) -> bool {
+    pub(crate) fn register(
+        &self,
+        proc: ProcIndex,
+        pid: u32,
+        token: u64,
+        fingerprint: u64,
+        conn: Outbox,
+    ) -> bool {
         let mut st = self.lock();
         st.register(proc, pid, token, fingerprint, conn)
     }
@@ -286,7 +312,11 @@ impl Head {
     }
 
     /// Driver `get`: blocks until every object is done.
-    pub(crate) fn get_local(&self, ids: &[ObjectId], timeout: Option<Duration>) -> Result<Vec<Value>> {
+    pub(crate) fn get_local(
+        &self,
+        ids: &[ObjectId],
+        timeout: Option<Duration>,
+    ) -> Result<Vec<Value>> {
         let (slot, key) = {
             let mut st = self.lock();
             if st.shutting_down {
@@ -296,7 +326,13 @@ impl Head {
                 return Ok(values);
             }
             let slot = Arc::new(Slot::new());
-            let key = st.add_request(ids.to_vec(), ReqKind::Get, 0, Reply::Local(slot.clone()), None);
+            let key = st.add_request(
+                ids.to_vec(),
+                ReqKind::Get,
+                0,
+                Reply::Local(slot.clone()),
+                None,
+            );
             (slot, key)
         };
         let woken = slot.wait(timeout).is_some();
@@ -319,7 +355,12 @@ impl Head {
     }
 
     /// Driver `wait`: ready flags once `num_returns` are ready or time is up.
-    pub(crate) fn wait_local(&self, ids: &[ObjectId], num_returns: usize, timeout: Option<Duration>) -> Vec<bool> {
+    pub(crate) fn wait_local(
+        &self,
+        ids: &[ObjectId],
+        num_returns: usize,
+        timeout: Option<Duration>,
+    ) -> Vec<bool> {
         let (slot, key) = {
             let mut st = self.lock();
             let flags = st.ready_flags(ids);
@@ -327,7 +368,13 @@ impl Head {
                 return flags;
             }
             let slot = Arc::new(Slot::new());
-            let key = st.add_request(ids.to_vec(), ReqKind::Wait, num_returns, Reply::Local(slot.clone()), None);
+            let key = st.add_request(
+                ids.to_vec(),
+                ReqKind::Wait,
+                num_returns,
+                Reply::Local(slot.clone()),
+                None,
+            );
             (slot, key)
         };
         let woken = slot.wait(timeout).is_some();
@@ -380,7 +427,11 @@ impl Head {
             if now >= deadline {
                 break;
             }
-            st = self.workers_changed.wait_timeout(st, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+            st = self
+                .workers_changed
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
         for w in st.workers.values() {
             w.killer.notify_one();
@@ -389,10 +440,17 @@ impl Head {
         while !st.workers.is_empty() {
             let now = std::time::Instant::now();
             if now >= deadline {
-                tracing::warn!("{} worker(s) did not exit after being killed", st.workers.len());
+                tracing::warn!(
+                    "{} worker(s) did not exit after being killed",
+                    st.workers.len()
+                );
                 return;
             }
-            st = self.workers_changed.wait_timeout(st, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+            st = self
+                .workers_changed
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 
@@ -410,7 +468,9 @@ impl Head {
         let waiting: Vec<ObjectId> = st
             .tasks
             .iter()
-            .filter(|(_, t)| !matches!(t.state, TaskState::Assigned { .. }) && !t.spec.resources.gpu.is_zero())
+            .filter(|(_, t)| {
+                !matches!(t.state, TaskState::Assigned { .. }) && !t.spec.resources.gpu.is_zero()
+            })
             .map(|(id, _)| *id)
             .collect();
         for t in waiting {
@@ -442,7 +502,12 @@ impl Head {
     }
 
     pub(crate) fn worker_pids(&self) -> Vec<u32> {
-        self.lock().workers.values().map(|w| w.pid).filter(|p| *p != 0).collect()
+        self.lock()
+            .workers
+            .values()
+            .map(|w| w.pid)
+            .filter(|p| *p != 0)
+            .collect()
     }
 }
 
@@ -467,12 +532,14 @@ impl HeadState {
             return;
         };
         let weak = self.weak.clone();
-        let spawned = std::thread::Builder::new().name("ray-gpu-detect".into()).spawn(move || {
-            let n = detect();
-            if let Some(head) = weak.upgrade() {
-                head.gpus_detected(n);
-            }
-        });
+        let spawned = std::thread::Builder::new()
+            .name("ray-gpu-detect".into())
+            .spawn(move || {
+                let n = detect();
+                if let Some(head) = weak.upgrade() {
+                    head.gpus_detected(n);
+                }
+            });
         if spawned.is_err() {
             self.resources.set_gpus(0);
         }
@@ -496,11 +563,23 @@ impl HeadState {
             return;
         }
         let missing_deps = self.register_deps(&spec.args, Waiter::Task(task));
-        let state = if missing_deps == 0 { TaskState::Queued } else { TaskState::WaitingDeps };
+        let state = if missing_deps == 0 {
+            TaskState::Queued
+        } else {
+            TaskState::WaitingDeps
+        };
         if missing_deps == 0 {
             self.queue.push(&spec.resources, task);
         }
-        self.tasks.insert(task, TaskEntry { spec, missing_deps, attempts: 0, state });
+        self.tasks.insert(
+            task,
+            TaskEntry {
+                spec,
+                missing_deps,
+                attempts: 0,
+                state,
+            },
+        );
         if missing_deps == 0 {
             self.schedule();
         }
@@ -565,7 +644,11 @@ impl HeadState {
             self.complete_object(task, Err(e));
             return;
         }
-        let call = ActorCall { task, method: spec.method, args: spec.args };
+        let call = ActorCall {
+            task,
+            method: spec.method,
+            args: spec.args,
+        };
         let entry = self.actors.get_mut(&spec.actor).expect("checked above");
         match entry.callers.iter_mut().find(|(p, _)| *p == from) {
             Some((_, q)) => q.push_back(call),
@@ -765,7 +848,10 @@ impl HeadState {
 
     fn notify(&mut self, id: ObjectId, waiters: Vec<Waiter>) {
         let mut sched = false;
-        let failed = matches!(self.objects.get(id).map(|e| &e.state), Some(ObjState::Failed(_)));
+        let failed = matches!(
+            self.objects.get(id).map(|e| &e.state),
+            Some(ObjState::Failed(_))
+        );
         for w in waiters {
             match w {
                 Waiter::Task(t) => {
@@ -779,7 +865,10 @@ impl HeadState {
                     }
                 }
                 Waiter::Actor(a) => {
-                    if matches!(self.actors.get(&a).map(|e| &e.state), Some(ActorState::Pending)) {
+                    if matches!(
+                        self.actors.get(&a).map(|e| &e.state),
+                        Some(ActorState::Pending)
+                    ) {
                         sched = true;
                     } else {
                         self.pump_actor(a);
@@ -826,7 +915,9 @@ impl HeadState {
     fn schedule_actors(&mut self) {
         let mut still_pending = VecDeque::new();
         while let Some(a) = self.pending_actors.pop_front() {
-            let Some(entry) = self.actors.get(&a) else { continue };
+            let Some(entry) = self.actors.get(&a) else {
+                continue;
+            };
             if !matches!(entry.state, ActorState::Pending) {
                 continue;
             }
@@ -875,23 +966,29 @@ impl HeadState {
         };
         let key = alloc.gpu_ids();
         if let Some(proc) = self.idle.get_mut(&key).and_then(|v| v.pop()) {
-            te.state = TaskState::Assigned { worker: proc, alloc };
+            te.state = TaskState::Assigned { alloc };
             self.start_task_on(proc, task);
         } else if let Some(proc) = self.prestarted.get_mut(&key).and_then(|v| v.pop()) {
-            te.state = TaskState::Assigned { worker: proc, alloc };
+            te.state = TaskState::Assigned { alloc };
             if let Some(w) = self.workers.get_mut(&proc) {
                 w.state = WorkerState::Starting(Some(Assignment::Task(task)));
             }
         } else {
-            let proc = self.start_worker(key, Some(Assignment::Task(task)));
+            self.start_worker(key, Some(Assignment::Task(task)));
             let te = self.tasks.get_mut(&task).expect("present");
-            te.state = TaskState::Assigned { worker: proc, alloc };
+            te.state = TaskState::Assigned { alloc };
         }
     }
 
     /// Sends an assigned task to its (registered) worker.
     fn start_task_on(&mut self, proc: ProcIndex, task: ObjectId) {
-        let spec_args = self.tasks.get(&task).expect("assigned task exists").spec.args.clone();
+        let spec_args = self
+            .tasks
+            .get(&task)
+            .expect("assigned task exists")
+            .spec
+            .args
+            .clone();
         let args = match self.resolve_args(&spec_args) {
             Ok(a) => a,
             Err(e) => {
@@ -902,20 +999,29 @@ impl HeadState {
         };
         let te = self.tasks.get_mut(&task).expect("present");
         te.attempts += 1;
-        let TaskState::Assigned { alloc, .. } = &te.state else { unreachable!("task not assigned") };
+        let TaskState::Assigned { alloc, .. } = &te.state else {
+            unreachable!("task not assigned")
+        };
         let (gpu_ids, cpu) = (alloc.gpu_ids(), alloc.cpu);
         let function = te.spec.function.clone();
         let w = self.workers.get_mut(&proc).expect("worker exists");
         w.state = WorkerState::Busy(task);
         w.cpu_held = cpu;
         if let Some(conn) = &w.conn {
-            conn.send(&ToWorker::Execute(Execute::Task { task, function, args, gpu_ids }));
+            conn.send(&ToWorker::Execute(Execute::Task {
+                task,
+                function,
+                args,
+                gpu_ids,
+            }));
         }
     }
 
     /// Ends a task for good: releases its resources and argument pins, stores its result.
     fn finish_task(&mut self, task: ObjectId, result: Result<Value>) {
-        let Some(te) = self.tasks.remove(&task) else { return };
+        let Some(te) = self.tasks.remove(&task) else {
+            return;
+        };
         if let TaskState::Assigned { alloc, .. } = &te.state {
             self.resources.release(alloc);
         }
@@ -939,8 +1045,17 @@ impl HeadState {
                 blocked: 0,
             },
         );
-        let request = SpawnRequest { proc, gpu_ids, killer };
-        let sent = match &*self.shared.spawn_tx.lock().unwrap_or_else(|e| e.into_inner()) {
+        let request = SpawnRequest {
+            proc,
+            gpu_ids,
+            killer,
+        };
+        let sent = match &*self
+            .shared
+            .spawn_tx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+        {
             Some(tx) => tx.send(request).is_ok(),
             None => false,
         };
@@ -952,7 +1067,9 @@ impl HeadState {
 
     fn make_idle(&mut self, proc: ProcIndex) {
         let idle_count: usize = self.idle.values().map(|v| v.len()).sum();
-        let Some(w) = self.workers.get_mut(&proc) else { return };
+        let Some(w) = self.workers.get_mut(&proc) else {
+            return;
+        };
         w.cpu_held = Amount::ZERO;
         if self.shutting_down || idle_count >= self.shared.max_idle_workers {
             w.state = WorkerState::Exiting;
@@ -967,10 +1084,19 @@ impl HeadState {
 
     // ----- worker events -----------------------------------------------------------------
 
-    fn register(&mut self, proc: ProcIndex, pid: u32, token: u64, fingerprint: u64, conn: Outbox) -> bool {
+    fn register(
+        &mut self,
+        proc: ProcIndex,
+        pid: u32,
+        token: u64,
+        fingerprint: u64,
+        conn: Outbox,
+    ) -> bool {
         if token != self.shared.token {
             tracing::warn!("refused a connection with a wrong token (pid {pid})");
-            conn.send(&ToWorker::Refused { reason: "wrong token".into() });
+            conn.send(&ToWorker::Refused {
+                reason: "wrong token".into(),
+            });
             conn.close();
             return false;
         }
@@ -989,7 +1115,9 @@ impl HeadState {
             return false;
         }
         let Some(w) = self.workers.get_mut(&proc) else {
-            conn.send(&ToWorker::Refused { reason: format!("unknown worker index {proc}") });
+            conn.send(&ToWorker::Refused {
+                reason: format!("unknown worker index {proc}"),
+            });
             conn.close();
             return false;
         };
@@ -997,7 +1125,9 @@ impl HeadState {
         conn.send(&ToWorker::Registered);
         w.conn = Some(conn);
         self.spawn_failures = 0;
-        let WorkerState::Starting(assignment) = w.state else { return true };
+        let WorkerState::Starting(assignment) = w.state else {
+            return true;
+        };
         match assignment {
             Some(Assignment::Task(t)) => self.start_task_on(proc, t),
             Some(Assignment::Actor(a)) => self.start_actor_on(proc, a),
@@ -1013,15 +1143,21 @@ impl HeadState {
     }
 
     pub(crate) fn task_done(&mut self, from: ProcIndex, task: ObjectId, result: Result<Value>) {
-        let Some(w) = self.workers.get(&from) else { return };
+        let Some(w) = self.workers.get(&from) else {
+            return;
+        };
         match w.state {
             WorkerState::Busy(t) if t == task => {
                 self.make_idle(from);
                 self.finish_task(task, result);
             }
             WorkerState::Actor(a) => {
-                let Some(entry) = self.actors.get_mut(&a) else { return };
-                let Some(call) = entry.inflight.remove(&task) else { return };
+                let Some(entry) = self.actors.get_mut(&a) else {
+                    return;
+                };
+                let Some(call) = entry.inflight.remove(&task) else {
+                    return;
+                };
                 self.unpin_args(&call.args);
                 self.complete_object(task, result);
                 self.check_actor_scope(a);
@@ -1031,7 +1167,9 @@ impl HeadState {
     }
 
     fn worker_exited(&mut self, proc: ProcIndex, cause: String) {
-        let Some(w) = self.workers.remove(&proc) else { return };
+        let Some(w) = self.workers.remove(&proc) else {
+            return;
+        };
         if let Some(c) = &w.conn {
             c.close();
         }
@@ -1047,7 +1185,10 @@ impl HeadState {
         match w.state {
             WorkerState::Starting(assignment) => {
                 self.spawn_failures += 1;
-                let reason = self.last_spawn_error.clone().unwrap_or_else(|| format!("the worker {cause} before it connected"));
+                let reason = self
+                    .last_spawn_error
+                    .clone()
+                    .unwrap_or_else(|| format!("the worker {cause} before it connected"));
                 let fatal = self.spawn_failures >= 3 || self.last_spawn_error.is_some();
                 match assignment {
                     Some(Assignment::Task(t)) if fatal => {
@@ -1063,10 +1204,16 @@ impl HeadState {
             }
             WorkerState::Busy(t) => self.retry_or_fail(t, w.pid, &cause),
             WorkerState::Actor(a) => {
-                let alive = self.actors.get(&a).is_some_and(|e| !matches!(e.state, ActorState::Dead(_)));
+                let alive = self
+                    .actors
+                    .get(&a)
+                    .is_some_and(|e| !matches!(e.state, ActorState::Dead(_)));
                 if alive {
                     let class = self.actors[&a].class.clone();
-                    let err = actor_died(&class, format!("its worker process (pid {}) {cause}", w.pid));
+                    let err = actor_died(
+                        &class,
+                        format!("its worker process (pid {}) {cause}", w.pid),
+                    );
                     self.actor_dead(a, err);
                 }
             }
@@ -1076,15 +1223,20 @@ impl HeadState {
         for (id, freed) in self.objects.remove_proc(proc) {
             self.object_freed(id, freed);
         }
-        let actors: Vec<ActorId> =
-            self.actors.iter_mut().filter_map(|(id, e)| e.holders.remove_all(proc).then_some(*id)).collect();
+        let actors: Vec<ActorId> = self
+            .actors
+            .iter_mut()
+            .filter_map(|(id, e)| e.holders.remove_all(proc).then_some(*id))
+            .collect();
         for a in actors {
             self.check_actor_scope(a);
         }
         let stale: Vec<u64> = self
             .requests
             .iter()
-            .filter_map(|(k, r)| matches!(r.reply, Reply::Remote { proc: p, .. } if p == proc).then_some(*k))
+            .filter_map(|(k, r)| {
+                matches!(r.reply, Reply::Remote { proc: p, .. } if p == proc).then_some(*k)
+            })
             .collect();
         for k in stale {
             self.requests.remove(&k);
@@ -1093,15 +1245,21 @@ impl HeadState {
     }
 
     fn requeue(&mut self, task: ObjectId) {
-        let Some(te) = self.tasks.get_mut(&task) else { return };
-        if let TaskState::Assigned { alloc, .. } = std::mem::replace(&mut te.state, TaskState::Queued) {
+        let Some(te) = self.tasks.get_mut(&task) else {
+            return;
+        };
+        if let TaskState::Assigned { alloc, .. } =
+            std::mem::replace(&mut te.state, TaskState::Queued)
+        {
             self.resources.release(&alloc);
         }
         self.queue.push(&te.spec.resources, task);
     }
 
     fn retry_or_fail(&mut self, task: ObjectId, pid: u32, cause: &str) {
-        let Some(te) = self.tasks.get(&task) else { return };
+        let Some(te) = self.tasks.get(&task) else {
+            return;
+        };
         if te.attempts <= te.spec.max_retries && !self.shutting_down {
             tracing::warn!(
                 "worker pid {pid} running `{}` {cause}; retrying (attempt {} of {})",
@@ -1129,17 +1287,27 @@ impl HeadState {
             self.make_idle(proc);
             return;
         };
-        let (ctor_args, class) = (entry.ctor_args.clone().unwrap_or_default(), entry.class.clone());
+        let (ctor_args, class) = (
+            entry.ctor_args.clone().unwrap_or_default(),
+            entry.class.clone(),
+        );
         let args = match self.resolve_args(&ctor_args) {
             Ok(a) => a,
             Err(e) => {
-                self.actor_dead(actor, actor_died(&class, format!("a constructor argument failed: {e}")));
+                self.actor_dead(
+                    actor,
+                    actor_died(&class, format!("a constructor argument failed: {e}")),
+                );
                 return;
             }
         };
         let entry = self.actors.get_mut(&actor).expect("present");
         entry.state = ActorState::Creating(proc);
-        let gpu_ids = entry.alloc.as_ref().map(|a| a.gpu_ids()).unwrap_or_default();
+        let gpu_ids = entry
+            .alloc
+            .as_ref()
+            .map(|a| a.gpu_ids())
+            .unwrap_or_default();
         let cpu = entry.alloc.as_ref().map(|a| a.cpu).unwrap_or_default();
         let class = entry.class.clone();
         let max_concurrency = entry.max_concurrency;
@@ -1147,19 +1315,29 @@ impl HeadState {
         w.state = WorkerState::Actor(actor);
         w.cpu_held = cpu;
         if let Some(conn) = &w.conn {
-            conn.send(&ToWorker::Execute(Execute::CreateActor { actor, class, args, gpu_ids, max_concurrency }));
+            conn.send(&ToWorker::Execute(Execute::CreateActor {
+                actor,
+                class,
+                args,
+                gpu_ids,
+                max_concurrency,
+            }));
         }
     }
 
     pub(crate) fn actor_created(&mut self, from: ProcIndex, actor: ActorId, result: Result<()>) {
-        let Some(entry) = self.actors.get_mut(&actor) else { return };
+        let Some(entry) = self.actors.get_mut(&actor) else {
+            return;
+        };
         if !matches!(entry.state, ActorState::Creating(p) if p == from) {
             return;
         }
         if let Some(args) = entry.ctor_args.take() {
             self.unpin_args(&args);
         }
-        let Some(entry) = self.actors.get_mut(&actor) else { return };
+        let Some(entry) = self.actors.get_mut(&actor) else {
+            return;
+        };
         match result {
             Ok(()) => {
                 entry.state = ActorState::Alive(from);
@@ -1168,7 +1346,9 @@ impl HeadState {
             }
             Err(e) => {
                 let cause = match e {
-                    Error::TaskFailed { message, .. } => format!("its constructor panicked: {message}"),
+                    Error::TaskFailed { message, .. } => {
+                        format!("its constructor panicked: {message}")
+                    }
                     other => format!("its constructor failed: {other}"),
                 };
                 let err = actor_died(&entry.class, cause);
@@ -1179,13 +1359,19 @@ impl HeadState {
 
     /// Sends every call whose turn has come and whose arguments are ready.
     fn pump_actor(&mut self, actor: ActorId) {
-        let Some(entry) = self.actors.get(&actor) else { return };
-        let ActorState::Alive(proc) = entry.state else { return };
+        let Some(entry) = self.actors.get(&actor) else {
+            return;
+        };
+        let ActorState::Alive(proc) = entry.state else {
+            return;
+        };
         let mut sendable: Vec<ActorCall> = Vec::new();
         let mut failed: Vec<(ActorCall, Error)> = Vec::new();
         let mut wait_on: Vec<ObjectId> = Vec::new();
         {
-            let HeadState { actors, objects, .. } = self;
+            let HeadState {
+                actors, objects, ..
+            } = self;
             let entry = actors.get_mut(&actor).expect("present");
             for (_, queue) in entry.callers.iter_mut() {
                 while let Some(call) = queue.front() {
@@ -1218,7 +1404,11 @@ impl HeadState {
         if let Some(conn) = self.workers.get(&proc).and_then(|w| w.conn.clone()) {
             let entry = self.actors.get_mut(&actor).expect("present");
             for (call, args) in to_send {
-                conn.send(&ToWorker::Execute(Execute::ActorTask { task: call.task, method: call.method.clone(), args }));
+                conn.send(&ToWorker::Execute(Execute::ActorTask {
+                    task: call.task,
+                    method: call.method.clone(),
+                    args,
+                }));
                 entry.inflight.insert(call.task, call);
             }
         }
@@ -1230,7 +1420,9 @@ impl HeadState {
 
     /// The actor is dead: fail everything queued or running, free its resources and worker.
     fn actor_dead(&mut self, actor: ActorId, err: Error) {
-        let Some(entry) = self.actors.get_mut(&actor) else { return };
+        let Some(entry) = self.actors.get_mut(&actor) else {
+            return;
+        };
         let old = std::mem::replace(&mut entry.state, ActorState::Dead(err.clone()));
         let alloc = entry.alloc.take();
         let ctor_args = entry.ctor_args.take();
@@ -1265,7 +1457,9 @@ impl HeadState {
     }
 
     pub(crate) fn kill_actor(&mut self, actor: ActorId, cause: &str) {
-        let Some(entry) = self.actors.get(&actor) else { return };
+        let Some(entry) = self.actors.get(&actor) else {
+            return;
+        };
         if matches!(entry.state, ActorState::Dead(_)) {
             return;
         }
@@ -1276,7 +1470,9 @@ impl HeadState {
     /// Called when an actor may have lost its last handle: a live actor finishes what was
     /// submitted, then exits (Ray's semantics); a dead one is forgotten.
     fn check_actor_scope(&mut self, actor: ActorId) {
-        let Some(entry) = self.actors.get_mut(&actor) else { return };
+        let Some(entry) = self.actors.get_mut(&actor) else {
+            return;
+        };
         if !(entry.holders.is_empty() && entry.pins == 0) {
             return;
         }
@@ -1289,7 +1485,8 @@ impl HeadState {
             }
             ActorState::Pending | ActorState::Starting(_) | ActorState::Creating(_) => {
                 if entry.drained() {
-                    let err = actor_died(&entry.class, "all handles were dropped before it started");
+                    let err =
+                        actor_died(&entry.class, "all handles were dropped before it started");
                     self.actor_dead(actor, err);
                 }
             }
@@ -1319,13 +1516,18 @@ impl HeadState {
 
     /// Values of `ids` if all are done; `Err` as soon as one failed or is unknown. Values in
     /// the store are pinned in memory for `reader` until it releases them.
-    fn collect_values(&mut self, ids: &[ObjectId], reader: Option<ProcIndex>) -> Result<Option<Vec<Value>>> {
+    fn collect_values(
+        &mut self,
+        ids: &[ObjectId],
+        reader: Option<ProcIndex>,
+    ) -> Result<Option<Vec<Value>>> {
         for id in ids {
             match self.objects.get(*id).map(|e| &e.state) {
                 None => {
                     return Err(Error::ObjectLost {
                         id: id.to_string(),
-                        reason: "no such object: it was freed or belongs to an earlier ray runtime".into(),
+                        reason: "no such object: it was freed or belongs to an earlier ray runtime"
+                            .into(),
                     });
                 }
                 Some(ObjState::Failed(e)) => return Err(e.clone()),
@@ -1351,7 +1553,9 @@ impl HeadState {
     }
 
     fn ready_flags(&self, ids: &[ObjectId]) -> Vec<bool> {
-        ids.iter().map(|id| self.objects.get(*id).is_none_or(|e| e.is_done())).collect()
+        ids.iter()
+            .map(|id| self.objects.get(*id).is_none_or(|e| e.is_done()))
+            .collect()
     }
 
     /// Registers a get/wait; completes it at once if it can. Returns its key if it waits.
@@ -1386,7 +1590,17 @@ impl HeadState {
             Reply::Remote { proc, .. } if need > 0 => Some(proc),
             _ => None,
         };
-        self.requests.insert(key, Request { ids, kind, need, reply, blocked_worker, timeout });
+        self.requests.insert(
+            key,
+            Request {
+                ids,
+                kind,
+                need,
+                reply,
+                blocked_worker,
+                timeout,
+            },
+        );
         if need == 0 {
             self.complete_request(key);
             return None;
@@ -1414,7 +1628,9 @@ impl HeadState {
     /// A worker waits in `get`: lend its CPU to the node so other tasks can run (this is what
     /// keeps nested tasks from deadlocking when every CPU is held by a waiting task).
     fn block_worker(&mut self, proc: ProcIndex) {
-        let Some(w) = self.workers.get_mut(&proc) else { return };
+        let Some(w) = self.workers.get_mut(&proc) else {
+            return;
+        };
         w.blocked += 1;
         if w.blocked == 1 && !w.cpu_held.is_zero() {
             self.resources.lend_cpu(w.cpu_held);
@@ -1423,7 +1639,9 @@ impl HeadState {
     }
 
     fn unblock_worker(&mut self, proc: ProcIndex) {
-        let Some(w) = self.workers.get_mut(&proc) else { return };
+        let Some(w) = self.workers.get_mut(&proc) else {
+            return;
+        };
         if w.blocked == 0 {
             return;
         }
@@ -1442,28 +1660,39 @@ impl HeadState {
     }
 
     fn complete_request(&mut self, key: u64) {
-        let Some(r) = self.remove_request(key) else { return };
+        let Some(r) = self.remove_request(key) else {
+            return;
+        };
         match r.reply {
             Reply::Local(slot) => slot.fill(()),
             Reply::Async(slot) => {
-                let result = self.collect_values(&r.ids, Some(DRIVER_PROC)).and_then(|v| {
-                    v.and_then(|mut v| v.pop()).ok_or_else(|| Error::ObjectLost {
-                        id: describe_ids(&r.ids),
-                        reason: "not ready".into(),
-                    })
-                });
+                let result = self
+                    .collect_values(&r.ids, Some(DRIVER_PROC))
+                    .and_then(|v| {
+                        v.and_then(|mut v| v.pop())
+                            .ok_or_else(|| Error::ObjectLost {
+                                id: describe_ids(&r.ids),
+                                reason: "not ready".into(),
+                            })
+                    });
                 slot.fill(result);
             }
             Reply::Remote { proc, req } => {
                 let msg = match r.kind {
                     ReqKind::Get => {
                         let result = self.collect_values(&r.ids, Some(proc)).and_then(|v| {
-                            v.ok_or_else(|| Error::ObjectLost { id: describe_ids(&r.ids), reason: "not ready".into() })
+                            v.ok_or_else(|| Error::ObjectLost {
+                                id: describe_ids(&r.ids),
+                                reason: "not ready".into(),
+                            })
                         });
                         if let Ok(values) = &result {
                             // The receiver decodes references inside these values; count it as
                             // a holder now, it sends one DelRef each once decoded.
-                            let inner: Vec<RefId> = values.iter().flat_map(|v| v.contained.iter().copied()).collect();
+                            let inner: Vec<RefId> = values
+                                .iter()
+                                .flat_map(|v| v.contained.iter().copied())
+                                .collect();
                             for id in inner {
                                 self.add_ref(proc, id);
                             }
@@ -1472,7 +1701,12 @@ impl HeadState {
                     }
                     ReqKind::Wait => {
                         let flags = self.ready_flags(&r.ids);
-                        let ready = flags.iter().enumerate().filter(|(_, f)| **f).map(|(i, _)| i as u32).collect();
+                        let ready = flags
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, f)| **f)
+                            .map(|(i, _)| i as u32)
+                            .collect();
                         ToWorker::WaitReply { req, ready }
                     }
                 };
@@ -1484,15 +1718,25 @@ impl HeadState {
     }
 
     fn expire_request(&mut self, key: u64) {
-        let Some(r) = self.requests.get(&key) else { return };
+        let Some(r) = self.requests.get(&key) else {
+            return;
+        };
         match r.kind {
             ReqKind::Wait => self.complete_request(key),
             ReqKind::Get => {
-                let Some(r) = self.remove_request(key) else { return };
+                let Some(r) = self.remove_request(key) else {
+                    return;
+                };
                 if let Reply::Remote { proc, req } = r.reply {
-                    let err = Error::Timeout { what: describe_ids(&r.ids), timeout: r.timeout.unwrap_or_default() };
+                    let err = Error::Timeout {
+                        what: describe_ids(&r.ids),
+                        timeout: r.timeout.unwrap_or_default(),
+                    };
                     if let Some(conn) = self.workers.get(&proc).and_then(|w| w.conn.as_ref()) {
-                        conn.send(&ToWorker::GetReply { req, result: Err(err) });
+                        conn.send(&ToWorker::GetReply {
+                            req,
+                            result: Err(err),
+                        });
                     }
                 }
             }

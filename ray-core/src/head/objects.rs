@@ -52,7 +52,10 @@ pub(crate) enum ObjState {
     Pending,
     Ready(Value),
     /// In a file in the spill directory; restored into the store when read.
-    Spilled { len: u64, contained: Vec<RefId> },
+    Spilled {
+        len: u64,
+        contained: Vec<RefId>,
+    },
     Failed(Error),
 }
 
@@ -119,7 +122,11 @@ impl ObjectDirectory {
 
     /// Sets the value of a pending object; returns its waiters, or `None` if nobody wants the
     /// object any more (the value is dropped) or it already had a value.
-    pub(crate) fn complete(&mut self, id: ObjectId, result: Result<Value, Error>) -> Option<Vec<Waiter>> {
+    pub(crate) fn complete(
+        &mut self,
+        id: ObjectId,
+        result: Result<Value, Error>,
+    ) -> Option<Vec<Waiter>> {
         let entry = self.map.get_mut(&id)?;
         if entry.is_done() {
             return None;
@@ -184,7 +191,10 @@ impl ObjectDirectory {
                 e.holders.remove_all(proc).then_some(*id)
             })
             .collect();
-        touched.into_iter().filter_map(|id| self.take_if_unreferenced(id).map(|e| (id, e))).collect()
+        touched
+            .into_iter()
+            .filter_map(|id| self.take_if_unreferenced(id).map(|e| (id, e)))
+            .collect()
     }
 
     fn take_if_unreferenced(&mut self, id: ObjectId) -> Option<ObjectEntry> {
@@ -210,7 +220,6 @@ impl ObjectDirectory {
     pub(crate) fn bytes(&self) -> u64 {
         self.bytes
     }
-
 }
 
 #[cfg(test)]
@@ -220,7 +229,10 @@ mod tests {
     use bytes::Bytes;
 
     fn value(n: usize) -> Value {
-        Value { data: Data::Inline(Bytes::from(vec![0u8; n])), contained: vec![] }
+        Value {
+            data: Data::Inline(Bytes::from(vec![0u8; n])),
+            contained: vec![],
+        }
     }
 
     #[test]

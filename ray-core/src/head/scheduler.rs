@@ -21,7 +21,10 @@ impl ReadyQueue {
     }
 
     /// Takes, in order, every queued task that fits the free resources now.
-    pub(crate) fn take_fitting(&mut self, resources: &mut NodeResources) -> Vec<(ObjectId, Allocation)> {
+    pub(crate) fn take_fitting(
+        &mut self,
+        resources: &mut NodeResources,
+    ) -> Vec<(ObjectId, Allocation)> {
         let mut out = Vec::new();
         for (shape, queue) in &mut self.shapes {
             while !queue.is_empty() {
@@ -57,14 +60,24 @@ mod tests {
     #[test]
     fn a_big_task_does_not_block_small_ones() {
         let mut node = NodeResources::new(2, 0, &[]);
-        let big = ResourceRequest { cpu: Amount::from_f64(2.0).unwrap(), ..Default::default() };
-        let small = ResourceRequest { cpu: Amount::ONE, ..Default::default() };
+        let big = ResourceRequest {
+            cpu: Amount::from_f64(2.0).unwrap(),
+            ..Default::default()
+        };
+        let small = ResourceRequest {
+            cpu: Amount::ONE,
+            ..Default::default()
+        };
         let mut q = ReadyQueue::default();
         let hold = node.try_acquire(&small).unwrap();
         q.push(&big, ObjectId(1));
         q.push(&small, ObjectId(2));
         q.push(&small, ObjectId(3));
-        let got: Vec<_> = q.take_fitting(&mut node).into_iter().map(|(t, _)| t).collect();
+        let got: Vec<_> = q
+            .take_fitting(&mut node)
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect();
         assert_eq!(got, vec![ObjectId(2)]);
         assert_eq!(q.len(), 2);
         node.release(&hold);

@@ -98,7 +98,10 @@ pub(crate) fn spawner_main(
             }
             Err(e) => {
                 if let Some(h) = head.upgrade() {
-                    h.worker_exited(req.proc, format!("could not be started from {}: {e}", cfg.exe.display()));
+                    h.worker_exited(
+                        req.proc,
+                        format!("could not be started from {}: {e}", cfg.exe.display()),
+                    );
                 }
             }
         }
@@ -107,8 +110,14 @@ pub(crate) fn spawner_main(
 
 async fn monitor(mut child: tokio::process::Child, req: SpawnRequest, head: Weak<Head>, log: bool) {
     let pid = child.id().unwrap_or(0);
-    let out = child.stdout.take().map(|s| tokio::spawn(forward(s, pid, false, log)));
-    let err = child.stderr.take().map(|s| tokio::spawn(forward(s, pid, true, log)));
+    let out = child
+        .stdout
+        .take()
+        .map(|s| tokio::spawn(forward(s, pid, false, log)));
+    let err = child
+        .stderr
+        .take()
+        .map(|s| tokio::spawn(forward(s, pid, true, log)));
     let status = loop {
         tokio::select! {
             status = child.wait() => break status,

@@ -93,8 +93,12 @@ impl Store {
 
     /// Frees the unsealed regions of a writer that died.
     pub(crate) fn free_proc(&mut self, proc: ProcIndex) {
-        let regions: Vec<(u64, u64)> =
-            self.pending.iter().filter(|(_, (p, _))| *p == proc).map(|(r, (_, size))| (*r, *size)).collect();
+        let regions: Vec<(u64, u64)> = self
+            .pending
+            .iter()
+            .filter(|(_, (p, _))| *p == proc)
+            .map(|(r, (_, size))| (*r, *size))
+            .collect();
         for (region, size) in regions {
             self.pending.remove(&region);
             self.free(region, size);
@@ -109,7 +113,10 @@ impl Store {
     pub(crate) fn remove_spill_dir(&self) {
         if self.spill_dir.exists() {
             if let Err(e) = std::fs::remove_dir_all(&self.spill_dir) {
-                tracing::warn!("cannot remove the spill directory {}: {e}", self.spill_dir.display());
+                tracing::warn!(
+                    "cannot remove the spill directory {}: {e}",
+                    self.spill_dir.display()
+                );
             }
         }
     }
@@ -148,13 +155,16 @@ impl HeadState {
                     self.store.pending.insert(region, (p, size));
                     return Err(Error::ObjectLost {
                         id: format!("region {region}"),
-                        reason: format!("a value of {len} bytes does not fit the {size} bytes allocated"),
+                        reason: format!(
+                            "a value of {len} bytes does not fit the {size} bytes allocated"
+                        ),
                     });
                 }
                 None => {
                     return Err(Error::ObjectLost {
                         id: format!("region {region}"),
-                        reason: "the value names a store region that was not allocated to it".into(),
+                        reason: "the value names a store region that was not allocated to it"
+                            .into(),
                     });
                 }
             }
@@ -176,7 +186,10 @@ impl HeadState {
     /// Releases what a freed object occupied.
     pub(crate) fn release_storage(&mut self, id: ObjectId, state: &ObjState) {
         match state {
-            ObjState::Ready(Value { data: Data::Shm { region, pad, len }, .. }) => {
+            ObjState::Ready(Value {
+                data: Data::Shm { region, pad, len },
+                ..
+            }) => {
                 self.store.free(*region, *pad as u64 + *len);
             }
             ObjState::Spilled { .. } => {
@@ -189,24 +202,40 @@ impl HeadState {
     /// Moves the oldest object that nobody is reading to disk. False if there is none.
     fn spill_one(&mut self) -> bool {
         for _ in 0..self.store.resident.len() {
-            let Some(id) = self.store.resident.pop_front() else { return false };
-            let Some(entry) = self.objects.get_mut(id) else { continue };
-            let ObjState::Ready(Value { data: Data::Shm { region, pad, len }, .. }) = entry.state else { continue };
+            let Some(id) = self.store.resident.pop_front() else {
+                return false;
+            };
+            let Some(entry) = self.objects.get_mut(id) else {
+                continue;
+            };
+            let ObjState::Ready(Value {
+                data: Data::Shm { region, pad, len },
+                ..
+            }) = entry.state
+            else {
+                continue;
+            };
             if !entry.spillable() {
                 self.store.resident.push_back(id);
                 continue;
             }
             let path = self.store.spill_path(id);
-            let written = std::fs::create_dir_all(&self.store.spill_dir)
-                .and_then(|_| std::fs::write(&path, self.store.arena.slice(region + pad as u64, len)));
+            let written = std::fs::create_dir_all(&self.store.spill_dir).and_then(|_| {
+                std::fs::write(&path, self.store.arena.slice(region + pad as u64, len))
+            });
             if let Err(e) = written {
                 tracing::error!("cannot spill object {id} to {}: {e}", path.display());
                 self.store.resident.push_back(id);
                 return false;
             }
             let entry = self.objects.get_mut(id).expect("present");
-            let ObjState::Ready(v) = std::mem::replace(&mut entry.state, ObjState::Pending) else { unreachable!() };
-            entry.state = ObjState::Spilled { len, contained: v.contained };
+            let ObjState::Ready(v) = std::mem::replace(&mut entry.state, ObjState::Pending) else {
+                unreachable!()
+            };
+            entry.state = ObjState::Spilled {
+                len,
+                contained: v.contained,
+            };
             self.store.free(region, pad as u64 + len);
             self.store.spilled += 1;
             tracing::debug!("spilled object {id} ({len} bytes) to {}", path.display());
@@ -217,10 +246,13 @@ impl HeadState {
 
     /// Brings a spilled object back into the store.
     fn restore(&mut self, id: ObjectId) -> Result<()> {
-        let Some(ObjState::Spilled { len, .. }) = self.objects.get(id).map(|e| &e.state) else { return Ok(()) };
+        let Some(ObjState::Spilled { len, .. }) = self.objects.get(id).map(|e| &e.state) else {
+            return Ok(());
+        };
         let len = *len;
         let path = self.store.spill_path(id);
-        let bytes = std::fs::read(&path).map_err(|e| Error::io(format!("restoring spilled object {id}"), e))?;
+        let bytes = std::fs::read(&path)
+            .map_err(|e| Error::io(format!("restoring spilled object {id}"), e))?;
         let region = self.alloc(DRIVER, PAD + len)?;
         if let Err(e) = self.store.arena.write(region + PAD, &[&bytes]) {
             self.store.pending.remove(&region);
@@ -230,10 +262,19 @@ impl HeadState {
         self.store.pending.remove(&region);
         let _ = std::fs::remove_file(&path);
         let entry = self.objects.get_mut(id).expect("present");
-        let ObjState::Spilled { contained, .. } = std::mem::replace(&mut entry.state, ObjState::Pending) else {
+        let ObjState::Spilled { contained, .. } =
+            std::mem::replace(&mut entry.state, ObjState::Pending)
+        else {
             unreachable!()
         };
-        entry.state = ObjState::Ready(Value { data: Data::Shm { region, pad: PAD as u32, len }, contained });
+        entry.state = ObjState::Ready(Value {
+            data: Data::Shm {
+                region,
+                pad: PAD as u32,
+                len,
+            },
+            contained,
+        });
         self.store.resident.push_back(id);
         self.store.restored += 1;
         Ok(())
@@ -242,13 +283,18 @@ impl HeadState {
     /// The value of a done object, restored from disk first if needed; `None` while pending.
     /// If `reader` is given and the value is in the store, it stays pinned in memory for that
     /// process until it releases it.
-    pub(crate) fn load(&mut self, id: ObjectId, reader: Option<ProcIndex>) -> Result<Option<Value>> {
+    pub(crate) fn load(
+        &mut self,
+        id: ObjectId,
+        reader: Option<ProcIndex>,
+    ) -> Result<Option<Value>> {
         let state = self.objects.get(id).map(|e| &e.state);
         match state {
             None => {
                 return Err(Error::ObjectLost {
                     id: id.to_string(),
-                    reason: "no such object: it was freed or belongs to an earlier ray runtime".into(),
+                    reason: "no such object: it was freed or belongs to an earlier ray runtime"
+                        .into(),
                 });
             }
             Some(ObjState::Pending) => return Ok(None),
@@ -257,7 +303,9 @@ impl HeadState {
             Some(ObjState::Ready(_)) => {}
         }
         let entry = self.objects.get_mut(id).expect("present");
-        let ObjState::Ready(v) = &entry.state else { unreachable!("restored") };
+        let ObjState::Ready(v) = &entry.state else {
+            unreachable!("restored")
+        };
         let v = v.clone();
         if let (Some(p), Data::Shm { .. }) = (reader, &v.data) {
             entry.mapped.add(p);
