@@ -243,6 +243,16 @@ fn start(
 
 /// Serves one worker connection: registration, then its messages until it closes.
 async fn serve(head: Arc<Head>, stream: tokio::net::UnixStream) {
+    // A second handle on the socket lets senders write small frames directly (see `Outbox`).
+    let Ok(std_stream) = stream.into_std() else {
+        return;
+    };
+    let Ok(direct) = std_stream.try_clone() else {
+        return;
+    };
+    let Ok(stream) = tokio::net::UnixStream::from_std(std_stream) else {
+        return;
+    };
     let (rd, wr) = stream.into_split();
     let mut rd = tokio::io::BufReader::with_capacity(64 * 1024, rd);
     let mut buf = Vec::new();
@@ -259,7 +269,7 @@ async fn serve(head: Arc<Head>, stream: tokio::net::UnixStream) {
         tracing::warn!("a connection did not start with Register");
         return;
     };
-    let outbox = Outbox::new();
+    let outbox = Outbox::new(direct);
     tokio::spawn(outbox.clone().run_writer(wr));
     if !head.register(proc, pid, token, fingerprint, outbox) {
         return;

@@ -106,27 +106,45 @@ impl BlockingSender {
     }
 }
 
-/// Outgoing queue of one worker connection on the node manager side. `send` only encodes into a
-/// buffer and wakes the connection's writer task, so it is cheap to call under the node
-/// manager's lock; the writer sends everything queued in one write.
+/// Outgoing queue of one worker connection on the node manager side.
+///
+/// `send` never blocks: when nothing is queued it writes the frame to the socket itself with a
+/// non-blocking write (the common case: no thread hand-off on the way out); whatever does not
+/// fit is queued for the connection's writer task, which also takes every later frame until the
+/// queue is empty again, so frames always leave in order.
 #[derive(Clone)]
 pub(crate) struct Outbox {
     inner: Arc<OutboxInner>,
 }
 
 struct OutboxInner {
-    buf: Mutex<Vec<u8>>,
+    state: Mutex<OutboxState>,
     notify: tokio::sync::Notify,
     closed: AtomicBool,
+    /// The same socket, for direct non-blocking writes.
+    direct: UnixStream,
+}
+
+struct OutboxState {
+    queued: Vec<u8>,
+    /// The writer task owns the socket's output until `queued` is empty.
+    writer_busy: bool,
+    scratch: Vec<u8>,
 }
 
 impl Outbox {
-    pub(crate) fn new() -> Self {
+    /// `direct` must be a non-blocking handle on the connection's socket.
+    pub(crate) fn new(direct: UnixStream) -> Self {
         Outbox {
             inner: Arc::new(OutboxInner {
-                buf: Mutex::new(Vec::new()),
+                state: Mutex::new(OutboxState {
+                    queued: Vec::new(),
+                    writer_busy: false,
+                    scratch: Vec::new(),
+                }),
                 notify: tokio::sync::Notify::new(),
                 closed: AtomicBool::new(false),
+                direct,
             }),
         }
     }
@@ -135,14 +153,44 @@ impl Outbox {
         if self.inner.closed.load(Ordering::Relaxed) {
             return;
         }
-        {
-            let mut buf = self.inner.buf.lock().unwrap_or_else(|e| e.into_inner());
-            if let Err(e) = codec::encode_frame(msg, &mut buf) {
+        let mut st = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.writer_busy || !st.queued.is_empty() {
+            if let Err(e) = codec::encode_frame(msg, &mut st.queued) {
                 tracing::error!("cannot encode a message to a worker: {e}");
-                return;
+            }
+            return;
+        }
+        let OutboxState {
+            queued,
+            writer_busy,
+            scratch,
+        } = &mut *st;
+        scratch.clear();
+        if let Err(e) = codec::encode_frame(msg, scratch) {
+            tracing::error!("cannot encode a message to a worker: {e}");
+            return;
+        }
+        let mut done = 0;
+        while done < scratch.len() {
+            match (&self.inner.direct).write(&scratch[done..]) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    self.inner.closed.store(true, Ordering::Relaxed);
+                    return;
+                }
             }
         }
-        self.inner.notify.notify_one();
+        if done < scratch.len() {
+            queued.extend_from_slice(&scratch[done..]);
+            *writer_busy = true;
+            drop(st);
+            self.inner.notify.notify_one();
+        } else if scratch.capacity() > 1 << 20 {
+            *scratch = Vec::new();
+        }
     }
 
     pub(crate) fn close(&self) {
@@ -150,17 +198,23 @@ impl Outbox {
         self.inner.notify.notify_one();
     }
 
-    /// Runs until the connection closes: writes whatever is queued.
+    /// Runs until the connection closes: writes what `send` queued.
     pub(crate) async fn run_writer<W: tokio::io::AsyncWrite + Unpin>(self, mut w: W) {
         let mut out = Vec::new();
         loop {
             self.inner.notify.notified().await;
-            {
-                let mut buf = self.inner.buf.lock().unwrap_or_else(|e| e.into_inner());
-                std::mem::swap(&mut *buf, &mut out);
-            }
-            if !out.is_empty() {
+            loop {
+                {
+                    let mut st = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
+                    if st.queued.is_empty() {
+                        st.writer_busy = false;
+                        break;
+                    }
+                    st.writer_busy = true;
+                    std::mem::swap(&mut st.queued, &mut out);
+                }
                 if w.write_all(&out).await.is_err() {
+                    self.inner.closed.store(true, Ordering::Relaxed);
                     return;
                 }
                 out.clear();

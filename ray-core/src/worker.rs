@@ -219,9 +219,17 @@ fn read_loop(
     }
 }
 
-/// Tells the driver's log forwarder which task or actor the following output lines belong to.
+/// Tells the driver's log forwarder which task or actor the following output lines belong to
+/// (only when it changes: a pooled worker running the same function again writes nothing).
 fn set_log_label(name: &str) {
     use std::io::Write;
+    static LAST: Mutex<String> = Mutex::new(String::new());
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    if *last == name {
+        return;
+    }
+    last.clear();
+    last.push_str(name);
     let mut line = crate::head::spawn::LABEL_MARKER.to_vec();
     line.extend_from_slice(name.as_bytes());
     line.push(b'\n');
