@@ -1,23 +1,473 @@
-//! ray for Rust: Ray's programming model — tasks, actors, `ObjectRef`s and resource-aware
-//! scheduling — as a Rust library driven by one attribute macro.
+//! Ray's programming model — tasks, actors, [`ObjectRef`]s and resource-aware scheduling —
+//! for Rust, driven by one attribute macro, [`#[ray::remote]`](remote).
 //!
-//! (The crate-level guide is written out in full by the macros-and-docs issue.)
+//! Annotate a function (a *task*) or a struct and its `impl` block (an *actor*), call
+//! `.remote(..)`, and get [`ObjectRef`]s back at once; the work runs in worker processes of your
+//! own executable, scheduled by CPUs, GPUs and custom resources.
+//!
+//! ```
+//! #[ray::remote]
+//! fn add(a: i64, b: i64) -> i64 {
+//!     a + b
+//! }
+//!
+//! #[ray::remote]
+//! struct Counter {
+//!     n: i64,
+//! }
+//!
+//! #[ray::remote]
+//! impl Counter {
+//!     fn new(start: i64) -> Self {
+//!         Counter { n: start }
+//!     }
+//!     fn add(&mut self, x: i64) -> i64 {
+//!         self.n += x;
+//!         self.n
+//!     }
+//! }
+//!
+//! fn main() -> ray::Result<()> {
+//!     ray::init(ray::Config::default().num_cpus(2))?; // first thing in main
+//!
+//!     let a = add::remote(1, 2); // runs in a worker; returns an ObjectRef<i64> at once
+//!     let b = add::remote(&a, 10); // an ObjectRef is accepted wherever a value is
+//!     assert_eq!(ray::get(&b)?, 13);
+//!     assert_eq!(add(1, 2), 3); // still a plain function too
+//!
+//!     let counter = Counter::remote(5); // an actor: a worker process of its own
+//!     counter.add(1);
+//!     assert_eq!(ray::get(&counter.add(2))?, 8); // calls from one caller run in order
+//!
+//!     ray::shutdown();
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # `ray::init` first: the one rule
+//!
+//! Workers are your own executable, started again in worker mode. They take over before `main`
+//! runs, so a worker never executes `main`: call [`init`] first thing in `main`, and keep remote
+//! functions and actor methods free of state that `main` sets up (globals initialised in
+//! `main`, a logger installed there, ...). Whatever a task needs, it gets through its arguments
+//! or sets up itself. Test binaries, doctests and examples work as drivers the same way, and
+//! several tests of one binary may each call `init` (they take turns).
+//!
+//! Without `init`, or after [`shutdown`], calls do not panic: their results say
+//! [`Error::NotInitialized`].
+//!
+//! # Tasks
+//!
+//! `#[ray::remote]` on a `fn` keeps the function as it is and adds, under the same name:
+//!
+//! - `name::remote(args..) -> ObjectRef<R>`: submits a call and returns at once. Each argument
+//!   is a value of the parameter's type, an `ObjectRef` to one, or a `&ObjectRef` (see
+//!   [`IntoArg`]); references are resolved before the task runs, and the task waits for them.
+//! - `name::options()`: per-call options, then `.remote(..)`, as in
+//!   `add::options().num_cpus(0.5).max_retries(0).remote(1, 2)` (see [`TaskOptions`]).
+//!
+//! Options on the attribute set the defaults of every call:
+//!
+//! | option | meaning | default |
+//! |---|---|---|
+//! | `num_cpus = 2` | CPUs held while it runs (fractions allowed: `0.5`) | 1 |
+//! | `num_gpus = 1` | GPUs held while it runs (`0.5` shares one GPU) | 0 |
+//! | `resources(disk = 1, ..)` | custom resources declared with [`Config::resource`] | none |
+//! | `max_retries = 3` | how often the task is retried when its worker process dies | 3 |
+//!
+//! Tasks can submit tasks of their own, and call [`get`], [`put`] and [`wait`]: a worker that
+//! waits lends its CPU back to the node, so nested tasks cannot deadlock it.
+//!
+//! ```
+//! #[ray::remote]
+//! fn fib(n: u64) -> u64 {
+//!     if n < 2 {
+//!         return n;
+//!     }
+//!     let (a, b) = (fib::remote(n - 1), fib::remote(n - 2));
+//!     ray::get(&a).unwrap() + ray::get(&b).unwrap()
+//! }
+//!
+//! #[ray::remote(num_cpus = 0.5, max_retries = 0)]
+//! fn square(x: u64) -> u64 {
+//!     x * x
+//! }
+//!
+//! fn main() -> ray::Result<()> {
+//!     ray::init(ray::Config::default().num_cpus(2))?;
+//!     assert_eq!(ray::get(&fib::remote(10))?, 55);
+//!     let squares: Vec<ray::ObjectRef<u64>> = (0..4).map(square::remote).collect();
+//!     assert_eq!(ray::get_all(&squares)?, [0, 1, 4, 9]);
+//!     let quick = square::options().num_cpus(1).remote(12);
+//!     assert_eq!(ray::get(&quick)?, 144);
+//!     ray::shutdown();
+//!     Ok(())
+//! }
+//! ```
+//!
+//! Parameters and results cross a process boundary, so they are owned types that implement
+//! serde's `Serialize` and `Deserialize` (derive them for your own types; `ObjectRef`s and
+//! [`ActorHandle`]s qualify and can travel inside arguments and results). Borrowed parameters
+//! (`&str`, `&[T]`), `impl Trait`, trait objects, `async fn` and generic functions are compile
+//! errors that name the owned type to use instead, e.g.:
+//!
+//! ```text
+//! error: `&str` is a reference, which cannot be sent to a worker process: remote parameters are
+//!        sent by value; take `String` instead
+//!  --> src/main.rs:4:22
+//!   |
+//! 4 | fn count_words(text: &str) -> usize {
+//!   |                      ^^^^
+//!
+//! error[E0277]: `Point` cannot travel between ray processes: it implements neither
+//!               `serde::Serialize` nor `serde::Deserialize`
+//!   --> src/main.rs:21:12
+//!    |
+//! 21 | fn norm(p: Point) -> f64 {
+//!    |            ^^^^^ parameters and results of remote functions must implement `Serialize`
+//!    |                  and `Deserialize`
+//! ```
+//!
+//! # Objects
+//!
+//! An [`ObjectRef<T>`](ObjectRef) is a typed reference to a value that a task returns or that
+//! [`put`] stores: cheap to clone, `Send`, serializable, and freed when no reference to it
+//! remains in any process.
+//!
+//! - [`get`] waits for one value, [`get_all`] for several (in order), [`get_with_timeout`]
+//!   gives up with [`Error::Timeout`]; an `ObjectRef` can also be `.await`ed.
+//! - [`wait`] returns `(ready, pending)` once `num_returns` are ready or a timeout passes.
+//! - [`put`] stores a value once, to pass to many tasks without copying it into each call.
+//!   [`put_slice`] and [`get_slice`] move plain-old-data slices (`f32`, `u8`, ...) without
+//!   serde, and read large ones straight from the node's shared-memory store.
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! #[ray::remote]
+//! fn total(values: Vec<f32>) -> f32 {
+//!     values.iter().sum()
+//! }
+//!
+//! fn main() -> ray::Result<()> {
+//!     ray::init(ray::Config::default().num_cpus(2))?;
+//!     let data = ray::put(vec![0.5f32; 1000])?; // stored once, shared by reference
+//!     let sums: Vec<_> = (0..3).map(|_| total::remote(&data)).collect();
+//!     let (ready, pending) = ray::wait(&sums, 3, Some(Duration::from_secs(10)));
+//!     assert_eq!((ready.len(), pending.len()), (3, 0));
+//!     assert_eq!(ray::get_all(&ready)?, [500.0; 3]);
+//!     ray::shutdown();
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Actors
+//!
+//! `#[ray::remote]` on a struct and on its `impl` block makes an actor: a worker process of its
+//! own that holds the struct for its whole life.
+//!
+//! - `fn new(..) -> Self` is the constructor: `Type::remote(args..)` returns an
+//!   [`ActorHandle<Type>`](ActorHandle) at once and runs `new` in the actor's worker.
+//!   `Type::options()` sets per-actor options first ([`ActorOptions`]).
+//! - Each `&self` or `&mut self` method becomes a method of the handle with the same parameters
+//!   (as values or `ObjectRef`s), returning an `ObjectRef` to its result. Calls made from one
+//!   process run in the order they were made. Associated functions without `self` stay local.
+//! - Handles are `Clone`, `Send` and serializable: pass them to tasks and other actors. The
+//!   actor exits when the last handle is dropped, or at once with [`kill`].
+//!
+//! Options go on the struct: `num_cpus`, `num_gpus` and `resources(..)` as for tasks (held for
+//! the actor's whole life; by default an actor holds no CPU), `max_restarts` (default 0) and
+//! `max_concurrency` (default 1: one call at a time; more runs `&self` methods on that many
+//! threads, so the struct must be `Send + Sync`).
+//!
+//! ```
+//! use ray::ActorHandle;
+//!
+//! #[ray::remote(max_concurrency = 2)]
+//! struct Tally {
+//!     hits: std::sync::atomic::AtomicU64,
+//! }
+//!
+//! #[ray::remote]
+//! impl Tally {
+//!     fn new() -> Self {
+//!         Tally { hits: Default::default() }
+//!     }
+//!     fn hit(&self) -> u64 {
+//!         1 + self.hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+//!     }
+//! }
+//!
+//! #[ray::remote]
+//! fn hit_twice(tally: ActorHandle<Tally>) -> u64 {
+//!     ray::get(&tally.hit()).unwrap();
+//!     ray::get(&tally.hit()).unwrap()
+//! }
+//!
+//! fn main() -> ray::Result<()> {
+//!     ray::init(ray::Config::default().num_cpus(2))?;
+//!     let tally: ActorHandle<Tally> = Tally::remote();
+//!     assert_eq!(ray::get(&hit_twice::remote(tally.clone()))?, 2);
+//!     assert_eq!(ray::get(&tally.hit())?, 3);
+//!     ray::kill(&tally);
+//!     assert!(matches!(ray::get(&tally.hit()), Err(ray::Error::ActorDied { .. })));
+//!     ray::shutdown();
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Resources
+//!
+//! A node offers CPUs, GPUs and custom resources ([`Config::num_cpus`], [`Config::num_gpus`],
+//! [`Config::resource`]); a task or actor runs once the node has what it asks for. Logical GPU
+//! `i` is the node's `i`-th GPU; inside a task or actor [`get_gpu_ids`] lists the ones it got
+//! (also in `CUDA_VISIBLE_DEVICES`). A request no node can ever satisfy fails at once with
+//! [`Error::Infeasible`] instead of waiting forever.
+//!
+//! ```
+//! #[ray::remote(num_gpus = 1)]
+//! fn gpu_ids() -> Vec<usize> {
+//!     ray::get_gpu_ids()
+//! }
+//!
+//! #[ray::remote(resources(disk = 1))]
+//! fn uses_disk() -> bool {
+//!     true
+//! }
+//!
+//! fn main() -> ray::Result<()> {
+//!     ray::init(ray::Config::default().num_cpus(2).num_gpus(2).resource("disk", 1.0))?;
+//!     assert_eq!(ray::get(&gpu_ids::remote())?.len(), 1);
+//!     assert!(ray::get(&uses_disk::remote())?);
+//!     let too_many = gpu_ids::options().num_gpus(3).remote();
+//!     assert!(matches!(ray::get(&too_many), Err(ray::Error::Infeasible { .. })));
+//!     ray::shutdown();
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Errors
+//!
+//! Failures are values, never hangs. Everything returns or reads as [`Result<T>`], with one
+//! error enum, [`Error`]:
+//!
+//! - a panic in a task or method comes back from [`get`] as [`Error::TaskFailed`], naming the
+//!   function, the panic message and the worker's pid;
+//! - a worker process that dies (abort, segfault, OOM kill) gives [`Error::WorkerDied`] once the
+//!   task's retries are used up; a dead actor gives [`Error::ActorDied`];
+//! - [`Error::Infeasible`], [`Error::Timeout`], [`Error::ObjectStoreFull`],
+//!   [`Error::Serialization`] and [`Error::NotInitialized`] say what they mean.
+//!
+//! `Type::remote(..)` and `name::remote(..)` return their handle or `ObjectRef` directly: a
+//! submission that fails surfaces when its result is read.
+//!
+//! ```
+//! #[ray::remote(max_retries = 0)]
+//! fn divide(a: i64, b: i64) -> i64 {
+//!     a / b
+//! }
+//!
+//! fn main() -> ray::Result<()> {
+//!     ray::init(ray::Config::default().num_cpus(1))?;
+//!     match ray::get(&divide::remote(1, 0)) {
+//!         Err(ray::Error::TaskFailed { function, message, .. }) => {
+//!             assert!(function.ends_with("divide"));
+//!             assert!(message.contains("divide by zero"));
+//!         }
+//!         other => panic!("expected a task failure, got {other:?}"),
+//!     }
+//!     ray::shutdown();
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # The worker model
+//!
+//! [`init`] starts, inside the driver process, the node manager (Ray's raylet: scheduler,
+//! worker pool, object directory) and a pool of worker processes: the driver's own executable
+//! (`/proc/self/exe`) started again with a few environment variables. A constructor that runs
+//! before `main` sees them and makes the process a worker instead. Task workers are leased and
+//! reused; an actor owns its worker for life.
+//!
+//! Remote functions and actors are found by a stable registered name, module path plus item
+//! name (`my_crate::geometry::norm`), through link-time registration that also survives fat LTO;
+//! two tasks with the same name in different modules are distinct. A worker from another build
+//! is refused when it connects. Worker output reaches the driver line by line, prefixed like
+//! Ray's `(Counter pid=20686)`. When the driver exits, even by `SIGKILL`, its workers exit too.
+//!
+//! # What the macro writes
+//!
+//! For a task, `#[ray::remote(num_cpus = 0.5)]` on `pub fn add(a: i64, b: i64) -> i64` expands
+//! to the function unchanged, a type namespace item `add` with `remote` and `options`, and in an
+//! unnamed `const` block the caller type, the registration and a compile-time type check
+//! (the same as `cargo expand` shows; helpers come from `ray::__private`, which is not a public
+//! API). An actor expands the same way, with `CounterCreator` and `CounterMethods` (what
+//! `ActorHandle<Counter>` dereferences to) and one registration that dispatches methods by name.
+//!
+//! ```rust
+//! /// Adds two numbers.
+//! pub fn add(a: i64, b: i64) -> i64 {
+//!     a + b
+//! }
+//! /// The ray task `add()`: `add::remote(..)` runs it in a worker process.
+//! #[allow(non_camel_case_types)]
+//! pub struct add {}
+//! #[allow(dead_code)]
+//! impl add {
+//!     /// Runs `add(..)` in a worker process; returns a reference to its result at once.
+//!     pub fn remote(
+//!         a: impl ::ray::IntoArg<i64>,
+//!         b: impl ::ray::IntoArg<i64>,
+//!     ) -> ::ray::ObjectRef<i64> {
+//!         Self::options().remote(a, b)
+//!     }
+//!     /// Per-call options (`num_cpus`, `num_gpus`, `resource`, `max_retries`), then `.remote(..)`.
+//!     pub fn options() -> ::ray::TaskOptions<add> {
+//!         ::ray::TaskOptions::__new()
+//!     }
+//! }
+//! const _: () = {
+//!     use ::ray::__private::wire::traits::*;
+//!     impl ::ray::RemoteFunction for add {
+//!         const NAME: &'static str = ::core::concat!(::core::module_path!(), "::add");
+//!         type Caller = AddCaller;
+//!         fn __default_options() -> ::ray::__private::RawTaskOptions {
+//!             let mut options = <::ray::__private::RawTaskOptions as ::core::default::Default>::default();
+//!             options.num_cpus(0.5);
+//!             options
+//!         }
+//!     }
+//!     /// What `add::options()` dereferences to: `remote(..)` with those options.
+//!     pub struct AddCaller(::ray::__private::RawTaskOptions);
+//!     impl AddCaller {
+//!         /// Runs `add(..)` in a worker process; returns a reference to its result at once.
+//!         pub fn remote(
+//!             &self,
+//!             a: impl ::ray::IntoArg<i64>,
+//!             b: impl ::ray::IntoArg<i64>,
+//!         ) -> ::ray::ObjectRef<i64> {
+//!             let mut args = ::ray::__private::ArgsBuilder::with_capacity(2);
+//!             ::ray::__private::Wire::<i64>::new().push(&mut args, a);
+//!             ::ray::__private::Wire::<i64>::new().push(&mut args, b);
+//!             ::ray::__private::submit_task(
+//!                 <add as ::ray::RemoteFunction>::NAME,
+//!                 &self.0,
+//!                 args,
+//!             )
+//!         }
+//!     }
+//!     impl ::core::convert::From<::ray::__private::RawTaskOptions> for AddCaller {
+//!         fn from(options: ::ray::__private::RawTaskOptions) -> Self {
+//!             AddCaller(options)
+//!         }
+//!     }
+//!     impl ::core::convert::AsMut<::ray::__private::RawTaskOptions> for AddCaller {
+//!         fn as_mut(&mut self) -> &mut ::ray::__private::RawTaskOptions {
+//!             &mut self.0
+//!         }
+//!     }
+//!     /// Registers `add` by name: a worker decodes the arguments, calls it, encodes the result.
+//!     #[::ray::__private::linkme::distributed_slice(::ray::__private::TASKS)]
+//!     #[linkme(crate = ::ray::__private::linkme)]
+//!     static REGISTRATION: ::ray::__private::TaskEntry = ::ray::__private::TaskEntry {
+//!         name: <add as ::ray::RemoteFunction>::NAME,
+//!         signature: "fn add(a: i64, b: i64) -> i64",
+//!         invoke: |args| {
+//!             let a = ::ray::__private::Wire::<i64>::new().decode(args)?;
+//!             let b = ::ray::__private::Wire::<i64>::new().decode(args)?;
+//!             ::ray::__private::Wire::<i64>::new().encode(&add(a, b))
+//!         },
+//!     };
+//!     /// Compile-time check that each parameter and the result implement serde's traits.
+//!     const _: fn() = || {
+//!         ::ray::__private::Wire::<i64>::PROBE.check().require();
+//!     };
+//! };
+//! # fn main() {}
+//! ```
+
+#![deny(missing_docs)]
 
 pub use ray_core::*;
+
+/// Makes a function a ray task, or a struct and its `impl` block an actor.
+///
+/// ```
+/// #[ray::remote(num_cpus = 2, max_retries = 1)]
+/// fn norm(v: Vec<f32>) -> f32 {
+///     v.iter().map(|x| x * x).sum::<f32>().sqrt()
+/// }
+///
+/// #[ray::remote(num_gpus = 0.5, max_restarts = 1)]
+/// struct Model {
+///     weights: Vec<f32>,
+/// }
+///
+/// #[ray::remote]
+/// impl Model {
+///     fn new(size: usize) -> Self {
+///         Model { weights: vec![0.0; size] }
+///     }
+///     fn step(&mut self, grad: Vec<f32>) -> f32 {
+///         for (w, g) in self.weights.iter_mut().zip(&grad) {
+///             *w -= 0.1 * g;
+///         }
+///         norm(self.weights.clone())
+///     }
+/// }
+/// # fn main() {}
+/// ```
+///
+/// - On a `fn`: the function stays as it is, and `name::remote(args..)` runs it in a worker
+///   process, returning an [`ObjectRef`] at once; `name::options()` sets per-call options.
+///   Options: `num_cpus`, `num_gpus`, `resources(name = amount, ..)`, `max_retries`.
+/// - On a `struct`: an actor class. Options: `num_cpus`, `num_gpus`, `resources(..)`,
+///   `max_restarts`, `max_concurrency`.
+/// - On the struct's `impl` block (without options): `fn new(..) -> Self` becomes
+///   `Type::remote(..) -> ActorHandle<Type>` (and `Type::options()`), and each `&self` or
+///   `&mut self` method becomes a method of the handle, returning an `ObjectRef`.
+///
+/// Parameters and results must be owned and implement serde's `Serialize` and `Deserialize`.
+/// Misuses (unknown or ill-typed options, borrowed or `impl Trait` parameters, generic or
+/// `async` functions, a missing `fn new`, a method consuming `self`, ...) are compile errors
+/// at the offending token that say what would be right. See the [crate documentation](crate)
+/// for the guide and for what the macro generates.
 pub use ray_macros::remote;
 
 /// The GPU kernels (wgpu compute shaders) and MNIST loader, for GPU tasks and actors.
 #[cfg(feature = "gpu")]
 pub use ray_gpu as gpu;
 
-/// Starts ray in this process; see [`ray_core::init`]. When `num_gpus` is not set, the node's
-/// GPUs are its wgpu adapters (counted on one backend, Vulkan first), detected in the background
-/// the first time a task or actor asks for a GPU.
+/// Starts ray in this process: the node manager, its socket and a pool of worker processes.
+/// Call it first thing in `main` (see [the one rule](crate#rayinit-first-the-one-rule)).
+///
+/// When [`Config::num_gpus`] is not set, the node's GPUs are its wgpu adapters (counted on one
+/// backend, Vulkan first), detected in the background the first time a task or actor asks for
+/// a GPU. Only one runtime is active per process: `init` on another thread waits until the
+/// active one is shut down; twice on one thread is [`Error::AlreadyInitialized`].
+///
+/// ```
+/// fn main() -> ray::Result<()> {
+///     ray::init(ray::Config::default().num_cpus(4))?;
+///     // ...
+///     ray::shutdown();
+///     Ok(())
+/// }
+/// ```
 pub fn init(config: Config) -> Result<()> {
     #[cfg(feature = "gpu")]
-    let config = if config.gpus().is_none() { config.gpu_detector(ray_gpu::adapter_count) } else { config };
+    let config = if config.gpus().is_none() {
+        config.gpu_detector(ray_gpu::adapter_count)
+    } else {
+        config
+    };
     ray_core::init(config)
 }
 
 #[doc(hidden)]
 pub use ray_core::__private;
+
+// The README's example compiles and runs as a doctest too.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct Readme;

@@ -5,371 +5,579 @@
 //! `ray::RemoteActor` (constructor, method stubs, registration); each checks that the other is
 //! there through a trait bound with its own error message.
 
-use crate::checks;
+use crate::checks::{self, Position};
 use crate::options::{self, Kind};
-use crate::Errors;
-use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote, quote_spanned};
+use crate::{Errors, Param, local, passthrough_attrs, stub_params, unique_name};
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{FnArg, ImplItem, ImplItemFn, ItemImpl, ItemStruct, Pat, ReturnType, Type};
+use syn::{FnArg, ImplItem, ImplItemFn, ItemImpl, ItemStruct, ReturnType, Type};
 
 pub(crate) fn expand_struct(attr: TokenStream, s: &ItemStruct, errors: &mut Errors) -> TokenStream {
     let opts = options::parse(attr, Kind::Actor, errors);
     if !s.generics.params.is_empty() {
-        errors.push(syn::Error::new(
-            s.generics.span(),
-            "actor structs cannot be generic: the worker must know the concrete type; define a \
-             non-generic struct (or a type alias) per type you need",
+        errors.push(syn::Error::new_spanned(
+            &s.generics,
+            "actor structs cannot be generic: a worker creates the actor by name and must know its \
+             concrete type; define a non-generic struct for each type you need",
         ));
-    }
-    if !errors.is_empty() {
         return TokenStream::new();
     }
     let name = &s.ident;
-    let o = syn::Ident::new("o", Span::mixed_site());
-    let apply = opts.apply(&o);
+    let cfgs = passthrough_attrs(&s.attrs);
+    let options = local("options");
+    let default_options = opts.build(quote!(::ray::__private::RawActorOptions), &options);
     let instance = match opts.max_concurrency {
-        Some(n) if n > 1 => quote! { ::ray::__private::ActorInstance::threaded(self, #n) },
+        // Several threads call `&self` methods at once: the compiler checks `Send + Sync` here.
+        Some((n, span)) if n > 1 => {
+            quote_spanned! {span=> ::ray::__private::ActorInstance::threaded(self, #n) }
+        }
         _ => quote! { ::ray::__private::ActorInstance::single(self) },
     };
     let check = quote_spanned! {name.span()=>
-        #[allow(dead_code)]
-        fn needs_remote_impl() {
-            fn has_remote_methods<T: ::ray::RemoteActor>() {}
-            has_remote_methods::<#name>();
-        }
+        <#name as ::ray::RemoteActor>::NAME
     };
+    let doc_check = format!(
+        " `{name}`'s impl block needs `#[ray::remote]` too: without it, this does not compile."
+    );
     quote! {
+        #(#cfgs)*
         impl ::ray::ActorClass for #name {
             fn __default_options() -> ::ray::__private::RawActorOptions {
-                #[allow(unused_mut)]
-                let mut #o = <::ray::__private::RawActorOptions as ::core::default::Default>::default();
-                #apply
-                #o
+                #default_options
             }
+
             fn __into_instance(self) -> ::ray::__private::ActorInstance {
                 #instance
             }
         }
 
-        const _: () = {
-            #check
-        };
+        #(#cfgs)*
+        #[doc = #doc_check]
+        const _: &str = #check;
     }
 }
 
+/// A remote method: `&self` or `&mut self`, owned parameters.
 struct Method<'a> {
     f: &'a ImplItemFn,
     mutable: bool,
-    params: Vec<(syn::Ident, Type)>,
+    params: Vec<Param>,
     ret: Type,
 }
 
+/// Names a remote method cannot have, and why.
 const RESERVED: &[(&str, &str)] = &[
-    ("remote", "`Type::remote(..)` is generated from `fn new` to start the actor"),
-    ("options", "`Type::options()` is generated to set per-actor options"),
-    ("clone", "`clone` on an actor handle clones the handle"),
-    ("actor_id", "`actor_id` on an actor handle returns the actor's id"),
+    (
+        "remote",
+        "`Type::remote(..)` is generated from `fn new` to start the actor",
+    ),
+    (
+        "options",
+        "`Type::options()` is generated to set per-actor options",
+    ),
+    ("actor_id", "`handle.actor_id()` returns the actor's id"),
+    ("clone", "`handle.clone()` clones the handle"),
+    (
+        "clone_from",
+        "`handle.clone_from(..)` is the handle's `Clone`",
+    ),
+    (
+        "clone_into",
+        "`handle.clone_into(..)` is the handle's `ToOwned`",
+    ),
+    ("to_owned", "`handle.to_owned()` is the handle's `ToOwned`"),
+    ("into", "`handle.into()` is the handle's `Into`"),
+    ("try_into", "`handle.try_into()` is the handle's `TryInto`"),
 ];
 
-fn params_of(f: &ImplItemFn, self_ty: &Type, errors: &mut Errors) -> Vec<(syn::Ident, Type)> {
-    let mut out = Vec::new();
-    for (i, input) in f.sig.inputs.iter().enumerate() {
+/// Whether `sig` returns `Self` (or the type by name).
+fn returns_self(sig: &syn::Signature, self_ty: &Type) -> bool {
+    match &sig.output {
+        ReturnType::Type(_, t) => {
+            matches!(&**t, Type::Path(p) if p.path.is_ident("Self"))
+                || checks::text(&**t) == checks::text(self_ty)
+        }
+        ReturnType::Default => false,
+    }
+}
+
+/// Checks a method's signature (shared by `new` and methods). Returns its parameters, or
+/// `None` if no stub can be generated for it.
+fn params_of(f: &ImplItemFn, self_ty: &Type, errors: &mut Errors) -> Option<Vec<Param>> {
+    let sig = &f.sig;
+    let mut usable = true;
+    if let Some(a) = &sig.asyncness {
+        errors.push(syn::Error::new_spanned(
+            a,
+            "actor methods cannot be `async`: make it a plain `fn` (calls from one caller run in \
+             order on the actor's thread); async callers can `.await` the `ObjectRef` it returns",
+        ));
+    }
+    if let Some(u) = &sig.unsafety {
+        errors.push(syn::Error::new_spanned(
+            u,
+            "actor methods cannot be `unsafe fn`: a worker calls them with no caller to uphold their \
+             safety conditions; make it safe with an `unsafe` block inside",
+        ));
+    }
+    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        errors.push(syn::Error::new_spanned(
+            &sig.generics,
+            "actor methods cannot be generic: a worker calls the method by name and must know the \
+             concrete types; add a method per type you need",
+        ));
+        usable = false;
+    }
+    let mut params = Vec::new();
+    for (i, input) in sig.inputs.iter().enumerate() {
         if let FnArg::Typed(pt) = input {
-            checks::check_param(&pt.ty, errors);
-            let name = match &*pt.pat {
-                Pat::Ident(p) if p.subpat.is_none() && p.ident != "self" => p.ident.clone(),
-                _ => format_ident!("arg{}", i),
-            };
-            out.push((name, checks::replace_self(&pt.ty, self_ty)));
+            usable &= !checks::check_type(&pt.ty, Position::Param, errors).unusable;
+            params.push(Param::new(i, pt, checks::replace_self(&pt.ty, self_ty)));
         }
     }
-    out
+    crate::avoid_locals(&mut params);
+    usable.then_some(params)
 }
 
 pub(crate) fn expand_impl(attr: TokenStream, imp: &ItemImpl, errors: &mut Errors) -> TokenStream {
     if !attr.is_empty() {
-        errors.push(syn::Error::new(
-            attr.span(),
-            "options go on the actor's struct (`#[ray::remote(num_gpus = 1)] struct ..`); the impl block takes none",
+        errors.push(syn::Error::new_spanned(
+            &attr,
+            "options go on the actor's struct, e.g. `#[ray::remote(num_gpus = 1)] struct Counter { .. }`; \
+             on its impl block write plain `#[ray::remote]`",
         ));
     }
     if let Some((_, path, _)) = &imp.trait_ {
-        errors.push(syn::Error::new(
-            path.span(),
-            "`#[ray::remote]` goes on the actor's inherent `impl Type` block, not on a trait impl",
+        errors.push(syn::Error::new_spanned(
+            path,
+            "`#[ray::remote]` goes on the actor's own `impl Type { .. }` block, not on a trait impl; \
+             to call a trait method remotely, add a method to that block that calls it",
         ));
         return TokenStream::new();
     }
     if !imp.generics.params.is_empty() {
-        errors.push(syn::Error::new(imp.generics.span(), "actor impl blocks cannot be generic"));
+        errors.push(syn::Error::new_spanned(
+            &imp.generics,
+            "actor impl blocks cannot be generic: a worker creates the actor by name and must know \
+             its concrete type",
+        ));
+        return TokenStream::new();
     }
     let self_ty: &Type = &imp.self_ty;
-    let mut ctor: Option<(&ImplItemFn, Vec<(syn::Ident, Type)>)> = None;
+    let mut ctor: Option<(&ImplItemFn, Option<Vec<Param>>)> = None;
     let mut methods: Vec<Method> = Vec::new();
+    let mut clashes_with_remote = false;
     for item in &imp.items {
         let ImplItem::Fn(f) = item else { continue };
         let sig = &f.sig;
         let name = sig.ident.to_string();
-        if let Some((_, why)) = RESERVED.iter().find(|(n, _)| *n == name) {
-            errors.push(syn::Error::new(
-                sig.ident.span(),
-                format!("a method named `{name}` clashes with what `#[ray::remote]` generates ({why}); rename it"),
-            ));
-            continue;
-        }
-        if let Some(a) = &sig.asyncness {
-            errors.push(syn::Error::new(a.span(), "actor methods cannot be `async` yet: make it a plain `fn`"));
-            continue;
-        }
-        if !sig.generics.params.is_empty() {
-            errors.push(syn::Error::new(
-                sig.generics.span(),
-                "actor methods cannot be generic: the worker must know the concrete types",
-            ));
-            continue;
-        }
-        let receiver = sig.inputs.first().and_then(|a| match a {
-            FnArg::Receiver(r) => Some(r),
-            _ => None,
-        });
-        if name == "new" {
-            if receiver.is_some() {
-                errors.push(syn::Error::new(sig.ident.span(), "the constructor `fn new` takes no `self`"));
+        let receiver = sig.receiver();
+        if let Some((reserved, why)) = RESERVED.iter().find(|(n, _)| *n == name) {
+            if receiver.is_some() || matches!(*reserved, "remote" | "options") {
+                errors.push(syn::Error::new_spanned(
+                    &sig.ident,
+                    format!("an actor method cannot be named `{name}`: {why}; give the method another name"),
+                ));
+                clashes_with_remote |= matches!(*reserved, "remote" | "options");
                 continue;
             }
-            let returns_self = match &sig.output {
-                ReturnType::Type(_, t) => {
-                    matches!(&**t, Type::Path(p) if p.path.is_ident("Self")) || quote!(#t).to_string() == quote!(#self_ty).to_string()
-                }
-                ReturnType::Default => false,
-            };
-            if !returns_self {
-                errors.push(syn::Error::new(sig.output.span(), "the constructor `fn new(..)` must return `Self`"));
+        }
+        if name == "new" {
+            if let Some(r) = receiver {
+                errors.push(syn::Error::new_spanned(
+                    r,
+                    "the constructor `fn new(..) -> Self` takes no `self`: it creates the actor in its worker",
+                ));
+                ctor = Some((f, None));
+                continue;
             }
-            let params = params_of(f, self_ty, errors);
-            ctor = Some((f, params));
+            if !returns_self(sig, self_ty) {
+                let msg = "the constructor `fn new(..)` must return `Self`: it creates the actor (a \
+                           fallible constructor can panic; the error then comes back from calls on the actor)";
+                errors.push(match &sig.output {
+                    ReturnType::Type(_, t) => syn::Error::new_spanned(t, msg),
+                    ReturnType::Default => syn::Error::new_spanned(&sig.ident, msg),
+                });
+            }
+            ctor = Some((f, params_of(f, self_ty, errors)));
             continue;
         }
         let Some(receiver) = receiver else { continue }; // associated functions stay local
-        if receiver.reference.is_none() {
-            errors.push(syn::Error::new(
-                receiver.span(),
-                "actor methods take `&self` or `&mut self`: the actor lives on in its worker, so a method \
-                 cannot consume it",
-            ));
+        let shorthand = receiver.colon_token.is_none();
+        if !shorthand || receiver.reference.is_none() {
+            let msg = if shorthand {
+                "actor methods take `&self` or `&mut self`: the actor lives on in its worker, so a \
+                 method cannot consume it"
+            } else {
+                "actor methods take `&self` or `&mut self` written as such: the worker owns the actor \
+                 and lends it to each call"
+            };
+            errors.push(syn::Error::new_spanned(receiver, msg));
             continue;
         }
-        if receiver.colon_token.is_some() {
-            errors.push(syn::Error::new(receiver.span(), "write the receiver as `&self` or `&mut self`"));
+        let Some(params) = params_of(f, self_ty, errors) else {
             continue;
-        }
-        let params = params_of(f, self_ty, errors);
+        };
         let ret: Type = match &sig.output {
             ReturnType::Default => syn::parse_quote!(()),
             ReturnType::Type(_, t) => {
-                checks::check_return(t, errors);
+                if checks::check_type(t, Position::Return, errors).unusable {
+                    continue;
+                }
                 checks::replace_self(t, self_ty)
             }
         };
-        methods.push(Method { f, mutable: receiver.mutability.is_some(), params, ret });
-    }
-    let Some((ctor_fn, ctor_params)) = ctor else {
-        errors.push(syn::Error::new(
-            imp.self_ty.span(),
-            format!(
-                "an actor's impl block needs a constructor `fn new(..) -> Self`; it runs in the actor's \
-                 worker when `{}::remote(..)` is called",
-                quote!(#self_ty)
-            ),
-        ));
-        return TokenStream::new();
-    };
-    if !errors.is_empty() {
-        return TokenStream::new();
-    }
-
-    let type_name = match self_ty {
-        Type::Path(p) => p.path.segments.last().map(|s| s.ident.to_string()).unwrap_or_default(),
-        other => quote!(#other).to_string(),
-    };
-    let args = syn::Ident::new("args", Span::mixed_site());
-    let builder = syn::Ident::new("builder", Span::mixed_site());
-    let this = syn::Ident::new("this", Span::mixed_site());
-
-    // Constructor.
-    let ctor_vis = &ctor_fn.vis;
-    let ctor_names: Vec<&syn::Ident> = ctor_params.iter().map(|(n, _)| n).collect();
-    let ctor_types: Vec<&Type> = ctor_params.iter().map(|(_, t)| t).collect();
-    let ctor_decoded: Vec<syn::Ident> =
-        (0..ctor_params.len()).map(|i| format_ident!("a{}", i, span = Span::mixed_site())).collect();
-    let n_ctor = ctor_params.len();
-    let ctor_pushes = ctor_types.iter().zip(&ctor_names).map(|(t, n)| quote_spanned! {t.span()=> #builder.push::<#t, _>(#n); });
-    let doc_remote = format!(
-        "Starts a `{type_name}` actor in a worker process of its own, running `{type_name}::new(..)` there; \
-         returns its handle at once."
-    );
-
-    // Methods.
-    let mut arms_mut = Vec::new();
-    let mut arms_ref = Vec::new();
-    let mut kinds = Vec::new();
-    let mut stubs = Vec::new();
-    let mut checks_ts: Vec<TokenStream> = ctor_types.iter().map(|t| checks::assert_transferable(t)).collect();
-    let mut signatures = vec![quote!(#ctor_fn.sig).to_string()];
-    for m in &methods {
-        let ident = &m.f.sig.ident;
-        let name = ident.to_string();
-        let vis = &m.f.vis;
-        let docs = m.f.attrs.iter().filter(|a| a.path().is_ident("doc"));
-        let names: Vec<&syn::Ident> = m.params.iter().map(|(n, _)| n).collect();
-        let types: Vec<&Type> = m.params.iter().map(|(_, t)| t).collect();
-        let decoded: Vec<syn::Ident> =
-            (0..m.params.len()).map(|i| format_ident!("a{}", i, span = Span::mixed_site())).collect();
-        let ret = &m.ret;
-        let n = m.params.len();
-        let sig = &m.f.sig;
-        signatures.push(quote!(#sig).to_string());
-        for t in &types {
-            checks_ts.push(checks::assert_transferable(t));
-        }
-        checks_ts.push(checks::assert_transferable(ret));
-        let call = quote_spanned! {ret.span()=>
-            ::ray::__private::encode_return::<#ret>(&#this.#ident(#(#decoded),*))
-        };
-        let decode = quote! { #( let #decoded: #types = #args.next()?; )* };
-        arms_mut.push(quote! { #name => { #decode #call } });
-        if !m.mutable {
-            arms_ref.push(quote! { #name => { #decode #call } });
-        }
-        let mutable = m.mutable;
-        kinds.push(quote! { #name => ::core::option::Option::Some(#mutable) });
-        let pushes = types.iter().zip(&names).map(|(t, n)| quote_spanned! {t.span()=> #builder.push::<#t, _>(#n); });
-        stubs.push(quote! {
-            #(#docs)*
-            #[allow(clippy::too_many_arguments, dead_code)]
-            #vis fn #ident(&self, #(#names: impl ::ray::IntoArg<#types>),*) -> ::ray::ObjectRef<#ret> {
-                let mut #builder = ::ray::__private::ArgsBuilder::with_capacity(#n);
-                #(#pushes)*
-                self.0.call::<#ret>(#name, #builder)
-            }
+        methods.push(Method {
+            f,
+            mutable: receiver.mutability.is_some(),
+            params,
+            ret,
         });
     }
-    let signature = signatures.join("; ");
-    let unknown = quote! {
-        other => ::core::result::Result::Err(::ray::__private::unknown_method(#type_name, other))
-    };
-
-    quote! {
-        impl #self_ty {
-            #[doc = #doc_remote]
-            #[allow(clippy::too_many_arguments, dead_code)]
-            #ctor_vis fn remote(#(#ctor_names: impl ::ray::IntoArg<#ctor_types>),*) -> ::ray::ActorHandle<#self_ty> {
-                Self::options().remote(#(#ctor_names),*)
-            }
-
-            /// Per-actor options (`num_cpus`, `num_gpus`, `resource`), then `.remote(..)`.
-            #[allow(dead_code)]
-            #ctor_vis fn options() -> ::ray::ActorOptions<#self_ty> {
-                ::ray::ActorOptions::__new()
-            }
+    let ctor = match ctor {
+        Some((f, params)) => params.map(|p| (f, p)),
+        None => {
+            errors.push(syn::Error::new_spanned(
+                &imp.self_ty,
+                format!(
+                    "an actor's impl block needs a constructor `fn new(..) -> Self`: it runs in the \
+                     actor's worker process when `{0}::remote(..)` is called, e.g. \
+                     `fn new() -> Self {{ {0} {{ .. }} }}`",
+                    checks::text(self_ty)
+                ),
+            ));
+            None
         }
+    };
+    Actor {
+        imp,
+        ctor,
+        methods: &methods,
+        ok: errors.is_empty(),
+        clashes_with_remote,
+    }
+    .emit()
+}
 
-        const _: () = {
-            // Worker side: run the constructor, and dispatch method calls by name.
-            fn create(#args: &mut ::ray::__private::Args) -> ::ray::Result<::ray::__private::ActorInstance> {
-                #( let #ctor_decoded: #ctor_types = #args.next()?; )*
-                ::core::result::Result::Ok(<#self_ty as ::ray::ActorClass>::__into_instance(<#self_ty>::new(#(#ctor_decoded),*)))
+struct Actor<'a> {
+    imp: &'a ItemImpl,
+    /// The constructor, if one can be called.
+    ctor: Option<(&'a ImplItemFn, Vec<Param>)>,
+    methods: &'a [Method<'a>],
+    /// No errors: emit everything. Otherwise only the caller side, with bodies that never run.
+    ok: bool,
+    /// A user method is named `remote` or `options`: generating those would clash.
+    clashes_with_remote: bool,
+}
+
+impl Actor<'_> {
+    fn emit(&self) -> TokenStream {
+        let self_ty = &*self.imp.self_ty;
+        let type_name = match self_ty {
+            Type::Path(p) => p
+                .path
+                .segments
+                .last()
+                .map(|s| s.ident.to_string())
+                .unwrap_or_default(),
+            other => checks::text(other),
+        };
+        let cfgs = passthrough_attrs(&self.imp.attrs);
+        let signature_types = || {
+            let ctor = self
+                .ctor
+                .iter()
+                .flat_map(|(_, params)| params.iter().map(|p| &p.ty));
+            ctor.chain(
+                self.methods
+                    .iter()
+                    .flat_map(|m| m.params.iter().map(|p| &p.ty).chain([&m.ret])),
+            )
+        };
+        let creator = unique_name(format!("{type_name}Creator"), signature_types());
+        let methods_ty = unique_name(format!("{type_name}Methods"), signature_types());
+        let args = local("args");
+        let this = local("this");
+        let method = local("method");
+        let options = local("options");
+        let handle = local("handle");
+        let unused = (!self.ok).then(|| quote!(#[allow(unused_variables)]));
+        let path_suffix = format!("::{type_name}");
+
+        // Caller side: `Type::remote(..)`, `Type::options()`, the creator and the methods.
+        let doc_remote = format!(
+            " Starts a `{type_name}` actor (`new` runs in a worker process of its own); returns its handle."
+        );
+        let doc_options =
+            " Per-actor options (`num_cpus`, `num_gpus`, `resource`), then `.remote(..)`.";
+        let doc_creator = format!(
+            " What `{type_name}::options()` dereferences to: `remote(..)` with those options."
+        );
+        let doc_methods = format!(
+            " What `ActorHandle<{type_name}>` dereferences to: its remote methods, returning `ObjectRef`s."
+        );
+        let (remote_fns, creator_remote) = match &self.ctor {
+            Some((f, params)) => {
+                let vis = &f.vis;
+                let names: Vec<&syn::Ident> = params.iter().map(|p| &p.name).collect();
+                let (stub_params, stub_generics) = stub_params(params, self.ok);
+                let body = if self.ok {
+                    let new_args = new_args(params, &args);
+                    let pushes = push_args(params, &args);
+                    quote! {
+                        #new_args
+                        #(#pushes)*
+                        ::ray::__private::create_actor::<#self_ty>(&self.0, #args)
+                    }
+                } else {
+                    quote! { ::core::unreachable!() }
+                };
+                let remote_fns = (!self.clashes_with_remote).then(|| {
+                    quote! {
+                        #(#cfgs)*
+                        #[allow(dead_code)]
+                        impl #self_ty {
+                            #[doc = #doc_remote]
+                            #vis fn remote #stub_generics(#(#stub_params),*) -> ::ray::ActorHandle<#self_ty> {
+                                Self::options().remote(#(#names),*)
+                            }
+
+                            #[doc = #doc_options]
+                            #vis fn options() -> ::ray::ActorOptions<#self_ty> {
+                                ::ray::ActorOptions::__new()
+                            }
+                        }
+                    }
+                });
+                let creator_remote = quote! {
+                    impl #creator {
+                        #[doc = #doc_remote]
+                        #unused
+                        pub fn remote #stub_generics(&self, #(#stub_params),*) -> ::ray::ActorHandle<#self_ty> {
+                            #body
+                        }
+                    }
+                };
+                (remote_fns, creator_remote)
             }
-
-            fn call_mut(
-                #this: &mut dyn ::core::any::Any,
-                method: &str,
-                #args: &mut ::ray::__private::Args,
-            ) -> ::ray::Result<::ray::__private::Encoded> {
-                #[allow(unused_variables)]
-                let #this = ::ray::__private::downcast_mut::<#self_ty>(#this)?;
-                match method {
-                    #(#arms_mut)*
-                    #unknown
-                }
-            }
-
-            fn call_ref(
-                #this: &dyn ::core::any::Any,
-                method: &str,
-                #args: &mut ::ray::__private::Args,
-            ) -> ::ray::Result<::ray::__private::Encoded> {
-                #[allow(unused_variables)]
-                let #this = ::ray::__private::downcast_ref::<#self_ty>(#this)?;
-                match method {
-                    #(#arms_ref)*
-                    #unknown
-                }
-            }
-
-            fn method_is_mut(method: &str) -> ::core::option::Option<bool> {
-                match method {
-                    #(#kinds,)*
-                    _ => ::core::option::Option::None,
-                }
-            }
-
-            #[::ray::__private::linkme::distributed_slice(::ray::__private::ACTORS)]
-            #[linkme(crate = ::ray::__private::linkme)]
-            static REGISTRATION: ::ray::__private::ActorEntry = ::ray::__private::ActorEntry {
-                name: ::core::concat!(::core::module_path!(), "::", #type_name),
-                signature: #signature,
-                create,
-                call_mut,
-                call_ref,
-                method_is_mut,
+            None => (None, TokenStream::new()),
+        };
+        let stubs = self.methods.iter().map(|m| {
+            let ident = &m.f.sig.ident;
+            let name = ident.to_string();
+            let vis = &m.f.vis;
+            let attrs =
+                m.f.attrs
+                    .iter()
+                    .filter(|a| a.path().is_ident("doc") || a.path().is_ident("cfg"));
+            let (stub_params, stub_generics) = stub_params(&m.params, self.ok);
+            let ret = if self.ok {
+                m.ret.clone()
+            } else {
+                checks::static_lifetimes(&m.ret)
             };
+            let body = if self.ok {
+                let new_args = new_args(&m.params, &args);
+                let pushes = push_args(&m.params, &args);
+                quote! {
+                    #new_args
+                    #(#pushes)*
+                    self.0.call(#name, #args)
+                }
+            } else {
+                quote! { ::core::unreachable!() }
+            };
+            quote! {
+                #(#attrs)*
+                #unused
+                #vis fn #ident #stub_generics(&self, #(#stub_params),*) -> ::ray::ObjectRef<#ret> {
+                    #body
+                }
+            }
+        });
+        let caller_internals = quote! {
+            impl ::ray::RemoteActor for #self_ty {
+                const NAME: &'static str = ::core::concat!(::core::module_path!(), #path_suffix);
+                type Creator = #creator;
+                type Methods = #methods_ty;
+            }
 
-            // Caller side: the constructor with options, and the handle's methods.
-            pub struct Creator(::ray::__private::RawActorOptions);
+            #[doc = #doc_creator]
+            pub struct #creator(::ray::__private::RawActorOptions);
 
-            impl Creator {
-                #[allow(clippy::too_many_arguments)]
-                pub fn remote(&self, #(#ctor_names: impl ::ray::IntoArg<#ctor_types>),*) -> ::ray::ActorHandle<#self_ty> {
-                    let mut #builder = ::ray::__private::ArgsBuilder::with_capacity(#n_ctor);
-                    #(#ctor_pushes)*
-                    ::ray::__private::create_actor::<#self_ty>(&self.0, #builder)
+            #creator_remote
+
+            impl ::core::convert::From<::ray::__private::RawActorOptions> for #creator {
+                fn from(#options: ::ray::__private::RawActorOptions) -> Self {
+                    #creator(#options)
                 }
             }
 
-            impl ::core::convert::From<::ray::__private::RawActorOptions> for Creator {
-                fn from(o: ::ray::__private::RawActorOptions) -> Self { Creator(o) }
+            impl ::core::convert::AsMut<::ray::__private::RawActorOptions> for #creator {
+                fn as_mut(&mut self) -> &mut ::ray::__private::RawActorOptions {
+                    &mut self.0
+                }
             }
 
-            impl ::core::convert::AsMut<::ray::__private::RawActorOptions> for Creator {
-                fn as_mut(&mut self) -> &mut ::ray::__private::RawActorOptions { &mut self.0 }
-            }
+            #[doc = #doc_methods]
+            pub struct #methods_ty(::ray::__private::RawActorHandle);
 
-            pub struct Methods(::ray::__private::RawActorHandle);
-
-            impl Methods {
+            impl #methods_ty {
                 #(#stubs)*
             }
 
-            impl ::core::convert::From<::ray::__private::RawActorHandle> for Methods {
-                fn from(h: ::ray::__private::RawActorHandle) -> Self { Methods(h) }
+            impl ::core::convert::From<::ray::__private::RawActorHandle> for #methods_ty {
+                fn from(#handle: ::ray::__private::RawActorHandle) -> Self {
+                    #methods_ty(#handle)
+                }
             }
 
-            impl ::core::convert::AsRef<::ray::__private::RawActorHandle> for Methods {
-                fn as_ref(&self) -> &::ray::__private::RawActorHandle { &self.0 }
-            }
-
-            impl ::ray::RemoteActor for #self_ty {
-                const NAME: &'static str = ::core::concat!(::core::module_path!(), "::", #type_name);
-                type Creator = Creator;
-                type Methods = Methods;
-            }
-
-            #[allow(dead_code)]
-            fn check_types() {
-                #(#checks_ts)*
+            impl ::core::convert::AsRef<::ray::__private::RawActorHandle> for #methods_ty {
+                fn as_ref(&self) -> &::ray::__private::RawActorHandle {
+                    &self.0
+                }
             }
         };
+        let Some((ctor_fn, ctor_params)) = self.ctor.as_ref().filter(|_| self.ok) else {
+            return quote! {
+                #remote_fns
+                #(#cfgs)*
+                const _: () = { #caller_internals };
+            };
+        };
+
+        // Worker side: create the actor, and run its methods by name.
+        let ctor_locals: Vec<&syn::Ident> = ctor_params.iter().map(|p| &p.local).collect();
+        let ctor_decodes = decode_args(ctor_params, &args);
+        let mut arms_mut = Vec::new();
+        let mut arms_ref = Vec::new();
+        let mut kinds = Vec::new();
+        let mut checked: Vec<&Type> = ctor_params.iter().map(|p| &p.ty).collect();
+        let mut signatures = vec![checks::signature(&ctor_fn.sig)];
+        for m in self.methods {
+            let ident = &m.f.sig.ident;
+            let name = ident.to_string();
+            let cfg = passthrough_attrs(&m.f.attrs);
+            let ret = &m.ret;
+            let locals: Vec<&syn::Ident> = m.params.iter().map(|p| &p.local).collect();
+            let decodes = decode_args(&m.params, &args);
+            let encode = quote_spanned! {ret.span()=>
+                ::ray::__private::Wire::<#ret>::new().encode(&#this.#ident(#(#locals),*))
+            };
+            let arm = quote! {
+                #(#cfg)*
+                #name => {
+                    #(#decodes)*
+                    #encode
+                }
+            };
+            if !m.mutable {
+                arms_ref.push(arm.clone());
+            }
+            arms_mut.push(arm);
+            let mutable = m.mutable;
+            kinds.push(quote! { #(#cfg)* #name => ::core::option::Option::Some(#mutable), });
+            checked.extend(m.params.iter().map(|p| &p.ty));
+            checked.push(ret);
+            signatures.push(checks::signature(&m.f.sig));
+        }
+        let signature = signatures.join("; ");
+        let unknown = quote! {
+            #method => ::core::result::Result::Err(::ray::__private::unknown_method(#type_name, #method)),
+        };
+        let create_args = if ctor_params.is_empty() {
+            quote!(_)
+        } else {
+            quote!(#args)
+        };
+        let dispatch = |arms: &[TokenStream], downcast: TokenStream, with_args: bool| {
+            let args = if with_args { quote!(#args) } else { quote!(_) };
+            if arms.is_empty() {
+                return quote! {
+                    |_, #method, _| ::core::result::Result::Err(::ray::__private::unknown_method(#type_name, #method))
+                };
+            }
+            quote! {
+                |#this, #method, #args| {
+                    let #this = ::ray::__private::#downcast::<#self_ty>(#this)?;
+                    match #method {
+                        #(#arms)*
+                        #unknown
+                    }
+                }
+            }
+        };
+        let any_args = |mutable: bool| {
+            self.methods
+                .iter()
+                .any(|m| (mutable || !m.mutable) && !m.params.is_empty())
+        };
+        let call_mut = dispatch(&arms_mut, quote!(downcast_mut), any_args(true));
+        let call_ref = dispatch(&arms_ref, quote!(downcast_ref), any_args(false));
+        let checks = checks::transferable(checked);
+        let doc_registration = format!(
+            " Registers `{type_name}` by name: a worker creates it with `new`, then runs methods by name."
+        );
+        quote! {
+            #remote_fns
+
+            #(#cfgs)*
+            const _: () = {
+                use ::ray::__private::wire::traits::*;
+
+                #caller_internals
+
+                #[doc = #doc_registration]
+                #[::ray::__private::linkme::distributed_slice(::ray::__private::ACTORS)]
+                #[linkme(crate = ::ray::__private::linkme)]
+                static REGISTRATION: ::ray::__private::ActorEntry = ::ray::__private::ActorEntry {
+                    name: ::core::concat!(::core::module_path!(), #path_suffix),
+                    signature: #signature,
+                    create: |#create_args| {
+                        #(#ctor_decodes)*
+                        ::core::result::Result::Ok(::ray::__private::into_instance(<#self_ty>::new(#(#ctor_locals),*)))
+                    },
+                    call_mut: #call_mut,
+                    call_ref: #call_ref,
+                    method_is_mut: |#method| match #method {
+                        #(#kinds)*
+                        _ => ::core::option::Option::None,
+                    },
+                };
+
+                /// Compile-time check that each parameter and result implements serde's traits.
+                const _: fn() = || {
+                    #(#checks)*
+                };
+            };
+        }
     }
+}
+
+/// `let mut args = ArgsBuilder::with_capacity(n);`
+fn new_args(params: &[Param], args: &syn::Ident) -> TokenStream {
+    let n = proc_macro2::Literal::usize_unsuffixed(params.len());
+    let mutable = (!params.is_empty()).then(|| quote!(mut));
+    quote! { let #mutable #args = ::ray::__private::ArgsBuilder::with_capacity(#n); }
+}
+
+fn push_args<'a>(
+    params: &'a [Param],
+    args: &'a syn::Ident,
+) -> impl Iterator<Item = TokenStream> + 'a {
+    params.iter().map(move |p| {
+        let (ty, name) = (&p.ty, &p.name);
+        quote_spanned! {ty.span()=> ::ray::__private::Wire::<#ty>::new().push(&mut #args, #name); }
+    })
+}
+
+fn decode_args<'a>(params: &'a [Param], args: &'a syn::Ident) -> Vec<TokenStream> {
+    params
+        .iter()
+        .map(|p| {
+            let (ty, local) = (&p.ty, &p.local);
+            quote_spanned! {ty.span()=> let #local = ::ray::__private::Wire::<#ty>::new().decode(#args)?; }
+        })
+        .collect()
 }

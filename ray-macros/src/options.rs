@@ -1,8 +1,11 @@
-//! Parsing `#[ray::remote(...)]` options, with an error per bad option.
+//! Parsing `#[ray::remote(...)]` options, with an error per bad option at the option itself.
+//!
+//! Valid options are kept even when others are wrong, so the generated code (and the user's
+//! code that calls it) still type-checks and only the bad option is reported.
 
 use crate::Errors;
-use proc_macro2::TokenStream;
-use quote::quote;
+use proc_macro2::{Span, TokenStream};
+use quote::{ToTokens, quote, quote_spanned};
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{Expr, Lit, Meta, Token, UnOp};
@@ -14,7 +17,13 @@ pub(crate) enum Kind {
 }
 
 const TASK_OPTIONS: &[&str] = &["num_cpus", "num_gpus", "resources", "max_retries"];
-const ACTOR_OPTIONS: &[&str] = &["num_cpus", "num_gpus", "resources", "max_restarts", "max_concurrency"];
+const ACTOR_OPTIONS: &[&str] = &[
+    "num_cpus",
+    "num_gpus",
+    "resources",
+    "max_restarts",
+    "max_concurrency",
+];
 
 /// Options as parsed; unset ones keep the runtime's defaults.
 #[derive(Default)]
@@ -24,11 +33,56 @@ pub(crate) struct Options {
     pub resources: Vec<(String, f64)>,
     pub max_retries: Option<u32>,
     pub max_restarts: Option<u32>,
-    pub max_concurrency: Option<u32>,
+    /// The value and where it was written (errors about threads point there).
+    pub max_concurrency: Option<(u32, Span)>,
 }
 
 fn list(names: &[&str]) -> String {
-    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Tokens as the user wrote them, for messages.
+fn text(t: &impl ToTokens) -> String {
+    let s = t.to_token_stream().to_string();
+    // `to_string` spaces every token; close up the common cases.
+    s.replace(" :: ", "::")
+        .replace("- ", "-")
+        .replace(" . ", ".")
+        .replace(" (", "(")
+        .replace("( ", "(")
+        .replace(" )", ")")
+}
+
+/// Edit distance, for "did you mean" suggestions.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur.push(
+                (prev[j] + usize::from(ca != *cb))
+                    .min(prev[j + 1] + 1)
+                    .min(cur[j] + 1),
+            );
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+fn closest<'a>(name: &str, valid: &[&'a str]) -> Option<&'a str> {
+    let lower = name.to_lowercase();
+    valid
+        .iter()
+        .map(|v| (distance(&lower, v), *v))
+        .filter(|(d, _)| *d <= 3)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, v)| v)
 }
 
 pub(crate) fn parse(attr: TokenStream, kind: Kind, errors: &mut Errors) -> Options {
@@ -36,96 +90,121 @@ pub(crate) fn parse(attr: TokenStream, kind: Kind, errors: &mut Errors) -> Optio
     if attr.is_empty() {
         return out;
     }
-    let metas = match syn::parse::Parser::parse2(Punctuated::<Meta, Token![,]>::parse_terminated, attr) {
-        Ok(m) => m,
-        Err(e) => {
-            errors.push(syn::Error::new(
-                e.span(),
-                format!(
-                    "{e}; options are written `name = value`, e.g. `#[ray::remote(num_cpus = 2, num_gpus = 0.5)]`"
-                ),
-            ));
-            return out;
-        }
-    };
     let valid = match kind {
         Kind::Task => TASK_OPTIONS,
         Kind::Actor => ACTOR_OPTIONS,
     };
-    let mut seen: Vec<String> = Vec::new();
+    let what = match kind {
+        Kind::Task => "a task",
+        Kind::Actor => "an actor",
+    };
+    let metas =
+        match syn::parse::Parser::parse2(Punctuated::<Meta, Token![,]>::parse_terminated, attr) {
+            Ok(m) => m,
+            Err(e) => {
+                errors.push(syn::Error::new(
+                    e.span(),
+                    format!(
+                        "{e}: options are written `name = value`, separated by commas, e.g. \
+                     `#[ray::remote(num_cpus = 2, num_gpus = 0.5)]`; {what} accepts {}",
+                        list(valid)
+                    ),
+                ));
+                return out;
+            }
+        };
+    let mut seen: Vec<(String, String)> = Vec::new();
     for meta in metas {
         let path = meta.path();
-        let name = path.get_ident().map(|i| i.to_string()).unwrap_or_else(|| quote!(#path).to_string().replace(' ', ""));
-        if seen.contains(&name) {
-            errors.push(syn::Error::new(path.span(), format!("duplicate option `{name}`: give each option once")));
+        let name = path
+            .get_ident()
+            .map(|i| i.to_string())
+            .unwrap_or_else(|| text(path));
+        if let Some((_, first)) = seen.iter().find(|(n, _)| *n == name) {
+            errors.push(syn::Error::new_spanned(
+                path,
+                format!("`{name}` is given twice (first as `{first}`): give each option once"),
+            ));
             continue;
         }
-        seen.push(name.clone());
+        seen.push((name.clone(), text(&meta)));
         if !valid.contains(&name.as_str()) {
             let msg = match (kind, name.as_str()) {
                 (Kind::Task, "max_restarts" | "max_concurrency") => format!(
-                    "`{name}` applies to actors (put it on the actor's `struct`); a task accepts {}",
+                    "`{name}` is an actor option (put it on the actor's `struct`); a task accepts {}",
                     list(TASK_OPTIONS)
                 ),
                 (Kind::Actor, "max_retries") => format!(
-                    "`max_retries` applies to tasks; an actor accepts {} (restarts are `max_restarts`)",
+                    "`max_retries` is a task option; an actor accepts {} (an actor's restarts are `max_restarts`)",
                     list(ACTOR_OPTIONS)
                 ),
-                _ => format!("unknown option `{name}`; expected one of {}", list(valid)),
+                _ => match closest(&name, valid) {
+                    Some(close) => {
+                        format!(
+                            "unknown option `{name}`: did you mean `{close}`? {what} accepts {}",
+                            list(valid)
+                        )
+                    }
+                    None => format!("unknown option `{name}`: {what} accepts {}", list(valid)),
+                },
             };
-            errors.push(syn::Error::new(path.span(), msg));
+            errors.push(syn::Error::new_spanned(path, msg));
             continue;
         }
         match name.as_str() {
             "resources" => parse_resources(&meta, &mut out, errors),
-            "num_cpus" | "num_gpus" => {
-                if let Some(v) = amount(&meta, &name, errors) {
-                    if name == "num_cpus" { out.num_cpus = Some(v) } else { out.num_gpus = Some(v) }
-                }
-            }
-            _ => {
-                if let Some(v) = count(&meta, &name, errors) {
-                    match name.as_str() {
-                        "max_retries" => out.max_retries = Some(v),
-                        "max_restarts" => out.max_restarts = Some(v),
-                        _ => {
-                            if v == 0 {
-                                errors.push(syn::Error::new(meta.span(), "`max_concurrency` must be at least 1"));
-                            }
-                            out.max_concurrency = Some(v)
-                        }
-                    }
-                }
-            }
+            "num_cpus" => out.num_cpus = amount(&meta, &name, errors),
+            "num_gpus" => out.num_gpus = amount(&meta, &name, errors),
+            "max_retries" => out.max_retries = count(&meta, &name, 0, errors).map(|(v, _)| v),
+            "max_restarts" => out.max_restarts = count(&meta, &name, 0, errors).map(|(v, _)| v),
+            _ => out.max_concurrency = count(&meta, &name, 1, errors),
         }
     }
     out
 }
 
-fn name_value<'a>(meta: &'a Meta, name: &str, example: &str, errors: &mut Errors) -> Option<&'a Expr> {
+fn name_value<'a>(
+    meta: &'a Meta,
+    name: &str,
+    example: &str,
+    errors: &mut Errors,
+) -> Option<&'a Expr> {
     match meta {
         Meta::NameValue(nv) => Some(&nv.value),
         other => {
-            errors.push(syn::Error::new(other.span(), format!("`{name}` takes a value: write `{name} = {example}`")));
+            errors.push(syn::Error::new_spanned(
+                other,
+                format!("`{name}` takes a value: write `{name} = {example}`"),
+            ));
             None
         }
     }
 }
 
-fn describe_expr(e: &Expr) -> &'static str {
-    match e {
+/// What a value is, for "found ..." in messages.
+fn describe(e: &Expr) -> String {
+    let kind = match e {
         Expr::Lit(l) => match &l.lit {
             Lit::Str(_) => "a string",
             Lit::Bool(_) => "a bool",
             Lit::Char(_) => "a char",
+            Lit::Float(_) => "a fraction",
             _ => "a literal",
         },
-        Expr::Path(_) => "a path (only number literals are accepted)",
-        _ => "an expression (only number literals are accepted)",
-    }
+        Expr::Path(_) => "a path",
+        _ => "an expression",
+    };
+    format!("{kind} `{}`", text(e))
 }
 
-/// A resource amount: a non-negative integer or float literal.
+/// Paths such as `f64::NAN`, `f32::INFINITY`.
+fn non_finite_path(e: &Expr) -> bool {
+    matches!(e, Expr::Path(p) if p.path.segments.last().is_some_and(|s| {
+        matches!(s.ident.to_string().as_str(), "NAN" | "INFINITY" | "NEG_INFINITY")
+    }))
+}
+
+/// A resource amount: a finite, non-negative integer or float literal.
 fn number(value: &Expr, name: &str, errors: &mut Errors) -> Option<f64> {
     let (negative, inner) = match value {
         Expr::Unary(u) if matches!(u.op, UnOp::Neg(_)) => (true, &*u.expr),
@@ -140,18 +219,48 @@ fn number(value: &Expr, name: &str, errors: &mut Errors) -> Option<f64> {
         _ => None,
     };
     let Some(v) = parsed else {
-        errors.push(syn::Error::new(
-            value.span(),
-            format!("`{name}` must be a number such as `1` or `0.5`, found {}", describe_expr(inner)),
-        ));
+        let quoted = match inner {
+            Expr::Lit(l) => match &l.lit {
+                Lit::Str(s) => s.value().trim().parse::<f64>().ok().map(|_| s.value()),
+                _ => None,
+            },
+            _ => None,
+        };
+        let msg = if non_finite_path(inner) {
+            format!(
+                "`{name}` must be a finite amount >= 0 such as `1` or `0.5`, not `{}`",
+                text(value)
+            )
+        } else if let Some(q) = quoted {
+            format!(
+                "`{name}` takes a number, not a string: write `{name} = {}`",
+                q.trim()
+            )
+        } else {
+            format!(
+                "`{name}` must be a number literal such as `1` or `0.5`, found {}",
+                describe(value)
+            )
+        };
+        errors.push(syn::Error::new_spanned(value, msg));
         return None;
     };
-    if negative && v != 0.0 {
-        errors.push(syn::Error::new(value.span(), format!("`{name}` cannot be negative; use an amount >= 0 such as `1` or `0.5`")));
+    // syn reads `-1` as one negative literal, or as `-` applied to `1`.
+    if (negative && v != 0.0) || v < 0.0 {
+        errors.push(syn::Error::new_spanned(
+            value,
+            format!("`{name}` cannot be negative: use an amount >= 0 such as `1` or `0.5`"),
+        ));
         return None;
     }
     if !v.is_finite() {
-        errors.push(syn::Error::new(value.span(), format!("`{name}` must be a finite number")));
+        errors.push(syn::Error::new_spanned(
+            value,
+            format!(
+                "`{name} = {}` is not a finite amount: use an amount >= 0 such as `1` or `0.5`",
+                text(value)
+            ),
+        ));
         return None;
     }
     Some(v)
@@ -161,77 +270,132 @@ fn amount(meta: &Meta, name: &str, errors: &mut Errors) -> Option<f64> {
     let value = name_value(meta, name, "1", errors)?;
     let v = number(value, name, errors)?;
     if name == "num_gpus" && v > 1.0 && v.fract() != 0.0 {
-        errors.push(syn::Error::new(
-            value.span(),
-            format!("`num_gpus = {v}`: amounts above 1 must be whole numbers of GPUs (fractions share one GPU)"),
+        errors.push(syn::Error::new_spanned(
+            value,
+            format!(
+                "`num_gpus = {v}`: above 1 only whole GPUs can be given (fractions below 1 share a GPU); \
+                 use `{}` or `{}`",
+                v.floor(),
+                v.ceil()
+            ),
         ));
         return None;
     }
     Some(v)
 }
 
-fn count(meta: &Meta, name: &str, errors: &mut Errors) -> Option<u32> {
-    let value = name_value(meta, name, "3", errors)?;
-    let ok = match value {
+/// A whole number >= `min`.
+fn count(meta: &Meta, name: &str, min: u32, errors: &mut Errors) -> Option<(u32, Span)> {
+    let example = if min == 0 { "3" } else { "4" };
+    let value = name_value(meta, name, example, errors)?;
+    let parsed = match value {
         Expr::Lit(l) => match &l.lit {
             Lit::Int(i) => i.base10_parse::<u32>().ok(),
             _ => None,
         },
         _ => None,
     };
-    if ok.is_none() {
-        errors.push(syn::Error::new(
-            value.span(),
-            format!("`{name}` must be a whole number >= 0 such as `3`, found {}", describe_expr(value)),
-        ));
-    }
-    ok
+    let negative = match value {
+        Expr::Unary(u) => matches!(u.op, UnOp::Neg(_)),
+        Expr::Lit(l) => matches!(&l.lit, Lit::Int(i) if i.base10_digits().starts_with('-')),
+        _ => false,
+    };
+    let msg = match parsed {
+        Some(v) if v >= min => return Some((v, value.span())),
+        Some(_) => format!("`{name}` must be at least {min}"),
+        None if negative => {
+            format!("`{name}` cannot be negative: use a whole number such as `{example}`")
+        }
+        None => format!(
+            "`{name}` must be a whole number such as `{example}`, found {}",
+            describe(value)
+        ),
+    };
+    errors.push(syn::Error::new_spanned(value, msg));
+    None
 }
 
 fn parse_resources(meta: &Meta, out: &mut Options, errors: &mut Errors) {
     let Meta::List(list) = meta else {
-        errors.push(syn::Error::new(meta.span(), "write custom resources as `resources(name = amount, ..)`, e.g. `resources(disk = 1)`"));
+        errors.push(syn::Error::new_spanned(
+            meta,
+            "write custom resources as `resources(name = amount, ..)`, e.g. `resources(disk = 1)`",
+        ));
         return;
     };
     let inner = match list.parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated) {
         Ok(i) => i,
         Err(e) => {
-            errors.push(syn::Error::new(e.span(), format!("{e}; write `resources(name = amount, ..)`")));
+            errors.push(syn::Error::new(
+                e.span(),
+                format!("{e}: write `resources(name = amount, ..)`"),
+            ));
             return;
         }
     };
     for m in inner {
         let Some(ident) = m.path().get_ident().map(|i| i.to_string()) else {
-            errors.push(syn::Error::new(m.path().span(), "a resource name is a plain identifier such as `disk`"));
+            errors.push(syn::Error::new_spanned(
+                m.path(),
+                "a resource name is a plain identifier such as `disk`",
+            ));
             continue;
         };
         if ident == "CPU" || ident == "GPU" {
-            errors.push(syn::Error::new(m.path().span(), format!("`{ident}` is not a custom resource: use `num_cpus`/`num_gpus`")));
+            let option = if ident == "CPU" {
+                "num_cpus"
+            } else {
+                "num_gpus"
+            };
+            errors.push(syn::Error::new_spanned(
+                m.path(),
+                format!("`{ident}` is not a custom resource: use the `{option}` option"),
+            ));
             continue;
         }
         if out.resources.iter().any(|(n, _)| *n == ident) {
-            errors.push(syn::Error::new(m.path().span(), format!("resource `{ident}` is given twice")));
+            errors.push(syn::Error::new_spanned(
+                m.path(),
+                format!("resource `{ident}` is given twice: give each resource once"),
+            ));
             continue;
         }
-        if let Some(value) = name_value(&m, &ident, "1", errors) {
-            if let Some(v) = number(value, &ident, errors) {
-                out.resources.push((ident, v));
-            }
+        if let Some(v) =
+            name_value(&m, &ident, "1", errors).and_then(|value| number(value, &ident, errors))
+        {
+            out.resources.push((ident, v));
         }
     }
 }
 
 impl Options {
+    /// An expression building the `RawTaskOptions`/`RawActorOptions` (`ty`) these options
+    /// describe, in a local named `o`.
+    pub(crate) fn build(&self, ty: TokenStream, o: &syn::Ident) -> TokenStream {
+        let default = quote! { <#ty as ::core::default::Default>::default() };
+        let set = self.apply(o);
+        if set.is_empty() {
+            return default;
+        }
+        quote! {
+            let mut #o = #default;
+            #set
+            #o
+        }
+    }
+
     /// Statements that apply the options to a `RawTaskOptions`/`RawActorOptions` named `o`.
-    pub(crate) fn apply(&self, o: &syn::Ident) -> TokenStream {
+    fn apply(&self, o: &syn::Ident) -> TokenStream {
         let mut s = TokenStream::new();
-        if let Some(v) = self.num_cpus {
+        let float = |v: f64| proc_macro2::Literal::f64_unsuffixed(v);
+        if let Some(v) = self.num_cpus.map(float) {
             s.extend(quote! { #o.num_cpus(#v); });
         }
-        if let Some(v) = self.num_gpus {
+        if let Some(v) = self.num_gpus.map(float) {
             s.extend(quote! { #o.num_gpus(#v); });
         }
         for (name, v) in &self.resources {
+            let v = float(*v);
             s.extend(quote! { #o.resource(#name, #v); });
         }
         if let Some(v) = self.max_retries {
@@ -240,9 +404,22 @@ impl Options {
         if let Some(v) = self.max_restarts {
             s.extend(quote! { #o.max_restarts = #v; });
         }
-        if let Some(v) = self.max_concurrency {
-            s.extend(quote! { #o.max_concurrency = #v; });
+        if let Some((v, span)) = self.max_concurrency {
+            s.extend(quote_spanned! {span=> #o.max_concurrency = #v; });
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions_find_near_misses_only() {
+        assert_eq!(closest("num_cpu", TASK_OPTIONS), Some("num_cpus"));
+        assert_eq!(closest("NUM_GPUS", TASK_OPTIONS), Some("num_gpus"));
+        assert_eq!(closest("max_retry", TASK_OPTIONS), Some("max_retries"));
+        assert_eq!(closest("memory", TASK_OPTIONS), None);
     }
 }

@@ -1,160 +1,249 @@
 //! `#[ray::remote]` on a function: a task.
 
-use crate::checks;
+use crate::checks::{self, Position};
 use crate::options::{self, Kind};
-use crate::Errors;
-use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote, quote_spanned};
+use crate::{Errors, Param, camel, local, passthrough_attrs, stub_params, unique_name};
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{FnArg, ItemFn, Pat, ReturnType, Type};
+use syn::{FnArg, ItemFn, ReturnType, Type};
 
 pub(crate) fn expand(attr: TokenStream, f: &ItemFn, errors: &mut Errors) -> TokenStream {
     let opts = options::parse(attr, Kind::Task, errors);
     let sig = &f.sig;
+    // Whether the caller side (`name::remote`, `name::options`) can be generated at all. It
+    // is generated even when errors were reported, so that calls to it still type-check.
+    let mut callable = true;
     if let Some(a) = &sig.asyncness {
-        errors.push(syn::Error::new(
-            a.span(),
-            "remote functions cannot be `async`: make it a plain `fn` (each task runs on a worker thread of \
-             its own) and `.await` the ObjectRef it returns from async code instead",
+        errors.push(syn::Error::new_spanned(
+            a,
+            "remote functions cannot be `async`: make it a plain `fn` (each task runs on a worker \
+             thread of its own); async code can `.await` the `ObjectRef` that `remote(..)` returns",
         ));
     }
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
-        errors.push(syn::Error::new(
-            sig.generics.span(),
-            "remote functions cannot be generic: the worker must know the concrete types; write a \
-             non-generic wrapper for each type you need",
-        ));
+        let msg = "remote functions cannot be generic: a worker finds the function by name and must know \
+                   the concrete types; write a non-generic `#[ray::remote]` wrapper for each type you need";
+        errors.push(match &sig.generics.where_clause {
+            Some(w) if sig.generics.params.is_empty() => syn::Error::new_spanned(w, msg),
+            _ => syn::Error::new_spanned(&sig.generics, msg),
+        });
+        callable = false;
     }
     if let Some(u) = &sig.unsafety {
-        errors.push(syn::Error::new(u.span(), "remote functions cannot be `unsafe fn`"));
+        errors.push(syn::Error::new_spanned(
+            u,
+            "remote functions cannot be `unsafe fn`: a worker calls them with no caller to uphold \
+             their safety conditions; make it a safe `fn` with an `unsafe` block inside",
+        ));
     }
     if let Some(v) = &sig.variadic {
-        errors.push(syn::Error::new(v.span(), "remote functions cannot be variadic"));
+        errors.push(syn::Error::new_spanned(
+            v,
+            "remote functions cannot be variadic",
+        ));
+        callable = false;
     }
-    let mut params: Vec<(syn::Ident, Type)> = Vec::new();
+    let mut params: Vec<Param> = Vec::new();
     for (i, input) in sig.inputs.iter().enumerate() {
         match input {
-            FnArg::Receiver(r) => errors.push(syn::Error::new(
-                r.span(),
-                "`#[ray::remote]` on a method: put it on the `impl` block of an actor instead",
-            )),
+            FnArg::Receiver(r) => {
+                errors.push(syn::Error::new_spanned(
+                    r,
+                    "`#[ray::remote]` on a method: a task is a free `fn`; for methods put \
+                     `#[ray::remote]` on the `impl` block of an actor (and on its `struct`)",
+                ));
+                callable = false;
+            }
             FnArg::Typed(pt) => {
-                checks::check_param(&pt.ty, errors);
-                let name = match &*pt.pat {
-                    Pat::Ident(p) if p.subpat.is_none() => p.ident.clone(),
-                    _ => format_ident!("arg{}", i),
-                };
-                params.push((name, (*pt.ty).clone()));
+                callable &= !checks::check_type(&pt.ty, Position::Param, errors).unusable;
+                params.push(Param::new(i, pt, (*pt.ty).clone()));
             }
         }
     }
     let ret: Type = match &sig.output {
         ReturnType::Default => syn::parse_quote!(()),
         ReturnType::Type(_, t) => {
-            checks::check_return(t, errors);
+            callable &= !checks::check_type(t, Position::Return, errors).unusable;
             (**t).clone()
         }
     };
-    if !errors.is_empty() {
+    if !callable {
         return TokenStream::new();
     }
+    crate::avoid_locals(&mut params);
+    Task {
+        f,
+        opts: &opts,
+        params: &params,
+        ret: &ret,
+        ok: errors.is_empty(),
+    }
+    .emit()
+}
 
-    let name = &sig.ident;
-    let name_str = name.to_string();
-    let vis = &f.vis;
-    let o = syn::Ident::new("o", Span::mixed_site());
-    let apply = opts.apply(&o);
-    let names: Vec<&syn::Ident> = params.iter().map(|(n, _)| n).collect();
-    let types: Vec<&Type> = params.iter().map(|(_, t)| t).collect();
-    let n_args = params.len();
-    let decoded: Vec<syn::Ident> = (0..n_args).map(|i| format_ident!("a{}", i, span = Span::mixed_site())).collect();
-    let builder = syn::Ident::new("args", Span::mixed_site());
-    let checks: Vec<TokenStream> =
-        types.iter().map(|t| checks::assert_transferable(t)).chain([checks::assert_transferable(&ret)]).collect();
-    let signature = quote!(#sig).to_string();
-    let doc_struct = format!(
-        "The ray task [`{name_str}()`]: `{name_str}::remote(..)` runs it in a worker process and \
-         returns an `ObjectRef` at once; `{name_str}::options()` sets per-call options."
-    );
-    let doc_remote = format!(
-        "Submits `{name_str}(..)` to run in a worker process; returns at once. Arguments are values \
-         or `ObjectRef`s (resolved before the task runs)."
-    );
-    let pushes = types.iter().zip(&names).map(|(t, n)| {
-        quote_spanned! {t.span()=> #builder.push::<#t, _>(#n); }
-    });
-    let ret_span = ret.span();
-    let call = quote_spanned! {ret_span=> ::ray::__private::encode_return::<#ret>(&#name(#(#decoded),*)) };
+struct Task<'a> {
+    f: &'a ItemFn,
+    opts: &'a options::Options,
+    params: &'a [Param],
+    ret: &'a Type,
+    /// No errors: emit everything. Otherwise only the caller side, with bodies that never
+    /// run, so that the user's calls still type-check while the errors are reported.
+    ok: bool,
+}
 
-    quote! {
-        #[doc = #doc_struct]
-        #[allow(non_camel_case_types)]
-        #vis struct #name {}
+impl Task<'_> {
+    fn emit(&self) -> TokenStream {
+        let f = self.f;
+        let name = &f.sig.ident;
+        let name_str = name.to_string().trim_start_matches("r#").to_string();
+        let vis = &f.vis;
+        let cfgs = passthrough_attrs(&f.attrs);
+        let caller = unique_name(
+            format!("{}Caller", camel(&name_str)),
+            self.params.iter().map(|p| &p.ty).chain([self.ret]),
+        );
+        let names: Vec<&syn::Ident> = self.params.iter().map(|p| &p.name).collect();
+        let types: Vec<Type> = self.params.iter().map(|p| p.ty.clone()).collect();
+        let (stub_params, stub_generics) = stub_params(self.params, self.ok);
+        let ret = if self.ok {
+            self.ret.clone()
+        } else {
+            checks::static_lifetimes(self.ret)
+        };
+        let args = local("args");
+        let options = local("options");
 
-        impl #name {
-            #[doc = #doc_remote]
-            #[allow(clippy::too_many_arguments, dead_code)]
-            #vis fn remote(#(#names: impl ::ray::IntoArg<#types>),*) -> ::ray::ObjectRef<#ret> {
-                Self::options().remote(#(#names),*)
+        let doc_struct = format!(
+            " The ray task `{name_str}()`: `{name_str}::remote(..)` runs it in a worker process."
+        );
+        let doc_remote = format!(
+            " Runs `{name_str}(..)` in a worker process; returns a reference to its result at once."
+        );
+        let doc_options = " Per-call options (`num_cpus`, `num_gpus`, `resource`, `max_retries`), then `.remote(..)`.";
+        let doc_caller = format!(
+            " What `{name_str}::options()` dereferences to: `remote(..)` with those options."
+        );
+        let default_options = self
+            .opts
+            .build(quote!(::ray::__private::RawTaskOptions), &options);
+        let path_suffix = format!("::{name_str}");
+        let caller_body = if self.ok {
+            let n = proc_macro2::Literal::usize_unsuffixed(self.params.len());
+            let mutable = (!self.params.is_empty()).then(|| quote!(mut));
+            let pushes = self.params.iter().map(|p| {
+                let (ty, name) = (&p.ty, &p.name);
+                quote_spanned! {ty.span()=> ::ray::__private::Wire::<#ty>::new().push(&mut #args, #name); }
+            });
+            quote! {
+                let #mutable #args = ::ray::__private::ArgsBuilder::with_capacity(#n);
+                #(#pushes)*
+                ::ray::__private::submit_task(<#name as ::ray::RemoteFunction>::NAME, &self.0, #args)
             }
+        } else {
+            quote! { ::core::unreachable!() }
+        };
+        let unused = (!self.ok).then(|| quote!(#[allow(unused_variables)]));
 
-            /// Per-call options (`num_cpus`, `num_gpus`, `resource`, `max_retries`), then `.remote(..)`.
+        let caller_side = quote! {
+            #(#cfgs)*
+            #[doc = #doc_struct]
+            #[allow(non_camel_case_types)]
+            #vis struct #name {}
+
+            #(#cfgs)*
             #[allow(dead_code)]
-            #vis fn options() -> ::ray::TaskOptions<#name> {
-                ::ray::TaskOptions::__new()
-            }
-        }
-
-        const _: () = {
-            // Worker side: decode the arguments, call the function, encode its result.
-            fn invoke(args: &mut ::ray::__private::Args) -> ::ray::Result<::ray::__private::Encoded> {
-                #( let #decoded: #types = args.next()?; )*
-                #call
-            }
-
-            #[::ray::__private::linkme::distributed_slice(::ray::__private::TASKS)]
-            #[linkme(crate = ::ray::__private::linkme)]
-            static REGISTRATION: ::ray::__private::TaskEntry = ::ray::__private::TaskEntry {
-                name: ::core::concat!(::core::module_path!(), "::", #name_str),
-                signature: #signature,
-                invoke,
-            };
-
-            // Caller side: `remote` with the options set by `options()`.
-            pub struct Caller(::ray::__private::RawTaskOptions);
-
-            impl Caller {
-                #[allow(clippy::too_many_arguments)]
-                pub fn remote(&self, #(#names: impl ::ray::IntoArg<#types>),*) -> ::ray::ObjectRef<#ret> {
-                    let mut #builder = ::ray::__private::ArgsBuilder::with_capacity(#n_args);
-                    #(#pushes)*
-                    ::ray::__private::submit_task(<#name as ::ray::RemoteFunction>::NAME, &self.0, #builder)
+            impl #name {
+                #[doc = #doc_remote]
+                #vis fn remote #stub_generics(#(#stub_params),*) -> ::ray::ObjectRef<#ret> {
+                    Self::options().remote(#(#names),*)
                 }
-            }
 
-            impl ::core::convert::From<::ray::__private::RawTaskOptions> for Caller {
-                fn from(o: ::ray::__private::RawTaskOptions) -> Self { Caller(o) }
-            }
-
-            impl ::core::convert::AsMut<::ray::__private::RawTaskOptions> for Caller {
-                fn as_mut(&mut self) -> &mut ::ray::__private::RawTaskOptions { &mut self.0 }
-            }
-
-            impl ::ray::RemoteFunction for #name {
-                const NAME: &'static str = ::core::concat!(::core::module_path!(), "::", #name_str);
-                type Caller = Caller;
-                fn __default_options() -> ::ray::__private::RawTaskOptions {
-                    #[allow(unused_mut)]
-                    let mut #o = <::ray::__private::RawTaskOptions as ::core::default::Default>::default();
-                    #apply
-                    #o
+                #[doc = #doc_options]
+                #vis fn options() -> ::ray::TaskOptions<#name> {
+                    ::ray::TaskOptions::__new()
                 }
-            }
-
-            #[allow(dead_code)]
-            fn check_types() {
-                #(#checks)*
             }
         };
+        let internals = quote! {
+            impl ::ray::RemoteFunction for #name {
+                const NAME: &'static str = ::core::concat!(::core::module_path!(), #path_suffix);
+                type Caller = #caller;
+                fn __default_options() -> ::ray::__private::RawTaskOptions {
+                    #default_options
+                }
+            }
+
+            #[doc = #doc_caller]
+            pub struct #caller(::ray::__private::RawTaskOptions);
+
+            impl #caller {
+                #[doc = #doc_remote]
+                #unused
+                pub fn remote #stub_generics(&self, #(#stub_params),*) -> ::ray::ObjectRef<#ret> {
+                    #caller_body
+                }
+            }
+
+            impl ::core::convert::From<::ray::__private::RawTaskOptions> for #caller {
+                fn from(#options: ::ray::__private::RawTaskOptions) -> Self {
+                    #caller(#options)
+                }
+            }
+
+            impl ::core::convert::AsMut<::ray::__private::RawTaskOptions> for #caller {
+                fn as_mut(&mut self) -> &mut ::ray::__private::RawTaskOptions {
+                    &mut self.0
+                }
+            }
+        };
+        if !self.ok {
+            return quote! {
+                #caller_side
+                #(#cfgs)*
+                const _: () = { #internals };
+            };
+        }
+
+        let decoded: Vec<syn::Ident> = self.params.iter().map(|p| p.local.clone()).collect();
+        let decodes = self.params.iter().map(|p| {
+            let (ty, local) = (&p.ty, &p.local);
+            quote_spanned! {ty.span()=> let #local = ::ray::__private::Wire::<#ty>::new().decode(#args)?; }
+        });
+        let encode = quote_spanned! {ret.span()=>
+            ::ray::__private::Wire::<#ret>::new().encode(&#name(#(#decoded),*))
+        };
+        let checks = checks::transferable(types.iter().chain([&ret]));
+        let signature = checks::signature(&f.sig);
+        let doc_registration = format!(
+            " Registers `{name_str}` by name: a worker decodes the arguments, calls it, encodes the result."
+        );
+        quote! {
+            #caller_side
+
+            #(#cfgs)*
+            const _: () = {
+                use ::ray::__private::wire::traits::*;
+
+                #internals
+
+                #[doc = #doc_registration]
+                #[::ray::__private::linkme::distributed_slice(::ray::__private::TASKS)]
+                #[linkme(crate = ::ray::__private::linkme)]
+                static REGISTRATION: ::ray::__private::TaskEntry = ::ray::__private::TaskEntry {
+                    name: <#name as ::ray::RemoteFunction>::NAME,
+                    signature: #signature,
+                    invoke: |#args| {
+                        #(#decodes)*
+                        #encode
+                    },
+                };
+
+                /// Compile-time check that each parameter and the result implement serde's traits.
+                const _: fn() = || {
+                    #(#checks)*
+                };
+            };
+        }
     }
 }
