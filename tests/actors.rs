@@ -323,3 +323,43 @@ fn actors_and_tasks_can_call_actors_created_in_workers() {
     assert_eq!(ray::get(&c.add(5)).unwrap(), 16, "the actor outlives the task that made it");
     ray::shutdown();
 }
+
+#[ray::remote(max_restarts = 1)]
+struct Phoenix {
+    calls: u32,
+}
+
+#[ray::remote]
+impl Phoenix {
+    fn new() -> Self {
+        Phoenix { calls: 0 }
+    }
+    fn call(&mut self) -> (u32, u32) {
+        self.calls += 1;
+        (self.calls, std::process::id())
+    }
+    fn crash(&self) -> u32 {
+        std::process::abort()
+    }
+}
+
+#[test]
+fn an_actor_with_max_restarts_is_started_again_after_its_process_dies() {
+    init(2);
+    let p = Phoenix::remote();
+    let (n, pid1) = ray::get(&p.call()).unwrap();
+    assert_eq!(n, 1);
+    match ray::get(&p.crash()) {
+        Err(Error::ActorDied { cause, .. }) => assert!(cause.contains("restarting (1 of 1"), "{cause}"),
+        other => panic!("expected ActorDied, got {other:?}"),
+    }
+    let (n, pid2) = ray::get(&p.call()).unwrap();
+    assert_eq!(n, 1, "the constructor ran again: fresh state");
+    assert_ne!(pid1, pid2, "in a new worker process");
+    match ray::get(&p.crash()) {
+        Err(Error::ActorDied { cause, .. }) => assert!(!cause.contains("restarting"), "{cause}"),
+        other => panic!("expected ActorDied, got {other:?}"),
+    }
+    assert!(matches!(ray::get(&p.call()), Err(Error::ActorDied { .. })), "no restarts left");
+    ray::shutdown();
+}

@@ -409,3 +409,61 @@ fn task_workers_are_pooled_and_actors_get_their_own() {
     }
     ray::shutdown();
 }
+
+#[test]
+#[should_panic(expected = "is given twice")]
+fn wait_rejects_a_ref_given_twice() {
+    init(1);
+    let r = add::remote(1, 1);
+    let _ = ray::wait(&[r.clone(), r], 2, None);
+}
+
+#[ray::remote(max_retries = 0)]
+fn put_many_then_abort(n: u32) -> u32 {
+    for i in 0..n {
+        std::mem::forget(ray::put(i).unwrap());
+    }
+    std::process::abort();
+}
+
+#[test]
+fn nothing_leaks_when_a_worker_dies_right_after_sending() {
+    init(2);
+    let (before, _) = ray::__private::object_stats().unwrap();
+    for _ in 0..6 {
+        assert!(matches!(ray::get(&put_many_then_abort::remote(5_000)), Err(Error::WorkerDied { .. })));
+    }
+    assert!(
+        eventually(Duration::from_secs(10), || ray::__private::object_stats().unwrap().0 == before),
+        "objects left behind by dead workers: {:?} (was {before})",
+        ray::__private::object_stats()
+    );
+    ray::shutdown();
+}
+
+#[ray::remote]
+fn drop_a_future_then_return(r: ObjectRef<ObjectRef<i64>>) -> bool {
+    // Start awaiting a result that is far from ready, then give up on it.
+    let inner = ray::get(&r).unwrap();
+    let fut = std::future::IntoFuture::into_future(inner);
+    drop(fut);
+    true
+}
+
+#[test]
+fn a_dropped_future_gives_the_blocked_cpu_back() {
+    init(1);
+    let slow = slow_value::options().num_cpus(0).remote(2_000, 1);
+    let holder = ray::put(slow.clone()).unwrap();
+    assert!(ray::get(&drop_a_future_then_return::remote(holder)).unwrap());
+    // One CPU: two 1-CPU tasks must not overlap afterwards.
+    let spans = ray::get_all(&[timed::remote(300), timed::remote(300)]).unwrap();
+    assert_eq!(max_overlap(&spans), 1, "the node counts one CPU too many: {spans:?}");
+    // The driver can drop a future too; the object is still freed afterwards.
+    let (before, _) = ray::__private::object_stats().unwrap();
+    let pending = slow_value::remote(200, 2);
+    drop(std::future::IntoFuture::into_future(pending));
+    assert!(eventually(Duration::from_secs(5), || ray::__private::object_stats().unwrap().0 <= before));
+    drop(slow);
+    ray::shutdown();
+}

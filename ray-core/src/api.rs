@@ -119,7 +119,7 @@ pub fn put<T: Serialize>(value: T) -> Result<ObjectRef<T>> {
 ///
 /// # Panics
 ///
-/// If `num_returns > refs.len()` (as Ray raises `ValueError`).
+/// If `num_returns > refs.len()` or a ref appears twice (as Ray raises `ValueError`).
 pub fn wait<T>(
     refs: &[ObjectRef<T>],
     num_returns: usize,
@@ -130,6 +130,13 @@ pub fn wait<T>(
         "ray::wait: num_returns ({num_returns}) is larger than the number of refs ({})",
         refs.len()
     );
+    let mut seen = std::collections::HashSet::with_capacity(refs.len());
+    for r in refs {
+        assert!(
+            seen.insert(r.id()),
+            "ray::wait: {r:?} is given twice; pass each ObjectRef once (as Ray does)"
+        );
+    }
     let flags = match (ids_of(refs), context::client()) {
         (Ok(ids), Ok(client)) if num_returns > 0 => client.wait(&ids, num_returns, timeout),
         _ => vec![false; refs.len()],

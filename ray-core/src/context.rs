@@ -18,7 +18,11 @@ pub(crate) trait Client: Send + Sync + 'static {
     fn put(&self, id: ObjectId, result: Result<Value>);
     /// Blocks until every object is ready; values in the order asked.
     fn get(&self, ids: &[ObjectId], timeout: Option<Duration>) -> Result<Vec<Value>>;
-    fn get_async(&self, id: ObjectId) -> Arc<Slot<Result<Value>>>;
+    /// Starts reading one object for a future: its slot, and a token for `cancel_get`.
+    fn get_async(&self, id: ObjectId) -> (Arc<Slot<Result<Value>>>, u64);
+    /// The future was dropped before its value was taken: stop waiting (a worker blocked on
+    /// it gets its CPU back). A value that arrives anyway is released.
+    fn cancel_get(&self, id: ObjectId, token: u64);
     /// After decoding values that came from `get(ids)`: the references inside them are now
     /// counted by this process itself, and values in the store may be spilled again.
     fn transfer_done(&self, ids: &[ObjectId], values: &[Value]);

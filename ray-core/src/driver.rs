@@ -389,8 +389,12 @@ impl Client for DriverClient {
         self.head.get_local(ids, timeout)
     }
 
-    fn get_async(&self, id: ObjectId) -> Arc<Slot<Result<Value>>> {
+    fn get_async(&self, id: ObjectId) -> (Arc<Slot<Result<Value>>>, u64) {
         self.head.get_async(id)
+    }
+
+    fn cancel_get(&self, _id: ObjectId, token: u64) {
+        self.head.cancel_local(token);
     }
 
     fn transfer_done(&self, ids: &[ObjectId], values: &[Value]) {

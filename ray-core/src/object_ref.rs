@@ -1,11 +1,11 @@
 //! `ObjectRef<T>`: a typed, reference-counted handle to a value in the object store.
 
 use crate::codec;
-use crate::context;
+use crate::context::{self, Client};
 use crate::error::{Error, Result};
 use crate::ids::{ObjectId, RefId};
 use crate::refcount;
-use crate::slot::SlotFuture;
+use crate::slot::Slot;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
@@ -13,6 +13,7 @@ use std::future::{Future, IntoFuture};
 use std::hash::{Hash, Hasher};
 use std::marker::PhantomData;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 /// A reference to a value that a task returns or `ray::put` stores, possibly not computed yet.
@@ -110,14 +111,21 @@ impl<'de, T> Deserialize<'de> for ObjectRef<T> {
 }
 
 /// Future of [`ObjectRef::into_future`]: resolves to the value, or the task's error.
+///
+/// Dropping it before it resolves cancels the wait (a worker blocked on it gets its CPU back).
 pub struct GetFuture<T> {
-    _object: ObjectRef<T>,
+    object: ObjectRef<T>,
     state: FutureState,
 }
 
 enum FutureState {
-    Waiting(SlotFuture<Result<codec::Value>>),
+    Waiting {
+        slot: Arc<Slot<Result<codec::Value>>>,
+        client: Arc<dyn Client>,
+        token: u64,
+    },
     Failed(Option<Error>),
+    Done,
 }
 
 impl<T> GetFuture<T> {
@@ -128,14 +136,18 @@ impl<T> GetFuture<T> {
             }))
         } else {
             match context::client() {
-                Ok(client) => FutureState::Waiting(SlotFuture(client.get_async(object.id))),
+                Ok(client) => {
+                    let (slot, token) = client.get_async(object.id);
+                    FutureState::Waiting {
+                        slot,
+                        client,
+                        token,
+                    }
+                }
                 Err(e) => FutureState::Failed(Some(e)),
             }
         };
-        GetFuture {
-            _object: object,
-            state,
-        }
+        GetFuture { object, state }
     }
 }
 
@@ -143,22 +155,43 @@ impl<T: DeserializeOwned> Future for GetFuture<T> {
     type Output = Result<T>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<T>> {
-        // SAFETY-free: GetFuture is Unpin (all fields are Unpin).
+        // GetFuture is Unpin (all its fields are), so it can be used by value.
         let this = self.get_mut();
-        match &mut this.state {
+        let value = match &mut this.state {
             FutureState::Failed(e) => {
-                Poll::Ready(Err(e.take().unwrap_or_else(|| Error::NotInitialized {
+                let e = e.take().unwrap_or_else(|| Error::NotInitialized {
                     detail: String::new(),
-                })))
+                });
+                this.state = FutureState::Done;
+                return Poll::Ready(Err(e));
             }
-            FutureState::Waiting(slot) => match Pin::new(slot).poll(cx) {
-                Poll::Pending => Poll::Pending,
-                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-                Poll::Ready(Ok(value)) => Poll::Ready(
-                    crate::api::decode_values::<T>(&[this._object.id], vec![value])
-                        .map(|mut v| v.pop().expect("one value decoded")),
-                ),
+            FutureState::Done => panic!("GetFuture polled after it resolved"),
+            FutureState::Waiting { slot, .. } => match slot.poll_take(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(v) => v,
             },
+        };
+        this.state = FutureState::Done;
+        Poll::Ready(value.and_then(|value| {
+            crate::api::decode_values::<T>(&[this.object.id], vec![value])
+                .map(|mut v| v.pop().expect("one value"))
+        }))
+    }
+}
+
+impl<T> Drop for GetFuture<T> {
+    fn drop(&mut self) {
+        if let FutureState::Waiting {
+            slot,
+            client,
+            token,
+        } = &self.state
+        {
+            client.cancel_get(self.object.id, *token);
+            // A value that arrived but was never taken is released like a decoded one.
+            if let Some(Ok(value)) = slot.try_take() {
+                client.transfer_done(&[self.object.id], std::slice::from_ref(&value));
+            }
         }
     }
 }

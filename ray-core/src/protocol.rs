@@ -105,6 +105,11 @@ pub(crate) enum ToHead {
         req: u64,
         size: u64,
     },
+    /// A `Get` nobody waits for any more (a dropped future). Answered by a `GetReply` with an
+    /// error if it was still open.
+    CancelGet {
+        req: u64,
+    },
     /// The sender has finished reading these objects from the store (it was handed them by
     /// `GetReply`), so they may be spilled again.
     Release(Vec<ObjectId>),

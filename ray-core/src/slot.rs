@@ -1,7 +1,5 @@
 //! A one-shot slot that a thread can block on or a future can await.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Condvar, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -65,6 +63,15 @@ impl<T> Slot<T> {
         }
     }
 
+    /// The value, if one was filled and not taken.
+    pub(crate) fn try_take(&self) -> Option<T> {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .value
+            .take()
+    }
+
     pub(crate) fn poll_take(&self, cx: &mut Context<'_>) -> Poll<T> {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         match st.value.take() {
@@ -74,16 +81,6 @@ impl<T> Slot<T> {
                 Poll::Pending
             }
         }
-    }
-}
-
-/// Awaits a shared slot.
-pub(crate) struct SlotFuture<T>(pub std::sync::Arc<Slot<T>>);
-
-impl<T> Future for SlotFuture<T> {
-    type Output = T;
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
-        self.0.poll_take(cx)
     }
 }
 

@@ -447,6 +447,15 @@ enum Reply {
 
 type Pending = Box<dyn FnOnce(Reply) + Send>;
 
+/// A request whose caller stopped waiting: its reply, when it comes, is released unread.
+fn discard_reply(ids: Vec<ObjectId>) -> Pending {
+    Box::new(move |r| {
+        if let (Reply::Get(Ok(values)), Some(c)) = (r, context::try_client()) {
+            c.transfer_done(&ids, &values);
+        }
+    })
+}
+
 /// A worker's client: messages over its socket.
 pub(crate) struct WorkerCore {
     pid: u32,
@@ -491,13 +500,14 @@ impl WorkerCore {
     }
 
     /// Registers a callback for the reply, then sends the request (built with its id).
-    fn request(&self, callback: Pending, make: impl FnOnce(u64) -> ToHead) {
+    fn request(&self, callback: Pending, make: impl FnOnce(u64) -> ToHead) -> u64 {
         let req = self.next_req.fetch_add(1, Ordering::Relaxed);
         self.pending
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(req, callback);
         self.send(&make(req));
+        req
     }
 
     fn owned(&self, id: RefId) {
@@ -558,10 +568,10 @@ impl Client for WorkerCore {
         }
     }
 
-    fn get_async(&self, id: ObjectId) -> Arc<Slot<Result<Value>>> {
+    fn get_async(&self, id: ObjectId) -> (Arc<Slot<Result<Value>>>, u64) {
         let slot = Arc::new(Slot::new());
         let s2 = slot.clone();
-        self.request(
+        let req = self.request(
             Box::new(move |r| {
                 if let Reply::Get(v) = r {
                     s2.fill(v.and_then(|mut v| {
@@ -578,7 +588,16 @@ impl Client for WorkerCore {
                 timeout_ms: None,
             },
         );
-        slot
+        (slot, req)
+    }
+
+    fn cancel_get(&self, id: ObjectId, token: u64) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(cb) = pending.get_mut(&token) {
+            *cb = discard_reply(vec![id]);
+            drop(pending);
+            self.send(&ToHead::CancelGet { req: token });
+        }
     }
 
     fn transfer_done(&self, ids: &[ObjectId], values: &[Value]) {

@@ -87,6 +87,14 @@ struct WorkerEntry {
     /// CPU held by what the worker runs, lent back to the node while it blocks in `get`.
     cpu_held: Amount,
     blocked: u32,
+    /// Its socket is open: frames it sent may still be unread.
+    conn_open: bool,
+    /// The process ended, but its socket is still being read: the exit is handled at EOF so
+    /// that everything the worker sent before dying counts.
+    exit_cause: Option<String>,
+    /// Arguments of calls that failed while this process was still running them (a killed
+    /// actor): they stay pinned until the process is gone, since it may still be reading them.
+    deferred_unpin: Vec<Arg>,
 }
 
 struct ActorCall {
@@ -116,6 +124,9 @@ struct ActorEntry {
     holders: Holders,
     pins: u32,
     out_of_scope: bool,
+    /// Restarts allowed after its process dies, and used so far.
+    max_restarts: u32,
+    restarts: u32,
 }
 
 impl ActorEntry {
@@ -224,6 +235,11 @@ impl Head {
     /// A message from worker `from`.
     pub(crate) fn handle(&self, from: ProcIndex, msg: ToHead) {
         let mut st = self.lock();
+        if !st.workers.contains_key(&from) {
+            // The worker is gone and everything it held was released: a message it sent just
+            // before dying must not create references nobody will ever drop.
+            return;
+        }
         match msg {
             ToHead::Register { .. } => tracing::warn!("worker {from} registered twice"),
             ToHead::SubmitTask(spec) => st.submit_task(from, spec),
@@ -269,6 +285,22 @@ impl Head {
                 }
             }
             ToHead::Release(ids) => st.release_mapped(from, &ids),
+            ToHead::CancelGet { req } => {
+                let key = st.requests.iter().find_map(|(k, r)| match r.reply {
+                    Reply::Remote { proc, req: q } if proc == from && q == req => Some(*k),
+                    _ => None,
+                });
+                if let Some(k) = key {
+                    st.remove_request(k);
+                    let reply = ToWorker::GetReply {
+                        req,
+                        result: Err(Error::shut_down()),
+                    };
+                    if let Some(conn) = st.workers.get(&from).and_then(|w| w.conn.as_ref()) {
+                        conn.send(&reply);
+                    }
+                }
+            }
         }
     }
 
@@ -285,12 +317,21 @@ impl Head {
         st.register(proc, pid, token, fingerprint, conn)
     }
 
-    /// A worker's connection closed. Its process exit is reported by its monitor; make sure
-    /// the process really goes.
+    /// A worker's connection closed, after every frame it sent was handled. If its process has
+    /// already exited, handle that now; otherwise make sure it goes (its monitor reports it).
     pub(crate) fn disconnected(&self, proc: ProcIndex) {
-        let st = self.lock();
-        if let Some(w) = st.workers.get(&proc) {
-            w.killer.notify_one();
+        let mut st = self.lock();
+        let Some(w) = st.workers.get_mut(&proc) else {
+            return;
+        };
+        w.conn_open = false;
+        match w.exit_cause.take() {
+            Some(cause) => {
+                st.worker_exited(proc, cause);
+                drop(st);
+                self.workers_changed.notify_all();
+            }
+            None => w.killer.notify_one(),
         }
     }
 
@@ -300,8 +341,23 @@ impl Head {
         }
     }
 
+    /// A worker process ended. Its exit is handled once its socket has been read to the end
+    /// (the kernel closes it when the process dies), or after two seconds at the latest.
     pub(crate) fn worker_exited(&self, proc: ProcIndex, cause: String) {
         let mut st = self.lock();
+        if let Some(w) = st.workers.get_mut(&proc) {
+            if w.conn_open {
+                w.exit_cause = Some(cause);
+                let weak = st.weak.clone();
+                self.shared.rt.spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    if let Some(head) = weak.upgrade() {
+                        head.disconnected(proc);
+                    }
+                });
+                return;
+            }
+        }
         st.worker_exited(proc, cause);
         drop(st);
         self.workers_changed.notify_all();
@@ -387,22 +443,35 @@ impl Head {
         st.ready_flags(ids)
     }
 
-    /// Driver future on one object.
-    pub(crate) fn get_async(&self, id: ObjectId) -> Arc<Slot<Result<Value>>> {
+    /// Driver future on one object: its slot, and the request to cancel (0 if none).
+    pub(crate) fn get_async(&self, id: ObjectId) -> (Arc<Slot<Result<Value>>>, u64) {
         let mut st = self.lock();
         let slot = Arc::new(Slot::new());
         if st.shutting_down {
             slot.fill(Err(Error::shut_down()));
-            return slot;
+            return (slot, 0);
         }
-        match st.collect_values(&[id], Some(DRIVER_PROC)) {
-            Ok(Some(mut v)) => slot.fill(Ok(v.pop().expect("one value"))),
-            Err(e) => slot.fill(Err(e)),
-            Ok(None) => {
-                st.add_request(vec![id], ReqKind::Get, 0, Reply::Async(slot.clone()), None);
+        let key = match st.collect_values(&[id], Some(DRIVER_PROC)) {
+            Ok(Some(mut v)) => {
+                slot.fill(Ok(v.pop().expect("one value")));
+                0
             }
+            Err(e) => {
+                slot.fill(Err(e));
+                0
+            }
+            Ok(None) => st
+                .add_request(vec![id], ReqKind::Get, 0, Reply::Async(slot.clone()), None)
+                .unwrap_or(0),
+        };
+        (slot, key)
+    }
+
+    /// A driver future was dropped: forget its request.
+    pub(crate) fn cancel_local(&self, key: u64) {
+        if key != 0 {
+            self.lock().remove_request(key);
         }
-        slot
     }
 
     /// Starts idle workers ahead of the first task, as Ray does.
@@ -600,6 +669,8 @@ impl HeadState {
             holders: Holders::one(from),
             pins: 0,
             out_of_scope: false,
+            max_restarts: spec.max_restarts,
+            restarts: 0,
         };
         let dead = if let Some(e) = spec.invalid {
             Some(e)
@@ -735,15 +806,12 @@ impl HeadState {
     }
 
     /// Pins what task arguments refer to, until the task is done; referenced objects are also
-    /// kept in memory (not spilled) meanwhile.
+    /// kept in memory (not spilled) meanwhile. On error nothing stays pinned.
     fn pin_args(&mut self, args: &[Arg]) -> Result<()> {
         let mut pinned: Vec<RefId> = Vec::new();
-        for arg in args {
-            if let Arg::Ref(id) = arg {
-                if let Some(e) = self.objects.get_mut(*id) {
-                    e.in_use += 1;
-                }
-            }
+        let mut in_use: Vec<ObjectId> = Vec::new();
+        let mut lost = None;
+        'args: for arg in args {
             let ids: Vec<RefId> = match arg {
                 Arg::Ref(id) => vec![RefId::Object(*id)],
                 Arg::Value(v) => v.contained.clone(),
@@ -752,25 +820,30 @@ impl HeadState {
                 if self.pin_ref(id) {
                     pinned.push(id);
                 } else if let RefId::Object(o) = id {
-                    for p in pinned {
-                        self.unpin_ref(p);
-                    }
-                    for arg in args {
-                        if let Arg::Ref(r) = arg {
-                            if let Some(e) = self.objects.get_mut(*r) {
-                                e.in_use = e.in_use.saturating_sub(1);
-                            }
-                        }
-                    }
-                    return Err(Error::ObjectLost {
-                        id: o.to_string(),
-                        reason: "an argument refers to an object that was freed or belongs to an earlier ray runtime"
-                            .into(),
-                    });
+                    lost = Some(o);
+                    break 'args;
+                }
+            }
+            if let Arg::Ref(id) = arg {
+                if let Some(e) = self.objects.get_mut(*id) {
+                    e.in_use += 1;
+                    in_use.push(*id);
                 }
             }
         }
-        Ok(())
+        let Some(o) = lost else { return Ok(()) };
+        for id in in_use {
+            if let Some(e) = self.objects.get_mut(id) {
+                e.in_use -= 1;
+            }
+        }
+        for p in pinned {
+            self.unpin_ref(p);
+        }
+        Err(Error::ObjectLost {
+            id: o.to_string(),
+            reason: "an argument refers to an object that was freed or belongs to an earlier ray runtime".into(),
+        })
     }
 
     fn unpin_args(&mut self, args: &[Arg]) {
@@ -1043,6 +1116,9 @@ impl HeadState {
                 killer: killer.clone(),
                 cpu_held: Amount::ZERO,
                 blocked: 0,
+                conn_open: false,
+                exit_cause: None,
+                deferred_unpin: Vec::new(),
             },
         );
         let request = SpawnRequest {
@@ -1067,6 +1143,20 @@ impl HeadState {
 
     fn make_idle(&mut self, proc: ProcIndex) {
         let idle_count: usize = self.idle.values().map(|v| v.len()).sum();
+        let Some(w) = self.workers.get_mut(&proc) else {
+            return;
+        };
+        if w.blocked > 0 {
+            // Its task ended while a `get` it made is still open (a dropped future): take the
+            // lent CPU back now, the task's own release follows.
+            self.resources.reclaim_cpu(w.cpu_held);
+            w.blocked = 0;
+            for r in self.requests.values_mut() {
+                if r.blocked_worker == Some(proc) {
+                    r.blocked_worker = None;
+                }
+            }
+        }
         let Some(w) = self.workers.get_mut(&proc) else {
             return;
         };
@@ -1124,6 +1214,7 @@ impl HeadState {
         w.pid = pid;
         conn.send(&ToWorker::Registered);
         w.conn = Some(conn);
+        w.conn_open = true;
         self.spawn_failures = 0;
         let WorkerState::Starting(assignment) = w.state else {
             return true;
@@ -1182,6 +1273,7 @@ impl HeadState {
         if w.blocked > 0 {
             self.resources.reclaim_cpu(w.cpu_held);
         }
+        self.unpin_args(&w.deferred_unpin);
         match w.state {
             WorkerState::Starting(assignment) => {
                 self.spawn_failures += 1;
@@ -1203,20 +1295,7 @@ impl HeadState {
                 }
             }
             WorkerState::Busy(t) => self.retry_or_fail(t, w.pid, &cause),
-            WorkerState::Actor(a) => {
-                let alive = self
-                    .actors
-                    .get(&a)
-                    .is_some_and(|e| !matches!(e.state, ActorState::Dead(_)));
-                if alive {
-                    let class = self.actors[&a].class.clone();
-                    let err = actor_died(
-                        &class,
-                        format!("its worker process (pid {}) {cause}", w.pid),
-                    );
-                    self.actor_dead(a, err);
-                }
-            }
+            WorkerState::Actor(a) => self.actor_process_died(a, w.pid, &cause),
             WorkerState::Idle | WorkerState::Exiting => {}
         }
         self.store.free_proc(proc);
@@ -1332,8 +1411,11 @@ impl HeadState {
         if !matches!(entry.state, ActorState::Creating(p) if p == from) {
             return;
         }
-        if let Some(args) = entry.ctor_args.take() {
-            self.unpin_args(&args);
+        // The constructor's arguments stay pinned while a restart may need them.
+        if result.is_err() || entry.restarts >= entry.max_restarts {
+            if let Some(args) = entry.ctor_args.take() {
+                self.unpin_args(&args);
+            }
         }
         let Some(entry) = self.actors.get_mut(&actor) else {
             return;
@@ -1425,34 +1507,91 @@ impl HeadState {
         };
         let old = std::mem::replace(&mut entry.state, ActorState::Dead(err.clone()));
         let alloc = entry.alloc.take();
-        let ctor_args = entry.ctor_args.take();
-        let mut calls: Vec<ActorCall> = entry.inflight.drain().map(|(_, c)| c).collect();
+        let ctor_args = entry.ctor_args.take().unwrap_or_default();
+        let inflight: Vec<ActorCall> = entry.inflight.drain().map(|(_, c)| c).collect();
+        let mut queued: Vec<ActorCall> = Vec::new();
         for (_, q) in entry.callers.iter_mut() {
-            calls.extend(q.drain(..));
+            queued.extend(q.drain(..));
         }
         if let Some(alloc) = alloc {
             self.resources.release(&alloc);
         }
-        if let Some(args) = ctor_args {
-            self.unpin_args(&args);
-        }
         self.pending_actors.retain(|a| *a != actor);
-        if let ActorState::Starting(p) | ActorState::Creating(p) | ActorState::Alive(p) = old {
-            if let Some(w) = self.workers.get_mut(&p) {
+        // A process that is still running may be reading the arguments of its current calls
+        // (and of its constructor): keep them pinned until it is gone.
+        let mut to_unpin: Vec<Arg> = queued.iter().flat_map(|c| c.args.iter().cloned()).collect();
+        let mut deferred: Vec<Arg> = inflight
+            .iter()
+            .flat_map(|c| c.args.iter().cloned())
+            .collect();
+        deferred.extend(ctor_args);
+        let worker = match old {
+            ActorState::Starting(p) | ActorState::Creating(p) | ActorState::Alive(p) => {
+                self.workers.get_mut(&p)
+            }
+            _ => None,
+        };
+        match worker {
+            Some(w) => {
                 w.state = WorkerState::Exiting;
                 if w.blocked > 0 {
                     self.resources.reclaim_cpu(w.cpu_held);
                     w.blocked = 0;
                 }
                 w.cpu_held = Amount::ZERO;
+                w.deferred_unpin.extend(deferred);
                 w.killer.notify_one();
             }
+            None => to_unpin.extend(deferred),
         }
-        for call in calls {
-            self.unpin_args(&call.args);
+        self.unpin_args(&to_unpin);
+        for call in inflight.into_iter().chain(queued) {
             self.complete_object(call.task, Err(err.clone()));
         }
         self.check_actor_scope(actor);
+        self.schedule();
+    }
+
+    /// The actor's process died. Within `max_restarts` the actor starts again in a new worker
+    /// (its constructor runs again): the calls it was running fail, calls not sent yet wait for
+    /// the new instance. Beyond that, the actor is dead.
+    fn actor_process_died(&mut self, actor: ActorId, pid: u32, cause: &str) {
+        let Some(entry) = self.actors.get_mut(&actor) else {
+            return;
+        };
+        if matches!(entry.state, ActorState::Dead(_)) {
+            return;
+        }
+        let class = entry.class.clone();
+        if entry.restarts >= entry.max_restarts || entry.ctor_args.is_none() {
+            let err = actor_died(&class, format!("its worker process (pid {pid}) {cause}"));
+            self.actor_dead(actor, err);
+            return;
+        }
+        entry.restarts += 1;
+        tracing::warn!(
+            "actor {class}: worker pid {pid} {cause}; restarting ({} of {})",
+            entry.restarts,
+            entry.max_restarts
+        );
+        let err = actor_died(
+            &class,
+            format!(
+                "its worker process (pid {pid}) {cause} while running this call; the actor is restarting ({} of {} \
+                 restarts)",
+                entry.restarts, entry.max_restarts
+            ),
+        );
+        let inflight: Vec<ActorCall> = entry.inflight.drain().map(|(_, c)| c).collect();
+        entry.state = ActorState::Pending;
+        if let Some(alloc) = entry.alloc.take() {
+            self.resources.release(&alloc);
+        }
+        self.pending_actors.push_back(actor);
+        for call in inflight {
+            self.unpin_args(&call.args);
+            self.complete_object(call.task, Err(err.clone()));
+        }
         self.schedule();
     }
 
@@ -1584,7 +1723,9 @@ impl HeadState {
         let need = match kind {
             ReqKind::Get if any_failed => 0,
             ReqKind::Get => not_done.len(),
-            ReqKind::Wait => num_returns.saturating_sub(distinct.len() - not_done.len()),
+            ReqKind::Wait => num_returns
+                .min(distinct.len())
+                .saturating_sub(distinct.len() - not_done.len()),
         };
         let blocked_worker = match reply {
             Reply::Remote { proc, .. } if need > 0 => Some(proc),

@@ -84,8 +84,9 @@ pub(crate) struct ObjectEntry {
 }
 
 impl ObjectEntry {
+    /// Nobody holds it, nothing pins it, and no process is reading it from the store.
     fn unreferenced(&self) -> bool {
-        self.holders.is_empty() && self.pins == 0
+        self.holders.is_empty() && self.pins == 0 && self.mapped.is_empty()
     }
 
     pub(crate) fn is_done(&self) -> bool {
@@ -165,6 +166,12 @@ impl ObjectDirectory {
         self.take_if_unreferenced(id)
     }
 
+    /// A process finished reading it from the store; returns it if that was the last use.
+    pub(crate) fn unmap(&mut self, id: ObjectId, proc: ProcIndex) -> Option<ObjectEntry> {
+        self.map.get_mut(&id)?.mapped.remove(proc);
+        self.take_if_unreferenced(id)
+    }
+
     pub(crate) fn pin(&mut self, id: ObjectId) -> bool {
         match self.map.get_mut(&id) {
             Some(e) => {
@@ -187,8 +194,9 @@ impl ObjectDirectory {
             .map
             .iter_mut()
             .filter_map(|(id, e)| {
-                e.mapped.remove_all(proc);
-                e.holders.remove_all(proc).then_some(*id)
+                let read = e.mapped.remove_all(proc);
+                let held = e.holders.remove_all(proc);
+                (read || held).then_some(*id)
             })
             .collect();
         touched

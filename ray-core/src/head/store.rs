@@ -313,11 +313,12 @@ impl HeadState {
         Ok(Some(v))
     }
 
-    /// A process finished reading objects it was handed from the store.
+    /// A process finished reading objects it was handed from the store (an object nobody
+    /// references any more is freed now, not before).
     pub(crate) fn release_mapped(&mut self, proc: ProcIndex, ids: &[ObjectId]) {
         for id in ids {
-            if let Some(e) = self.objects.get_mut(*id) {
-                e.mapped.remove(proc);
+            if let Some(freed) = self.objects.unmap(*id, proc) {
+                self.object_freed(*id, freed);
             }
         }
     }
