@@ -70,8 +70,17 @@ impl NeuralNetOnGpu {
         println!("building the model on {device_name}");
         let train = Dataset::new(data.train_images, data.train_labels).expect("valid training set");
         let test = Dataset::new(data.test_images, data.test_labels).expect("valid test set");
-        let model = SoftmaxRegression::new(&device, PIXELS, CLASSES, LEARNING_RATE).expect("model on the device");
-        NeuralNetOnGpu { model, train, test, seed, position: BatchPosition::default(), steps: 0, device: device_name }
+        let model = SoftmaxRegression::new(&device, PIXELS, CLASSES, LEARNING_RATE)
+            .expect("model on the device");
+        NeuralNetOnGpu {
+            model,
+            train,
+            test,
+            seed,
+            position: BatchPosition::default(),
+            steps: 0,
+            device: device_name,
+        }
     }
 
     /// Trains `num_steps` batches of 100, printing the test accuracy every 50 steps; returns
@@ -81,11 +90,17 @@ impl NeuralNetOnGpu {
         let mut batches = self.train.batches_from(self.seed, self.position);
         for _ in 0..num_steps {
             let batch = batches.next_batch(BATCH);
-            self.model.train_step(&batch.images, &batch.labels).expect("training step");
+            self.model
+                .train_step(&batch.images, &batch.labels)
+                .expect("training step");
             self.steps += 1;
             if self.steps % REPORT_EVERY == 0 {
                 let accuracy = self.get_accuracy();
-                println!("step {:>5}: test accuracy {accuracy:.4} ({:.1?} so far)", self.steps, start.elapsed());
+                println!(
+                    "step {:>5}: test accuracy {accuracy:.4} ({:.1?} so far)",
+                    self.steps,
+                    start.elapsed()
+                );
             }
         }
         self.position = batches.position();
@@ -94,7 +109,9 @@ impl NeuralNetOnGpu {
 
     /// Accuracy on the test set.
     fn get_accuracy(&self) -> f32 {
-        self.model.accuracy(self.test.images(), self.test.labels()).expect("evaluation")
+        self.model
+            .accuracy(self.test.images(), self.test.labels())
+            .expect("evaluation")
     }
 
     /// Which device this actor trains on.
@@ -131,8 +148,9 @@ pub fn run(opts: &Options) -> Result<Vec<f32>, Box<dyn std::error::Error>> {
     }
 
     // Several actors at once, each on its own GPU, each with its own shuffling seed.
-    let nets: Vec<ActorHandle<NeuralNetOnGpu>> =
-        (0..opts.actors).map(|i| NeuralNetOnGpu::remote(&data, (i > 0).then_some(i as u64))).collect();
+    let nets: Vec<ActorHandle<NeuralNetOnGpu>> = (0..opts.actors)
+        .map(|i| NeuralNetOnGpu::remote(&data, (i > 0).then_some(i as u64)))
+        .collect();
     let devices = ray::get_all(&nets.iter().map(|n| n.device()).collect::<Vec<_>>())?;
     for (i, d) in devices.iter().enumerate() {
         println!("actor {i} trains on {d}");
@@ -144,19 +162,30 @@ pub fn run(opts: &Options) -> Result<Vec<f32>, Box<dyn std::error::Error>> {
         let (ready, rest) = ray::wait(&pending, 1, None);
         for r in &ready {
             let i = order.iter().position(|o| o == r).expect("one of ours");
-            println!("actor {i} finished after {:.1?}: accuracy {:.4}", start.elapsed(), ray::get(r)?);
+            println!(
+                "actor {i} finished after {:.1?}: accuracy {:.4}",
+                start.elapsed(),
+                ray::get(r)?
+            );
         }
         pending = rest;
     }
     let accuracies = ray::get_all(&order)?;
     let mean = accuracies.iter().sum::<f32>() / accuracies.len() as f32;
-    println!("Accuracy is {mean} (mean of {} actors: {accuracies:?}).", accuracies.len());
+    println!(
+        "Accuracy is {mean} (mean of {} actors: {accuracies:?}).",
+        accuracies.len()
+    );
     Ok(accuracies)
 }
 
 #[allow(dead_code)]
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut opts = Options { steps: 200, actors: 1, data_dir: mnist::default_dir() };
+    let mut opts = Options {
+        steps: 200,
+        actors: 1,
+        data_dir: mnist::default_dir(),
+    };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
@@ -165,7 +194,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--actors" => opts.actors = value("--actors")?.parse()?,
             "--data-dir" => opts.data_dir = value("--data-dir")?.into(),
             "-h" | "--help" => {
-                println!("usage: mnist [--steps N (200)] [--actors N (1)] [--data-dir DIR (the shipped sample)]");
+                println!(
+                    "usage: mnist [--steps N (200)] [--actors N (1)] [--data-dir DIR (the shipped sample)]"
+                );
                 return Ok(());
             }
             other => return Err(format!("unknown argument {other:?}; try --help").into()),

@@ -40,7 +40,10 @@ fn main() -> ray::Result<()> {
 
     let squares: Vec<ObjectRef<u64>> = (0..10).map(square::remote).collect();
     println!("squares: {:?}", ray::get_all(&squares)?);
-    println!("sum of squares below 100: {}", ray::get(&sum_of_squares::remote(100))?);
+    println!(
+        "sum of squares below 100: {}",
+        ray::get(&sum_of_squares::remote(100))?
+    );
 
     let acc: ActorHandle<Accumulator> = Accumulator::remote(1000);
     for r in &squares {

@@ -16,7 +16,10 @@ struct Counter {
 #[ray::remote]
 impl Counter {
     fn new(start: i64) -> Self {
-        Counter { n: start, log: Vec::new() }
+        Counter {
+            n: start,
+            log: Vec::new(),
+        }
     }
     /// Adds `x`, returns the new total.
     fn add(&mut self, x: i64) -> i64 {
@@ -99,7 +102,9 @@ struct Parallel {
 #[ray::remote]
 impl Parallel {
     fn new() -> Self {
-        Parallel { hits: std::sync::atomic::AtomicU64::new(0) }
+        Parallel {
+            hits: std::sync::atomic::AtomicU64::new(0),
+        }
     }
     fn span(&self, ms: u64) -> (u128, u128) {
         self.hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -134,10 +139,12 @@ fn calls_from_one_caller_run_in_call_order() {
     let c = Counter::remote(0);
     let refs: Vec<ObjectRef<i64>> = (1..=500).map(|i| c.add(i)).collect();
     let totals = ray::get_all(&refs).unwrap();
-    let expected: Vec<i64> = (1..=500).scan(0, |s, i| {
-        *s += i;
-        Some(*s)
-    }).collect();
+    let expected: Vec<i64> = (1..=500)
+        .scan(0, |s, i| {
+            *s += i;
+            Some(*s)
+        })
+        .collect();
     assert_eq!(totals, expected);
     assert_eq!(ray::get(&c.log()).unwrap(), (1..=500).collect::<Vec<_>>());
     ray::shutdown();
@@ -155,7 +162,11 @@ fn calls_wait_for_object_ref_arguments_without_reordering() {
     }
     let first = c.add(later::remote(300, 10));
     let second = c.add(1);
-    assert_eq!(ray::get(&second).unwrap(), 11, "the second call ran after the first");
+    assert_eq!(
+        ray::get(&second).unwrap(),
+        11,
+        "the second call ran after the first"
+    );
     assert_eq!(ray::get(&first).unwrap(), 10);
     drop(slow);
     ray::shutdown();
@@ -190,7 +201,10 @@ fn kill_ends_the_actor_and_fails_later_calls() {
         other => panic!("expected ActorDied, got {other:?}"),
     }
     assert!(matches!(ray::get(&c.get()), Err(Error::ActorDied { .. })));
-    assert!(eventually(Duration::from_secs(5), || !pid_alive(pid)), "the actor's process is gone");
+    assert!(
+        eventually(Duration::from_secs(5), || !pid_alive(pid)),
+        "the actor's process is gone"
+    );
     ray::shutdown();
 }
 
@@ -205,8 +219,15 @@ fn an_actor_whose_handles_are_all_dropped_exits() {
     std::thread::sleep(Duration::from_millis(200));
     assert!(pid_alive(pid), "a clone still holds it");
     drop(c2);
-    assert_eq!(ray::get(&last).unwrap(), 2, "calls made before the drop still complete");
-    assert!(eventually(Duration::from_secs(5), || !pid_alive(pid)), "worker {pid} should exit");
+    assert_eq!(
+        ray::get(&last).unwrap(),
+        2,
+        "calls made before the drop still complete"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || !pid_alive(pid)),
+        "worker {pid} should exit"
+    );
     ray::shutdown();
 }
 
@@ -219,7 +240,10 @@ fn constructor_panics_surface_on_the_first_method_get() {
     match ray::get(&bad.ping()) {
         Err(Error::ActorDied { actor, cause }) => {
             assert_eq!(actor, "Exploding");
-            assert!(cause.contains("constructor refused: fail = true"), "{cause}");
+            assert!(
+                cause.contains("constructor refused: fail = true"),
+                "{cause}"
+            );
         }
         other => panic!("expected ActorDied, got {other:?}"),
     }
@@ -231,7 +255,9 @@ fn a_method_panic_fails_that_call_only() {
     init(2);
     let c = Counter::remote(7);
     match ray::get(&c.fail("oops".to_string())) {
-        Err(Error::TaskFailed { function, message, .. }) => {
+        Err(Error::TaskFailed {
+            function, message, ..
+        }) => {
             assert_eq!(function, "Counter.fail");
             assert_eq!(message, "counter failed: oops");
         }
@@ -274,11 +300,18 @@ fn gpu_actors_get_distinct_ids_and_a_third_waits_for_one_to_be_killed() {
 
     let c = GpuUser::remote();
     let third = c.ids();
-    let (ready, _) = ray::wait(std::slice::from_ref(&third), 1, Some(Duration::from_millis(500)));
+    let (ready, _) = ray::wait(
+        std::slice::from_ref(&third),
+        1,
+        Some(Duration::from_millis(500)),
+    );
     assert!(ready.is_empty(), "no GPU is free for the third actor");
     ray::kill(&a);
     let (ids_c, _, _) = ray::get_with_timeout(&third, Duration::from_secs(20)).unwrap();
-    assert_eq!(ids_c, ids_a, "the third actor got the GPU the killed one held");
+    assert_eq!(
+        ids_c, ids_a,
+        "the third actor got the GPU the killed one held"
+    );
     ray::shutdown();
 }
 
@@ -288,7 +321,11 @@ fn infeasible_actors_fail_their_calls_at_once() {
     let g = GpuUser::remote();
     let t = Instant::now();
     match ray::get(&g.ids()) {
-        Err(Error::Infeasible { requested, available, .. }) => {
+        Err(Error::Infeasible {
+            requested,
+            available,
+            ..
+        }) => {
             assert_eq!(requested, "GPU: 1");
             assert_eq!(available, "CPU: 1, GPU: 0");
         }
@@ -296,7 +333,10 @@ fn infeasible_actors_fail_their_calls_at_once() {
     }
     assert!(t.elapsed() < Duration::from_secs(1));
     let too_big = Counter::options().num_cpus(5).remote(0);
-    assert!(matches!(ray::get(&too_big.get()), Err(Error::Infeasible { .. })));
+    assert!(matches!(
+        ray::get(&too_big.get()),
+        Err(Error::Infeasible { .. })
+    ));
     ray::shutdown();
 }
 
@@ -305,7 +345,10 @@ fn threaded_actors_run_shared_methods_concurrently() {
     init(2);
     let p = Parallel::remote();
     let spans = ray::get_all(&(0..4).map(|_| p.span(300)).collect::<Vec<_>>()).unwrap();
-    assert!(max_overlap(&spans) >= 3, "max_concurrency = 4 lets &self calls overlap: {spans:?}");
+    assert!(
+        max_overlap(&spans) >= 3,
+        "max_concurrency = 4 lets &self calls overlap: {spans:?}"
+    );
     assert_eq!(ray::get(&p.hits()).unwrap(), 4);
     ray::shutdown();
 }
@@ -320,7 +363,11 @@ fn actors_and_tasks_can_call_actors_created_in_workers() {
     }
     init(2);
     let c = ray::get(&make_counter::remote(10)).unwrap();
-    assert_eq!(ray::get(&c.add(5)).unwrap(), 16, "the actor outlives the task that made it");
+    assert_eq!(
+        ray::get(&c.add(5)).unwrap(),
+        16,
+        "the actor outlives the task that made it"
+    );
     ray::shutdown();
 }
 
@@ -350,7 +397,9 @@ fn an_actor_with_max_restarts_is_started_again_after_its_process_dies() {
     let (n, pid1) = ray::get(&p.call()).unwrap();
     assert_eq!(n, 1);
     match ray::get(&p.crash()) {
-        Err(Error::ActorDied { cause, .. }) => assert!(cause.contains("restarting (1 of 1"), "{cause}"),
+        Err(Error::ActorDied { cause, .. }) => {
+            assert!(cause.contains("restarting (1 of 1"), "{cause}")
+        }
         other => panic!("expected ActorDied, got {other:?}"),
     }
     let (n, pid2) = ray::get(&p.call()).unwrap();
@@ -360,6 +409,9 @@ fn an_actor_with_max_restarts_is_started_again_after_its_process_dies() {
         Err(Error::ActorDied { cause, .. }) => assert!(!cause.contains("restarting"), "{cause}"),
         other => panic!("expected ActorDied, got {other:?}"),
     }
-    assert!(matches!(ray::get(&p.call()), Err(Error::ActorDied { .. })), "no restarts left");
+    assert!(
+        matches!(ray::get(&p.call()), Err(Error::ActorDied { .. })),
+        "no restarts left"
+    );
     ray::shutdown();
 }

@@ -26,14 +26,24 @@ fn the_default_gpu_count_is_the_number_of_adapters() {
     let start = Instant::now();
     ray::init(ray::Config::default().num_cpus(2)).unwrap();
     assert_eq!(ray::get(&no_gpu::remote()).unwrap(), Vec::<usize>::new());
-    assert!(start.elapsed() < Duration::from_secs(2), "CPU-only work does not wait for GPU detection");
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "CPU-only work does not wait for GPU detection"
+    );
     if adapters > 0 {
         assert_eq!(ray::get(&one_gpu::remote()).unwrap(), vec![0]);
     }
     match ray::get(&one_gpu::options().num_gpus(adapters as f64 + 1.0).remote()) {
-        Err(Error::Infeasible { requested, available, .. }) => {
+        Err(Error::Infeasible {
+            requested,
+            available,
+            ..
+        }) => {
             assert_eq!(requested, format!("GPU: {}", adapters + 1));
-            assert!(available.contains(&format!("GPU: {adapters}")), "{available}");
+            assert!(
+                available.contains(&format!("GPU: {adapters}")),
+                "{available}"
+            );
         }
         other => panic!("expected Infeasible, got {other:?}"),
     }

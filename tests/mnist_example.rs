@@ -7,7 +7,11 @@ mod example;
 use example::{Options, run};
 
 fn options(steps: usize, actors: usize) -> Options {
-    Options { steps, actors, data_dir: ray::gpu::mnist::default_dir() }
+    Options {
+        steps,
+        actors,
+        data_dir: ray::gpu::mnist::default_dir(),
+    }
 }
 
 #[test]
@@ -17,7 +21,11 @@ fn the_seed_program_reaches_its_accuracy_after_200_and_1000_steps() {
     let acc200 = run(&options(200, 1)).unwrap();
     assert!(acc200[0] >= 0.89, "accuracy after 200 steps: {}", acc200[0]);
     let acc1000 = run(&options(1000, 1)).unwrap();
-    assert!(acc1000[0] >= 0.90, "accuracy after 1,000 steps: {}", acc1000[0]);
+    assert!(
+        acc1000[0] >= 0.90,
+        "accuracy after 1,000 steps: {}",
+        acc1000[0]
+    );
     ray::shutdown();
 }
 

@@ -26,7 +26,10 @@ fn calls_before_init_and_after_shutdown_say_not_initialized() {
     assert!(matches!(ray::get(&r), Err(Error::NotInitialized { .. })));
     assert!(matches!(ray::put(1), Err(Error::NotInitialized { .. })));
     let t = Thing::remote();
-    assert!(matches!(ray::get(&t.ping()), Err(Error::NotInitialized { .. })));
+    assert!(matches!(
+        ray::get(&t.ping()),
+        Err(Error::NotInitialized { .. })
+    ));
     assert!(!ray::is_initialized());
 
     ray::init(ray::Config::default().num_cpus(1)).unwrap();

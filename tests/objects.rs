@@ -92,9 +92,18 @@ fn memory_is_given_back_after_a_loop_of_large_puts_and_drops() {
         peak = peak.max(rss_bytes());
     }
     // Results of the tasks are dropped too: nothing is left.
-    assert!(eventually(Duration::from_secs(5), || live() == (objects_before, bytes_before)), "{:?}", live());
+    assert!(
+        eventually(Duration::from_secs(5), || live()
+            == (objects_before, bytes_before)),
+        "{:?}",
+        live()
+    );
     let grown = peak.saturating_sub(rss_before);
-    assert!(grown < 300 << 20, "driver RSS grew by {} MiB for 1 GiB of dropped objects", grown >> 20);
+    assert!(
+        grown < 300 << 20,
+        "driver RSS grew by {} MiB for 1 GiB of dropped objects",
+        grown >> 20
+    );
     ray::shutdown();
 }
 
@@ -108,7 +117,11 @@ fn objects_referenced_only_by_pending_task_arguments_stay_alive() {
     let total = hold_then_sum::remote(vec![a, b], 300);
     assert_eq!(ray::get(&total).unwrap(), 3000);
     drop(total);
-    assert!(eventually(Duration::from_secs(5), || live().0 == objects_before), "{:?}", live());
+    assert!(
+        eventually(Duration::from_secs(5), || live().0 == objects_before),
+        "{:?}",
+        live()
+    );
     ray::shutdown();
 }
 
@@ -120,9 +133,17 @@ fn objects_put_by_workers_live_as_long_as_a_reference_does() {
     let inner: ObjectRef<Vec<u8>> = ray::get(&outer).unwrap();
     drop(outer);
     std::thread::sleep(Duration::from_millis(100));
-    assert_eq!(ray::get(&inner).unwrap().len(), 5000, "still alive through the inner reference");
+    assert_eq!(
+        ray::get(&inner).unwrap().len(),
+        5000,
+        "still alive through the inner reference"
+    );
     drop(inner);
-    assert!(eventually(Duration::from_secs(5), || live().0 == objects_before), "{:?}", live());
+    assert!(
+        eventually(Duration::from_secs(5), || live().0 == objects_before),
+        "{:?}",
+        live()
+    );
     ray::shutdown();
 }
 
@@ -153,6 +174,11 @@ fn task_results_nobody_references_are_dropped() {
     let fire_and_forget: Vec<_> = (0..5).map(|_| big::remote(1 << 20)).collect();
     ray::get_all(&fire_and_forget).unwrap();
     drop(fire_and_forget);
-    assert!(eventually(Duration::from_secs(5), || live() == (objects_before, bytes_before)), "{:?}", live());
+    assert!(
+        eventually(Duration::from_secs(5), || live()
+            == (objects_before, bytes_before)),
+        "{:?}",
+        live()
+    );
     ray::shutdown();
 }

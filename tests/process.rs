@@ -58,7 +58,9 @@ fn print_worker_pids() {
 /// The child driver. A no-op unless `RAY_TEST_CHILD` is set.
 #[test]
 fn child_driver() {
-    let Ok(mode) = std::env::var(MODE) else { return };
+    let Ok(mode) = std::env::var(MODE) else {
+        return;
+    };
     ray::init(ray::Config::default().num_cpus(2)).unwrap();
     match mode.as_str() {
         "logs" => {
@@ -106,7 +108,10 @@ fn read_pids(stdout: &mut BufReader<std::process::ChildStdout>) -> Vec<u32> {
     let mut line = String::new();
     loop {
         line.clear();
-        assert!(stdout.read_line(&mut line).unwrap() > 0, "child ended before printing its workers");
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "child ended before printing its workers"
+        );
         if let Some(rest) = line.trim().strip_prefix("WORKER_PIDS ") {
             return rest.split(' ').map(|p| p.parse().unwrap()).collect();
         }
@@ -119,21 +124,55 @@ fn worker_output_reaches_the_driver_with_ray_prefixes_and_whole_lines() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "child failed:\n{stdout}\n{stderr}");
-    let task_pid: u32 = stdout.lines().find_map(|l| l.strip_prefix("TASK_PID ")).unwrap().parse().unwrap();
-    let actor_pid: u32 = stdout.lines().find_map(|l| l.strip_prefix("ACTOR_PID ")).unwrap().parse().unwrap();
-    assert!(stdout.contains(&format!("(say_hello pid={task_pid}) hello from task 7\n")), "{stdout}");
-    assert!(stderr.contains(&format!("(say_hello pid={task_pid}) task 7 on stderr\n")), "{stderr}");
-    assert!(stdout.contains(&format!("(Printer pid={actor_pid}) printer constructed\n")), "{stdout}");
-    assert!(stdout.contains(&format!("(Printer pid={actor_pid}) printer says hi\n")), "{stdout}");
+    let task_pid: u32 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("TASK_PID "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let actor_pid: u32 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("ACTOR_PID "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        stdout.contains(&format!("(say_hello pid={task_pid}) hello from task 7\n")),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains(&format!("(say_hello pid={task_pid}) task 7 on stderr\n")),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains(&format!("(Printer pid={actor_pid}) printer constructed\n")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("(Printer pid={actor_pid}) printer says hi\n")),
+        "{stdout}"
+    );
     // 4 tasks x 300 lines printed concurrently: every line arrives whole, with its prefix.
     let filler = "x".repeat(300);
     let mut seen = 0;
-    for line in stdout.lines().filter(|l| l.contains("LINE") || l.contains(&filler[..50])) {
-        let (prefix, rest) = line.split_once(") ").unwrap_or_else(|| panic!("no prefix: {line:?}"));
-        assert!(prefix.starts_with("(chatter pid="), "bad prefix in {line:?}");
+    for line in stdout
+        .lines()
+        .filter(|l| l.contains("LINE") || l.contains(&filler[..50]))
+    {
+        let (prefix, rest) = line
+            .split_once(") ")
+            .unwrap_or_else(|| panic!("no prefix: {line:?}"));
+        assert!(
+            prefix.starts_with("(chatter pid="),
+            "bad prefix in {line:?}"
+        );
         let parts: Vec<&str> = rest.split(' ').collect();
         assert_eq!(parts.len(), 5, "interleaved line: {line:?}");
-        assert_eq!((parts[0], parts[3], parts[4]), ("LINE", filler.as_str(), "END"), "{line:?}");
+        assert_eq!(
+            (parts[0], parts[3], parts[4]),
+            ("LINE", filler.as_str(), "END"),
+            "{line:?}"
+        );
         seen += 1;
     }
     assert_eq!(seen, 1200, "every line once");
@@ -142,9 +181,14 @@ fn worker_output_reaches_the_driver_with_ray_prefixes_and_whole_lines() {
 
 fn assert_workers_gone(pids: &[u32], how: &str) {
     assert!(!pids.is_empty());
-    let gone = eventually(Duration::from_secs(2), || pids.iter().all(|p| !pid_alive(*p)));
+    let gone = eventually(Duration::from_secs(2), || {
+        pids.iter().all(|p| !pid_alive(*p))
+    });
     let alive: Vec<&u32> = pids.iter().filter(|p| pid_alive(**p)).collect();
-    assert!(gone, "after the driver {how}, workers {alive:?} are still alive");
+    assert!(
+        gone,
+        "after the driver {how}, workers {alive:?} are still alive"
+    );
 }
 
 #[test]

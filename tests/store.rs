@@ -38,7 +38,11 @@ fn put_patterned(seed: u64, n: usize) -> ObjectRef<Vec<u64>> {
 #[ray::remote]
 fn check_patterned(r: ObjectRef<Vec<u64>>, seed: u64, n: usize) -> bool {
     let view = ray::get_slice(&r).unwrap();
-    view.len() == n && view.iter().enumerate().all(|(i, x)| *x == (i as u64).wrapping_mul(seed))
+    view.len() == n
+        && view
+            .iter()
+            .enumerate()
+            .all(|(i, x)| *x == (i as u64).wrapping_mul(seed))
 }
 
 #[ray::remote]
@@ -59,7 +63,11 @@ fn workers_and_the_driver_read_large_pod_objects_in_place() {
     let data: Vec<f32> = (0..4_000_000).map(|i| (i % 7) as f32).collect();
     let expected: f64 = data.iter().map(|x| *x as f64).sum();
     let r = ray::put_slice(&data).unwrap();
-    assert!(stats().0 >= 16_000_000, "the object is in the store: {:?}", stats());
+    assert!(
+        stats().0 >= 16_000_000,
+        "the object is in the store: {:?}",
+        stats()
+    );
     let (zero_copy, sum, misalign) = ray::get(&view_sum::remote(r.clone())).unwrap();
     assert!(zero_copy, "the worker's view points into shared memory");
     assert_eq!(misalign, 0, "elements are aligned");
@@ -81,7 +89,11 @@ fn workers_and_the_driver_read_large_pod_objects_in_place() {
     assert!(!v.is_zero_copy());
     assert_eq!(&*v, &[1, 2, 3]);
     drop((view, v2, r, via_serde));
-    assert!(eventually(Duration::from_secs(5), || stats().0 == 0), "memory given back: {:?}", stats());
+    assert!(
+        eventually(Duration::from_secs(5), || stats().0 == 0),
+        "memory given back: {:?}",
+        stats()
+    );
     ray::shutdown();
 }
 
@@ -92,27 +104,43 @@ fn large_values_travel_through_the_store_in_both_directions() {
     let (n, sum) = ray::get(&len_and_sum::remote(vec![3u8; 5 * MB])).unwrap();
     assert_eq!((n, sum), (5 * MB, 15 * MB as u64));
     let big = make_big::remote(7 * MB, 2);
-    assert_eq!(ray::get(&len_and_sum::remote(&big)).unwrap(), (7 * MB, 14 * MB as u64));
+    assert_eq!(
+        ray::get(&len_and_sum::remote(&big)).unwrap(),
+        (7 * MB, 14 * MB as u64)
+    );
     assert_eq!(ray::get(&big).unwrap().len(), 7 * MB);
     drop(big);
-    assert!(eventually(Duration::from_secs(5), || stats().0 == 0), "{:?}", stats());
+    assert!(
+        eventually(Duration::from_secs(5), || stats().0 == 0),
+        "{:?}",
+        stats()
+    );
     ray::shutdown();
 }
 
 #[test]
 fn readers_never_see_a_partial_or_changing_object() {
-    ray::init(ray::Config::default().num_cpus(2).object_store_memory(256 * MB as u64)).unwrap();
+    ray::init(
+        ray::Config::default()
+            .num_cpus(2)
+            .object_store_memory(256 * MB as u64),
+    )
+    .unwrap();
     // Writers in workers, readers in other workers, store reused over and over.
     for round in 0..6u64 {
-        let refs: Vec<ObjectRef<ObjectRef<Vec<u64>>>> =
-            (0..4).map(|i| put_patterned::remote(round * 10 + i + 1, 1_000_000)).collect();
+        let refs: Vec<ObjectRef<ObjectRef<Vec<u64>>>> = (0..4)
+            .map(|i| put_patterned::remote(round * 10 + i + 1, 1_000_000))
+            .collect();
         let inner = ray::get_all(&refs).unwrap();
         let checks: Vec<ObjectRef<bool>> = inner
             .iter()
             .enumerate()
             .map(|(i, r)| check_patterned::remote(r.clone(), round * 10 + i as u64 + 1, 1_000_000))
             .collect();
-        assert!(ray::get_all(&checks).unwrap().into_iter().all(|ok| ok), "round {round}");
+        assert!(
+            ray::get_all(&checks).unwrap().into_iter().all(|ok| ok),
+            "round {round}"
+        );
     }
     ray::shutdown();
 }
@@ -121,36 +149,62 @@ fn readers_never_see_a_partial_or_changing_object() {
 fn referenced_objects_are_spilled_when_the_store_is_full_and_restored_on_get() {
     let dir = scratch("spill");
     ray::init(
-        ray::Config::default().num_cpus(2).object_store_memory(48 * MB as u64).object_spilling_directory(&dir),
+        ray::Config::default()
+            .num_cpus(2)
+            .object_store_memory(48 * MB as u64)
+            .object_spilling_directory(&dir),
     )
     .unwrap();
     let spill_dir = stats().4;
     assert!(spill_dir.starts_with(&dir));
-    let refs: Vec<ObjectRef<Vec<u8>>> = (0..8u8).map(|i| ray::put(vec![i; 10 * MB]).unwrap()).collect();
+    let refs: Vec<ObjectRef<Vec<u8>>> = (0..8u8)
+        .map(|i| ray::put(vec![i; 10 * MB]).unwrap())
+        .collect();
     let (used, capacity, spilled, _, _) = stats();
     assert!(used <= capacity);
-    assert!(spilled >= 4, "80 MiB of live objects in a 48 MiB store: {spilled} spilled");
+    assert!(
+        spilled >= 4,
+        "80 MiB of live objects in a 48 MiB store: {spilled} spilled"
+    );
     let files = std::fs::read_dir(&spill_dir).unwrap().count();
     assert!(files >= 4, "spilled objects are files on disk: {files}");
     for (i, r) in refs.iter().enumerate() {
         let v = ray::get(r).unwrap();
         assert_eq!(v.len(), 10 * MB);
-        assert!(v.iter().all(|b| *b == i as u8), "object {i} restored intact");
+        assert!(
+            v.iter().all(|b| *b == i as u8),
+            "object {i} restored intact"
+        );
     }
     assert!(stats().3 >= 4, "restored on get: {:?}", stats());
     // Tasks read spilled objects too.
-    assert_eq!(ray::get(&len_and_sum::remote(&refs[0])).unwrap(), (10 * MB, 0));
+    assert_eq!(
+        ray::get(&len_and_sum::remote(&refs[0])).unwrap(),
+        (10 * MB, 0)
+    );
     drop(refs);
     assert!(eventually(Duration::from_secs(5), || stats().0 == 0));
     ray::shutdown();
-    assert!(!spill_dir.exists(), "no spilled file is left after shutdown");
+    assert!(
+        !spill_dir.exists(),
+        "no spilled file is left after shutdown"
+    );
 }
 
 #[test]
 fn a_put_that_cannot_fit_even_after_spilling_is_object_store_full() {
-    ray::init(ray::Config::default().num_cpus(2).object_store_memory(32 * MB as u64)).unwrap();
+    ray::init(
+        ray::Config::default()
+            .num_cpus(2)
+            .object_store_memory(32 * MB as u64),
+    )
+    .unwrap();
     match ray::put(vec![0u8; 40 * MB]) {
-        Err(Error::ObjectStoreFull { requested, capacity, .. }) => {
+        Err(Error::ObjectStoreFull {
+            requested,
+            capacity,
+            ..
+        }) => {
             assert!(requested >= 40 * MB as u64);
             assert_eq!(capacity, 32 * MB as u64);
         }
@@ -195,7 +249,12 @@ fn child_writes_through_a_view() {
 #[test]
 fn the_store_is_mapped_read_only_so_a_sealed_object_cannot_be_overwritten() {
     let out = Command::new(std::env::current_exe().unwrap())
-        .args(["child_writes_through_a_view", "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            "child_writes_through_a_view",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("RAY_TEST_CHILD", "write-view")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -204,6 +263,9 @@ fn the_store_is_mapped_read_only_so_a_sealed_object_cannot_be_overwritten() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     use std::os::unix::process::ExitStatusExt;
     assert!(stdout.contains("WRITING"), "{stdout}");
-    assert!(!stdout.contains("WROTE"), "the write went through: {stdout}");
+    assert!(
+        !stdout.contains("WROTE"),
+        "the write went through: {stdout}"
+    );
     assert_eq!(out.status.signal(), Some(libc::SIGSEGV), "{:?}", out.status);
 }

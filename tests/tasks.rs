@@ -169,7 +169,9 @@ fn per_call_options_apply() {
     assert_eq!(ray::get(&c).unwrap(), 3);
     let bad = add::options().num_cpus(-1.0).remote(1, 2);
     match ray::get(&bad) {
-        Err(Error::InvalidArgument { message, .. }) => assert!(message.contains("negative"), "{message}"),
+        Err(Error::InvalidArgument { message, .. }) => {
+            assert!(message.contains("negative"), "{message}")
+        }
         other => panic!("expected InvalidArgument, got {other:?}"),
     }
     ray::shutdown();
@@ -197,7 +199,10 @@ fn nested_tasks_do_not_deadlock_when_every_cpu_waits() {
     // With one CPU, every fib task blocks in `get` on its children: the node must lend the
     // blocked worker's CPU or this would hang.
     init(1);
-    assert_eq!(ray::get_with_timeout(&fib::remote(10), Duration::from_secs(60)).unwrap(), 55);
+    assert_eq!(
+        ray::get_with_timeout(&fib::remote(10), Duration::from_secs(60)).unwrap(),
+        55
+    );
     ray::shutdown();
 }
 
@@ -224,7 +229,11 @@ fn wait_returns_ready_and_pending_with_ray_semantics() {
     let t = Instant::now();
     let (ready, pending) = ray::wait(&refs, 2, Some(Duration::from_millis(100)));
     assert!(t.elapsed() >= Duration::from_millis(100));
-    assert_eq!((ready.len(), pending.len()), (1, 1), "timeout returns what is ready");
+    assert_eq!(
+        (ready.len(), pending.len()),
+        (1, 1),
+        "timeout returns what is ready"
+    );
     let (ready, _) = ray::wait(&refs, 2, None);
     assert_eq!(ready, refs, "ready keeps the order of the input");
     ray::shutdown();
@@ -267,11 +276,18 @@ fn object_refs_can_be_awaited() {
 fn concurrency_never_exceeds_the_declared_cpus() {
     init(2);
     let spans = ray::get_all(&(0..8).map(|_| timed::remote(150)).collect::<Vec<_>>()).unwrap();
-    assert_eq!(max_overlap(&spans), 2, "two CPUs: exactly two tasks at a time");
+    assert_eq!(
+        max_overlap(&spans),
+        2,
+        "two CPUs: exactly two tasks at a time"
+    );
     // Half a CPU each: four at a time on two CPUs.
     let spans = ray::get_all(&(0..8).map(|_| half_cpu::remote(300)).collect::<Vec<_>>()).unwrap();
     let overlap = max_overlap(&spans);
-    assert!((3..=4).contains(&overlap), "0.5-CPU tasks overlapped {overlap} at a time");
+    assert!(
+        (3..=4).contains(&overlap),
+        "0.5-CPU tasks overlapped {overlap} at a time"
+    );
     ray::shutdown();
 }
 
@@ -288,7 +304,11 @@ fn infeasible_requests_fail_at_once_naming_what_was_asked() {
     ray::init(ray::Config::default().num_cpus(2).num_gpus(8)).unwrap();
     let t = Instant::now();
     match ray::get(&wants_nine_gpus::remote()) {
-        Err(Error::Infeasible { name, requested, available }) => {
+        Err(Error::Infeasible {
+            name,
+            requested,
+            available,
+        }) => {
             assert!(name.ends_with("wants_nine_gpus"), "{name}");
             assert_eq!(requested, "GPU: 9");
             assert_eq!(available, "CPU: 2, GPU: 8");
@@ -297,7 +317,10 @@ fn infeasible_requests_fail_at_once_naming_what_was_asked() {
     }
     let err = ray::get(&add::options().resource("tpu", 1).remote(1, 1)).unwrap_err();
     assert!(err.to_string().contains("tpu: 1"), "{err}");
-    assert!(t.elapsed() < Duration::from_secs(1), "fails at once, no waiting");
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "fails at once, no waiting"
+    );
     ray::shutdown();
 }
 
@@ -305,7 +328,11 @@ fn infeasible_requests_fail_at_once_naming_what_was_asked() {
 fn a_panicking_task_gives_task_failed_with_name_message_and_pid() {
     init(2);
     match ray::get(&boom::remote("bad input".to_string())) {
-        Err(Error::TaskFailed { function, message, pid }) => {
+        Err(Error::TaskFailed {
+            function,
+            message,
+            pid,
+        }) => {
             assert!(function.ends_with("::boom"), "{function}");
             assert_eq!(message, "boom: bad input");
             assert_ne!(pid, std::process::id());
@@ -315,7 +342,10 @@ fn a_panicking_task_gives_task_failed_with_name_message_and_pid() {
     }
     // The failure propagates to dependents.
     let dependent = add::remote(boom::remote("x".to_string()), 1);
-    assert!(matches!(ray::get(&dependent), Err(Error::TaskFailed { .. })));
+    assert!(matches!(
+        ray::get(&dependent),
+        Err(Error::TaskFailed { .. })
+    ));
     // The worker survives a panic and runs later tasks.
     assert_eq!(ray::get(&add::remote(1, 1)).unwrap(), 2);
     ray::shutdown();
@@ -325,7 +355,12 @@ fn a_panicking_task_gives_task_failed_with_name_message_and_pid() {
 fn abort_inside_a_task_is_retried_then_reported_as_worker_died() {
     init(2);
     match ray::get(&abort_now::remote()) {
-        Err(Error::WorkerDied { function, attempts, cause, pid }) => {
+        Err(Error::WorkerDied {
+            function,
+            attempts,
+            cause,
+            pid,
+        }) => {
             assert!(function.ends_with("abort_now"));
             assert_eq!(attempts, 1, "max_retries = 0: one attempt");
             assert!(cause.contains("SIGABRT"), "{cause}");
@@ -334,7 +369,9 @@ fn abort_inside_a_task_is_retried_then_reported_as_worker_died() {
         other => panic!("expected WorkerDied, got {other:?}"),
     }
     match ray::get(&abort_always::remote()) {
-        Err(Error::WorkerDied { attempts, .. }) => assert_eq!(attempts, 4, "default max_retries = 3"),
+        Err(Error::WorkerDied { attempts, .. }) => {
+            assert_eq!(attempts, 4, "default max_retries = 3")
+        }
         other => panic!("expected WorkerDied, got {other:?}"),
     }
     let dir = scratch("abort-once");
@@ -352,18 +389,26 @@ fn a_worker_killed_from_outside_is_replaced_and_its_task_retried() {
     let dir = scratch("killed");
     let pid_file = dir.join("pid").display().to_string();
     let r = killable::remote(pid_file.clone());
-    assert!(eventually(Duration::from_secs(10), || std::fs::read_to_string(&pid_file).is_ok_and(|s| !s.is_empty())));
+    assert!(eventually(Duration::from_secs(10), || {
+        std::fs::read_to_string(&pid_file).is_ok_and(|s| !s.is_empty())
+    }));
     let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().parse().unwrap();
     // SAFETY: sending SIGKILL to the worker process this test started.
     unsafe { libc::kill(pid, libc::SIGKILL) };
-    assert_eq!(ray::get_with_timeout(&r, Duration::from_secs(20)).unwrap(), "survived");
+    assert_eq!(
+        ray::get_with_timeout(&r, Duration::from_secs(20)).unwrap(),
+        "survived"
+    );
     ray::shutdown();
 }
 
 #[test]
 fn init_twice_on_one_thread_is_an_error() {
     init(1);
-    assert!(matches!(ray::init(ray::Config::default()), Err(Error::AlreadyInitialized)));
+    assert!(matches!(
+        ray::init(ray::Config::default()),
+        Err(Error::AlreadyInitialized)
+    ));
     ray::shutdown();
     init(1);
     ray::shutdown();
@@ -397,12 +442,18 @@ fn task_workers_are_pooled_and_actors_get_their_own() {
     for _ in 0..30 {
         task_pids.insert(ray::get(&worker_pid::remote()).unwrap());
     }
-    assert!(task_pids.len() <= 2, "30 sequential tasks reuse pooled workers, used {task_pids:?}");
+    assert!(
+        task_pids.len() <= 2,
+        "30 sequential tasks reuse pooled workers, used {task_pids:?}"
+    );
     let a = PidActor::remote();
     let b = PidActor::remote();
     let (pa, pb) = (ray::get(&a.pid()).unwrap(), ray::get(&b.pid()).unwrap());
     assert_ne!(pa, pb);
-    assert!(!task_pids.contains(&pa) && !task_pids.contains(&pb), "actors do not share task workers");
+    assert!(
+        !task_pids.contains(&pa) && !task_pids.contains(&pb),
+        "actors do not share task workers"
+    );
     for _ in 0..10 {
         let p = ray::get(&worker_pid::remote()).unwrap();
         assert!(p != pa && p != pb, "tasks never run in an actor's worker");
@@ -431,10 +482,16 @@ fn nothing_leaks_when_a_worker_dies_right_after_sending() {
     init(2);
     let (before, _) = ray::__private::object_stats().unwrap();
     for _ in 0..6 {
-        assert!(matches!(ray::get(&put_many_then_abort::remote(5_000)), Err(Error::WorkerDied { .. })));
+        assert!(matches!(
+            ray::get(&put_many_then_abort::remote(5_000)),
+            Err(Error::WorkerDied { .. })
+        ));
     }
     assert!(
-        eventually(Duration::from_secs(10), || ray::__private::object_stats().unwrap().0 == before),
+        eventually(Duration::from_secs(10), || ray::__private::object_stats()
+            .unwrap()
+            .0
+            == before),
         "objects left behind by dead workers: {:?} (was {before})",
         ray::__private::object_stats()
     );
@@ -458,12 +515,19 @@ fn a_dropped_future_gives_the_blocked_cpu_back() {
     assert!(ray::get(&drop_a_future_then_return::remote(holder)).unwrap());
     // One CPU: two 1-CPU tasks must not overlap afterwards.
     let spans = ray::get_all(&[timed::remote(300), timed::remote(300)]).unwrap();
-    assert_eq!(max_overlap(&spans), 1, "the node counts one CPU too many: {spans:?}");
+    assert_eq!(
+        max_overlap(&spans),
+        1,
+        "the node counts one CPU too many: {spans:?}"
+    );
     // The driver can drop a future too; the object is still freed afterwards.
     let (before, _) = ray::__private::object_stats().unwrap();
     let pending = slow_value::remote(200, 2);
     drop(std::future::IntoFuture::into_future(pending));
-    assert!(eventually(Duration::from_secs(5), || ray::__private::object_stats().unwrap().0 <= before));
+    assert!(eventually(
+        Duration::from_secs(5),
+        || ray::__private::object_stats().unwrap().0 <= before
+    ));
     drop(slow);
     ray::shutdown();
 }
