@@ -113,6 +113,15 @@ pub mod __private {
         crate::ActorClass::__into_instance(actor)
     }
 
+    /// The running instance of an actor with `max_concurrency > 1`: its `&self` methods run
+    /// on several threads at once, hence `Send + Sync`.
+    pub fn threaded_instance<A: Send + Sync + 'static>(
+        actor: A,
+        max_concurrency: u32,
+    ) -> ActorInstance {
+        ActorInstance::threaded(actor, max_concurrency)
+    }
+
     pub use wire::Wire;
 
     /// How generated code moves a parameter or result type `T` between processes, with one

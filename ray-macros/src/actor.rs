@@ -30,7 +30,7 @@ pub(crate) fn expand_struct(attr: TokenStream, s: &ItemStruct, errors: &mut Erro
     let instance = match opts.max_concurrency {
         // Several threads call `&self` methods at once: the compiler checks `Send + Sync` here.
         Some((n, span)) if n > 1 => {
-            quote_spanned! {span=> ::ray::__private::ActorInstance::threaded(self, #n) }
+            quote_spanned! {span=> ::ray::__private::threaded_instance(self, #n) }
         }
         _ => quote! { ::ray::__private::ActorInstance::single(self) },
     };

@@ -23,20 +23,8 @@ use proc_macro2::{Span, TokenStream as TokenStream2};
 use quote::{ToTokens, format_ident, quote};
 use syn::spanned::Spanned;
 
-/// Makes a function a ray task, or a struct and its `impl` block an actor.
-///
-/// On a `fn`: the function stays callable as usual and gains `name::remote(args..)` returning
-/// an `ObjectRef`, plus `name::options()` for per-call options. Options: `num_cpus`,
-/// `num_gpus`, `resources(name = amount, ..)`, `max_retries`.
-///
-/// On a `struct`: declares an actor class. Options: `num_cpus`, `num_gpus`,
-/// `resources(..)`, `max_restarts`, `max_concurrency`.
-///
-/// On the struct's `impl` block (no options): `fn new(..) -> Self` becomes
-/// `Type::remote(..) -> ActorHandle<Type>`, and each `&self`/`&mut self` method becomes a
-/// method of the handle returning an `ObjectRef`.
-///
-/// See the `ray` crate's documentation for the full guide.
+/// The `#[ray::remote]` attribute is implemented in the `ray-macros` crate; use it through the
+/// `ray` crate, which re-exports and documents it.
 #[proc_macro_attribute]
 pub fn remote(attr: TokenStream, item: TokenStream) -> TokenStream {
     expand(attr.into(), item.into()).into()
