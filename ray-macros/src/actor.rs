@@ -7,7 +7,10 @@
 
 use crate::checks::{self, Position};
 use crate::options::{self, Kind};
-use crate::{Errors, Param, local, passthrough_attrs, stub_params, unique_name};
+use crate::{
+    Errors, Param, decode_args, local, new_args, passthrough_attrs, push_args, stub_params,
+    unique_name,
+};
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
@@ -553,31 +556,4 @@ impl Actor<'_> {
             };
         }
     }
-}
-
-/// `let mut args = ArgsBuilder::with_capacity(n);`
-fn new_args(params: &[Param], args: &syn::Ident) -> TokenStream {
-    let n = proc_macro2::Literal::usize_unsuffixed(params.len());
-    let mutable = (!params.is_empty()).then(|| quote!(mut));
-    quote! { let #mutable #args = ::ray::__private::ArgsBuilder::with_capacity(#n); }
-}
-
-fn push_args<'a>(
-    params: &'a [Param],
-    args: &'a syn::Ident,
-) -> impl Iterator<Item = TokenStream> + 'a {
-    params.iter().map(move |p| {
-        let (ty, name) = (&p.ty, &p.name);
-        quote_spanned! {ty.span()=> ::ray::__private::Wire::<#ty>::new().push(&mut #args, #name); }
-    })
-}
-
-fn decode_args<'a>(params: &'a [Param], args: &'a syn::Ident) -> Vec<TokenStream> {
-    params
-        .iter()
-        .map(|p| {
-            let (ty, local) = (&p.ty, &p.local);
-            quote_spanned! {ty.span()=> let #local = ::ray::__private::Wire::<#ty>::new().decode(#args)?; }
-        })
-        .collect()
 }

@@ -170,33 +170,27 @@ pub(crate) fn check_type(ty: &Type, pos: Position, errors: &mut Errors) -> Verdi
         fn visit_type(&mut self, t: &'ast Type) {
             let whole = text(self.whole);
             match t {
-                Type::Reference(r) => {
-                    if !self.reference_reported {
-                        self.reference_reported = true;
-                        let instead = text(&owned(self.whole));
-                        let msg = match self.pos {
-                            Position::Param if std::ptr::eq(t, self.whole) => format!(
-                                "`{whole}` is a reference, which cannot be sent to a worker process: remote \
-                                 parameters are sent by value; take `{instead}` instead"
-                            ),
-                            Position::Param => format!(
-                                "`{whole}` holds a reference (`{}`), which cannot be sent to a worker process: \
-                                 remote parameters are sent by value; take `{instead}` instead",
-                                text(r)
-                            ),
-                            Position::Return => format!(
-                                "a remote function cannot return a reference (`{}`): results are sent back by \
-                                 value; return `{instead}` instead",
-                                text(r)
-                            ),
-                        };
-                        self.errors.push(syn::Error::new_spanned(r, msg));
-                        self.verdict.error = true;
-                    }
-                    if self.pos == Position::Return {
-                        // An elided lifetime in a generated return type has nothing to refer to.
-                        self.verdict.unusable = true;
-                    }
+                Type::Reference(r) if !self.reference_reported => {
+                    self.reference_reported = true;
+                    let instead = text(&owned(self.whole));
+                    let msg = match self.pos {
+                        Position::Param if std::ptr::eq(t, self.whole) => format!(
+                            "`{whole}` is a reference, which cannot be sent to a worker process: remote \
+                             parameters are sent by value; take `{instead}` instead"
+                        ),
+                        Position::Param => format!(
+                            "`{whole}` holds a reference (`{}`), which cannot be sent to a worker process: \
+                             remote parameters are sent by value; take `{instead}` instead",
+                            text(r)
+                        ),
+                        Position::Return => format!(
+                            "a remote function cannot return a reference (`{}`): results are sent back by \
+                             value; return `{instead}` instead",
+                            text(r)
+                        ),
+                    };
+                    self.errors.push(syn::Error::new_spanned(r, msg));
+                    self.verdict.error = true;
                 }
                 Type::ImplTrait(i) => {
                     let suggestion = match concrete_for(&i.bounds) {

@@ -226,3 +226,32 @@ pub(crate) fn unique_name<'a>(
 pub(crate) fn passthrough_attrs(attrs: &[syn::Attribute]) -> Vec<&syn::Attribute> {
     attrs.iter().filter(|a| a.path().is_ident("cfg")).collect()
 }
+
+/// `let mut args = ArgsBuilder::with_capacity(n);`
+pub(crate) fn new_args(params: &[Param], args: &syn::Ident) -> TokenStream2 {
+    let n = proc_macro2::Literal::usize_unsuffixed(params.len());
+    let mutable = (!params.is_empty()).then(|| quote!(mut));
+    quote! { let #mutable #args = ::ray::__private::ArgsBuilder::with_capacity(#n); }
+}
+
+/// `Wire::<T>::new().push(&mut args, name);` for each parameter, at its type.
+pub(crate) fn push_args<'a>(
+    params: &'a [Param],
+    args: &'a syn::Ident,
+) -> impl Iterator<Item = TokenStream2> + 'a {
+    params.iter().map(move |p| {
+        let (ty, name) = (&p.ty, &p.name);
+        quote::quote_spanned! {ty.span()=> ::ray::__private::Wire::<#ty>::new().push(&mut #args, #name); }
+    })
+}
+
+/// `let name = Wire::<T>::new().decode(args)?;` for each parameter, at its type.
+pub(crate) fn decode_args<'a>(params: &'a [Param], args: &'a syn::Ident) -> Vec<TokenStream2> {
+    params
+        .iter()
+        .map(|p| {
+            let (ty, local) = (&p.ty, &p.local);
+            quote::quote_spanned! {ty.span()=> let #local = ::ray::__private::Wire::<#ty>::new().decode(#args)?; }
+        })
+        .collect()
+}

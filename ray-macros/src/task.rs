@@ -2,7 +2,10 @@
 
 use crate::checks::{self, Position};
 use crate::options::{self, Kind};
-use crate::{Errors, Param, camel, local, passthrough_attrs, stub_params, unique_name};
+use crate::{
+    Errors, Param, camel, decode_args, local, new_args, passthrough_attrs, push_args, stub_params,
+    unique_name,
+};
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
@@ -129,14 +132,10 @@ impl Task<'_> {
             .build(quote!(::ray::__private::RawTaskOptions), &options);
         let path_suffix = format!("::{name_str}");
         let caller_body = if self.ok {
-            let n = proc_macro2::Literal::usize_unsuffixed(self.params.len());
-            let mutable = (!self.params.is_empty()).then(|| quote!(mut));
-            let pushes = self.params.iter().map(|p| {
-                let (ty, name) = (&p.ty, &p.name);
-                quote_spanned! {ty.span()=> ::ray::__private::Wire::<#ty>::new().push(&mut #args, #name); }
-            });
+            let new_args = new_args(self.params, &args);
+            let pushes = push_args(self.params, &args);
             quote! {
-                let #mutable #args = ::ray::__private::ArgsBuilder::with_capacity(#n);
+                #new_args
                 #(#pushes)*
                 ::ray::__private::submit_task(<#name as ::ray::RemoteFunction>::NAME, &self.0, #args)
             }
@@ -206,10 +205,7 @@ impl Task<'_> {
         }
 
         let decoded: Vec<syn::Ident> = self.params.iter().map(|p| p.local.clone()).collect();
-        let decodes = self.params.iter().map(|p| {
-            let (ty, local) = (&p.ty, &p.local);
-            quote_spanned! {ty.span()=> let #local = ::ray::__private::Wire::<#ty>::new().decode(#args)?; }
-        });
+        let decodes = decode_args(self.params, &args);
         let encode = quote_spanned! {ret.span()=>
             ::ray::__private::Wire::<#ret>::new().encode(&#name(#(#decoded),*))
         };
