@@ -79,6 +79,13 @@ pub mod hostile {
     #[::ray::remote]
     pub fn nothing() {}
 
+    /// Parameters that are patterns, ignored or `mut`.
+    #[::ray::remote]
+    pub fn patterns((a, b): (i64, i64), _: u8, mut c: i64) -> i64 {
+        c += a * b;
+        c
+    }
+
     /// An actor with hostile names around it.
     #[::ray::remote(max_concurrency = 2)]
     pub struct Counter {
@@ -107,6 +114,16 @@ pub mod hostile {
         pub fn reset(&mut self) {
             self.n = ::std::sync::atomic::AtomicI64::new(0);
         }
+        /// Configured out, with a type that does not exist: nothing generated may mention it.
+        #[cfg(any())]
+        pub fn gone(&self, x: DoesNotExist) -> DoesNotExist {
+            x
+        }
+        /// Configured in (ray runs on Linux).
+        #[cfg(unix)]
+        pub fn here(&self) -> bool {
+            true
+        }
     }
 }
 
@@ -122,6 +139,10 @@ fn generated_code_works_among_hostile_names() {
         42
     );
     ray::get(&hostile::nothing::remote()).unwrap();
+    assert_eq!(
+        ray::get(&hostile::patterns::remote((2, 3), 0, 1)).unwrap(),
+        7
+    );
 
     let counter = Counter::remote(10);
     assert_eq!(ray::get(&counter.add(5)).unwrap(), 15);
@@ -130,6 +151,7 @@ fn generated_code_works_among_hostile_names() {
         Some(CounterMethods(7))
     );
     ray::get(&counter.reset()).unwrap();
+    assert!(ray::get(&counter.here()).unwrap());
     assert_eq!(ray::get(&counter.add(1)).unwrap(), 1);
     ray::shutdown();
 }

@@ -456,7 +456,9 @@ impl Actor<'_> {
         let mut arms_mut = Vec::new();
         let mut arms_ref = Vec::new();
         let mut kinds = Vec::new();
-        let mut checked: Vec<&Type> = ctor_params.iter().map(|p| &p.ty).collect();
+        // Types are checked once each; those of a method with `#[cfg]` under the same `#[cfg]`.
+        let mut unconditional: Vec<&Type> = ctor_params.iter().map(|p| &p.ty).collect();
+        let mut conditional = Vec::new();
         let mut signatures = vec![checks::signature(&ctor_fn.sig)];
         for m in self.methods {
             let ident = &m.f.sig.ident;
@@ -481,9 +483,21 @@ impl Actor<'_> {
             arms_mut.push(arm);
             let mutable = m.mutable;
             kinds.push(quote! { #(#cfg)* #name => ::core::option::Option::Some(#mutable), });
-            checked.extend(m.params.iter().map(|p| &p.ty));
-            checked.push(ret);
+            let types = m.params.iter().map(|p| &p.ty).chain([ret]);
+            if cfg.is_empty() {
+                unconditional.extend(types);
+            } else {
+                conditional.push((cfg, types.collect::<Vec<_>>()));
+            }
             signatures.push(checks::signature(&m.f.sig));
+        }
+        let mut seen = Vec::new();
+        let mut checks = checks::transferable_unseen(unconditional, &mut seen);
+        for (cfg, types) in conditional {
+            let group = checks::transferable_unseen(types, &mut seen.clone());
+            if !group.is_empty() {
+                checks.push(quote! { #(#cfg)* { #(#group)* } });
+            }
         }
         let signature = signatures.join("; ");
         let unknown = quote! {
@@ -518,7 +532,6 @@ impl Actor<'_> {
         };
         let call_mut = dispatch(&arms_mut, quote!(downcast_mut), any_args(true));
         let call_ref = dispatch(&arms_ref, quote!(downcast_ref), any_args(false));
-        let checks = checks::transferable(checked);
         let doc_registration = format!(
             " Registers `{type_name}` by name: a worker creates it with `new`, then runs methods by name."
         );

@@ -308,11 +308,19 @@ pub(crate) fn static_lifetimes(ty: &Type) -> Type {
 }
 
 /// Compile-time checks that each type can travel between processes, each reported at the
-/// type (once per distinct type).
+/// type, once per distinct type.
 pub(crate) fn transferable<'a>(
     types: impl IntoIterator<Item = &'a Type>,
 ) -> Vec<proc_macro2::TokenStream> {
     let mut seen = Vec::new();
+    transferable_unseen(types, &mut seen)
+}
+
+/// Like [`transferable`], skipping (and adding to) the types already in `seen`.
+pub(crate) fn transferable_unseen<'a>(
+    types: impl IntoIterator<Item = &'a Type>,
+    seen: &mut Vec<String>,
+) -> Vec<proc_macro2::TokenStream> {
     let mut out = Vec::new();
     for ty in types {
         let key = text(ty);
