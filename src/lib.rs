@@ -298,11 +298,16 @@
 //! # What the macro writes
 //!
 //! For a task, `#[ray::remote(num_cpus = 0.5)]` on `pub fn add(a: i64, b: i64) -> i64` expands
-//! to the function unchanged, a type namespace item `add` with `remote` and `options`, and in an
-//! unnamed `const` block the caller type, the registration and a compile-time type check
-//! (the same as `cargo expand` shows; helpers come from `ray::__private`, which is not a public
-//! API). An actor expands the same way, with `CounterCreator` and `CounterMethods` (what
-//! `ActorHandle<Counter>` dereferences to) and one registration that dispatches methods by name.
+//! to the function unchanged; a struct `add` (in the type namespace only, so `add(1, 2)` still
+//! calls the function) with `remote` and `options`; and, in an unnamed `const` block, the caller
+//! type that `add::options()` dereferences to, the registration a worker looks `add` up in, and
+//! a compile-time check of the types. This is what `cargo expand` shows, before it expands the
+//! macros used inside; the helpers come from `ray::__private`, which is not a public API.
+//!
+//! An actor expands the same way: `Counter::remote` and `Counter::options`, `CounterCreator`,
+//! `CounterMethods` (what `ActorHandle<Counter>` dereferences to: one method per remote method,
+//! returning an `ObjectRef`) and one registration that creates the actor and dispatches its
+//! methods by name.
 //!
 //! ```rust
 //! /// Adds two numbers.
