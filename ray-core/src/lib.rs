@@ -50,9 +50,6 @@ pub mod __private {
 
     use crate::error::{Error, Result};
 
-    /// Checks at compile time that `T` can travel between processes.
-    pub fn assert_transferable<T: serde::Serialize + serde::de::DeserializeOwned>() {}
-
     /// The error for a method name an actor does not have.
     pub fn unknown_method(actor: &str, method: &str) -> Error {
         Error::InvalidArgument {

@@ -233,7 +233,9 @@ pub enum ArgKind<T> {
     Ref(ObjectRef<T>),
 }
 
-impl<T: Serialize> IntoArg<T> for T {
+// No `T: Serialize` bound here: pushing the argument requires it anyway, and leaving it out
+// keeps a non-serializable argument down to the one error the macro's type check reports.
+impl<T> IntoArg<T> for T {
     fn into_arg(self) -> ArgKind<T> {
         ArgKind::Value(self)
     }

@@ -52,7 +52,9 @@ impl Plotter {
 }
 
 fn main() {
-    // Calls with serializable arguments still type-check.
+    // Calls with serializable arguments still type-check, and passing the non-serializable
+    // value adds no second error at the call.
     let _ = points::remote(3);
+    let _ = norm::remote(Point { x: 3.0, y: 4.0 });
     let _ = Plotter::options();
 }
