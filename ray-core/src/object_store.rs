@@ -175,22 +175,7 @@ impl Arena {
                 "opening a write window in the object store (mprotect)",
             ));
         }
-        // SAFETY: same range; pre-faults the pages in one call. An old kernel without
-        // MADV_POPULATE_WRITE returns EINVAL, and the copy below faults them in one by one.
-        unsafe { libc::madvise(window, window_len, libc::MADV_POPULATE_WRITE) };
-        let mut at = offset;
-        for part in parts {
-            // SAFETY: the destination [at, at + part.len()) is inside the open window, and the
-            // source is a different allocation (a caller's buffer).
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    part.as_ptr(),
-                    self.write_base.add(at as usize),
-                    part.len(),
-                );
-            }
-            at += part.len() as u64;
-        }
+        copy_parts(self.write_base as usize, offset, len, parts);
         // SAFETY: closing the window opened above.
         if unsafe { libc::mprotect(window, window_len, libc::PROT_NONE) } != 0 {
             return Err(os_err(
@@ -229,6 +214,67 @@ impl Drop for Arena {
             libc::munmap(self.write_base as *mut libc::c_void, len);
         }
     }
+}
+
+/// Objects at least this large are copied in by several threads at once (as Ray does).
+const PARALLEL_COPY_MIN: u64 = 8 << 20;
+
+/// Copies the concatenation of `parts` to `[offset, offset + len)` of the mapping at `base`,
+/// whose pages there are open for writing: pre-faults them and copies, in parallel for large
+/// objects (each thread takes a page-aligned slice of the destination).
+fn copy_parts(base: usize, offset: u64, len: u64, parts: &[&[u8]]) {
+    const PAGE: u64 = 4096;
+    let threads = if len < PARALLEL_COPY_MIN {
+        1
+    } else {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(8) as u64
+    };
+    let chunk = len.div_ceil(threads).div_ceil(PAGE) * PAGE;
+    let copy_chunk = |from: u64, to: u64| {
+        // SAFETY: [offset + from, offset + to) is inside the open write window; pre-faulting
+        // it is only a hint (an old kernel without MADV_POPULATE_WRITE returns EINVAL and the
+        // copy faults the pages in one by one).
+        unsafe {
+            libc::madvise(
+                (base + (offset + from) as usize) as *mut libc::c_void,
+                (to - from) as usize,
+                libc::MADV_POPULATE_WRITE,
+            )
+        };
+        let mut part_start = 0u64;
+        for part in parts {
+            let part_end = part_start + part.len() as u64;
+            let (a, b) = (from.max(part_start), to.min(part_end));
+            if a < b {
+                // SAFETY: the destination [offset + a, offset + b) is inside the open window and
+                // written by this thread only (chunks are disjoint); the source is a caller's
+                // buffer, a different allocation.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        part.as_ptr().add((a - part_start) as usize),
+                        (base + (offset + a) as usize) as *mut u8,
+                        (b - a) as usize,
+                    );
+                }
+            }
+            part_start = part_end;
+        }
+    };
+    if threads == 1 {
+        copy_chunk(0, len);
+        return;
+    }
+    std::thread::scope(|scope| {
+        let mut from = chunk;
+        while from < len {
+            let to = (from + chunk).min(len);
+            scope.spawn(move || copy_chunk(from, to));
+            from = to;
+        }
+        copy_chunk(0, chunk.min(len));
+    });
 }
 
 static ARENA: RwLock<Option<Arc<Arena>>> = RwLock::new(None);
@@ -394,6 +440,21 @@ mod tests {
             a.alloc(16 * P),
             Some(0),
             "everything coalesced back into one block"
+        );
+    }
+
+    #[test]
+    fn large_writes_are_copied_in_parallel_chunks_exactly() {
+        let arena = Arena::create(64 << 20).unwrap();
+        let header = 12345u64.to_le_bytes();
+        let body: Vec<u8> = (0..(9 << 20) + 77)
+            .map(|i: usize| (i % 251) as u8)
+            .collect();
+        arena.write(4096 + PAD, &[&header, &body]).unwrap();
+        assert_eq!(arena.slice(4096 + PAD, 8), &header);
+        assert!(
+            arena.slice(4096 + PAD + 8, body.len() as u64) == &body[..],
+            "every chunk lands in place"
         );
     }
 
