@@ -29,58 +29,66 @@ use std::task::{Context, Poll};
 /// # Ok(()) }
 /// ```
 pub struct ObjectRef<T> {
-    id: ObjectId,
+    /// Clones in one process share this; the process's reference to the object (counted by the
+    /// node manager) goes away when the last clone does, so cloning is an `Arc` increment.
+    inner: Arc<LocalRef>,
     _type: PhantomData<fn() -> T>,
+}
+
+/// One process-local reference to an object.
+struct LocalRef {
+    id: ObjectId,
+}
+
+impl Drop for LocalRef {
+    fn drop(&mut self) {
+        refcount::dec(RefId::Object(self.id));
+    }
 }
 
 impl<T> ObjectRef<T> {
     /// Wraps an id that this process already holds one reference to.
     pub(crate) fn adopt(id: ObjectId) -> Self {
         ObjectRef {
-            id,
+            inner: Arc::new(LocalRef { id }),
             _type: PhantomData,
         }
     }
 
     /// A reference that was never backed by a runtime: reading it says `NotInitialized`.
     pub(crate) fn null() -> Self {
-        ObjectRef {
-            id: ObjectId(0),
-            _type: PhantomData,
-        }
+        Self::adopt(ObjectId(0))
     }
 
     /// The object's id.
     pub fn id(&self) -> ObjectId {
-        self.id
+        self.inner.id
     }
 }
 
 impl<T> Clone for ObjectRef<T> {
     fn clone(&self) -> Self {
-        refcount::inc(RefId::Object(self.id));
         ObjectRef {
-            id: self.id,
+            inner: self.inner.clone(),
             _type: PhantomData,
         }
     }
 }
 
-impl<T> Drop for ObjectRef<T> {
-    fn drop(&mut self) {
-        refcount::dec(RefId::Object(self.id));
-    }
-}
-
 impl<T> fmt::Debug for ObjectRef<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ObjectRef<{}>({})", std::any::type_name::<T>(), self.id)
+        write!(
+            f,
+            "ObjectRef<{}>({})",
+            std::any::type_name::<T>(),
+            self.id()
+        )
     }
 }
 
 impl<T> PartialEq for ObjectRef<T> {
     fn eq(&self, other: &Self) -> bool {
-        self.id == other.id
+        self.id() == other.id()
     }
 }
 
@@ -88,14 +96,14 @@ impl<T> Eq for ObjectRef<T> {}
 
 impl<T> Hash for ObjectRef<T> {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.id.hash(state)
+        self.id().hash(state)
     }
 }
 
 impl<T> Serialize for ObjectRef<T> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        codec::note_contained(RefId::Object(self.id));
-        self.id.serialize(s)
+        codec::note_contained(RefId::Object(self.id()));
+        self.id().serialize(s)
     }
 }
 
@@ -103,10 +111,7 @@ impl<'de, T> Deserialize<'de> for ObjectRef<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let id = ObjectId::deserialize(d)?;
         refcount::inc(RefId::Object(id));
-        Ok(ObjectRef {
-            id,
-            _type: PhantomData,
-        })
+        Ok(ObjectRef::adopt(id))
     }
 }
 
@@ -130,14 +135,14 @@ enum FutureState {
 
 impl<T> GetFuture<T> {
     fn new(object: ObjectRef<T>) -> Self {
-        let state = if object.id.0 == 0 {
+        let state = if object.id().0 == 0 {
             FutureState::Failed(Some(Error::NotInitialized {
                 detail: String::new(),
             }))
         } else {
             match context::client() {
                 Ok(client) => {
-                    let (slot, token) = client.get_async(object.id);
+                    let (slot, token) = client.get_async(object.id());
                     FutureState::Waiting {
                         slot,
                         client,
@@ -173,7 +178,7 @@ impl<T: DeserializeOwned> Future for GetFuture<T> {
         };
         this.state = FutureState::Done;
         Poll::Ready(value.and_then(|value| {
-            crate::api::decode_values::<T>(&[this.object.id], vec![value])
+            crate::api::decode_values::<T>(&[this.object.id()], vec![value])
                 .map(|mut v| v.pop().expect("one value"))
         }))
     }
@@ -187,10 +192,10 @@ impl<T> Drop for GetFuture<T> {
             token,
         } = &self.state
         {
-            client.cancel_get(self.object.id, *token);
+            client.cancel_get(self.object.id(), *token);
             // A value that arrived but was never taken is released like a decoded one.
             if let Some(Ok(value)) = slot.try_take() {
-                client.transfer_done(&[self.object.id], std::slice::from_ref(&value));
+                client.transfer_done(&[self.object.id()], std::slice::from_ref(&value));
             }
         }
     }

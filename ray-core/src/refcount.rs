@@ -7,8 +7,7 @@
 //! argument, an object that contains it, a value in flight to a worker).
 
 use crate::context;
-use crate::ids::RefId;
-use std::collections::HashMap;
+use crate::ids::{IdMap, RefId};
 
 pub(crate) fn inc(id: RefId) {
     if is_null(id) {
@@ -60,7 +59,7 @@ impl Drop for Pins {
 /// order as the counts changed.
 #[derive(Default)]
 pub(crate) struct LocalCounts {
-    counts: HashMap<RefId, u32>,
+    counts: IdMap<RefId, u32>,
 }
 
 pub(crate) enum Transition {

@@ -13,7 +13,7 @@ pub(crate) mod store;
 
 use crate::codec::{Data, Value};
 use crate::error::{Error, Result};
-use crate::ids::{ActorId, DRIVER, ObjectId, ProcIndex, RefId};
+use crate::ids::{ActorId, DRIVER, IdMap, ObjectId, ProcIndex, RefId};
 use crate::protocol::{ActorSpec, ActorTaskSpec, Arg, Execute, TaskSpec, ToHead, ToWorker};
 use crate::resources::{Allocation, Amount, NodeResources, ResourceRequest};
 use crate::slot::Slot;
@@ -120,7 +120,7 @@ struct ActorEntry {
     state: ActorState,
     alloc: Option<Allocation>,
     callers: Vec<(ProcIndex, VecDeque<ActorCall>)>,
-    inflight: HashMap<ObjectId, ActorCall>,
+    inflight: IdMap<ObjectId, ActorCall>,
     holders: Holders,
     pins: u32,
     out_of_scope: bool,
@@ -163,14 +163,14 @@ struct Request {
 pub(crate) struct HeadState {
     objects: ObjectDirectory,
     resources: NodeResources,
-    tasks: HashMap<ObjectId, TaskEntry>,
+    tasks: IdMap<ObjectId, TaskEntry>,
     queue: ReadyQueue,
-    workers: HashMap<ProcIndex, WorkerEntry>,
+    workers: IdMap<ProcIndex, WorkerEntry>,
     idle: HashMap<Vec<usize>, Vec<ProcIndex>>,
     prestarted: HashMap<Vec<usize>, Vec<ProcIndex>>,
-    actors: HashMap<ActorId, ActorEntry>,
+    actors: IdMap<ActorId, ActorEntry>,
     pending_actors: VecDeque<ActorId>,
-    requests: HashMap<u64, Request>,
+    requests: IdMap<u64, Request>,
     next_request: u64,
     shutting_down: bool,
     gpu_detection_started: bool,
@@ -204,14 +204,14 @@ impl Head {
             state: Mutex::new(HeadState {
                 objects: ObjectDirectory::default(),
                 resources,
-                tasks: HashMap::new(),
+                tasks: IdMap::default(),
                 queue: ReadyQueue::default(),
-                workers: HashMap::new(),
+                workers: IdMap::default(),
                 idle: HashMap::new(),
                 prestarted: HashMap::new(),
-                actors: HashMap::new(),
+                actors: IdMap::default(),
                 pending_actors: VecDeque::new(),
-                requests: HashMap::new(),
+                requests: IdMap::default(),
                 next_request: 1,
                 shutting_down: false,
                 gpu_detection_started: false,
@@ -665,7 +665,7 @@ impl HeadState {
             state: ActorState::Pending,
             alloc: None,
             callers: Vec::new(),
-            inflight: HashMap::new(),
+            inflight: IdMap::default(),
             holders: Holders::one(from),
             pins: 0,
             out_of_scope: false,

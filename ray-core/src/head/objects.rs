@@ -2,8 +2,7 @@
 
 use crate::codec::Value;
 use crate::error::Error;
-use crate::ids::{ActorId, ObjectId, ProcIndex, RefId};
-use std::collections::HashMap;
+use crate::ids::{ActorId, IdMap, ObjectId, ProcIndex, RefId};
 
 /// Per-process reference counts (a process counts once per `AddRef`).
 #[derive(Debug, Default)]
@@ -101,7 +100,7 @@ impl ObjectEntry {
 
 #[derive(Default)]
 pub(crate) struct ObjectDirectory {
-    map: HashMap<ObjectId, ObjectEntry>,
+    map: IdMap<ObjectId, ObjectEntry>,
     bytes: u64,
 }
 
