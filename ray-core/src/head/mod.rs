@@ -373,41 +373,19 @@ impl Head {
         ids: &[ObjectId],
         timeout: Option<Duration>,
     ) -> Result<Vec<Value>> {
-        let (slot, key) = {
-            let mut st = self.lock();
+        let collect = |st: &mut HeadState| {
             if st.shutting_down {
-                return Err(Error::shut_down());
+                return Some(Err(Error::shut_down()));
             }
-            if let Some(values) = st.collect_values(ids, Some(DRIVER_PROC))? {
-                return Ok(values);
-            }
-            let slot = Arc::new(Slot::new());
-            let key = st.add_request(
-                ids.to_vec(),
-                ReqKind::Get,
-                0,
-                Reply::Local(slot.clone()),
-                None,
-            );
-            (slot, key)
+            st.collect_values(ids, Some(DRIVER_PROC)).transpose()
         };
-        let woken = slot.wait(timeout).is_some();
-        let mut st = self.lock();
-        if !woken {
-            if let Some(key) = key {
-                st.remove_request(key);
-            }
-        }
-        if st.shutting_down {
-            return Err(Error::shut_down());
-        }
-        match st.collect_values(ids, Some(DRIVER_PROC))? {
-            Some(values) => Ok(values),
-            None => Err(Error::Timeout {
-                what: describe_ids(ids),
-                timeout: timeout.unwrap_or_default(),
-            }),
-        }
+        self.block_local(ids, ReqKind::Get, 0, timeout, collect)
+            .unwrap_or_else(|| {
+                Err(Error::Timeout {
+                    what: describe_ids(ids),
+                    timeout: timeout.unwrap_or_default(),
+                })
+            })
     }
 
     /// Driver `wait`: ready flags once `num_returns` are ready or time is up.
@@ -417,16 +395,35 @@ impl Head {
         num_returns: usize,
         timeout: Option<Duration>,
     ) -> Vec<bool> {
+        let enough = |st: &mut HeadState| {
+            let flags = st.ready_flags(ids);
+            (flags.iter().filter(|f| **f).count() >= num_returns || st.shutting_down)
+                .then_some(flags)
+        };
+        self.block_local(ids, ReqKind::Wait, num_returns, timeout, enough)
+            .unwrap_or_else(|| self.lock().ready_flags(ids))
+    }
+
+    /// Blocks a driver thread until `done` gives an answer: checks at once, else registers a
+    /// request on `ids` and checks again when it completes, times out or the node shuts down.
+    /// `None` when time ran out.
+    fn block_local<R>(
+        &self,
+        ids: &[ObjectId],
+        kind: ReqKind,
+        num_returns: usize,
+        timeout: Option<Duration>,
+        mut done: impl FnMut(&mut HeadState) -> Option<R>,
+    ) -> Option<R> {
         let (slot, key) = {
             let mut st = self.lock();
-            let flags = st.ready_flags(ids);
-            if flags.iter().filter(|f| **f).count() >= num_returns || st.shutting_down {
-                return flags;
+            if let Some(r) = done(&mut st) {
+                return Some(r);
             }
             let slot = Arc::new(Slot::new());
             let key = st.add_request(
                 ids.to_vec(),
-                ReqKind::Wait,
+                kind,
                 num_returns,
                 Reply::Local(slot.clone()),
                 None,
@@ -440,7 +437,7 @@ impl Head {
                 st.remove_request(key);
             }
         }
-        st.ready_flags(ids)
+        done(&mut st)
     }
 
     /// Driver future on one object: its slot, and the request to cancel (0 if none).
