@@ -215,8 +215,8 @@ fn a_put_that_cannot_fit_even_after_spilling_is_object_store_full() {
     let a = ray::put(vec![1u8; 12 * MB]).unwrap();
     let b = ray::put(vec![2u8; 12 * MB]).unwrap();
     let busy_a = hold_arg::remote(&a, 1_000);
+    // Their arguments are pinned in memory from submission on: no need to wait for them to run.
     let busy_b = hold_arg::remote(&b, 1_000);
-    std::thread::sleep(Duration::from_millis(200));
     let err = ray::put(vec![3u8; 12 * MB]).unwrap_err();
     assert!(matches!(err, Error::ObjectStoreFull { .. }), "{err:?}");
     assert!(err.to_string().contains("object store full"), "{err}");

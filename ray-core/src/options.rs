@@ -51,19 +51,26 @@ impl Default for RawTaskOptions {
     }
 }
 
-impl RawTaskOptions {
-    pub fn num_cpus(&mut self, x: f64) {
-        set_amount(&mut self.resources.cpu, &mut self.error, "num_cpus", x)
-    }
-    pub fn num_gpus(&mut self, x: f64) {
-        set_amount(&mut self.resources.gpu, &mut self.error, "num_gpus", x)
-    }
-    pub fn resource(&mut self, name: &str, x: f64) {
-        let mut a = Amount::ZERO;
-        set_amount(&mut a, &mut self.error, name, x);
-        self.resources.set_custom(name, a);
-    }
+/// The resource setters of task and actor options (both have `resources` and `error`); an
+/// invalid amount is kept in `error` and reported when the result is read.
+macro_rules! resource_setters {
+    ($($options:ty),*) => {$(
+        impl $options {
+            pub fn num_cpus(&mut self, x: f64) {
+                set_amount(&mut self.resources.cpu, &mut self.error, "num_cpus", x)
+            }
+            pub fn num_gpus(&mut self, x: f64) {
+                set_amount(&mut self.resources.gpu, &mut self.error, "num_gpus", x)
+            }
+            pub fn resource(&mut self, name: &str, x: f64) {
+                let mut a = Amount::ZERO;
+                set_amount(&mut a, &mut self.error, name, x);
+                self.resources.set_custom(name, a);
+            }
+        }
+    )*};
 }
+resource_setters!(RawTaskOptions, RawActorOptions);
 
 /// Options of one actor, as generated code passes them to the runtime.
 #[doc(hidden)]
@@ -84,20 +91,6 @@ impl Default for RawActorOptions {
             max_concurrency: 1,
             error: None,
         }
-    }
-}
-
-impl RawActorOptions {
-    pub fn num_cpus(&mut self, x: f64) {
-        set_amount(&mut self.resources.cpu, &mut self.error, "num_cpus", x)
-    }
-    pub fn num_gpus(&mut self, x: f64) {
-        set_amount(&mut self.resources.gpu, &mut self.error, "num_gpus", x)
-    }
-    pub fn resource(&mut self, name: &str, x: f64) {
-        let mut a = Amount::ZERO;
-        set_amount(&mut a, &mut self.error, name, x);
-        self.resources.set_custom(name, a);
     }
 }
 

@@ -1074,16 +1074,22 @@ impl HeadState {
         };
         let (gpu_ids, cpu) = (alloc.gpu_ids(), alloc.cpu);
         let function = te.spec.function.clone();
+        let exec = Execute::Task {
+            task,
+            function,
+            args,
+            gpu_ids,
+        };
+        self.hand_to_worker(proc, WorkerState::Busy(task), cpu, exec);
+    }
+
+    /// Gives a registered worker its job: what it now runs, the CPU that holds, the message.
+    fn hand_to_worker(&mut self, proc: ProcIndex, state: WorkerState, cpu: Amount, exec: Execute) {
         let w = self.workers.get_mut(&proc).expect("worker exists");
-        w.state = WorkerState::Busy(task);
+        w.state = state;
         w.cpu_held = cpu;
         if let Some(conn) = &w.conn {
-            conn.send(&ToWorker::Execute(Execute::Task {
-                task,
-                function,
-                args,
-                gpu_ids,
-            }));
+            conn.send(&ToWorker::Execute(exec));
         }
     }
 
@@ -1387,18 +1393,14 @@ impl HeadState {
         let cpu = entry.alloc.as_ref().map(|a| a.cpu).unwrap_or_default();
         let class = entry.class.clone();
         let max_concurrency = entry.max_concurrency;
-        let w = self.workers.get_mut(&proc).expect("worker exists");
-        w.state = WorkerState::Actor(actor);
-        w.cpu_held = cpu;
-        if let Some(conn) = &w.conn {
-            conn.send(&ToWorker::Execute(Execute::CreateActor {
-                actor,
-                class,
-                args,
-                gpu_ids,
-                max_concurrency,
-            }));
-        }
+        let exec = Execute::CreateActor {
+            actor,
+            class,
+            args,
+            gpu_ids,
+            max_concurrency,
+        };
+        self.hand_to_worker(proc, WorkerState::Actor(actor), cpu, exec);
     }
 
     pub(crate) fn actor_created(&mut self, from: ProcIndex, actor: ActorId, result: Result<()>) {
