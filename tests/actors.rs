@@ -194,8 +194,13 @@ fn kill_ends_the_actor_and_fails_later_calls() {
     std::thread::sleep(Duration::from_millis(100));
     ray::kill(&c);
     match ray::get(&pending) {
-        Err(Error::ActorDied { actor, cause }) => {
+        Err(Error::ActorDied {
+            actor,
+            cause,
+            restarting,
+        }) => {
             assert_eq!(actor, "Counter");
+            assert!(!restarting);
             assert!(cause.contains("ray::kill"), "{cause}");
         }
         other => panic!("expected ActorDied, got {other:?}"),
@@ -238,7 +243,7 @@ fn constructor_panics_surface_on_the_first_method_get() {
     assert_eq!(ray::get(&ok.ping()).unwrap(), "pong");
     let bad = Exploding::remote(true);
     match ray::get(&bad.ping()) {
-        Err(Error::ActorDied { actor, cause }) => {
+        Err(Error::ActorDied { actor, cause, .. }) => {
             assert_eq!(actor, "Exploding");
             assert!(
                 cause.contains("constructor refused: fail = true"),
@@ -397,7 +402,10 @@ fn an_actor_with_max_restarts_is_started_again_after_its_process_dies() {
     let (n, pid1) = ray::get(&p.call()).unwrap();
     assert_eq!(n, 1);
     match ray::get(&p.crash()) {
-        Err(Error::ActorDied { cause, .. }) => {
+        Err(Error::ActorDied {
+            cause, restarting, ..
+        }) => {
+            assert!(restarting, "the call failed, the actor restarts");
             assert!(cause.contains("restarting (1 of 1"), "{cause}")
         }
         other => panic!("expected ActorDied, got {other:?}"),
@@ -406,7 +414,7 @@ fn an_actor_with_max_restarts_is_started_again_after_its_process_dies() {
     assert_eq!(n, 1, "the constructor ran again: fresh state");
     assert_ne!(pid1, pid2, "in a new worker process");
     match ray::get(&p.crash()) {
-        Err(Error::ActorDied { cause, .. }) => assert!(!cause.contains("restarting"), "{cause}"),
+        Err(Error::ActorDied { restarting, .. }) => assert!(!restarting, "no restarts left"),
         other => panic!("expected ActorDied, got {other:?}"),
     }
     assert!(

@@ -54,7 +54,7 @@ pub(crate) fn decode_values<T: DeserializeOwned>(
 fn ids_of<T>(refs: &[ObjectRef<T>]) -> Result<Vec<ObjectId>> {
     refs.iter()
         .map(|r| {
-            if r.id().0 == 0 {
+            if r.id().is_null() {
                 Err(Error::NotInitialized {
                     detail: String::new(),
                 })

@@ -48,11 +48,14 @@ impl Data {
         match self {
             Data::Inline(b) => Ok(f(b)),
             Data::Shm { region, pad, len } => {
-                let arena = crate::object_store::arena().ok_or_else(|| Error::ObjectLost {
-                    id: format!("at offset {region}"),
-                    reason: "this process has no object store (the runtime was shut down)".into(),
+                let arena = crate::object_store::arena().ok_or_else(|| Error::ShutDown {
+                    detail: " (this process has no object store any more)".into(),
                 })?;
-                Ok(f(arena.slice(region + *pad as u64, *len)))
+                // SAFETY: a `Data::Shm` reaches a process only in a value the node manager
+                // handed it for reading (a get reply or task arguments): the object is sealed
+                // and stays mapped for this process until it releases it, after decoding.
+                let bytes = unsafe { arena.slice(region + *pad as u64, *len) };
+                Ok(f(bytes))
             }
         }
     }

@@ -6,8 +6,13 @@ use crate::error::{Error, Result};
 use crate::ids::{ActorId, ObjectId, RefId};
 use crate::protocol::{ActorSpec, ActorTaskSpec, TaskSpec};
 use crate::slot::Slot;
+use std::num::NonZeroU64;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
+
+/// What cancels a `get_async`: the request to forget, if one was opened.
+pub(crate) type GetToken = Option<NonZeroU64>;
 
 /// What the public API needs from a runtime. Implemented by the driver (direct calls into the
 /// node manager) and by a worker (messages over its socket).
@@ -19,10 +24,10 @@ pub(crate) trait Client: Send + Sync + 'static {
     /// Blocks until every object is ready; values in the order asked.
     fn get(&self, ids: &[ObjectId], timeout: Option<Duration>) -> Result<Vec<Value>>;
     /// Starts reading one object for a future: its slot, and a token for `cancel_get`.
-    fn get_async(&self, id: ObjectId) -> (Arc<Slot<Result<Value>>>, u64);
+    fn get_async(&self, id: ObjectId) -> (Arc<Slot<Result<Value>>>, GetToken);
     /// The future was dropped before its value was taken: stop waiting (a worker blocked on
     /// it gets its CPU back). A value that arrives anyway is released.
-    fn cancel_get(&self, id: ObjectId, token: u64);
+    fn cancel_get(&self, id: ObjectId, token: GetToken);
     /// After decoding values that came from `get(ids)`: the references inside them are now
     /// counted by this process itself, and values in the store may be spilled again.
     fn transfer_done(&self, ids: &[ObjectId], values: &[Value]);
@@ -41,8 +46,18 @@ pub(crate) trait Client: Send + Sync + 'static {
 }
 
 static CURRENT: RwLock<Option<Arc<dyn Client>>> = RwLock::new(None);
+/// A runtime ran in this process and was shut down (and none runs now).
+static SHUT_DOWN: AtomicBool = AtomicBool::new(false);
+
+/// `ray::shutdown` ran: calls from now on say so, until the next `init`.
+pub(crate) fn mark_shut_down() {
+    SHUT_DOWN.store(true, Ordering::Relaxed);
+}
 
 pub(crate) fn set(client: Option<Arc<dyn Client>>) {
+    if client.is_some() {
+        SHUT_DOWN.store(false, Ordering::Relaxed);
+    }
     *CURRENT.write().unwrap_or_else(|e| e.into_inner()) = client;
 }
 
@@ -50,8 +65,18 @@ pub(crate) fn try_client() -> Option<Arc<dyn Client>> {
     CURRENT.read().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
+/// The running runtime's client; `NotInitialized` before `init`, `ShutDown` after `shutdown`.
 pub(crate) fn client() -> Result<Arc<dyn Client>> {
-    try_client().ok_or_else(|| Error::NotInitialized {
-        detail: String::new(),
-    })
+    try_client().ok_or_else(not_running)
+}
+
+/// The error for a call made while no runtime runs.
+pub(crate) fn not_running() -> Error {
+    if SHUT_DOWN.load(Ordering::Relaxed) {
+        Error::shut_down()
+    } else {
+        Error::NotInitialized {
+            detail: String::new(),
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! The one error type of ray for Rust.
 
+use crate::ids::ObjectId;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -46,13 +47,17 @@ pub enum Error {
         /// How the worker ended, e.g. `killed by signal 6 (SIGABRT)`.
         cause: String,
     },
-    /// The actor is dead: its process died, it was killed, or its constructor panicked.
+    /// The actor is dead: its process died, it was killed, or its constructor panicked. With
+    /// `restarting`, the call failed because the actor's process died while running it, and
+    /// the actor is starting again (later calls go to the new instance).
     #[error("actor `{actor}` is dead: {cause}")]
     ActorDied {
         /// The actor's class name.
         actor: String,
         /// Why it died.
         cause: String,
+        /// The actor is being restarted (`max_restarts`): only this call is lost.
+        restarting: bool,
     },
     /// No node can ever satisfy the request (e.g. `num_gpus = 9` on an 8-GPU cluster).
     #[error(
@@ -94,10 +99,20 @@ pub enum Error {
         /// What the codec said.
         message: String,
     },
-    /// A ray function was called before `ray::init` or after `ray::shutdown`.
+    /// A ray function was called before `ray::init`.
     #[error("ray is not initialized: call `ray::init(ray::Config::default())` first{detail}")]
     NotInitialized {
-        /// Extra context, e.g. that the runtime was shut down.
+        /// Extra context.
+        detail: String,
+    },
+    /// The runtime this call or reference belongs to was shut down (`ray::shutdown`), or is
+    /// shutting down.
+    #[error(
+        "the ray runtime was shut down{detail}; references from before `ray::shutdown` cannot be \
+         read after it"
+    )]
+    ShutDown {
+        /// Extra context, e.g. what was being waited for.
         detail: String,
     },
     /// `ray::init` was called twice from the same thread without `ray::shutdown` between.
@@ -108,8 +123,8 @@ pub enum Error {
     /// The object is gone: freed, from an earlier runtime, or its owner died.
     #[error("object {id} is lost: {reason}")]
     ObjectLost {
-        /// The object id.
-        id: String,
+        /// The object's id.
+        id: ObjectId,
         /// Why.
         reason: String,
     },
@@ -132,22 +147,103 @@ pub enum Error {
     Io {
         /// What the runtime was doing.
         context: String,
-        /// The OS error.
+        /// The OS error, with a hint where one helps (e.g. the open-files limit).
         message: String,
+        /// The kind of the OS error.
+        #[serde(with = "io_kind")]
+        kind: std::io::ErrorKind,
     },
 }
 
+/// `io::ErrorKind` on the wire: the kinds the runtime meets, anything else as `Other`.
+mod io_kind {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::io::ErrorKind;
+
+    const KINDS: &[ErrorKind] = &[
+        ErrorKind::Other,
+        ErrorKind::NotFound,
+        ErrorKind::PermissionDenied,
+        ErrorKind::ConnectionRefused,
+        ErrorKind::ConnectionReset,
+        ErrorKind::ConnectionAborted,
+        ErrorKind::BrokenPipe,
+        ErrorKind::AlreadyExists,
+        ErrorKind::WouldBlock,
+        ErrorKind::InvalidInput,
+        ErrorKind::InvalidData,
+        ErrorKind::TimedOut,
+        ErrorKind::UnexpectedEof,
+        ErrorKind::OutOfMemory,
+        ErrorKind::Interrupted,
+        ErrorKind::AddrInUse,
+        ErrorKind::AddrNotAvailable,
+        ErrorKind::StorageFull,
+        ErrorKind::QuotaExceeded,
+        ErrorKind::FileTooLarge,
+        ErrorKind::IsADirectory,
+        ErrorKind::NotADirectory,
+        ErrorKind::Unsupported,
+    ];
+
+    pub(super) fn serialize<S: Serializer>(kind: &ErrorKind, s: S) -> Result<S::Ok, S::Error> {
+        let code = KINDS.iter().position(|k| k == kind).unwrap_or(0) as u8;
+        code.serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ErrorKind, D::Error> {
+        let code = u8::deserialize(d)?;
+        Ok(KINDS
+            .get(code as usize)
+            .copied()
+            .unwrap_or(ErrorKind::Other))
+    }
+}
+
 impl Error {
+    /// An OS error while the runtime was doing `context`. Running out of file descriptors
+    /// says what the limit is and how to raise it.
     pub(crate) fn io(context: impl Into<String>, err: std::io::Error) -> Error {
+        let mut message = err.to_string();
+        if matches!(err.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) {
+            message.push_str(&fd_limit_hint());
+        }
         Error::Io {
             context: context.into(),
-            message: err.to_string(),
+            message,
+            kind: err.kind(),
         }
     }
 
     pub(crate) fn shut_down() -> Error {
-        Error::NotInitialized {
-            detail: " (the runtime was shut down)".into(),
+        Error::ShutDown {
+            detail: String::new(),
         }
+    }
+
+    pub(crate) fn object_lost(id: ObjectId, reason: impl Into<String>) -> Error {
+        Error::ObjectLost {
+            id,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// What to do when the process runs out of file descriptors.
+pub(crate) fn fd_limit_hint() -> String {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass, which lives for the call.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0;
+    if ok {
+        format!(
+            " (this process may open {} files at once, at most {}: raise the limit with \
+             `ulimit -n` before starting the program)",
+            lim.rlim_cur, lim.rlim_max
+        )
+    } else {
+        " (the open-files limit is reached: raise it with `ulimit -n`)".into()
     }
 }

@@ -1,7 +1,7 @@
 //! `ObjectRef<T>`: a typed, reference-counted handle to a value in the object store.
 
 use crate::codec;
-use crate::context::{self, Client};
+use crate::context::{self, Client, GetToken};
 use crate::error::{Error, Result};
 use crate::ids::{ObjectId, RefId};
 use crate::refcount;
@@ -57,7 +57,7 @@ impl<T> ObjectRef<T> {
 
     /// A reference that was never backed by a runtime: reading it says `NotInitialized`.
     pub(crate) fn null() -> Self {
-        Self::adopt(ObjectId(0))
+        Self::adopt(ObjectId::NULL)
     }
 
     /// The object's id.
@@ -127,7 +127,7 @@ enum FutureState {
     Waiting {
         slot: Arc<Slot<Result<codec::Value>>>,
         client: Arc<dyn Client>,
-        token: u64,
+        token: GetToken,
     },
     Failed(Option<Error>),
     Done,
@@ -135,7 +135,7 @@ enum FutureState {
 
 impl<T> GetFuture<T> {
     fn new(object: ObjectRef<T>) -> Self {
-        let state = if object.id().0 == 0 {
+        let state = if object.id().is_null() {
             FutureState::Failed(Some(Error::NotInitialized {
                 detail: String::new(),
             }))

@@ -1,23 +1,24 @@
 //! The node's shared-memory object store (Ray's plasma), for objects too large to inline.
 //!
-//! One `memfd` per runtime holds every large object. The node manager creates it, sized to the
+//! One `memfd` per node holds every large object. The node manager creates it, sized to the
 //! store's capacity (sparse: pages exist only where objects are), and each worker inherits it at
-//! spawn. Every process maps it **read-only**; writers copy an object in with `pwrite` into a
-//! region the node manager allocated for them, then *seal* it by sending the `Put`/`TaskDone`
+//! spawn. Every process maps it twice: **read-only** for reading (zero-copy: a slice of the
+//! mapping), and `PROT_NONE` for writing. A writer copies an object into a region the node
+//! manager allocated for it through a write window that `mprotect` opens over just that
+//! region's pages for the length of one copy, then *seals* it by sending the `Put`/`TaskDone`
 //! that names the region. Only then do readers learn where it is, so they never see a partial
-//! object, and since no process has a writable mapping, nothing can scribble over a sealed one.
-//! Reading is zero-copy: a slice of the mapping.
+//! object, and once the window is closed nobody — the writer included — can write a sealed
+//! object through a mapping.
 //!
-//! Writing goes through a second mapping of the file that is inaccessible except for the pages of
-//! the region being written, and only while it is written (`mprotect` opens and closes the
-//! window), so even the writer cannot touch a sealed object afterwards. The window's pages are
-//! pre-faulted in one call (`MADV_POPULATE_WRITE`), and freed regions keep their pages for the
-//! next object up to a limit before they are punched out of the file (`FALLOC_FL_PUNCH_HOLE`),
-//! which gives the memory back: together these make a large `put` run near `memcpy` speed.
+//! The window's pages are pre-faulted in one call (`MADV_POPULATE_WRITE`), large objects are
+//! copied by several threads, and freed regions keep their pages for the next object up to a
+//! limit before they are punched out of the file (`FALLOC_FL_PUNCH_HOLE`), which gives the
+//! memory back: together these make a large `put` run near memory bandwidth.
 //!
-//! The allocator is first-fit over page-aligned regions with coalescing. When an allocation does
-//! not fit, the node manager spills referenced objects that nobody is reading to files in the
-//! spill directory and restores them on `get`.
+//! The allocator ([`Allocator`]) is first-fit over page-aligned regions with coalescing, with
+//! checked arithmetic throughout. When an allocation does not fit, the node manager spills
+//! referenced objects that nobody is reading to files and restores them on `get`
+//! (`node_manager::store`).
 
 use crate::codec::{Data, Value};
 use crate::context::Client;
@@ -34,8 +35,11 @@ pub(crate) const DATA_ALIGN: u64 = 16;
 
 /// Objects of this size or larger go to the store (Ray inlines up to 100 KiB).
 pub(crate) const DEFAULT_INLINE_MAX: usize = 100 * 1024;
+/// The largest inline size that can be configured: inline values travel in messages.
+pub(crate) const MAX_INLINE_MAX: usize = 16 << 20;
 
-/// A process's handle on the store file: a read-only mapping, plus the fd to `pwrite` into.
+/// A process's handle on the store file: a read-only mapping of it, and a write mapping that
+/// is inaccessible except for the window of the write in progress.
 pub(crate) struct Arena {
     fd: OwnedFd,
     capacity: u64,
@@ -135,9 +139,13 @@ impl Arena {
 
     /// The bytes at `[offset, offset + len)`.
     ///
-    /// Callers only ask for sealed regions of objects they hold pinned (see the module docs), so
-    /// the bytes do not change while the slice lives.
-    pub(crate) fn slice(&self, offset: u64, len: u64) -> &[u8] {
+    /// # Safety
+    ///
+    /// The range must lie in a sealed region that stays allocated, and unwritten, while the
+    /// slice lives: the region of an object the caller holds (a reference, a pin, or a reader's
+    /// mapping count in the node manager), or one it is the only writer of and has finished
+    /// writing. The bounds are checked; a range outside the store panics.
+    pub(crate) unsafe fn slice(&self, offset: u64, len: u64) -> &[u8] {
         assert!(
             offset
                 .checked_add(len)
@@ -145,7 +153,7 @@ impl Arena {
             "object store range out of bounds"
         );
         // SAFETY: the range is inside the mapping (checked above), the mapping lives as long as
-        // `self`, and sealed regions are immutable while readable.
+        // `self`, and the caller guarantees nobody writes the range while the slice lives.
         unsafe { std::slice::from_raw_parts(self.base.add(offset as usize), len as usize) }
     }
 
@@ -157,12 +165,18 @@ impl Arena {
         if len == 0 {
             return Ok(());
         }
-        assert!(
-            offset
-                .checked_add(len)
-                .is_some_and(|end| end <= self.capacity),
-            "object store write out of bounds"
-        );
+        if offset
+            .checked_add(len)
+            .is_none_or(|end| end > self.capacity)
+        {
+            return Err(Error::InvalidArgument {
+                what: "object store write".into(),
+                message: format!(
+                    "{len} bytes at offset {offset} do not fit the store's {} bytes",
+                    self.capacity
+                ),
+            });
+        }
         let start = offset / PAGE * PAGE;
         let end = (offset + len).div_ceil(PAGE) * PAGE;
         let end = end.min(self.capacity.div_ceil(PAGE) * PAGE);
@@ -357,13 +371,14 @@ impl Allocator {
         }
     }
 
-    pub(crate) fn rounded(size: u64) -> u64 {
-        size.max(1).div_ceil(ALIGN) * ALIGN
+    /// `size` rounded up to whole pages; `None` if that does not fit in a `u64`.
+    pub(crate) fn rounded(size: u64) -> Option<u64> {
+        size.max(1).div_ceil(ALIGN).checked_mul(ALIGN)
     }
 
     /// Offset of a free region of at least `size` bytes, if one exists.
     pub(crate) fn alloc(&mut self, size: u64) -> Option<u64> {
-        let size = Self::rounded(size);
+        let size = Self::rounded(size)?;
         let (&off, &len) = self.free.iter().find(|(_, len)| **len >= size)?;
         self.free.remove(&off);
         if len > size {
@@ -374,7 +389,9 @@ impl Allocator {
     }
 
     pub(crate) fn free(&mut self, offset: u64, size: u64) {
-        let mut size = Self::rounded(size);
+        let Some(mut size) = Self::rounded(size) else {
+            return;
+        };
         let mut offset = offset;
         self.used -= size;
         if let Some((&prev, &plen)) = self.free.range(..offset).next_back() {
@@ -420,6 +437,12 @@ pub(crate) fn default_capacity() -> u64 {
 mod tests {
     use super::*;
 
+    fn unsafe_slice(arena: &Arena, offset: u64, len: u64) -> &[u8] {
+        // SAFETY: the tests write these ranges before reading them and nothing else uses the
+        // arena.
+        unsafe { arena.slice(offset, len) }
+    }
+
     #[test]
     fn allocator_fits_splits_and_coalesces() {
         const P: u64 = ALIGN;
@@ -451,9 +474,9 @@ mod tests {
             .map(|i: usize| (i % 251) as u8)
             .collect();
         arena.write(4096 + PAD, &[&header, &body]).unwrap();
-        assert_eq!(arena.slice(4096 + PAD, 8), &header);
+        assert_eq!(unsafe_slice(&arena, 4096 + PAD, 8), &header);
         assert!(
-            arena.slice(4096 + PAD + 8, body.len() as u64) == &body[..],
+            unsafe_slice(&arena, 4096 + PAD + 8, body.len() as u64) == &body[..],
             "every chunk lands in place"
         );
     }
@@ -470,12 +493,12 @@ mod tests {
     fn arena_writes_are_visible_through_the_read_only_mapping_and_punch_frees() {
         let arena = Arena::create(1 << 20).unwrap();
         arena.write(4096 + 8, &[b"hello ", b"world"]).unwrap();
-        assert_eq!(arena.slice(4096 + 8, 11), b"hello world");
+        assert_eq!(unsafe_slice(&arena, 4096 + 8, 11), b"hello world");
         arena.write(4096 * 3 - 2, &[b"across a page"]).unwrap();
-        assert_eq!(arena.slice(4096 * 3 - 2, 13), b"across a page");
+        assert_eq!(unsafe_slice(&arena, 4096 * 3 - 2, 13), b"across a page");
         arena.punch(0, 1 << 20);
         assert_eq!(
-            arena.slice(4096 + 8, 11),
+            unsafe_slice(&arena, 4096 + 8, 11),
             &[0u8; 11],
             "a punched region reads as zeros"
         );

@@ -60,7 +60,7 @@ pub fn put_slice<T: Pod>(data: &[T]) -> Result<ObjectRef<Vec<T>>> {
 ///
 /// The object stays in memory (it is not spilled) while the view lives.
 pub fn get_slice<T: Pod>(r: &ObjectRef<Vec<T>>) -> Result<PodView<T>> {
-    if r.id().0 == 0 {
+    if r.id().is_null() {
         return Err(Error::NotInitialized {
             detail: String::new(),
         });
@@ -105,7 +105,9 @@ pub fn get_slice<T: Pod>(r: &ObjectRef<Vec<T>>) -> Result<PodView<T>> {
         Data::Shm { region, pad, len } => {
             let arena = object_store::arena().ok_or_else(Error::shut_down)?;
             let start = region + *pad as u64;
-            let n = match check(arena.slice(start, *len)) {
+            // SAFETY: the object was handed to this process by `get`: sealed, and pinned in
+            // memory for it until the `release` below or the view's guard.
+            let n = match check(unsafe { arena.slice(start, *len) }) {
                 Ok(n) => n,
                 Err(e) => {
                     client.transfer_done(&ids, std::slice::from_ref(&value));
@@ -115,7 +117,9 @@ pub fn get_slice<T: Pod>(r: &ObjectRef<Vec<T>>) -> Result<PodView<T>> {
             let offset = start + VEC_PREFIX as u64;
             if offset % std::mem::align_of::<T>() as u64 != 0 {
                 // Not laid out for `T` (e.g. written by serde at another alignment): copy.
-                let copy = bytemuck::pod_collect_to_vec(arena.slice(offset, (n * size) as u64));
+                // SAFETY: as above; `check` made sure the object holds `n * size` more bytes.
+                let bytes = unsafe { arena.slice(offset, (n * size) as u64) };
+                let copy = bytemuck::pod_collect_to_vec(bytes);
                 client.transfer_done(&ids, std::slice::from_ref(&value));
                 return Ok(PodView {
                     inner: Inner::Owned(copy),
@@ -181,7 +185,10 @@ impl<T: Pod> PodView<T> {
                 count,
                 ..
             } => bytemuck::cast_slice(
-                arena.slice(*offset, (*count * std::mem::size_of::<T>()) as u64),
+                // SAFETY: the view's guard holds the object and its mapping count, so the
+                // region stays sealed and allocated while `self` lives; `get_slice` checked
+                // that it holds `count` elements.
+                unsafe { arena.slice(*offset, (*count * std::mem::size_of::<T>()) as u64) },
             ),
         }
     }

@@ -28,10 +28,7 @@ pub(crate) fn dec(id: RefId) {
 }
 
 fn is_null(id: RefId) -> bool {
-    match id {
-        RefId::Object(o) => o.0 == 0,
-        RefId::Actor(a) => a.0 == 0,
-    }
+    id.is_null()
 }
 
 /// Holds an extra local reference to each id while alive.

@@ -124,7 +124,7 @@ pub fn submit_task<R>(
 #[doc(hidden)]
 pub fn create_actor<A: RemoteActor>(opts: &RawActorOptions, args: ArgsBuilder) -> ActorHandle<A> {
     let Ok(client) = context::client() else {
-        return ActorHandle::from_raw(RawActorHandle::adopt(ActorId(0), A::NAME));
+        return ActorHandle::from_raw(RawActorHandle::adopt(ActorId::NULL, A::NAME));
     };
     let actor = ActorId::new();
     let (args, _pins) = args.finish();

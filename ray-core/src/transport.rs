@@ -1,44 +1,54 @@
 //! Framed messages over Unix domain sockets.
 //!
-//! The node manager listens on an abstract-namespace Unix socket (Linux: no file to clean up),
-//! named per runtime; workers connect to it and authenticate with a per-runtime token. The
-//! node manager side is tokio; the worker side uses plain blocking sockets and threads, since a
-//! worker mostly runs user code.
+//! A worker's connection is one end of a socket pair its node manager made when it started
+//! the worker (the worker inherits the other end): there is no listening socket anybody could
+//! find, so only the node's own workers reach it. The node manager side is tokio; the worker
+//! side uses plain blocking sockets and threads, since a worker mostly runs user code.
+//!
+//! Frames are a `u32` little-endian length and that many bytes. A reader never allocates the
+//! announced length up front: the buffer grows as bytes arrive, up to a maximum per stream
+//! (small for a peer's first message, which must also arrive within [`HELLO_TIMEOUT`]).
 
 use crate::codec;
 use crate::error::{Error, Result};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::io::{Read, Write};
-use std::os::linux::net::SocketAddrExt;
-use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
-/// Largest frame accepted (guards against garbage on the socket).
-const MAX_FRAME: usize = 1 << 31;
+/// Largest first message (`Hello`) a peer may send.
+pub(crate) const HELLO_MAX: usize = 4 * 1024;
+/// Time a peer has to send its first message.
+pub(crate) const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest frame a worker may send (a submission with many inline arguments, say).
+pub(crate) const MAX_FROM_WORKER: usize = 1 << 30;
+/// Largest frame a worker accepts from its node manager (replies are split below this).
+pub(crate) const MAX_TO_WORKER: usize = u32::MAX as usize;
 
-pub(crate) fn bind_abstract(name: &str) -> Result<UnixListener> {
-    let addr = SocketAddr::from_abstract_name(name.as_bytes())
-        .map_err(|e| Error::io("naming the socket", e))?;
-    let listener = UnixListener::bind_addr(&addr)
-        .map_err(|e| Error::io(format!("binding socket @{name}"), e))?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| Error::io("configuring the socket", e))?;
-    Ok(listener)
+fn too_large(len: usize, max: usize) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!("a frame of {len} bytes, more than the {max} allowed"),
+    )
 }
 
-pub(crate) fn connect_abstract(name: &str) -> std::io::Result<UnixStream> {
-    let addr = SocketAddr::from_abstract_name(name.as_bytes())?;
-    UnixStream::connect_addr(&addr)
+fn frame_len(len: [u8; 4], max: usize) -> std::io::Result<usize> {
+    let len = u32::from_le_bytes(len) as usize;
+    if len > max {
+        return Err(too_large(len, max));
+    }
+    Ok(len)
 }
 
-/// Reads one frame's payload (tokio side). `Ok(None)` at a clean end of stream.
+/// Reads one frame's payload into `buf` (tokio side). `Ok(None)` at a clean end of stream.
 pub(crate) async fn read_frame_async<R: AsyncRead + Unpin>(
     r: &mut R,
     buf: &mut Vec<u8>,
+    max: usize,
 ) -> std::io::Result<Option<()>> {
     let mut len = [0u8; 4];
     match r.read_exact(&mut len).await {
@@ -46,35 +56,33 @@ pub(crate) async fn read_frame_async<R: AsyncRead + Unpin>(
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(e),
     }
-    let len = u32::from_le_bytes(len) as usize;
-    if len > MAX_FRAME {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "frame too large",
-        ));
+    let len = frame_len(len, max)?;
+    buf.clear();
+    let got = r.take(len as u64).read_to_end(buf).await?;
+    if got < len {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
     }
-    buf.resize(len, 0);
-    r.read_exact(buf).await?;
     Ok(Some(()))
 }
 
-/// Reads one frame's payload (blocking side). `Ok(None)` at a clean end of stream.
-pub(crate) fn read_frame<R: Read>(r: &mut R, buf: &mut Vec<u8>) -> std::io::Result<Option<()>> {
+/// Reads one frame's payload into `buf` (blocking side). `Ok(None)` at a clean end of stream.
+pub(crate) fn read_frame<R: Read>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<Option<()>> {
     let mut len = [0u8; 4];
     match r.read_exact(&mut len) {
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(e),
     }
-    let len = u32::from_le_bytes(len) as usize;
-    if len > MAX_FRAME {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "frame too large",
-        ));
+    let len = frame_len(len, max)?;
+    buf.clear();
+    let got = r.by_ref().take(len as u64).read_to_end(buf)?;
+    if got < len {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
     }
-    buf.resize(len, 0);
-    r.read_exact(buf)?;
     Ok(Some(()))
 }
 
@@ -149,16 +157,20 @@ impl Outbox {
         }
     }
 
-    pub(crate) fn send<M: Serialize>(&self, msg: &M) {
+    /// Sends a message (or queues it). A message that cannot be encoded is an
+    /// `Error::Serialization`; sending on a closed connection does nothing.
+    pub(crate) fn send<M: Serialize>(&self, msg: &M) -> Result<()> {
         if self.inner.closed.load(Ordering::Relaxed) {
-            return;
+            return Ok(());
         }
         let mut st = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
         if st.writer_busy || !st.queued.is_empty() {
+            let mark = st.queued.len();
             if let Err(e) = codec::encode_frame(msg, &mut st.queued) {
-                tracing::error!("cannot encode a message to a worker: {e}");
+                st.queued.truncate(mark);
+                return Err(e);
             }
-            return;
+            return Ok(());
         }
         let OutboxState {
             queued,
@@ -166,10 +178,7 @@ impl Outbox {
             scratch,
         } = &mut *st;
         scratch.clear();
-        if let Err(e) = codec::encode_frame(msg, scratch) {
-            tracing::error!("cannot encode a message to a worker: {e}");
-            return;
-        }
+        codec::encode_frame(msg, scratch)?;
         let mut done = 0;
         while done < scratch.len() {
             match (&self.inner.direct).write(&scratch[done..]) {
@@ -179,7 +188,7 @@ impl Outbox {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(_) => {
                     self.inner.closed.store(true, Ordering::Relaxed);
-                    return;
+                    return Ok(());
                 }
             }
         }
@@ -191,10 +200,14 @@ impl Outbox {
         } else if scratch.capacity() > 1 << 20 {
             *scratch = Vec::new();
         }
+        Ok(())
     }
 
+    /// Closes the connection: what is queued is still written, then the socket is shut down;
+    /// nothing more is read from it (its reader sees the end at once).
     pub(crate) fn close(&self) {
         self.inner.closed.store(true, Ordering::Relaxed);
+        let _ = self.inner.direct.shutdown(std::net::Shutdown::Read);
         self.inner.notify.notify_one();
     }
 
@@ -232,4 +245,42 @@ impl Outbox {
 
 pub(crate) fn decode_frame<M: DeserializeOwned>(buf: &[u8]) -> Result<M> {
     codec::decode_frame(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_huge_announced_length_is_refused_without_allocating_it() {
+        let mut data = (u32::MAX).to_le_bytes().to_vec();
+        data.extend_from_slice(b"abc");
+        let mut buf = Vec::new();
+        let err = read_frame(&mut &data[..], &mut buf, MAX_FROM_WORKER).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+        assert!(buf.capacity() < 1 << 20);
+    }
+
+    #[test]
+    fn a_short_frame_is_an_unexpected_end_and_the_buffer_only_holds_what_came() {
+        let mut data = (1000u32).to_le_bytes().to_vec();
+        data.extend_from_slice(&[7u8; 10]);
+        let mut buf = Vec::new();
+        let err = read_frame(&mut &data[..], &mut buf, HELLO_MAX).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
+        assert_eq!(buf.len(), 10);
+        let mut ok = (3u32).to_le_bytes().to_vec();
+        ok.extend_from_slice(b"xyz");
+        assert!(
+            read_frame(&mut &ok[..], &mut buf, HELLO_MAX)
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(buf, b"xyz");
+        assert!(
+            read_frame(&mut &[][..], &mut buf, HELLO_MAX)
+                .unwrap()
+                .is_none()
+        );
+    }
 }

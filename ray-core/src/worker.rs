@@ -1,30 +1,34 @@
 //! The worker process.
 //!
-//! A worker is the user's own executable started again with `RAY_RS_HEAD` in its environment.
-//! A constructor in `.init_array` (which runs when the executable is loaded, before `main`)
+//! A worker is the user's own executable started again with `RAY_RS_NODE_FD` in its
+//! environment: the number of its inherited end of the socket pair its node manager made for
+//! it. A constructor in `.init_array` (which runs when the executable is loaded, before `main`)
 //! sees that variable and turns the process into a worker: it never reaches the user's `main`
-//! (nor the test harness, when the driver is a test binary). It connects to the node manager,
-//! proves it is the same build (registry fingerprint), then runs what it is sent: tasks one at a
-//! time on its main thread, or one actor for the rest of its life.
+//! (nor the test harness, when the driver is a test binary). It says hello over its socket,
+//! proving it is the same build (registry fingerprint), learns its process id, then runs what
+//! it is sent: tasks one at a time on its main thread, or one actor for the rest of its life.
 
 use crate::actor::ActorInstance;
 use crate::codec::Data;
 use crate::codec::{Encoded, Value};
-use crate::context::{self, Client};
+use crate::context::{self, Client, GetToken};
 use crate::error::{Error, Result};
-use crate::head::spawn::{
-    ENV_DRIVER_PID, ENV_GPU_IDS, ENV_HEAD, ENV_INLINE_MAX, ENV_PROC, ENV_STORE_FD, ENV_STORE_SIZE,
-    ENV_TOKEN,
+use crate::ids::{self, ActorId, ObjectId, RefId};
+use crate::node_manager::exits::{EXIT_BAD_ENV, EXIT_LOST_NODE, EXIT_REFUSED};
+use crate::node_manager::spawn::{
+    ENV_GPU_IDS, ENV_INLINE_MAX, ENV_NODE_FD, ENV_PARENT_PID, ENV_STORE_FD, ENV_STORE_SIZE,
 };
-use crate::ids::{self, ActorId, ObjectId, ProcIndex, RefId};
 use crate::object_store::{self, Arena};
-use crate::protocol::{ActorSpec, ActorTaskSpec, Execute, TaskSpec, ToHead, ToWorker};
+use crate::protocol::worker::{Execute, FromWorker, ToWorker};
+use crate::protocol::{ActorSpec, ActorTaskSpec, PROTOCOL_VERSION, TaskSpec};
 use crate::refcount::{LocalCounts, Transition};
 use crate::registry::{self, Args};
 use crate::slot::Slot;
-use crate::transport::{self, BlockingSender};
+use crate::transport::{self, BlockingSender, MAX_TO_WORKER};
 use std::any::Any;
 use std::collections::HashMap;
+use std::num::NonZeroU64;
+use std::os::fd::FromRawFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
@@ -46,7 +50,7 @@ pub(crate) fn in_worker() -> bool {
 static WORKER_ENTRY: extern "C" fn() = worker_entry;
 
 extern "C" fn worker_entry() {
-    if std::env::var_os(ENV_HEAD).is_none() {
+    if std::env::var_os(ENV_NODE_FD).is_none() {
         return;
     }
     let code = catch_unwind(run).unwrap_or(101);
@@ -54,10 +58,8 @@ extern "C" fn worker_entry() {
 }
 
 struct Env {
-    head: String,
-    proc: ProcIndex,
-    token: u64,
-    driver_pid: i32,
+    node_fd: i32,
+    parent_pid: i32,
     gpu_ids: Vec<usize>,
     store_fd: i32,
     store_size: u64,
@@ -67,10 +69,8 @@ struct Env {
 fn read_env() -> Option<Env> {
     let get = |k: &str| std::env::var(k).ok();
     let env = Env {
-        head: get(ENV_HEAD)?,
-        proc: get(ENV_PROC)?.parse().ok()?,
-        token: u64::from_str_radix(&get(ENV_TOKEN)?, 16).ok()?,
-        driver_pid: get(ENV_DRIVER_PID)?.parse().ok()?,
+        node_fd: get(ENV_NODE_FD)?.parse().ok()?,
+        parent_pid: get(ENV_PARENT_PID)?.parse().ok()?,
         gpu_ids: get(ENV_GPU_IDS)
             .unwrap_or_default()
             .split(',')
@@ -82,10 +82,8 @@ fn read_env() -> Option<Env> {
         inline_max: get(ENV_INLINE_MAX)?.parse().ok()?,
     };
     for k in [
-        ENV_HEAD,
-        ENV_PROC,
-        ENV_TOKEN,
-        ENV_DRIVER_PID,
+        ENV_NODE_FD,
+        ENV_PARENT_PID,
         ENV_STORE_FD,
         ENV_STORE_SIZE,
         ENV_INLINE_MAX,
@@ -100,64 +98,63 @@ fn read_env() -> Option<Env> {
 fn run() -> i32 {
     let Some(env) = read_env() else {
         eprintln!("ray worker: incomplete RAY_RS_* environment; exiting");
-        return 2;
+        return EXIT_BAD_ENV;
     };
     IN_WORKER.store(true, Ordering::Relaxed);
     // SAFETY: prctl(PR_SET_PDEATHSIG) and signal(SIGPIPE, SIG_IGN) only change this process's
-    // signal dispositions; getppid has no preconditions.
+    // signal dispositions; getppid has no preconditions; fcntl(F_SETFD) on the inherited
+    // socket keeps it out of the processes user code may start.
     unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-        if libc::getppid() != env.driver_pid {
-            return 3; // the driver is already gone
+        if libc::getppid() != env.parent_pid {
+            return EXIT_LOST_NODE; // the node manager is already gone
         }
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        if libc::fcntl(env.node_fd, libc::F_SETFD, libc::FD_CLOEXEC) == -1 {
+            eprintln!("ray worker: no connection to the node manager; exiting");
+            return EXIT_BAD_ENV;
+        }
     }
-    ids::set_this_proc(env.proc);
+    // SAFETY: the node manager passed this socket to us at spawn (checked open above); this
+    // process owns it from now on.
+    let stream = unsafe { std::os::unix::net::UnixStream::from_raw_fd(env.node_fd) };
     match Arena::open(env.store_fd, env.store_size) {
         Ok(a) => object_store::set_arena(Some(Arc::new(a))),
         Err(e) => {
             eprintln!("ray worker: cannot map the object store: {e}");
-            return 4;
+            return EXIT_BAD_ENV;
         }
     }
     object_store::set_inline_max(env.inline_max);
-    let stream = match transport::connect_abstract(&env.head) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("ray worker: cannot connect to the node manager: {e}");
-            return 4;
-        }
-    };
     let mut reader = match stream.try_clone() {
         Ok(r) => std::io::BufReader::with_capacity(64 * 1024, r),
         Err(e) => {
             eprintln!("ray worker: {e}");
-            return 4;
+            return EXIT_BAD_ENV;
         }
     };
     let sender = BlockingSender::new(stream);
     let pid = std::process::id();
-    let register = ToHead::Register {
-        proc: env.proc,
-        pid,
-        token: env.token,
+    let hello = FromWorker::Hello {
+        version: PROTOCOL_VERSION,
         fingerprint: registry::fingerprint(),
+        pid,
     };
-    if sender.send(&register).is_err() {
-        return 4;
+    if sender.send(&hello).is_err() {
+        return EXIT_LOST_NODE;
     }
     let mut buf = Vec::new();
-    match transport::read_frame(&mut reader, &mut buf)
+    match transport::read_frame(&mut reader, &mut buf, MAX_TO_WORKER)
         .ok()
         .flatten()
         .and_then(|_| transport::decode_frame(&buf).ok())
     {
-        Some(ToWorker::Registered) => {}
+        Some(ToWorker::Welcome { proc }) => ids::set_this_proc(proc),
         Some(ToWorker::Refused { reason }) => {
             eprintln!("ray worker refused by the node manager: {reason}");
-            return 5;
+            return EXIT_REFUSED;
         }
-        _ => return 4,
+        _ => return EXIT_LOST_NODE,
     }
     let core = Arc::new(WorkerCore {
         pid,
@@ -174,7 +171,7 @@ fn run() -> i32 {
         .name("ray-worker-reader".into())
         .spawn(move || read_loop(reader_core, reader, tx));
     if spawned.is_err() {
-        return 4;
+        return EXIT_BAD_ENV;
     }
     execute_loop(&core, rx)
 }
@@ -184,26 +181,35 @@ enum Job {
     Exit,
 }
 
-/// Reads messages from the node manager. When the connection ends (the driver exited or was
-/// killed), the worker exits at once: no orphans.
+/// Reads messages from the node manager. When the connection ends (the node manager exited or
+/// was killed), the worker exits at once: no orphans. A connection that breaks otherwise is a
+/// clear exit cause (code [`EXIT_LOST_NODE`]), never a silent one.
 fn read_loop(
     core: Arc<WorkerCore>,
     mut reader: std::io::BufReader<std::os::unix::net::UnixStream>,
     tx: Sender<Job>,
 ) {
     let mut buf = Vec::new();
+    let mut parts: HashMap<u64, Vec<Value>> = HashMap::new();
     loop {
-        match transport::read_frame(&mut reader, &mut buf) {
+        match transport::read_frame(&mut reader, &mut buf, MAX_TO_WORKER) {
             Ok(Some(())) => {}
-            _ => std::process::exit(0),
+            Ok(None) => std::process::exit(0),
+            Err(e) => {
+                eprintln!("ray worker: lost the node manager: {e}; exiting");
+                std::process::exit(EXIT_LOST_NODE);
+            }
         }
         let msg: ToWorker = match transport::decode_frame(&buf) {
             Ok(m) => m,
             Err(e) => {
-                eprintln!("ray worker: bad message from the node manager: {e}");
-                std::process::exit(4);
+                eprintln!("ray worker: bad message from the node manager: {e}; exiting");
+                std::process::exit(EXIT_LOST_NODE);
             }
         };
+        if buf.capacity() > 1 << 20 {
+            buf = Vec::new();
+        }
         match msg {
             ToWorker::Execute(e) => {
                 let _ = tx.send(Job::Run(e));
@@ -211,10 +217,22 @@ fn read_loop(
             ToWorker::Exit => {
                 let _ = tx.send(Job::Exit);
             }
-            ToWorker::GetReply { req, result } => core.complete(req, Reply::Get(result)),
+            ToWorker::GetReplyPart { req, values } => {
+                parts.entry(req).or_default().extend(values);
+            }
+            ToWorker::GetReply { req, result } => {
+                let result = match (parts.remove(&req), result) {
+                    (Some(mut first), Ok(rest)) => {
+                        first.extend(rest);
+                        Ok(first)
+                    }
+                    (_, r) => r,
+                };
+                core.complete(req, Reply::Get(result))
+            }
             ToWorker::WaitReply { req, ready } => core.complete(req, Reply::Wait(ready)),
             ToWorker::Allocated { req, result } => core.complete(req, Reply::Alloc(result)),
-            ToWorker::Registered | ToWorker::Refused { .. } => {}
+            ToWorker::Welcome { .. } | ToWorker::Refused { .. } => {}
         }
     }
 }
@@ -230,7 +248,7 @@ fn set_log_label(name: &str) {
     }
     last.clear();
     last.push_str(name);
-    let mut line = crate::head::spawn::LABEL_MARKER.to_vec();
+    let mut line = crate::node_manager::spawn::LABEL_MARKER.to_vec();
     line.extend_from_slice(name.as_bytes());
     line.push(b'\n');
     let _ = std::io::stdout().lock().write_all(&line);
@@ -270,7 +288,7 @@ fn execute_loop(core: &Arc<WorkerCore>, rx: Receiver<Job>) -> i32 {
                 gpu_ids,
             }) => {
                 *core.gpu_ids.lock().unwrap_or_else(|e| e.into_inner()) = gpu_ids;
-                set_log_label(crate::head::short_name(&function));
+                set_log_label(crate::node_manager::short_name(&function));
                 let result = registry::task(&function).and_then(|entry| {
                     guarded(&function, core.pid, || {
                         (entry.invoke)(&mut Args::new(&function, args))
@@ -307,12 +325,12 @@ fn run_actor(
     args: Vec<Data>,
     rx: Receiver<Job>,
 ) -> i32 {
-    let short = crate::head::short_name(class).to_string();
+    let short = crate::node_manager::short_name(class).to_string();
     set_log_label(&short);
     let entry = match registry::actor(class) {
         Ok(e) => e,
         Err(e) => {
-            let _ = core.sender.send(&ToHead::ActorCreated {
+            let _ = core.sender.send(&FromWorker::ActorCreated {
                 actor,
                 result: Err(e),
             });
@@ -325,7 +343,7 @@ fn run_actor(
     let instance = match created {
         Ok(Ok(i)) => i,
         Ok(Err(e)) => {
-            let _ = core.sender.send(&ToHead::ActorCreated {
+            let _ = core.sender.send(&FromWorker::ActorCreated {
                 actor,
                 result: Err(e),
             });
@@ -337,14 +355,14 @@ fn run_actor(
                 message: panic_message(&*payload),
                 pid: core.pid,
             };
-            let _ = core.sender.send(&ToHead::ActorCreated {
+            let _ = core.sender.send(&FromWorker::ActorCreated {
                 actor,
                 result: Err(err),
             });
             return 0;
         }
     };
-    let _ = core.sender.send(&ToHead::ActorCreated {
+    let _ = core.sender.send(&FromWorker::ActorCreated {
         actor,
         result: Ok(()),
     });
@@ -467,10 +485,10 @@ pub(crate) struct WorkerCore {
 }
 
 impl WorkerCore {
-    fn send(&self, msg: &ToHead) {
+    fn send(&self, msg: &FromWorker) {
         if let Err(e) = self.sender.send(msg) {
             eprintln!("ray worker: lost the node manager ({e}); exiting");
-            std::process::exit(0);
+            std::process::exit(EXIT_LOST_NODE);
         }
     }
 
@@ -478,10 +496,10 @@ impl WorkerCore {
         match result {
             Ok(Encoded { value, pins }) => {
                 let result = object_store::place(self, value);
-                self.send(&ToHead::TaskDone { task, result });
+                self.send(&FromWorker::TaskDone { task, result });
                 drop(pins);
             }
-            Err(e) => self.send(&ToHead::TaskDone {
+            Err(e) => self.send(&FromWorker::TaskDone {
                 task,
                 result: Err(e),
             }),
@@ -500,7 +518,7 @@ impl WorkerCore {
     }
 
     /// Registers a callback for the reply, then sends the request (built with its id).
-    fn request(&self, callback: Pending, make: impl FnOnce(u64) -> ToHead) -> u64 {
+    fn request(&self, callback: Pending, make: impl FnOnce(u64) -> FromWorker) -> u64 {
         let req = self.next_req.fetch_add(1, Ordering::Relaxed);
         self.pending
             .lock()
@@ -525,22 +543,22 @@ fn timeout_ms(t: Option<Duration>) -> Option<u64> {
 impl Client for WorkerCore {
     fn submit_task(&self, spec: TaskSpec) {
         self.owned(RefId::Object(spec.task));
-        self.send(&ToHead::SubmitTask(spec));
+        self.send(&FromWorker::SubmitTask(spec));
     }
 
     fn create_actor(&self, spec: ActorSpec) {
         self.owned(RefId::Actor(spec.actor));
-        self.send(&ToHead::CreateActor(spec));
+        self.send(&FromWorker::CreateActor(spec));
     }
 
     fn submit_actor_task(&self, spec: ActorTaskSpec) {
         self.owned(RefId::Object(spec.task));
-        self.send(&ToHead::SubmitActorTask(spec));
+        self.send(&FromWorker::SubmitActorTask(spec));
     }
 
     fn put(&self, id: ObjectId, result: Result<Value>) {
         self.owned(RefId::Object(id));
-        self.send(&ToHead::Put { id, result });
+        self.send(&FromWorker::Put { id, result });
     }
 
     fn get(&self, ids: &[ObjectId], timeout: Option<Duration>) -> Result<Vec<Value>> {
@@ -552,7 +570,7 @@ impl Client for WorkerCore {
                     s2.fill(v)
                 }
             }),
-            |req| ToHead::Get {
+            |req| FromWorker::Get {
                 req,
                 ids: ids.to_vec(),
                 timeout_ms: timeout_ms(timeout),
@@ -568,35 +586,34 @@ impl Client for WorkerCore {
         }
     }
 
-    fn get_async(&self, id: ObjectId) -> (Arc<Slot<Result<Value>>>, u64) {
+    fn get_async(&self, id: ObjectId) -> (Arc<Slot<Result<Value>>>, GetToken) {
         let slot = Arc::new(Slot::new());
         let s2 = slot.clone();
         let req = self.request(
             Box::new(move |r| {
                 if let Reply::Get(v) = r {
                     s2.fill(v.and_then(|mut v| {
-                        v.pop().ok_or_else(|| Error::ObjectLost {
-                            id: id.to_string(),
-                            reason: "empty reply".into(),
-                        })
+                        v.pop()
+                            .ok_or_else(|| Error::object_lost(id, "the reply had no value"))
                     }))
                 }
             }),
-            |req| ToHead::Get {
+            |req| FromWorker::Get {
                 req,
                 ids: vec![id],
                 timeout_ms: None,
             },
         );
-        (slot, req)
+        (slot, NonZeroU64::new(req))
     }
 
-    fn cancel_get(&self, id: ObjectId, token: u64) {
+    fn cancel_get(&self, id: ObjectId, token: GetToken) {
+        let Some(token) = token else { return };
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(cb) = pending.get_mut(&token) {
+        if let Some(cb) = pending.get_mut(&token.get()) {
             *cb = discard_reply(vec![id]);
             drop(pending);
-            self.send(&ToHead::CancelGet { req: token });
+            self.send(&FromWorker::CancelGet { req: token.get() });
         }
     }
 
@@ -608,11 +625,11 @@ impl Client for WorkerCore {
             .map(|(id, _)| *id)
             .collect();
         if !stored.is_empty() {
-            self.send(&ToHead::Release(stored));
+            self.send(&FromWorker::Release(stored));
         }
         for v in values {
             for id in &v.contained {
-                self.send(&ToHead::DelRef(*id));
+                self.send(&FromWorker::DelRef(*id));
             }
         }
     }
@@ -626,13 +643,13 @@ impl Client for WorkerCore {
                     s2.fill(v)
                 }
             }),
-            |req| ToHead::Alloc { req, size },
+            |req| FromWorker::Alloc { req, size },
         );
         slot.wait(None).unwrap_or_else(|| Err(Error::shut_down()))
     }
 
     fn release(&self, ids: &[ObjectId]) {
-        self.send(&ToHead::Release(ids.to_vec()));
+        self.send(&FromWorker::Release(ids.to_vec()));
     }
 
     fn wait(&self, ids: &[ObjectId], num_returns: usize, timeout: Option<Duration>) -> Vec<bool> {
@@ -644,7 +661,7 @@ impl Client for WorkerCore {
                     s2.fill(v)
                 }
             }),
-            |req| ToHead::Wait {
+            |req| FromWorker::Wait {
                 req,
                 ids: ids.to_vec(),
                 num_returns,
@@ -664,19 +681,19 @@ impl Client for WorkerCore {
     fn add_ref(&self, id: RefId) {
         let mut refs = self.refs.lock().unwrap_or_else(|e| e.into_inner());
         if let Transition::First = refs.inc(id) {
-            self.send(&ToHead::AddRef(id));
+            self.send(&FromWorker::AddRef(id));
         }
     }
 
     fn del_ref(&self, id: RefId) {
         let mut refs = self.refs.lock().unwrap_or_else(|e| e.into_inner());
         if let Transition::Last = refs.dec(id) {
-            self.send(&ToHead::DelRef(id));
+            self.send(&FromWorker::DelRef(id));
         }
     }
 
     fn kill_actor(&self, id: ActorId) {
-        self.send(&ToHead::KillActor { actor: id });
+        self.send(&FromWorker::KillActor { actor: id });
     }
 
     fn gpu_ids(&self) -> Vec<usize> {

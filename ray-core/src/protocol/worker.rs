@@ -1,66 +1,28 @@
-//! The messages between processes.
+//! Worker ⇄ node manager.
 //!
-//! Workers talk to the node manager over a Unix domain socket; the driver's own API calls the
-//! node manager in-process with the same requests. Every frame is a `u32` little-endian length
-//! followed by one bincode-encoded message (see `codec`). A later multi-node issue carries the
-//! same enums over TCP between node managers.
+//! A worker's connection is a socket pair the node manager made when it started the worker:
+//! the worker inherits one end, so no other process can reach the node manager this way. The
+//! worker's first message is [`FromWorker::Hello`]; the node manager answers
+//! [`ToWorker::Welcome`] (with the worker's [`ProcId`]) or [`ToWorker::Refused`].
 
+use super::{ActorSpec, ActorTaskSpec, TaskSpec};
 use crate::codec::{Data, Value};
 use crate::error::Error;
-use crate::ids::{ActorId, ObjectId, ProcIndex, RefId};
-use crate::resources::ResourceRequest;
+use crate::ids::{ActorId, ObjectId, ProcId, RefId};
 use serde::{Deserialize, Serialize};
-
-/// A task argument: an inline value, or a reference resolved before the task runs.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) enum Arg {
-    Value(Value),
-    Ref(ObjectId),
-}
-
-/// A normal task. Its id is the id of the object it returns.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct TaskSpec {
-    pub task: ObjectId,
-    pub function: String,
-    pub args: Vec<Arg>,
-    pub resources: ResourceRequest,
-    pub max_retries: u32,
-}
-
-/// Creation of an actor.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct ActorSpec {
-    pub actor: ActorId,
-    pub class: String,
-    pub args: Vec<Arg>,
-    pub resources: ResourceRequest,
-    pub max_concurrency: u32,
-    pub max_restarts: u32,
-    /// Set when the options or arguments were invalid: the actor is dead on arrival.
-    pub invalid: Option<Error>,
-}
-
-/// A method call on an actor.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct ActorTaskSpec {
-    pub actor: ActorId,
-    pub task: ObjectId,
-    pub method: String,
-    pub args: Vec<Arg>,
-}
+use std::fmt;
 
 /// Worker → node manager.
 #[derive(Debug, Serialize, Deserialize)]
-pub(crate) enum ToHead {
+pub(crate) enum FromWorker {
     /// First message on a connection.
-    Register {
-        proc: ProcIndex,
-        pid: u32,
-        token: u64,
+    Hello {
+        version: u32,
         fingerprint: u64,
+        pid: u32,
     },
-    /// Submissions imply that the sender holds a reference to the new object or actor.
+    /// Submissions imply that the sender holds a reference to the new object or actor, whose
+    /// id it made ([`ObjectId::creator`] is the sender).
     SubmitTask(TaskSpec),
     CreateActor(ActorSpec),
     SubmitActorTask(ActorTaskSpec),
@@ -79,7 +41,8 @@ pub(crate) enum ToHead {
         id: ObjectId,
         result: Result<Value, Error>,
     },
-    /// `ray::get`: answered by `GetReply` once every object is ready (or failed).
+    /// `ray::get`: answered by `GetReply` (after `GetReplyPart`s for large replies) once every
+    /// object is ready (or one failed).
     Get {
         req: u64,
         ids: Vec<ObjectId>,
@@ -138,17 +101,53 @@ pub(crate) enum Execute {
     },
 }
 
+/// Why a worker was refused. Says what failed, never the node's own secrets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum Refusal {
+    /// The worker speaks another protocol version.
+    WrongVersion { node: u32, worker: u32 },
+    /// The worker's remote functions differ from the driver's (another build).
+    DifferentBuild,
+    /// The first message was not `Hello`.
+    NoHello,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::WrongVersion { node, worker } => write!(
+                f,
+                "the worker speaks protocol version {worker}, the node manager {node}"
+            ),
+            Refusal::DifferentBuild => f.write_str(
+                "the worker runs a different build than the driver (its remote functions \
+                 differ): workers must run the same executable as the driver",
+            ),
+            Refusal::NoHello => f.write_str("the first message was not Hello"),
+        }
+    }
+}
+
 /// Node manager → worker.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum ToWorker {
-    Registered,
+    /// The worker is registered as `proc`: it makes its ids under that process id.
+    Welcome {
+        proc: ProcId,
+    },
     Refused {
-        reason: String,
+        reason: Refusal,
     },
     Execute(Execute),
-    /// Values in the order asked. References inside them are counted as held by the receiver
-    /// until it sends one `DelRef` for each, after decoding; values in the store stay pinned in
-    /// memory until it sends `Release`.
+    /// Part of the values of a large `GetReply`, in order; the `GetReply` with the rest
+    /// follows.
+    GetReplyPart {
+        req: u64,
+        values: Vec<Value>,
+    },
+    /// Values in the order asked (after those of any `GetReplyPart`). References inside them
+    /// are counted as held by the receiver until it sends one `DelRef` for each, after
+    /// decoding; values in the store stay pinned in memory until it sends `Release`.
     GetReply {
         req: u64,
         result: Result<Vec<Value>, Error>,

@@ -1,0 +1,538 @@
+//! Actors: creation, method calls in per-caller order, restarts, death.
+//!
+//! [`Actors`] owns every actor's entry and the queue of actors waiting for resources. An actor
+//! is `Pending` until it gets resources and a worker, `Starting` while that worker connects,
+//! `Creating` while its constructor runs, then `Alive`; `Dead` keeps the error later calls get.
+//! Calls from one caller run in the order they were made; a call whose `ObjectRef` argument is
+//! not ready holds back later calls from the same caller only. An actor exits when no process
+//! holds its handle and nothing it was asked to do is left (Ray's semantics).
+
+use super::objects::{Holders, Waiter};
+use super::state::NodeState;
+use super::workers::WorkerState;
+use crate::codec::Value;
+use crate::error::{Error, Result};
+use crate::ids::{ActorId, IdMap, ObjectId, ProcId};
+use crate::log;
+use crate::protocol::worker::{Execute, ToWorker};
+use crate::protocol::{ActorSpec, ActorTaskSpec, Arg};
+use crate::resources::{Allocation, Amount, ResourceRequest};
+use std::collections::VecDeque;
+
+pub(crate) struct ActorCall {
+    task: ObjectId,
+    method: String,
+    args: Vec<Arg>,
+}
+
+#[derive(Debug)]
+pub(crate) enum ActorState {
+    Pending,
+    Starting(ProcId),
+    Creating(ProcId),
+    Alive(ProcId),
+    Dead(Error),
+}
+
+pub(crate) struct ActorEntry {
+    pub class: String,
+    pub resources: ResourceRequest,
+    max_concurrency: u32,
+    pub ctor_args: Option<Vec<Arg>>,
+    pub state: ActorState,
+    pub alloc: Option<Allocation>,
+    callers: Vec<(ProcId, VecDeque<ActorCall>)>,
+    inflight: IdMap<ObjectId, ActorCall>,
+    holders: Holders,
+    pins: u32,
+    /// Restarts allowed after its process dies, and used so far.
+    max_restarts: u32,
+    restarts: u32,
+}
+
+impl ActorEntry {
+    fn drained(&self) -> bool {
+        self.inflight.is_empty() && self.callers.iter().all(|(_, q)| q.is_empty())
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Actors {
+    map: IdMap<ActorId, ActorEntry>,
+    /// Actors waiting for resources, in creation order.
+    pub pending: VecDeque<ActorId>,
+}
+
+impl Actors {
+    pub(crate) fn get(&self, id: ActorId) -> Option<&ActorEntry> {
+        self.map.get(&id)
+    }
+
+    pub(crate) fn get_mut(&mut self, id: ActorId) -> Option<&mut ActorEntry> {
+        self.map.get_mut(&id)
+    }
+
+    pub(crate) fn contains(&self, id: ActorId) -> bool {
+        self.map.contains_key(&id)
+    }
+
+    pub(crate) fn add_holder(&mut self, id: ActorId, proc: ProcId) {
+        if let Some(e) = self.map.get_mut(&id) {
+            e.holders.add(proc);
+        }
+    }
+
+    /// Removes one reference of `proc`; false if it held none.
+    pub(crate) fn remove_holder(&mut self, id: ActorId, proc: ProcId) -> bool {
+        self.map
+            .get_mut(&id)
+            .is_some_and(|e| e.holders.remove(proc))
+    }
+
+    pub(crate) fn held_by(&self, id: ActorId, proc: ProcId) -> bool {
+        self.map.get(&id).is_some_and(|e| e.holders.contains(proc))
+    }
+
+    /// Drops a dead process's handles; returns the actors it held.
+    pub(crate) fn remove_holder_everywhere(&mut self, proc: ProcId) -> Vec<ActorId> {
+        self.map
+            .iter_mut()
+            .filter_map(|(id, e)| e.holders.remove_all(proc).then_some(*id))
+            .collect()
+    }
+
+    pub(crate) fn pin(&mut self, id: ActorId) -> bool {
+        match self.map.get_mut(&id) {
+            Some(e) => {
+                e.pins = e.pins.saturating_add(1);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub(crate) fn unpin(&mut self, id: ActorId) {
+        if let Some(e) = self.map.get_mut(&id) {
+            e.pins = e.pins.saturating_sub(1);
+        }
+    }
+
+    pub(crate) fn is_pending(&self, id: ActorId) -> bool {
+        matches!(
+            self.map.get(&id).map(|e| &e.state),
+            Some(ActorState::Pending)
+        )
+    }
+
+    pub(crate) fn is_inflight(&self, id: ActorId, task: ObjectId) -> bool {
+        self.map
+            .get(&id)
+            .is_some_and(|e| e.inflight.contains_key(&task))
+    }
+
+    /// `Class.method` of the call that makes `task`, if it is queued or running.
+    pub(crate) fn method_of(&self, task: ObjectId) -> Option<String> {
+        self.map.values().find_map(|e| {
+            let call = e.inflight.get(&task).or_else(|| {
+                e.callers
+                    .iter()
+                    .find_map(|(_, q)| q.iter().find(|c| c.task == task))
+            })?;
+            Some(format!("{}.{}", super::short_name(&e.class), call.method))
+        })
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+}
+
+pub(crate) fn actor_died(class: &str, cause: impl Into<String>) -> Error {
+    Error::ActorDied {
+        actor: super::short_name(class).to_string(),
+        cause: cause.into(),
+        restarting: false,
+    }
+}
+
+impl NodeState {
+    pub(crate) fn create_actor(&mut self, from: ProcId, spec: ActorSpec) {
+        let actor = spec.actor;
+        if self.actors.contains(actor) {
+            return;
+        }
+        self.need_gpus(&spec.resources);
+        let mut entry = ActorEntry {
+            class: spec.class,
+            resources: spec.resources,
+            max_concurrency: spec.max_concurrency,
+            ctor_args: None,
+            state: ActorState::Pending,
+            alloc: None,
+            callers: Vec::new(),
+            inflight: IdMap::default(),
+            holders: Holders::one(from),
+            pins: 0,
+            max_restarts: spec.max_restarts,
+            restarts: 0,
+        };
+        let dead = if let Some(e) = spec.invalid {
+            Some(e)
+        } else if let Err(missing) = self.resources.check_feasible(&entry.resources) {
+            Some(Error::Infeasible {
+                name: entry.class.clone(),
+                requested: missing,
+                available: self.resources.describe_total(),
+            })
+        } else {
+            self.pin_args(&spec.args).err()
+        };
+        match dead {
+            Some(e) => entry.state = ActorState::Dead(e),
+            None => {
+                entry.ctor_args = Some(spec.args);
+                self.actors.pending.push_back(actor);
+            }
+        }
+        self.actors.map.insert(actor, entry);
+        self.schedule();
+    }
+
+    pub(crate) fn submit_actor_task(&mut self, from: ProcId, spec: ActorTaskSpec) {
+        let task = spec.task;
+        if !self.objects.create_pending(task, from) {
+            return;
+        }
+        let dead = match self.actors.get(spec.actor) {
+            None => Some(Error::ActorDied {
+                actor: format!("actor {}", spec.actor),
+                cause: "no such actor: it exited or belongs to an earlier ray runtime".into(),
+                restarting: false,
+            }),
+            Some(a) => match &a.state {
+                ActorState::Dead(e) => Some(e.clone()),
+                _ => None,
+            },
+        };
+        if let Some(e) = dead {
+            self.complete_object(task, Err(e));
+            return;
+        }
+        if let Err(e) = self.pin_args(&spec.args) {
+            self.complete_object(task, Err(e));
+            return;
+        }
+        let call = ActorCall {
+            task,
+            method: spec.method,
+            args: spec.args,
+        };
+        let entry = self.actors.get_mut(spec.actor).expect("checked above");
+        match entry.callers.iter_mut().find(|(p, _)| *p == from) {
+            Some((_, q)) => q.push_back(call),
+            None => entry.callers.push((from, VecDeque::from([call]))),
+        }
+        self.pump_actor(spec.actor);
+    }
+
+    /// The actor's worker connected: run its constructor there.
+    pub(super) fn start_actor_on(&mut self, proc: ProcId, actor: ActorId) {
+        let Some(entry) = self.actors.get(actor) else {
+            return self.make_idle(proc);
+        };
+        let (ctor_args, class) = (
+            entry.ctor_args.clone().unwrap_or_default(),
+            entry.class.clone(),
+        );
+        let args = match self.resolve_args(&ctor_args) {
+            Ok(a) => a,
+            Err(e) => {
+                let err = actor_died(&class, format!("a constructor argument failed: {e}"));
+                self.actor_dead(actor, err);
+                return;
+            }
+        };
+        let entry = self.actors.get_mut(actor).expect("present");
+        entry.state = ActorState::Creating(proc);
+        let gpu_ids = entry
+            .alloc
+            .as_ref()
+            .map(|a| a.gpu_ids())
+            .unwrap_or_default();
+        let cpu = entry.alloc.as_ref().map(|a| a.cpu).unwrap_or_default();
+        let exec = Execute::CreateActor {
+            actor,
+            class,
+            args,
+            gpu_ids,
+            max_concurrency: entry.max_concurrency,
+        };
+        self.hand_to_worker(proc, WorkerState::Actor(actor), cpu, exec);
+    }
+
+    /// The actor's constructor ran (in worker `from`, which must be the one creating it).
+    pub(crate) fn actor_created(
+        &mut self,
+        from: ProcId,
+        actor: ActorId,
+        result: Result<()>,
+    ) -> Result<(), String> {
+        let Some(entry) = self.actors.get_mut(actor) else {
+            return Err(format!(
+                "ActorCreated for actor {actor}, which does not exist"
+            ));
+        };
+        if !matches!(entry.state, ActorState::Creating(p) if p == from) {
+            return Err(format!(
+                "ActorCreated for actor {actor}, which it was not creating"
+            ));
+        }
+        // The constructor's arguments stay pinned while a restart may need them.
+        let mut unpin = None;
+        if result.is_err() || entry.restarts >= entry.max_restarts {
+            unpin = entry.ctor_args.take();
+        }
+        match result {
+            Ok(()) => {
+                entry.state = ActorState::Alive(from);
+                if let Some(args) = unpin {
+                    self.unpin_args(&args);
+                }
+                self.pump_actor(actor);
+                self.check_actor_scope(actor);
+            }
+            Err(e) => {
+                let cause = match e {
+                    Error::TaskFailed { message, .. } => {
+                        format!("its constructor panicked: {message}")
+                    }
+                    other => format!("its constructor failed: {other}"),
+                };
+                let err = actor_died(&entry.class, cause);
+                if let Some(args) = unpin {
+                    self.unpin_args(&args);
+                }
+                self.actor_dead(actor, err);
+            }
+        }
+        Ok(())
+    }
+
+    /// A method call finished (its worker reported `result`).
+    pub(super) fn actor_call_done(
+        &mut self,
+        actor: ActorId,
+        task: ObjectId,
+        result: Result<Value>,
+    ) {
+        let Some(call) = self
+            .actors
+            .get_mut(actor)
+            .and_then(|e| e.inflight.remove(&task))
+        else {
+            return;
+        };
+        self.unpin_args(&call.args);
+        self.complete_object(task, result);
+        self.check_actor_scope(actor);
+    }
+
+    /// Sends every call whose turn has come and whose arguments are ready.
+    pub(super) fn pump_actor(&mut self, actor: ActorId) {
+        let Some(entry) = self.actors.get(actor) else {
+            return;
+        };
+        let ActorState::Alive(proc) = entry.state else {
+            return;
+        };
+        let mut sendable: Vec<ActorCall> = Vec::new();
+        let mut wait_on: Vec<ObjectId> = Vec::new();
+        {
+            let NodeState {
+                actors, objects, ..
+            } = self;
+            let entry = actors.get_mut(actor).expect("present");
+            for (_, queue) in entry.callers.iter_mut() {
+                while let Some(call) = queue.front() {
+                    let pending = call.args.iter().find_map(|a| match a {
+                        Arg::Ref(id) if objects.get(*id).is_some_and(|e| !e.is_done()) => Some(*id),
+                        _ => None,
+                    });
+                    if let Some(id) = pending {
+                        wait_on.push(id);
+                        break;
+                    }
+                    sendable.push(queue.pop_front().expect("front exists"));
+                }
+            }
+        }
+        for id in wait_on {
+            if let Some(e) = self.objects.get_mut(id) {
+                if !e.waiters.contains(&Waiter::Actor(actor)) {
+                    e.waiters.push(Waiter::Actor(actor));
+                }
+            }
+        }
+        for call in sendable {
+            match self.resolve_args(&call.args) {
+                Ok(args) => {
+                    self.send(
+                        proc,
+                        ToWorker::Execute(Execute::ActorTask {
+                            task: call.task,
+                            method: call.method.clone(),
+                            args,
+                        }),
+                    );
+                    if let Some(entry) = self.actors.get_mut(actor) {
+                        entry.inflight.insert(call.task, call);
+                    }
+                }
+                Err(e) => {
+                    self.unpin_args(&call.args);
+                    self.complete_object(call.task, Err(e));
+                }
+            }
+        }
+    }
+
+    /// The actor is dead: fail everything queued or running, free its resources and worker.
+    pub(super) fn actor_dead(&mut self, actor: ActorId, err: Error) {
+        let Some(entry) = self.actors.get_mut(actor) else {
+            return;
+        };
+        let old = std::mem::replace(&mut entry.state, ActorState::Dead(err.clone()));
+        let alloc = entry.alloc.take();
+        let ctor_args = entry.ctor_args.take().unwrap_or_default();
+        let inflight: Vec<ActorCall> = entry.inflight.drain().map(|(_, c)| c).collect();
+        let mut queued: Vec<ActorCall> = Vec::new();
+        for (_, q) in entry.callers.iter_mut() {
+            queued.extend(q.drain(..));
+        }
+        if let Some(alloc) = alloc {
+            self.resources.release(&alloc);
+        }
+        self.actors.pending.retain(|a| *a != actor);
+        // A process that is still running may be reading the arguments of its current calls
+        // (and of its constructor): keep them pinned until it is gone.
+        let mut to_unpin: Vec<Arg> = queued.iter().flat_map(|c| c.args.iter().cloned()).collect();
+        let mut deferred: Vec<Arg> = inflight
+            .iter()
+            .flat_map(|c| c.args.iter().cloned())
+            .collect();
+        deferred.extend(ctor_args);
+        let worker = match old {
+            ActorState::Starting(p) | ActorState::Creating(p) | ActorState::Alive(p) => {
+                self.workers.get(p).is_some().then_some(p)
+            }
+            _ => None,
+        };
+        match worker {
+            Some(p) => {
+                self.retire(p);
+                if let Some(w) = self.workers.get_mut(p) {
+                    w.deferred_unpin.extend(deferred);
+                }
+                self.effects.push(super::effects::Effect::Kill(p));
+            }
+            None => to_unpin.extend(deferred),
+        }
+        self.unpin_args(&to_unpin);
+        for call in inflight.into_iter().chain(queued) {
+            self.complete_object(call.task, Err(err.clone()));
+        }
+        self.check_actor_scope(actor);
+        self.schedule();
+    }
+
+    /// The actor's process died. Within `max_restarts` the actor starts again in a new worker
+    /// (its constructor runs again): the calls it was running fail, calls not sent yet wait for
+    /// the new instance. Beyond that, the actor is dead.
+    pub(super) fn actor_process_died(&mut self, actor: ActorId, pid: u32, cause: &str) {
+        let Some(entry) = self.actors.get_mut(actor) else {
+            return;
+        };
+        if matches!(entry.state, ActorState::Dead(_)) {
+            return;
+        }
+        let class = entry.class.clone();
+        if entry.restarts >= entry.max_restarts || entry.ctor_args.is_none() {
+            let err = actor_died(&class, format!("its worker process (pid {pid}) {cause}"));
+            self.actor_dead(actor, err);
+            return;
+        }
+        entry.restarts += 1;
+        log::warn!(
+            "actor {class}: worker pid {pid} {cause}; restarting ({} of {})",
+            entry.restarts,
+            entry.max_restarts
+        );
+        let err = Error::ActorDied {
+            actor: super::short_name(&class).to_string(),
+            cause: format!(
+                "its worker process (pid {pid}) {cause} while running this call; the actor is \
+                 restarting ({} of {} restarts)",
+                entry.restarts, entry.max_restarts
+            ),
+            restarting: true,
+        };
+        let inflight: Vec<ActorCall> = entry.inflight.drain().map(|(_, c)| c).collect();
+        entry.state = ActorState::Pending;
+        if let Some(alloc) = entry.alloc.take() {
+            self.resources.release(&alloc);
+        }
+        self.actors.pending.push_back(actor);
+        for call in inflight {
+            self.unpin_args(&call.args);
+            self.complete_object(call.task, Err(err.clone()));
+        }
+        self.schedule();
+    }
+
+    pub(crate) fn kill_actor(&mut self, actor: ActorId, cause: &str) {
+        let Some(entry) = self.actors.get(actor) else {
+            return;
+        };
+        if matches!(entry.state, ActorState::Dead(_)) {
+            return;
+        }
+        let err = actor_died(&entry.class, cause);
+        self.actor_dead(actor, err);
+    }
+
+    /// Called when an actor may have lost its last handle: a live actor finishes what was
+    /// submitted, then exits (Ray's semantics); a dead one is forgotten.
+    pub(super) fn check_actor_scope(&mut self, actor: ActorId) {
+        let Some(entry) = self.actors.get_mut(actor) else {
+            return;
+        };
+        if !(entry.holders.is_empty() && entry.pins == 0 && entry.drained()) {
+            return;
+        }
+        match entry.state {
+            ActorState::Dead(_) => {
+                self.actors.map.remove(&actor);
+            }
+            ActorState::Pending | ActorState::Starting(_) | ActorState::Creating(_) => {
+                let err = actor_died(&entry.class, "all handles were dropped before it started");
+                self.actor_dead(actor, err);
+            }
+            ActorState::Alive(proc) => {
+                let alloc = entry.alloc.take();
+                if let Some(alloc) = alloc {
+                    self.resources.release(&alloc);
+                }
+                self.actors.map.remove(&actor);
+                if self.workers.get(proc).is_some() {
+                    self.retire(proc);
+                    if let Some(w) = self.workers.get_mut(proc) {
+                        w.cpu_held = Amount::ZERO;
+                    }
+                    self.send(proc, ToWorker::Exit);
+                }
+                self.schedule();
+            }
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! What the state machine asks the outside world to do.
+//!
+//! Handlers of [`NodeState`](super::state::NodeState) never send, spawn, kill or sleep: they
+//! push an [`Effect`], and [`NodeManager`](super::NodeManager) carries the effects out, in the
+//! order they were pushed, after the state lock is released. Unit tests read them instead.
+
+use crate::codec::Value;
+use crate::error::Result;
+use crate::ids::{ProcId, RequestKey};
+use crate::protocol::worker::ToWorker;
+use crate::slot::Slot;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Someone the node manager talks to over a connection. Today only its own workers; remote
+/// nodes become another variant, carried by another transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Peer {
+    Worker(ProcId),
+}
+
+/// An event the state machine wants to receive after a delay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Timer {
+    /// A get or wait with a timeout ran out of time.
+    RequestTimeout(RequestKey),
+    /// A worker's process ended while its socket was still open: handle the exit now even if
+    /// the socket never reaches its end.
+    ExitGrace(ProcId),
+}
+
+/// One thing to do outside the state machine.
+pub(crate) enum Effect {
+    /// Send a message to a peer.
+    Send(Peer, ToWorker),
+    /// Start a worker process for `proc`.
+    StartWorker { proc: ProcId, gpu_ids: Vec<usize> },
+    /// Kill a worker process (SIGKILL).
+    Kill(ProcId),
+    /// Stop talking to a peer: it was refused or broke the protocol. Nothing more it sends is
+    /// read.
+    Disconnect(Peer),
+    /// The worker is gone: drop its connection and its process handle.
+    Forget(ProcId),
+    /// Deliver `Timer` after the delay.
+    Timer(Duration, Timer),
+    /// Count the node's GPUs in the background, then call `gpus_detected`.
+    DetectGpus,
+    /// Wake a driver thread blocked in `get`/`wait`.
+    Wake(Arc<Slot<()>>),
+    /// Complete a driver future.
+    Resolve(Arc<Slot<Result<Value>>>, Result<Value>),
+    /// A worker process is gone (for a shutdown waiting for all of them).
+    WorkersChanged,
+}
+
+impl std::fmt::Debug for Effect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Effect::Send(p, m) => write!(f, "Send({p:?}, {m:?})"),
+            Effect::StartWorker { proc, gpu_ids } => {
+                write!(f, "StartWorker({proc:?}, {gpu_ids:?})")
+            }
+            Effect::Kill(p) => write!(f, "Kill({p:?})"),
+            Effect::Disconnect(p) => write!(f, "Disconnect({p:?})"),
+            Effect::Forget(p) => write!(f, "Forget({p:?})"),
+            Effect::Timer(d, t) => write!(f, "Timer({d:?}, {t:?})"),
+            Effect::DetectGpus => f.write_str("DetectGpus"),
+            Effect::Wake(_) => f.write_str("Wake"),
+            Effect::Resolve(_, r) => write!(f, "Resolve({r:?})"),
+            Effect::WorkersChanged => f.write_str("WorkersChanged"),
+        }
+    }
+}

@@ -1,0 +1,340 @@
+//! [`NodeManager`]: the state machine plus what it needs to act — its lock, its worker
+//! connections, the spawner thread, timers, GPU detection — and the one place its effects are
+//! carried out.
+//!
+//! Every change goes through [`NodeManager::run`]: lock, apply the handler, unlock, then
+//! execute the effects it pushed. Effects execute under a second lock (`io`), taking the
+//! queue from the state in one go, so they leave in the order they were pushed even when
+//! several threads handle messages at once. Executing an effect never calls back into the
+//! state machine synchronously (callbacks go through the runtime or another thread), so
+//! neither lock is ever taken twice.
+
+use super::conn;
+use super::effects::{Effect, Peer, Timer};
+use super::spawn::{SpawnRequest, SpawnerConfig, spawner_main};
+use super::state::{NodeState, Settings};
+use super::store::{SpillDir, Store, remove_stale_spill_dirs};
+use crate::error::{Error, Result};
+use crate::ids::{IdMap, NodeId, ProcId};
+use crate::log;
+use crate::object_store::{self, Arena};
+use crate::protocol::worker::ToWorker;
+use crate::resources::{Amount, NodeResources};
+use crate::transport::Outbox;
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// What a node manager starts with.
+pub(crate) struct NodeConfig {
+    pub node: NodeId,
+    pub cpus: usize,
+    /// `None`: counted by `gpu_detector` when first needed (0 without one).
+    pub gpus: Option<usize>,
+    pub custom: Vec<(String, Amount)>,
+    pub gpu_detector: Option<fn() -> usize>,
+    pub max_idle_workers: usize,
+    pub object_store_memory: u64,
+    pub spill_root: PathBuf,
+    pub inline_max: usize,
+    pub log_to_driver: bool,
+    /// The executable workers run.
+    pub exe: PathBuf,
+}
+
+/// A running node manager. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct NodeManager {
+    pub(super) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    state: Mutex<NodeState>,
+    /// Held while effects execute; holds what executing them needs.
+    io: Mutex<Io>,
+    /// Signalled when a worker process is gone (a shutdown waits for all of them).
+    workers_changed: Condvar,
+    rt: Mutex<Option<tokio::runtime::Runtime>>,
+    pub(super) handle: tokio::runtime::Handle,
+    spawn_tx: Mutex<Option<std::sync::mpsc::Sender<SpawnRequest>>>,
+    spawner: Mutex<Option<JoinHandle<()>>>,
+    gpu_detector: Option<fn() -> usize>,
+    arena: Arc<Arena>,
+}
+
+/// The handles effects act on.
+#[derive(Default)]
+struct Io {
+    conns: IdMap<ProcId, Outbox>,
+    killers: IdMap<ProcId, Arc<tokio::sync::Notify>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Starts a node manager: its runtime, object store and spawner thread. No worker is started
+/// until something asks for one (see [`NodeManager::prestart`]).
+pub(crate) fn start(cfg: NodeConfig) -> Result<NodeManager> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("ray-node-manager")
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("starting the node manager's runtime", e))?;
+    let arena = Arc::new(Arena::create(cfg.object_store_memory)?);
+    let spill = SpillDir::new(&cfg.spill_root)?;
+    remove_stale_spill_dirs(&cfg.spill_root);
+    let store = Store::new(arena.clone(), spill);
+    let mut resources = NodeResources::new(cfg.cpus, cfg.gpus.unwrap_or(0), &cfg.custom);
+    if cfg.gpus.is_none() {
+        resources = resources.gpus_unknown();
+    }
+    let settings = Settings {
+        fingerprint: crate::registry::fingerprint(),
+        max_idle_workers: cfg.max_idle_workers.max(1),
+        can_detect_gpus: cfg.gpu_detector.is_some(),
+    };
+    let state = NodeState::new(cfg.node, settings, resources, store);
+    let (spawn_tx, spawn_rx) = std::sync::mpsc::channel();
+    let inner = Arc::new(Inner {
+        state: Mutex::new(state),
+        io: Mutex::new(Io::default()),
+        workers_changed: Condvar::new(),
+        handle: rt.handle().clone(),
+        rt: Mutex::new(Some(rt)),
+        spawn_tx: Mutex::new(Some(spawn_tx)),
+        spawner: Mutex::new(None),
+        gpu_detector: cfg.gpu_detector,
+        arena: arena.clone(),
+    });
+    let spawner_cfg = SpawnerConfig {
+        exe: cfg.exe,
+        log_to_driver: cfg.log_to_driver,
+        store_fd: arena.raw_fd(),
+        store_size: arena.capacity(),
+        inline_max: cfg.inline_max,
+    };
+    let weak = Arc::downgrade(&inner);
+    let handle = inner.handle.clone();
+    let spawner = std::thread::Builder::new()
+        .name("ray-spawner".into())
+        .spawn(move || spawner_main(spawn_rx, weak, handle, spawner_cfg))
+        .map_err(|e| Error::io("starting the spawner thread", e))?;
+    *lock(&inner.spawner) = Some(spawner);
+    Ok(NodeManager { inner })
+}
+
+impl NodeManager {
+    /// Applies `f` to the state, then carries out the effects it pushed.
+    pub(crate) fn run<R>(&self, f: impl FnOnce(&mut NodeState) -> R) -> R {
+        self.inner.run(f)
+    }
+
+    /// The state, locked (for reading stats; changes go through [`run`](Self::run)).
+    pub(crate) fn lock(&self) -> MutexGuard<'_, NodeState> {
+        lock(&self.inner.state)
+    }
+
+    pub(crate) fn arena(&self) -> &Arc<Arena> {
+        &self.inner.arena
+    }
+
+    /// Starts `n` idle workers ahead of the first task, as Ray does.
+    pub(crate) fn prestart(&self, n: usize) {
+        self.run(|st| st.prestart(n));
+    }
+
+    /// Stops everything: tells workers to exit, waits up to `grace`, kills the rest, removes
+    /// the spill directory and stops the runtime. Works from any thread, async ones included.
+    pub(crate) fn shutdown(&self, grace: Duration) {
+        self.run(|st| st.begin_shutdown());
+        if !self.wait_for_workers(grace) {
+            self.run(|st| st.kill_all());
+            if !self.wait_for_workers(Duration::from_secs(5)) {
+                log::warn!(
+                    "{} worker(s) did not exit after being killed",
+                    self.lock().workers.len()
+                );
+            }
+        }
+        self.lock().store.remove_spill_dir();
+        lock(&self.inner.spawn_tx).take();
+        if let Some(t) = lock(&self.inner.spawner).take() {
+            let _ = t.join();
+        }
+        if let Some(rt) = lock(&self.inner.rt).take() {
+            // Dropping a runtime blocks, which tokio forbids on its own threads: stop it from a
+            // thread of its own, so shutting down works inside `#[tokio::main]` too.
+            let stopper = std::thread::Builder::new()
+                .name("ray-shutdown".into())
+                .spawn(move || rt.shutdown_timeout(Duration::from_secs(1)));
+            match stopper {
+                Ok(t) => {
+                    let _ = t.join();
+                }
+                Err(e) => log::warn!("cannot stop the node manager's runtime: {e}"),
+            }
+        }
+    }
+
+    /// Waits until no worker is left, at most `timeout`; whether none is.
+    fn wait_for_workers(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.lock();
+        while !st.workers.is_empty() {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            st = self
+                .inner
+                .workers_changed
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        true
+    }
+
+    /// Process ids of the current workers.
+    pub(crate) fn worker_pids(&self) -> Vec<u32> {
+        self.lock().workers.pids()
+    }
+}
+
+impl Inner {
+    pub(super) fn run<R>(self: &Arc<Self>, f: impl FnOnce(&mut NodeState) -> R) -> R {
+        let mut st = lock(&self.state);
+        let r = f(&mut st);
+        if st.effects.is_empty() {
+            return r;
+        }
+        drop(st);
+        let mut io = lock(&self.io);
+        let effects = std::mem::take(&mut lock(&self.state).effects);
+        self.execute(effects, &mut io);
+        r
+    }
+
+    /// A worker's connection is ready: messages to it go out through `outbox`.
+    pub(super) fn add_connection(&self, proc: ProcId, outbox: Outbox) {
+        lock(&self.io).conns.insert(proc, outbox);
+    }
+
+    fn execute(self: &Arc<Self>, effects: Vec<Effect>, io: &mut Io) {
+        for effect in effects {
+            match effect {
+                Effect::Send(Peer::Worker(p), msg) => {
+                    let Some(conn) = io.conns.get(&p) else {
+                        log::debug!("dropped a message to {p}, which is not connected");
+                        continue;
+                    };
+                    if let Err(e) = conn.send(&msg) {
+                        log::error!("cannot send a message to {p}: {e}");
+                        if let ToWorker::GetReply { req, .. } | ToWorker::GetReplyPart { req, .. } =
+                            msg
+                        {
+                            let _ = conn.send(&ToWorker::GetReply {
+                                req,
+                                result: Err(e),
+                            });
+                        }
+                    }
+                }
+                Effect::StartWorker { proc, gpu_ids } => {
+                    let killer = Arc::new(tokio::sync::Notify::new());
+                    io.killers.insert(proc, killer.clone());
+                    let req = SpawnRequest {
+                        proc,
+                        gpu_ids,
+                        killer,
+                    };
+                    let sent = lock(&self.spawn_tx)
+                        .as_ref()
+                        .is_some_and(|tx| tx.send(req).is_ok());
+                    if !sent {
+                        let weak = Arc::downgrade(self);
+                        self.handle.spawn(async move {
+                            if let Some(node) = weak.upgrade() {
+                                node.run(|st| {
+                                    st.spawn_failed(proc, "was not started: the node is stopping")
+                                });
+                            }
+                        });
+                    }
+                }
+                Effect::Kill(p) => {
+                    if let Some(k) = io.killers.get(&p) {
+                        k.notify_one();
+                    }
+                }
+                Effect::Disconnect(Peer::Worker(p)) => {
+                    if let Some(conn) = io.conns.remove(&p) {
+                        conn.close();
+                    }
+                }
+                Effect::Forget(p) => {
+                    if let Some(conn) = io.conns.remove(&p) {
+                        conn.close();
+                    }
+                    io.killers.remove(&p);
+                }
+                Effect::Timer(after, timer) => {
+                    let weak = Arc::downgrade(self);
+                    self.handle.spawn(async move {
+                        tokio::time::sleep(after).await;
+                        if let Some(node) = weak.upgrade() {
+                            node.run(|st| match timer {
+                                Timer::RequestTimeout(key) => st.expire_request(key),
+                                Timer::ExitGrace(proc) => st.exit_grace_over(proc),
+                            });
+                        }
+                    });
+                }
+                Effect::DetectGpus => self.detect_gpus(),
+                Effect::Wake(slot) => slot.fill(()),
+                Effect::Resolve(slot, result) => slot.fill(result),
+                Effect::WorkersChanged => self.workers_changed.notify_all(),
+            }
+        }
+    }
+
+    fn detect_gpus(self: &Arc<Self>) {
+        let weak: Weak<Inner> = Arc::downgrade(self);
+        let detect = self.gpu_detector.unwrap_or(|| 0);
+        let spawned = std::thread::Builder::new()
+            .name("ray-gpu-detect".into())
+            .spawn(move || {
+                let n = detect();
+                if let Some(node) = weak.upgrade() {
+                    node.run(|st| st.gpus_detected(n));
+                }
+            });
+        if spawned.is_err() {
+            let weak = Arc::downgrade(self);
+            self.handle.spawn(async move {
+                if let Some(node) = weak.upgrade() {
+                    node.run(|st| st.gpus_detected(0));
+                }
+            });
+        }
+    }
+}
+
+/// Starts serving a worker's connection (called by the spawner once the process runs).
+pub(super) fn serve_worker(
+    inner: &Arc<Inner>,
+    proc: ProcId,
+    stream: std::os::unix::net::UnixStream,
+) {
+    let weak = Arc::downgrade(inner);
+    inner.handle.spawn(conn::serve(weak, proc, stream));
+}
+
+/// Sets the store everything in this process reads through.
+pub(crate) fn install_arena(node: &NodeManager, inline_max: usize) {
+    object_store::set_inline_max(inline_max);
+    object_store::set_arena(Some(node.arena().clone()));
+}

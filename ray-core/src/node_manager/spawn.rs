@@ -1,0 +1,196 @@
+//! Starting worker processes, forwarding their output, and noticing when they exit.
+//!
+//! Workers are started from one long-lived thread (so `PR_SET_PDEATHSIG`, which fires when the
+//! *thread* that forked a child ends, only fires when the node manager's process ends). Each
+//! worker inherits one end of a fresh socket pair — its connection to the node manager, the
+//! only way in — and the object store's file; both are close-on-exec everywhere else. Each
+//! worker gets a monitor task that prefixes its stdout/stderr lines like Ray
+//! (`(Counter pid=4242) hello`), watches its memory, kills it on request, and reports its exit.
+
+use super::exits::Watch;
+use super::runtime::{Inner, serve_worker};
+use crate::ids::ProcId;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+
+/// Environment variables a worker process is started with. `RAY_RS_NODE_FD` (its end of the
+/// socket pair) is what makes the process a worker.
+pub(crate) const ENV_NODE_FD: &str = "RAY_RS_NODE_FD";
+pub(crate) const ENV_PARENT_PID: &str = "RAY_RS_PARENT_PID";
+pub(crate) const ENV_STORE_FD: &str = "RAY_RS_STORE_FD";
+pub(crate) const ENV_STORE_SIZE: &str = "RAY_RS_STORE_SIZE";
+pub(crate) const ENV_INLINE_MAX: &str = "RAY_RS_INLINE_MAX";
+/// Comma-separated logical GPU ids given to the worker (read by ray-gpu).
+pub const ENV_GPU_IDS: &str = "RAY_RS_GPU_IDS";
+
+pub(crate) struct SpawnRequest {
+    pub proc: ProcId,
+    pub gpu_ids: Vec<usize>,
+    pub killer: Arc<tokio::sync::Notify>,
+}
+
+/// A worker writes this, then a name and a newline, to stdout and stderr when it starts a task
+/// or becomes an actor; the forwarder uses it as the prefix of the lines that follow on that
+/// stream and does not print it. In-band, so a prefix is never ahead of or behind its lines.
+pub(crate) const LABEL_MARKER: &[u8] = b"\0ray-label:";
+
+pub(crate) struct SpawnerConfig {
+    pub exe: PathBuf,
+    pub log_to_driver: bool,
+    pub store_fd: std::os::fd::RawFd,
+    pub store_size: u64,
+    pub inline_max: usize,
+}
+
+/// Runs on the spawner thread until the channel closes.
+pub(crate) fn spawner_main(
+    rx: std::sync::mpsc::Receiver<SpawnRequest>,
+    node: Weak<Inner>,
+    rt: tokio::runtime::Handle,
+    cfg: SpawnerConfig,
+) {
+    let parent_pid = std::process::id().to_string();
+    let display = std::env::current_exe().unwrap_or_else(|_| cfg.exe.clone());
+    for req in rx {
+        let _enter = rt.enter();
+        let started = spawn_one(&cfg, &display, &parent_pid, &req);
+        let Some(n) = node.upgrade() else { return };
+        match started {
+            Ok((child, conn)) => {
+                let pid = child.id().unwrap_or(0);
+                n.run(|st| st.set_pid(req.proc, pid));
+                serve_worker(&n, req.proc, conn);
+                rt.spawn(monitor(child, req, node.clone(), cfg.log_to_driver));
+            }
+            Err(e) => {
+                let cause = format!(
+                    "could not be started from {}: {}",
+                    cfg.exe.display(),
+                    crate::error::Error::io("starting a worker", e)
+                );
+                n.run(|st| st.spawn_failed(req.proc, &cause));
+            }
+        }
+    }
+}
+
+fn spawn_one(
+    cfg: &SpawnerConfig,
+    display: &std::path::Path,
+    parent_pid: &str,
+    req: &SpawnRequest,
+) -> std::io::Result<(tokio::process::Child, std::os::unix::net::UnixStream)> {
+    // Both ends are close-on-exec; the child's end is made inheritable in the child only.
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+    let ids: Vec<String> = req.gpu_ids.iter().map(|g| g.to_string()).collect();
+    let ids = ids.join(",");
+    let mut cmd = tokio::process::Command::new(&cfg.exe);
+    cmd.arg0(display)
+        .arg("--ray-worker")
+        .env(ENV_NODE_FD, theirs.as_raw_fd().to_string())
+        .env(ENV_PARENT_PID, parent_pid)
+        .env(ENV_GPU_IDS, &ids)
+        // Ray's rule: a worker sees exactly the GPUs it was given, none if it asked for none.
+        .env("CUDA_VISIBLE_DEVICES", &ids)
+        .env(ENV_STORE_FD, cfg.store_fd.to_string())
+        .env(ENV_STORE_SIZE, cfg.store_size.to_string())
+        .env(ENV_INLINE_MAX, cfg.inline_max.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let inherit = [cfg.store_fd, theirs.as_raw_fd()];
+    // SAFETY: runs in the child between fork and exec; fcntl is async-signal-safe. It lets the
+    // object store's fd and the child's end of its socket pair (both close-on-exec in this
+    // process) survive into this worker only.
+    unsafe {
+        cmd.pre_exec(move || {
+            for fd in inherit {
+                if libc::fcntl(fd, libc::F_SETFD, 0) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn()?;
+    drop(theirs);
+    Ok((child, ours))
+}
+
+async fn monitor(
+    mut child: tokio::process::Child,
+    req: SpawnRequest,
+    node: Weak<Inner>,
+    log: bool,
+) {
+    let pid = child.id().unwrap_or(0);
+    let out = child
+        .stdout
+        .take()
+        .map(|s| tokio::spawn(forward(s, pid, false, log)));
+    let err = child
+        .stderr
+        .take()
+        .map(|s| tokio::spawn(forward(s, pid, true, log)));
+    let mut watch = Watch::start(pid);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status,
+            _ = req.killer.notified() => { let _ = child.start_kill(); }
+            _ = tick.tick() => watch.sample(pid),
+        }
+    };
+    // Let the forwarders print what the worker wrote last (they end at EOF on the pipes).
+    for handle in [out, err].into_iter().flatten() {
+        let _ = tokio::time::timeout(Duration::from_millis(500), handle).await;
+    }
+    let cause = watch.describe(status);
+    if let Some(n) = node.upgrade() {
+        n.run(|st| st.process_exited(req.proc, cause));
+    }
+}
+
+/// Copies a worker's output to this process's, a whole line at a time, with Ray's prefix.
+async fn forward<R: AsyncRead + Unpin>(r: R, pid: u32, is_err: bool, log: bool) {
+    let mut r = BufReader::with_capacity(16 * 1024, r);
+    let mut line = Vec::with_capacity(256);
+    let mut name = String::new();
+    loop {
+        line.clear();
+        match r.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            line.pop();
+        }
+        if let Some(label) = line.strip_prefix(LABEL_MARKER) {
+            name = String::from_utf8_lossy(label).into_owned();
+            continue;
+        }
+        if !log {
+            continue;
+        }
+        let mut out = Vec::with_capacity(line.len() + name.len() + 24);
+        if name.is_empty() {
+            let _ = write!(out, "(pid={pid}) ");
+        } else {
+            let _ = write!(out, "({name} pid={pid}) ");
+        }
+        out.extend_from_slice(&line);
+        out.push(b'\n');
+        if is_err {
+            let _ = std::io::stderr().lock().write_all(&out);
+        } else {
+            let mut so = std::io::stdout().lock();
+            let _ = so.write_all(&out);
+            let _ = so.flush();
+        }
+    }
+}

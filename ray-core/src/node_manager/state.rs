@@ -1,0 +1,107 @@
+//! The node manager's state: one value composed of per-concern parts, each owning its fields
+//! and invariants (as tokio composes its scheduler's locked state from per-module pieces).
+//!
+//! | part | owns | file |
+//! |---|---|---|
+//! | `objects` | every object's state, holders, pins, waiters | [`super::objects`] |
+//! | `tasks` | normal tasks from submission to result | [`super::tasks`] |
+//! | `actors` | actors, their calls, restarts | [`super::actors`] |
+//! | `workers` | worker processes, idle and prestarted lists | [`super::workers`] |
+//! | `requests` | open get/wait requests, CPU lending | [`super::requests`] |
+//! | `store` | shared-memory allocation, sealing, spilling | [`super::store`] |
+//! | `scheduler` | ready queue, scheduling passes, GPU count | [`super::scheduler`] |
+//! | `resources` | the node's resources, free and total | [`crate::resources`] |
+//!
+//! This module does no I/O: handlers push [`Effect`]s into `effects`, which the
+//! [`NodeManager`](super::NodeManager) carries out after releasing the lock.
+
+use super::actors::Actors;
+use super::effects::{Effect, Peer};
+use super::objects::ObjectDirectory;
+use super::requests::Requests;
+use super::scheduler::Scheduler;
+use super::store::Store;
+use super::tasks::Tasks;
+use super::workers::Pool;
+use crate::ids::{NodeId, ProcId};
+use crate::protocol::worker::ToWorker;
+use crate::resources::NodeResources;
+
+/// Settings fixed for the life of a node manager.
+pub(crate) struct Settings {
+    /// Build fingerprint workers must match.
+    pub fingerprint: u64,
+    /// Idle task workers kept for reuse.
+    pub max_idle_workers: usize,
+    /// Whether GPUs can be counted (`Effect::DetectGpus`) when the count is not given.
+    pub can_detect_gpus: bool,
+}
+
+pub(crate) struct NodeState {
+    pub node: NodeId,
+    pub settings: Settings,
+    pub objects: ObjectDirectory,
+    pub tasks: Tasks,
+    pub actors: Actors,
+    pub workers: Pool,
+    pub requests: Requests,
+    pub store: Store,
+    pub scheduler: Scheduler,
+    pub resources: NodeResources,
+    pub shutting_down: bool,
+    /// What to do once the lock is released, in order.
+    pub effects: Vec<Effect>,
+}
+
+impl NodeState {
+    pub(crate) fn new(
+        node: NodeId,
+        settings: Settings,
+        resources: NodeResources,
+        store: Store,
+    ) -> Self {
+        NodeState {
+            node,
+            settings,
+            objects: ObjectDirectory::default(),
+            tasks: Tasks::default(),
+            actors: Actors::default(),
+            workers: Pool::new(node),
+            requests: Requests::default(),
+            store,
+            scheduler: Scheduler::default(),
+            resources,
+            shutting_down: false,
+            effects: Vec::new(),
+        }
+    }
+
+    /// The driver process of this node (in single-node mode, the process it runs in).
+    pub(crate) fn driver(&self) -> ProcId {
+        ProcId::driver(self.node)
+    }
+
+    /// Stops everything: workers are told to exit (or killed if not connected), driver
+    /// waiters woken. Nothing new is scheduled.
+    pub(crate) fn begin_shutdown(&mut self) {
+        self.shutting_down = true;
+        for proc in self.workers.procs() {
+            let connected = self.workers.get(proc).is_some_and(|w| w.connected);
+            if connected {
+                self.effects
+                    .push(Effect::Send(Peer::Worker(proc), ToWorker::Exit));
+            } else {
+                self.effects.push(Effect::Kill(proc));
+            }
+            self.retire(proc);
+        }
+        self.fail_all_requests();
+    }
+
+    /// Kills every worker that is left (at the end of a shutdown's grace period).
+    pub(crate) fn kill_all(&mut self) {
+        for proc in self.workers.procs() {
+            self.effects.push(Effect::Kill(proc));
+        }
+    }
+}

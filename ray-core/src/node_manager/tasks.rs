@@ -1,0 +1,260 @@
+//! Normal tasks: submission, dispatch to a worker, completion, retries.
+//!
+//! [`Tasks`] owns the tasks this node runs, from submission until their result is stored. A
+//! task is `WaitingDeps` until its `ObjectRef` arguments are done, then `Queued` in the ready
+//! queue ([`super::scheduler`]), then `Assigned` with the resources it holds. Only the worker
+//! a task was given may report its result.
+
+use super::objects::Waiter;
+use super::state::NodeState;
+use super::workers::{Assignment, WorkerState};
+use crate::codec::Value;
+use crate::error::{Error, Result};
+use crate::ids::{IdMap, ObjectId, ProcId};
+use crate::log;
+use crate::protocol::TaskSpec;
+use crate::protocol::worker::Execute;
+use crate::resources::Allocation;
+
+pub(crate) struct TaskEntry {
+    pub spec: TaskSpec,
+    missing_deps: usize,
+    attempts: u32,
+    pub state: TaskState,
+}
+
+pub(crate) enum TaskState {
+    WaitingDeps,
+    Queued,
+    Assigned { alloc: Allocation },
+}
+
+#[derive(Default)]
+pub(crate) struct Tasks {
+    map: IdMap<ObjectId, TaskEntry>,
+}
+
+impl Tasks {
+    pub(crate) fn get(&self, id: ObjectId) -> Option<&TaskEntry> {
+        self.map.get(&id)
+    }
+
+    pub(crate) fn contains(&self, id: ObjectId) -> bool {
+        self.map.contains_key(&id)
+    }
+
+    /// Tasks not yet running that ask for a GPU (judged once the GPUs are counted).
+    pub(super) fn waiting_for_gpus(&self) -> Vec<ObjectId> {
+        self.map
+            .iter()
+            .filter(|(_, t)| {
+                !matches!(t.state, TaskState::Assigned { .. }) && !t.spec.resources.gpu.is_zero()
+            })
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+}
+
+impl NodeState {
+    pub(crate) fn submit_task(&mut self, from: ProcId, spec: TaskSpec) {
+        let task = spec.task;
+        if !self.objects.create_pending(task, from) {
+            return;
+        }
+        self.need_gpus(&spec.resources);
+        if let Err(missing) = self.resources.check_feasible(&spec.resources) {
+            let err = Error::Infeasible {
+                name: spec.function.clone(),
+                requested: missing,
+                available: self.resources.describe_total(),
+            };
+            self.complete_object(task, Err(err));
+            return;
+        }
+        if let Err(e) = self.pin_args(&spec.args) {
+            self.complete_object(task, Err(e));
+            return;
+        }
+        let missing_deps = self.register_deps(&spec.args, Waiter::Task(task), false);
+        let state = if missing_deps == 0 {
+            self.scheduler.queue.push(&spec.resources, task);
+            TaskState::Queued
+        } else {
+            TaskState::WaitingDeps
+        };
+        self.tasks.map.insert(
+            task,
+            TaskEntry {
+                spec,
+                missing_deps,
+                attempts: 0,
+                state,
+            },
+        );
+        if missing_deps == 0 {
+            self.schedule();
+        }
+    }
+
+    /// One of a task's arguments is done; true if the task is now ready to run.
+    pub(super) fn dependency_done(&mut self, task: ObjectId) -> bool {
+        let Some(te) = self.tasks.map.get_mut(&task) else {
+            return false;
+        };
+        te.missing_deps = te.missing_deps.saturating_sub(1);
+        if te.missing_deps == 0 && matches!(te.state, TaskState::WaitingDeps) {
+            te.state = TaskState::Queued;
+            self.scheduler.queue.push(&te.spec.resources, task);
+            return true;
+        }
+        false
+    }
+
+    /// The scheduler picked `task` and reserved `alloc` for it: give it a worker.
+    pub(super) fn assign_task(&mut self, task: ObjectId, alloc: Allocation) {
+        let Some(te) = self.tasks.map.get_mut(&task) else {
+            self.resources.release(&alloc);
+            return;
+        };
+        let key = alloc.gpu_ids();
+        te.state = TaskState::Assigned { alloc };
+        if let Some(proc) = self.workers.find_idle(&key) {
+            self.start_task_on(proc, task);
+        } else if let Some(proc) = self.workers.find_prestarted(&key) {
+            self.workers
+                .set_state(proc, WorkerState::Starting(Some(Assignment::Task(task))));
+        } else {
+            self.start_worker(key, Some(Assignment::Task(task)));
+        }
+    }
+
+    /// Sends an assigned task to its (connected) worker.
+    pub(super) fn start_task_on(&mut self, proc: ProcId, task: ObjectId) {
+        let spec_args = match self.tasks.map.get(&task) {
+            Some(te) => te.spec.args.clone(),
+            None => return self.make_idle(proc),
+        };
+        let args = match self.resolve_args(&spec_args) {
+            Ok(a) => a,
+            Err(e) => {
+                self.make_idle(proc);
+                self.finish_task(task, Err(e));
+                return;
+            }
+        };
+        let te = self.tasks.map.get_mut(&task).expect("present");
+        te.attempts += 1;
+        let TaskState::Assigned { alloc } = &te.state else {
+            unreachable!("a task is assigned before it is started")
+        };
+        let (gpu_ids, cpu) = (alloc.gpu_ids(), alloc.cpu);
+        let exec = Execute::Task {
+            task,
+            function: te.spec.function.clone(),
+            args,
+            gpu_ids,
+        };
+        self.hand_to_worker(proc, WorkerState::Busy(task), cpu, exec);
+    }
+
+    /// Ends a task for good: releases its resources and argument pins, stores its result.
+    pub(super) fn finish_task(&mut self, task: ObjectId, result: Result<Value>) {
+        let Some(te) = self.tasks.map.remove(&task) else {
+            return;
+        };
+        if let TaskState::Assigned { alloc } = &te.state {
+            self.resources.release(alloc);
+        }
+        self.unpin_args(&te.spec.args);
+        self.complete_object(task, result);
+        self.schedule();
+    }
+
+    /// A worker reports a result. Only the worker running `task` may, and a value in the
+    /// store must be sealed by it; `Err` says what was wrong (the object then fails, so that
+    /// nobody waits for it forever, and the worker is stopped).
+    pub(super) fn task_done(
+        &mut self,
+        from: ProcId,
+        task: ObjectId,
+        result: Result<Value>,
+    ) -> Result<(), String> {
+        let actor = match self.workers.state(from) {
+            Some(WorkerState::Busy(t)) if t == task => None,
+            Some(WorkerState::Actor(a)) if self.actors.is_inflight(a, task) => Some(a),
+            _ => return Err(format!("a result for task {task}, which it was not given")),
+        };
+        let checked = match &result {
+            Ok(v) => self.accept_value(from, v),
+            Err(_) => Ok(()),
+        };
+        let result = match checked {
+            Ok(()) => result,
+            Err(_) => Err(Error::object_lost(
+                task,
+                "the worker that ran its task sent an invalid result and was stopped",
+            )),
+        };
+        match actor {
+            None if checked.is_ok() => {
+                self.make_idle(from);
+                self.finish_task(task, result);
+            }
+            None => {
+                self.retire(from);
+                self.finish_task(task, result);
+            }
+            Some(a) => self.actor_call_done(a, task, result),
+        }
+        checked
+    }
+
+    /// A task goes back to the ready queue (its worker could not start or died).
+    pub(super) fn requeue(&mut self, task: ObjectId) {
+        let Some(te) = self.tasks.map.get_mut(&task) else {
+            return;
+        };
+        if let TaskState::Assigned { alloc } = std::mem::replace(&mut te.state, TaskState::Queued) {
+            self.resources.release(&alloc);
+        }
+        self.scheduler.queue.push(&te.spec.resources, task);
+    }
+
+    /// The worker running `task` died: run it again within `max_retries`, else fail it.
+    pub(super) fn retry_or_fail(&mut self, task: ObjectId, pid: u32, cause: &str) {
+        let Some(te) = self.tasks.map.get(&task) else {
+            return;
+        };
+        if te.attempts <= te.spec.max_retries && !self.shutting_down {
+            log::warn!(
+                "worker pid {pid} running `{}` {cause}; retrying (attempt {} of {})",
+                te.spec.function,
+                te.attempts + 1,
+                te.spec.max_retries + 1
+            );
+            self.requeue(task);
+            self.schedule();
+        } else {
+            let err = Error::WorkerDied {
+                function: te.spec.function.clone(),
+                pid,
+                attempts: te.attempts,
+                cause: cause.to_string(),
+            };
+            self.finish_task(task, Err(err));
+        }
+    }
+
+    /// The task or actor method that makes object `id`, if it is still running here.
+    pub(crate) fn producer_of(&self, id: ObjectId) -> Option<String> {
+        if let Some(te) = self.tasks.get(id) {
+            return Some(super::short_name(&te.spec.function).to_string());
+        }
+        self.actors.method_of(id)
+    }
+}

@@ -1,0 +1,1000 @@
+//! The state machine driven by hand: fake workers (messages in, effects out) and a fake clock
+//! (timers fire when the test advances time). No processes, no sockets, no sleeping.
+
+use super::effects::{Effect, Peer, Timer};
+use super::requests::{REPLY_CHUNK, Reply, ReqKind};
+use super::state::{NodeState, Settings};
+use super::store::{SpillDir, Store};
+use crate::codec::{self, Data, Value};
+use crate::error::Error;
+use crate::ids::{ActorId, NodeId, ObjectId, ProcId, RefId};
+use crate::object_store::{Arena, PAD};
+use crate::protocol::worker::{Execute, FromWorker, Refusal, ToWorker};
+use crate::protocol::{ActorSpec, ActorTaskSpec, Arg, PROTOCOL_VERSION, TaskSpec};
+use crate::resources::{Amount, NodeResources, ResourceRequest};
+use crate::slot::Slot;
+use bytes::Bytes;
+use std::sync::Arc;
+use std::time::Duration;
+
+const NODE: NodeId = NodeId(1);
+const DRIVER: ProcId = ProcId::driver(NODE);
+const FINGERPRINT: u64 = 0xF1F1;
+
+/// A node manager's state with fake peers and a fake clock.
+struct Harness {
+    st: NodeState,
+    now: Duration,
+    timers: Vec<(Duration, Timer)>,
+    sent: Vec<(ProcId, ToWorker)>,
+    started: Vec<ProcId>,
+    killed: Vec<ProcId>,
+    disconnected: Vec<ProcId>,
+    woken: usize,
+    next_id: u64,
+}
+
+fn cpus(n: usize) -> NodeResources {
+    NodeResources::new(n, 0, &[])
+}
+
+impl Harness {
+    fn new(resources: NodeResources) -> Harness {
+        Self::with_store(resources, 4 << 20)
+    }
+
+    fn with_store(resources: NodeResources, store_bytes: u64) -> Harness {
+        let arena = Arc::new(Arena::create(store_bytes).expect("memfd"));
+        let spill = SpillDir::new(&std::env::temp_dir()).expect("spill root");
+        let settings = Settings {
+            fingerprint: FINGERPRINT,
+            max_idle_workers: 8,
+            can_detect_gpus: false,
+        };
+        Harness {
+            st: NodeState::new(NODE, settings, resources, Store::new(arena, spill)),
+            now: Duration::ZERO,
+            timers: Vec::new(),
+            sent: Vec::new(),
+            started: Vec::new(),
+            killed: Vec::new(),
+            disconnected: Vec::new(),
+            woken: 0,
+            next_id: 1,
+        }
+    }
+
+    /// Moves the effects the last handler pushed into the fakes.
+    fn flush(&mut self) {
+        for e in std::mem::take(&mut self.st.effects) {
+            match e {
+                Effect::Send(Peer::Worker(p), m) => self.sent.push((p, m)),
+                Effect::StartWorker { proc, .. } => self.started.push(proc),
+                Effect::Kill(p) => self.killed.push(p),
+                Effect::Disconnect(Peer::Worker(p)) | Effect::Forget(p) => {
+                    self.disconnected.push(p)
+                }
+                Effect::Timer(after, t) => self.timers.push((self.now + after, t)),
+                Effect::Wake(slot) => {
+                    slot.fill(());
+                    self.woken += 1;
+                }
+                Effect::Resolve(slot, r) => slot.fill(r),
+                Effect::DetectGpus | Effect::WorkersChanged => {}
+            }
+        }
+    }
+
+    fn with<R>(&mut self, f: impl FnOnce(&mut NodeState) -> R) -> R {
+        let r = f(&mut self.st);
+        self.flush();
+        r
+    }
+
+    /// The fake clock moves on: timers that are due fire, in order.
+    fn advance(&mut self, by: Duration) {
+        self.now += by;
+        loop {
+            self.timers.sort_by_key(|(at, _)| *at);
+            let Some(i) = self.timers.iter().position(|(at, _)| *at <= self.now) else {
+                return;
+            };
+            let (_, t) = self.timers.remove(i);
+            self.with(|st| match t {
+                Timer::RequestTimeout(k) => st.expire_request(k),
+                Timer::ExitGrace(p) => st.exit_grace_over(p),
+            });
+        }
+    }
+
+    fn msg(&mut self, from: ProcId, m: FromWorker) {
+        self.with(|st| st.handle(from, m));
+    }
+
+    /// A started worker connects and says hello.
+    fn connect(&mut self, proc: ProcId) {
+        let pid = 1000 + proc.index;
+        self.with(|st| st.set_pid(proc, pid));
+        self.msg(
+            proc,
+            FromWorker::Hello {
+                version: PROTOCOL_VERSION,
+                fingerprint: FINGERPRINT,
+                pid,
+            },
+        );
+    }
+
+    /// Every started worker connects.
+    fn connect_all(&mut self) -> Vec<ProcId> {
+        let procs = std::mem::take(&mut self.started);
+        for p in &procs {
+            self.connect(*p);
+        }
+        procs
+    }
+
+    /// A worker process dies: its socket ends, then its exit is reported.
+    fn die(&mut self, proc: ProcId, cause: &str) {
+        self.with(|st| st.connection_closed(proc));
+        self.with(|st| st.process_exited(proc, cause.into()));
+    }
+
+    fn sent_to(&mut self, proc: ProcId) -> Vec<ToWorker> {
+        let (mine, rest) = std::mem::take(&mut self.sent)
+            .into_iter()
+            .partition(|(p, _)| *p == proc);
+        self.sent = rest;
+        mine.into_iter().map(|(_, m)| m).collect()
+    }
+
+    /// The task or call last handed to `proc`.
+    fn executing(&mut self, proc: ProcId) -> Option<Execute> {
+        self.sent_to(proc).into_iter().rev().find_map(|m| match m {
+            ToWorker::Execute(e) => Some(e),
+            _ => None,
+        })
+    }
+
+    fn id_of(&mut self, proc: ProcId) -> ObjectId {
+        self.next_id += 1;
+        ObjectId(
+            ((proc.node.0 as u128) << 96) | ((proc.index as u128) << 64) | self.next_id as u128,
+        )
+    }
+
+    fn task(&mut self, from: ProcId, function: &str, args: Vec<Arg>) -> TaskSpec {
+        TaskSpec {
+            task: self.id_of(from),
+            function: function.into(),
+            args,
+            resources: ResourceRequest {
+                cpu: Amount::ONE,
+                ..Default::default()
+            },
+            max_retries: 3,
+        }
+    }
+
+    fn submit(&mut self, from: ProcId, spec: TaskSpec) -> ObjectId {
+        let id = spec.task;
+        if from == DRIVER {
+            self.with(|st| st.submit_task(from, spec));
+        } else {
+            self.msg(from, FromWorker::SubmitTask(spec));
+        }
+        id
+    }
+
+    fn put(&mut self, from: ProcId, v: Value) -> ObjectId {
+        let id = self.id_of(from);
+        if from == DRIVER {
+            self.with(|st| st.put(from, id, Ok(v)));
+        } else {
+            self.msg(from, FromWorker::Put { id, result: Ok(v) });
+        }
+        id
+    }
+
+    fn state(&self, id: ObjectId) -> Option<&super::objects::ObjState> {
+        self.st.objects.get(id).map(|e| &e.state)
+    }
+
+    fn failed(&self, id: ObjectId) -> Option<Error> {
+        match self.state(id) {
+            Some(super::objects::ObjState::Failed(e)) => Some(e.clone()),
+            _ => None,
+        }
+    }
+
+    fn value_of(&self, id: ObjectId) -> Option<u64> {
+        match self.state(id) {
+            Some(super::objects::ObjState::Ready(v)) => v.decode::<u64>().ok(),
+            _ => None,
+        }
+    }
+
+    /// A driver thread's `get`, waiting with a timeout: returns its slot.
+    fn driver_wait(
+        &mut self,
+        ids: Vec<ObjectId>,
+        kind: ReqKind,
+        timeout: Duration,
+    ) -> Arc<Slot<()>> {
+        let slot = Arc::new(Slot::new());
+        let reply = Reply::Local(slot.clone());
+        self.with(|st| st.add_request(ids, kind, 1, reply, Some(timeout)));
+        slot
+    }
+}
+
+fn value(x: u64) -> Value {
+    codec::encode(&x).expect("encodes").value
+}
+
+fn value_with_refs(x: u64, refs: Vec<RefId>) -> Value {
+    Value {
+        data: value(x).data,
+        contained: refs,
+    }
+}
+
+// ----- tasks -------------------------------------------------------------------------------
+
+#[test]
+fn a_task_runs_on_a_started_worker_and_its_result_is_stored() {
+    let mut h = Harness::new(cpus(1));
+    let spec = h.task(DRIVER, "m::add", vec![Arg::Value(value(2))]);
+    let t = h.submit(DRIVER, spec);
+    let [w] = h.started[..] else {
+        panic!("one worker started: {:?}", h.started)
+    };
+    h.connect_all();
+    let sent = h.sent_to(w);
+    assert!(matches!(sent[0], ToWorker::Welcome { proc } if proc == w));
+    assert!(matches!(&sent[1], ToWorker::Execute(Execute::Task { task, .. }) if *task == t));
+    h.msg(
+        w,
+        FromWorker::TaskDone {
+            task: t,
+            result: Ok(value(4)),
+        },
+    );
+    assert_eq!(h.value_of(t), Some(4));
+    assert!(h.disconnected.is_empty() && h.killed.is_empty());
+    assert_eq!(
+        (h.st.tasks.len(), h.st.requests.len()),
+        (0, 0),
+        "nothing left behind"
+    );
+}
+
+#[test]
+fn a_task_whose_worker_dies_is_retried_then_fails_after_max_retries() {
+    let mut h = Harness::new(cpus(1));
+    let mut spec = h.task(DRIVER, "m::crashy", vec![]);
+    spec.max_retries = 1;
+    let t = h.submit(DRIVER, spec);
+    let w1 = h.connect_all()[0];
+    assert!(h.executing(w1).is_some());
+    h.die(w1, "was killed by signal 9 (SIGKILL)");
+    assert!(h.failed(t).is_none(), "retried, not failed");
+    let w2 = h.connect_all()[0];
+    assert_ne!(w1, w2, "a new worker runs the retry");
+    assert!(matches!(h.executing(w2), Some(Execute::Task { task, .. }) if task == t));
+    h.die(w2, "was killed by signal 6 (SIGABRT)");
+    match h.failed(t) {
+        Some(Error::WorkerDied {
+            attempts, cause, ..
+        }) => {
+            assert_eq!(attempts, 2);
+            assert!(cause.contains("SIGABRT"));
+        }
+        other => panic!("expected WorkerDied, got {other:?}"),
+    }
+    assert!(
+        h.st.resources
+            .check_feasible(&ResourceRequest::default())
+            .is_ok()
+    );
+}
+
+#[test]
+fn an_infeasible_task_fails_at_once_naming_what_is_missing() {
+    let mut h = Harness::new(cpus(2));
+    let mut spec = h.task(DRIVER, "m::big", vec![]);
+    spec.resources.gpu = Amount::whole(9);
+    let t = h.submit(DRIVER, spec);
+    match h.failed(t) {
+        Some(Error::Infeasible {
+            requested,
+            available,
+            ..
+        }) => {
+            assert_eq!(requested, "GPU: 9");
+            assert!(available.contains("CPU: 2"));
+        }
+        other => panic!("expected Infeasible, got {other:?}"),
+    }
+    assert!(h.started.is_empty(), "no worker for an infeasible task");
+}
+
+#[test]
+fn a_task_waits_for_its_arguments_and_gets_their_values() {
+    let mut h = Harness::new(cpus(2));
+    let a = {
+        let spec = h.task(DRIVER, "m::a", vec![]);
+        h.submit(DRIVER, spec)
+    };
+    let b = {
+        let spec = h.task(DRIVER, "m::b", vec![Arg::Ref(a), Arg::Ref(a)]);
+        h.submit(DRIVER, spec)
+    };
+    let procs = h.connect_all();
+    let runs_a = procs
+        .iter()
+        .copied()
+        .find(|p| matches!(h.executing(*p), Some(Execute::Task { task, .. }) if task == a))
+        .expect("a runs first");
+    h.msg(
+        runs_a,
+        FromWorker::TaskDone {
+            task: a,
+            result: Ok(value(7)),
+        },
+    );
+    let next = h.connect_all();
+    let all: Vec<ProcId> = procs.into_iter().chain(next).collect();
+    let got = all.iter().find_map(|p| match h.executing(*p) {
+        Some(Execute::Task { task, args, .. }) if task == b => Some(args),
+        _ => None,
+    });
+    let args = got.expect("b runs once a is done (twice the same argument)");
+    assert_eq!(args.len(), 2);
+    assert_eq!(args[0], value(7).data);
+}
+
+// ----- actors ------------------------------------------------------------------------------
+
+fn actor_spec(h: &mut Harness, from: ProcId, max_restarts: u32) -> ActorSpec {
+    let id = h.id_of(from);
+    ActorSpec {
+        actor: ActorId(id.0),
+        class: "m::Counter".into(),
+        args: vec![Arg::Value(value(0))],
+        resources: ResourceRequest::default(),
+        max_concurrency: 1,
+        max_restarts,
+        invalid: None,
+    }
+}
+
+fn call(h: &mut Harness, actor: ActorId, method: &str) -> ObjectId {
+    let task = h.id_of(DRIVER);
+    let spec = ActorTaskSpec {
+        actor,
+        task,
+        method: method.into(),
+        args: vec![],
+    };
+    h.with(|st| st.submit_actor_task(DRIVER, spec));
+    task
+}
+
+/// Creates an actor and runs its constructor; returns it and its worker.
+fn live_actor(h: &mut Harness, max_restarts: u32) -> (ActorId, ProcId) {
+    let spec = actor_spec(h, DRIVER, max_restarts);
+    let a = spec.actor;
+    h.with(|st| st.create_actor(DRIVER, spec));
+    let w = h.connect_all()[0];
+    assert!(matches!(h.executing(w), Some(Execute::CreateActor { actor, .. }) if actor == a));
+    h.msg(
+        w,
+        FromWorker::ActorCreated {
+            actor: a,
+            result: Ok(()),
+        },
+    );
+    (a, w)
+}
+
+#[test]
+fn an_actor_restarts_after_its_process_dies_then_dies_for_good() {
+    let mut h = Harness::new(cpus(1));
+    let (a, w1) = live_actor(&mut h, 1);
+    let inflight = call(&mut h, a, "add");
+    assert!(matches!(h.executing(w1), Some(Execute::ActorTask { task, .. }) if task == inflight));
+    h.die(w1, "was killed by signal 9 (SIGKILL)");
+    match h.failed(inflight) {
+        Some(Error::ActorDied { restarting, .. }) => assert!(restarting),
+        other => panic!("the running call fails with ActorDied, got {other:?}"),
+    }
+    let later = call(&mut h, a, "get");
+    let w2 = h.connect_all()[0];
+    assert!(
+        matches!(h.executing(w2), Some(Execute::CreateActor { actor, .. }) if actor == a),
+        "the constructor runs again"
+    );
+    h.msg(
+        w2,
+        FromWorker::ActorCreated {
+            actor: a,
+            result: Ok(()),
+        },
+    );
+    assert!(
+        matches!(h.executing(w2), Some(Execute::ActorTask { task, .. }) if task == later),
+        "a call made during the restart goes to the new instance"
+    );
+    h.msg(
+        w2,
+        FromWorker::TaskDone {
+            task: later,
+            result: Ok(value(0)),
+        },
+    );
+    assert_eq!(h.value_of(later), Some(0));
+    h.die(w2, "was killed by signal 9 (SIGKILL)");
+    let after = call(&mut h, a, "get");
+    match h.failed(after) {
+        Some(Error::ActorDied {
+            restarting, cause, ..
+        }) => {
+            assert!(!restarting);
+            assert!(cause.contains("SIGKILL"), "{cause}");
+        }
+        other => panic!("no restarts left: ActorDied, got {other:?}"),
+    }
+    assert!(h.started.is_empty(), "not restarted a second time");
+}
+
+#[test]
+fn calls_from_one_caller_run_in_order_and_a_killed_actor_fails_the_rest() {
+    let mut h = Harness::new(cpus(1));
+    let (a, w) = live_actor(&mut h, 0);
+    let calls: Vec<ObjectId> = (0..5).map(|_| call(&mut h, a, "add")).collect();
+    let order: Vec<ObjectId> = h
+        .sent_to(w)
+        .into_iter()
+        .filter_map(|m| match m {
+            ToWorker::Execute(Execute::ActorTask { task, .. }) => Some(task),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(order, calls);
+    h.msg(
+        w,
+        FromWorker::TaskDone {
+            task: calls[0],
+            result: Ok(value(1)),
+        },
+    );
+    h.with(|st| st.kill_actor(a, "killed by ray::kill"));
+    assert!(h.killed.contains(&w));
+    for c in &calls[1..] {
+        assert!(matches!(h.failed(*c), Some(Error::ActorDied { .. })));
+    }
+    assert_eq!(h.value_of(calls[0]), Some(1));
+}
+
+#[test]
+fn an_actor_exits_when_its_last_handle_is_dropped() {
+    let mut h = Harness::new(cpus(1));
+    let (a, w) = live_actor(&mut h, 0);
+    h.sent_to(w);
+    h.with(|st| st.del_ref(DRIVER, RefId::Actor(a))).unwrap();
+    assert!(
+        h.sent_to(w).iter().any(|m| matches!(m, ToWorker::Exit)),
+        "its worker is told to exit"
+    );
+    assert!(!h.st.actors.contains(a));
+    assert_eq!(h.st.actors.len(), 0);
+}
+
+// ----- references, pins, freeing ------------------------------------------------------------
+
+#[test]
+fn task_arguments_and_nested_refs_stay_pinned_until_the_task_is_done() {
+    let mut h = Harness::new(cpus(1));
+    let inner = h.put(DRIVER, value(5));
+    let outer = h.put(DRIVER, value_with_refs(6, vec![RefId::Object(inner)]));
+    let spec = h.task(DRIVER, "m::use", vec![Arg::Ref(outer)]);
+    let t = h.submit(DRIVER, spec);
+    h.with(|st| st.del_ref(DRIVER, RefId::Object(inner)))
+        .unwrap();
+    h.with(|st| st.del_ref(DRIVER, RefId::Object(outer)))
+        .unwrap();
+    assert!(h.state(outer).is_some(), "pinned by the pending task");
+    assert!(
+        h.state(inner).is_some(),
+        "pinned by the object that contains it"
+    );
+    let w = h.connect_all()[0];
+    h.msg(
+        w,
+        FromWorker::TaskDone {
+            task: t,
+            result: Ok(value(1)),
+        },
+    );
+    assert!(h.state(outer).is_none(), "freed once the task is done");
+    assert!(h.state(inner).is_none(), "and what it contained with it");
+    assert!(h.state(t).is_some(), "the driver still holds the result");
+}
+
+#[test]
+fn a_value_in_flight_to_a_worker_counts_the_worker_as_holder_until_it_drops_it() {
+    let mut h = Harness::new(cpus(1));
+    let spec = h.task(DRIVER, "m::waiter", vec![]);
+    let t = h.submit(DRIVER, spec);
+    let w = h.connect_all()[0];
+    let inner = h.put(DRIVER, value(1));
+    let outer = h.put(DRIVER, value_with_refs(2, vec![RefId::Object(inner)]));
+    h.msg(
+        w,
+        FromWorker::Get {
+            req: 1,
+            ids: vec![outer],
+            timeout_ms: None,
+        },
+    );
+    assert!(
+        h.sent_to(w)
+            .iter()
+            .any(|m| matches!(m, ToWorker::GetReply { req: 1, result: Ok(v) } if v.len() == 1))
+    );
+    h.with(|st| st.del_ref(DRIVER, RefId::Object(outer)))
+        .unwrap();
+    h.with(|st| st.del_ref(DRIVER, RefId::Object(inner)))
+        .unwrap();
+    assert!(
+        h.state(inner).is_some(),
+        "the worker received a reference to it"
+    );
+    h.msg(w, FromWorker::DelRef(RefId::Object(inner)));
+    assert!(h.state(inner).is_none());
+    h.msg(
+        w,
+        FromWorker::TaskDone {
+            task: t,
+            result: Ok(value(0)),
+        },
+    );
+}
+
+#[test]
+fn a_chain_of_a_million_objects_frees_without_recursion() {
+    let mut h = Harness::new(cpus(1));
+    let mut prev = h.put(DRIVER, value(0));
+    for i in 1..1_000_000u64 {
+        let next = h.put(DRIVER, value_with_refs(i, vec![RefId::Object(prev)]));
+        h.with(|st| st.del_ref(DRIVER, RefId::Object(prev)))
+            .unwrap();
+        prev = next;
+    }
+    assert_eq!(h.st.objects.len(), 1_000_000);
+    // Runs on a thread with a small stack: recursion would overflow it.
+    let mut st = h.st;
+    let freed = std::thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            st.del_ref(DRIVER, RefId::Object(prev)).unwrap();
+            st.objects.len()
+        })
+        .unwrap()
+        .join()
+        .expect("no stack overflow");
+    assert_eq!(freed, 0);
+}
+
+// ----- requests and CPU lending ---------------------------------------------------------------
+
+#[test]
+fn a_worker_blocked_in_get_lends_its_cpu_so_a_nested_task_can_run() {
+    let mut h = Harness::new(cpus(1));
+    let spec = h.task(DRIVER, "m::outer", vec![]);
+    let outer = h.submit(DRIVER, spec);
+    let w1 = h.connect_all()[0];
+    h.executing(w1);
+    let spec = h.task(w1, "m::inner", vec![]);
+    let inner = h.submit(w1, spec);
+    assert!(
+        h.started.is_empty(),
+        "no CPU for the nested task while outer holds it"
+    );
+    h.msg(
+        w1,
+        FromWorker::Get {
+            req: 7,
+            ids: vec![inner],
+            timeout_ms: None,
+        },
+    );
+    let w2 = h.connect_all()[0];
+    assert!(
+        matches!(h.executing(w2), Some(Execute::Task { task, .. }) if task == inner),
+        "the blocked worker's CPU runs the nested task"
+    );
+    h.msg(
+        w2,
+        FromWorker::TaskDone {
+            task: inner,
+            result: Ok(value(3)),
+        },
+    );
+    let reply = h.sent_to(w1);
+    assert!(reply.iter().any(|m| matches!(
+        m,
+        ToWorker::GetReply {
+            req: 7,
+            result: Ok(_)
+        }
+    )));
+    h.msg(
+        w1,
+        FromWorker::TaskDone {
+            task: outer,
+            result: Ok(value(4)),
+        },
+    );
+    assert_eq!(h.value_of(outer), Some(4));
+}
+
+#[test]
+fn get_and_wait_timeouts_fire_on_the_clock_and_name_the_task() {
+    let mut h = Harness::new(cpus(1));
+    let spec = h.task(DRIVER, "m::slow", vec![]);
+    let t = h.submit(DRIVER, spec);
+    let w = h.connect_all()[0];
+    h.executing(w);
+    let spec = h.task(w, "m::slower", vec![]);
+    let nested = h.submit(w, spec);
+    h.msg(
+        w,
+        FromWorker::Get {
+            req: 3,
+            ids: vec![nested],
+            timeout_ms: Some(200),
+        },
+    );
+    h.advance(Duration::from_millis(199));
+    assert!(h.sent_to(w).is_empty(), "not yet");
+    h.advance(Duration::from_millis(1));
+    match h.sent_to(w).pop() {
+        Some(ToWorker::GetReply {
+            req: 3,
+            result: Err(Error::Timeout { what, timeout }),
+        }) => {
+            assert_eq!(timeout, Duration::from_millis(200));
+            assert!(what.contains("`slower`"), "{what}");
+        }
+        other => panic!("expected a timeout reply, got {other:?}"),
+    }
+    let slot = h.driver_wait(vec![t], ReqKind::Wait, Duration::from_secs(1));
+    h.advance(Duration::from_secs(1));
+    assert!(
+        slot.try_take().is_some(),
+        "the driver's wait returns when time is up"
+    );
+    let never = h.driver_wait(vec![t], ReqKind::Get, Duration::MAX);
+    assert!(h.timers.is_empty(), "Duration::MAX waits forever: no timer");
+    h.msg(
+        w,
+        FromWorker::TaskDone {
+            task: t,
+            result: Ok(value(1)),
+        },
+    );
+    assert!(never.try_take().is_some());
+}
+
+#[test]
+fn a_large_reply_to_a_worker_is_split_into_parts() {
+    let mut h = Harness::with_store(cpus(1), 1 << 20);
+    let spec = h.task(DRIVER, "m::reader", vec![]);
+    h.submit(DRIVER, spec);
+    let w = h.connect_all()[0];
+    h.executing(w);
+    let chunk = (REPLY_CHUNK / 3 + 1) as usize;
+    let ids: Vec<ObjectId> = (0..7)
+        .map(|_| {
+            let v = Value {
+                data: Data::Inline(Bytes::from(vec![1u8; chunk])),
+                contained: vec![],
+            };
+            h.put(DRIVER, v)
+        })
+        .collect();
+    h.msg(
+        w,
+        FromWorker::Get {
+            req: 9,
+            ids: ids.clone(),
+            timeout_ms: None,
+        },
+    );
+    let msgs = h.sent_to(w);
+    let mut total = 0;
+    for m in &msgs {
+        let (n, bytes): (usize, u64) = match m {
+            ToWorker::GetReplyPart { values, .. } => {
+                (values.len(), values.iter().map(|v| v.len()).sum())
+            }
+            ToWorker::GetReply {
+                result: Ok(values), ..
+            } => (values.len(), values.iter().map(|v| v.len()).sum()),
+            other => panic!("unexpected {other:?}"),
+        };
+        assert!(
+            bytes <= REPLY_CHUNK,
+            "each message stays under the chunk size"
+        );
+        total += n;
+    }
+    assert!(msgs.len() >= 3, "split into parts: {}", msgs.len());
+    assert_eq!(total, ids.len());
+    assert!(matches!(msgs.last(), Some(ToWorker::GetReply { .. })));
+}
+
+#[test]
+fn shutdown_tells_connected_workers_to_exit_kills_starting_ones_and_wakes_the_driver() {
+    let mut h = Harness::new(cpus(2));
+    h.with(|st| st.prestart(1));
+    let idle = h.connect_all()[0];
+    h.with(|st| st.prestart(1));
+    let starting = h.started[0];
+    let spec = h.task(DRIVER, "m::x", vec![]);
+    let t = h.submit(DRIVER, spec);
+    h.sent.clear();
+    let slot = h.driver_wait(vec![t], ReqKind::Get, Duration::from_secs(60));
+    h.with(|st| st.begin_shutdown());
+    assert!(h.sent_to(idle).iter().any(|m| matches!(m, ToWorker::Exit)));
+    assert!(h.killed.contains(&starting));
+    assert!(slot.try_take().is_some());
+    let spec = h.task(DRIVER, "m::late", vec![]);
+    h.started.clear();
+    h.submit(DRIVER, spec);
+    assert!(h.started.is_empty(), "nothing new is scheduled");
+}
+
+// ----- who may send what ------------------------------------------------------------------------
+
+/// A connected worker running a task, and that task's id.
+fn busy_worker(h: &mut Harness) -> (ProcId, ObjectId) {
+    let spec = h.task(DRIVER, "m::work", vec![]);
+    let t = h.submit(DRIVER, spec);
+    let w = h.connect_all()[0];
+    h.sent_to(w);
+    (w, t)
+}
+
+fn assert_stopped(h: &Harness, w: ProcId) {
+    assert!(h.disconnected.contains(&w), "{w} disconnected");
+    assert!(h.killed.contains(&w), "{w} killed");
+}
+
+#[test]
+fn a_worker_cannot_put_over_an_existing_id_or_one_it_did_not_make() {
+    let mut h = Harness::new(cpus(1));
+    let mine = h.put(DRIVER, value(42));
+    let (w, _) = busy_worker(&mut h);
+    h.msg(
+        w,
+        FromWorker::Put {
+            id: mine,
+            result: Ok(value(666)),
+        },
+    );
+    assert_stopped(&h, w);
+    assert_eq!(h.value_of(mine), Some(42), "the driver's object is intact");
+    let mut h = Harness::new(cpus(1));
+    let (w, _) = busy_worker(&mut h);
+    let forged = h.id_of(w);
+    h.msg(
+        w,
+        FromWorker::Put {
+            id: forged,
+            result: Ok(value(1)),
+        },
+    );
+    assert!(h.disconnected.is_empty(), "its own fresh id is fine");
+    let theirs = h.id_of(DRIVER);
+    h.msg(
+        w,
+        FromWorker::Put {
+            id: theirs,
+            result: Ok(value(1)),
+        },
+    );
+    assert_stopped(&h, w);
+    assert!(h.state(theirs).is_none());
+}
+
+#[test]
+fn a_worker_cannot_report_a_task_it_was_not_given_and_its_messages_stop_counting() {
+    let mut h = Harness::new(cpus(2));
+    let (w1, t1) = busy_worker(&mut h);
+    let spec = h.task(DRIVER, "m::other", vec![]);
+    let t2 = h.submit(DRIVER, spec);
+    let w2 = h.connect_all()[0];
+    h.msg(
+        w1,
+        FromWorker::TaskDone {
+            task: t2,
+            result: Ok(value(666)),
+        },
+    );
+    assert_stopped(&h, w1);
+    assert!(h.value_of(t2).is_none(), "no forged result");
+    h.msg(
+        w1,
+        FromWorker::TaskDone {
+            task: t1,
+            result: Ok(value(1)),
+        },
+    );
+    assert!(
+        h.value_of(t1).is_none(),
+        "a banned worker's messages are ignored"
+    );
+    h.msg(
+        w2,
+        FromWorker::TaskDone {
+            task: t2,
+            result: Ok(value(2)),
+        },
+    );
+    assert_eq!(h.value_of(t2), Some(2));
+}
+
+#[test]
+fn allocations_are_checked_and_a_region_is_sealed_only_by_its_writer() {
+    let mut h = Harness::with_store(cpus(2), 1 << 20);
+    let (w1, t1) = busy_worker(&mut h);
+    h.msg(
+        w1,
+        FromWorker::Alloc {
+            req: 1,
+            size: u64::MAX,
+        },
+    );
+    match h.sent_to(w1).pop() {
+        Some(ToWorker::Allocated {
+            result: Err(Error::ObjectStoreFull { requested, .. }),
+            ..
+        }) => assert_eq!(requested, u64::MAX),
+        other => panic!("expected ObjectStoreFull, got {other:?}"),
+    }
+    assert_eq!(h.st.store.used(), 0, "nothing allocated, nothing wrapped");
+    h.msg(w1, FromWorker::Alloc { req: 2, size: 8192 });
+    let Some(ToWorker::Allocated {
+        result: Ok(region), ..
+    }) = h.sent_to(w1).pop()
+    else {
+        panic!("a region")
+    };
+    let spec = h.task(DRIVER, "m::other", vec![]);
+    let t2 = h.submit(DRIVER, spec);
+    let w2 = h.connect_all()[0];
+    let stolen = Value {
+        data: Data::Shm {
+            region,
+            pad: PAD as u32,
+            len: 100,
+        },
+        contained: vec![],
+    };
+    h.msg(
+        w2,
+        FromWorker::TaskDone {
+            task: t2,
+            result: Ok(stolen),
+        },
+    );
+    assert_stopped(&h, w2);
+    assert!(matches!(h.failed(t2), Some(Error::ObjectLost { .. })));
+    let too_long = Value {
+        data: Data::Shm {
+            region,
+            pad: PAD as u32,
+            len: 8192,
+        },
+        contained: vec![],
+    };
+    h.killed.clear();
+    h.disconnected.clear();
+    h.msg(
+        w1,
+        FromWorker::TaskDone {
+            task: t1,
+            result: Ok(too_long),
+        },
+    );
+    assert_stopped(&h, w1);
+}
+
+#[test]
+fn releasing_or_dropping_what_one_does_not_hold_is_refused() {
+    let mut h = Harness::new(cpus(1));
+    let driver_obj = h.put(DRIVER, value(1));
+    let (w, _) = busy_worker(&mut h);
+    h.msg(w, FromWorker::DelRef(RefId::Object(driver_obj)));
+    assert_stopped(&h, w);
+    assert_eq!(h.value_of(driver_obj), Some(1));
+    let mut h = Harness::new(cpus(1));
+    let driver_obj = h.put(DRIVER, value(1));
+    let (w, _) = busy_worker(&mut h);
+    h.msg(w, FromWorker::Release(vec![driver_obj]));
+    assert_stopped(&h, w);
+}
+
+#[test]
+fn submissions_may_only_pass_inline_values_and_held_references() {
+    let mut h = Harness::new(cpus(2));
+    let secret = h.put(DRIVER, value(9));
+    let (w, _) = busy_worker(&mut h);
+    let spec = h.task(w, "m::peek", vec![Arg::Ref(secret)]);
+    h.msg(w, FromWorker::SubmitTask(spec));
+    assert_stopped(&h, w);
+    let mut h = Harness::new(cpus(2));
+    let (w, _) = busy_worker(&mut h);
+    let shm = Value {
+        data: Data::Shm {
+            region: 0,
+            pad: 0,
+            len: 64,
+        },
+        contained: vec![],
+    };
+    let spec = h.task(w, "m::peek", vec![Arg::Value(shm)]);
+    h.msg(w, FromWorker::SubmitTask(spec));
+    assert_stopped(&h, w);
+}
+
+#[test]
+fn workers_of_another_build_or_version_are_refused_saying_why() {
+    let mut h = Harness::new(cpus(1));
+    h.with(|st| st.prestart(2));
+    let procs = std::mem::take(&mut h.started);
+    h.msg(
+        procs[0],
+        FromWorker::Hello {
+            version: PROTOCOL_VERSION,
+            fingerprint: FINGERPRINT ^ 1,
+            pid: 5,
+        },
+    );
+    assert!(matches!(
+        h.sent_to(procs[0]).pop(),
+        Some(ToWorker::Refused {
+            reason: Refusal::DifferentBuild
+        })
+    ));
+    assert!(h.disconnected.contains(&procs[0]));
+    h.msg(
+        procs[1],
+        FromWorker::Hello {
+            version: PROTOCOL_VERSION + 1,
+            fingerprint: FINGERPRINT,
+            pid: 6,
+        },
+    );
+    match h.sent_to(procs[1]).pop() {
+        Some(ToWorker::Refused { reason }) => {
+            let text = reason.to_string();
+            assert!(
+                text.contains(&format!("{}", PROTOCOL_VERSION + 1)),
+                "{text}"
+            );
+            assert!(
+                !text.contains(&format!("{FINGERPRINT:x}")),
+                "no secret in a refusal"
+            );
+        }
+        other => panic!("expected Refused, got {other:?}"),
+    }
+    h.with(|st| st.prestart(1));
+    let p = std::mem::take(&mut h.started)[0];
+    h.msg(p, FromWorker::AddRef(RefId::Object(ObjectId(5))));
+    assert_stopped(&h, p);
+}

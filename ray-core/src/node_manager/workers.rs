@@ -1,0 +1,449 @@
+//! The worker pool: worker processes, from start to exit.
+//!
+//! [`Pool`] owns every worker's entry and the lists of idle and prestarted workers. Its
+//! invariant — a worker is in the idle list of its GPU set exactly while it is `Idle`, and in
+//! the prestarted list exactly while it is `Starting(None)` — is kept by [`Pool::set_state`],
+//! the only way a worker's state changes.
+//!
+//! A worker's exit arrives twice: its process ends (its monitor reports it) and its socket
+//! reaches its end (its reader reports it). The exit is handled at the end of the socket, so
+//! that every message the worker sent before dying counts, or after a grace period if the
+//! socket never ends.
+
+use super::effects::{Effect, Peer, Timer};
+use super::state::NodeState;
+use crate::error::Error;
+use crate::ids::{ActorId, IdMap, NodeId, ObjectId, ProcId};
+use crate::log;
+use crate::protocol::worker::{Execute, Refusal, ToWorker};
+use crate::protocol::{Arg, PROTOCOL_VERSION};
+use crate::resources::Amount;
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// How long after its process ended a worker's socket may stay open before the exit is
+/// handled anyway.
+pub(crate) const EXIT_GRACE: Duration = Duration::from_secs(2);
+
+/// What a starting worker will do once it connects.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Assignment {
+    Task(ObjectId),
+    Actor(ActorId),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum WorkerState {
+    /// Started, not connected yet; `None`: prestarted, for whatever comes.
+    Starting(Option<Assignment>),
+    Idle,
+    Busy(ObjectId),
+    Actor(ActorId),
+    Exiting,
+}
+
+pub(crate) struct WorkerEntry {
+    pub pid: u32,
+    pub gpu_ids: Vec<usize>,
+    state: WorkerState,
+    /// It said hello and was welcomed.
+    pub connected: bool,
+    /// It broke the protocol: nothing more it sends is handled.
+    pub banned: bool,
+    /// CPU held by what the worker runs, lent back to the node while it blocks in `get`.
+    pub cpu_held: Amount,
+    pub blocked: u32,
+    /// Its socket is open: frames it sent may still be unread.
+    pub conn_open: bool,
+    /// The process ended, but its socket is still being read.
+    exit_cause: Option<String>,
+    /// Arguments of calls that failed while this process was still running them (a killed
+    /// actor): they stay pinned until the process is gone, since it may still be reading them.
+    pub deferred_unpin: Vec<Arg>,
+}
+
+pub(crate) struct Pool {
+    node: NodeId,
+    workers: IdMap<ProcId, WorkerEntry>,
+    idle: HashMap<Vec<usize>, Vec<ProcId>>,
+    prestarted: HashMap<Vec<usize>, Vec<ProcId>>,
+    next_index: u32,
+    /// Workers that ended before they connected, in a row.
+    pub spawn_failures: u32,
+    /// Why the last worker was refused at connect, if it was.
+    pub last_spawn_error: Option<String>,
+}
+
+impl Pool {
+    pub(crate) fn new(node: NodeId) -> Self {
+        Pool {
+            node,
+            workers: IdMap::default(),
+            idle: HashMap::new(),
+            prestarted: HashMap::new(),
+            next_index: 1,
+            spawn_failures: 0,
+            last_spawn_error: None,
+        }
+    }
+
+    fn add(&mut self, gpu_ids: Vec<usize>, assignment: Option<Assignment>) -> ProcId {
+        let proc = ProcId::new(self.node, self.next_index);
+        self.next_index = self.next_index.checked_add(1).expect("2^32 workers");
+        self.workers.insert(
+            proc,
+            WorkerEntry {
+                pid: 0,
+                gpu_ids,
+                state: WorkerState::Exiting,
+                connected: false,
+                banned: false,
+                cpu_held: Amount::ZERO,
+                blocked: 0,
+                conn_open: true,
+                exit_cause: None,
+                deferred_unpin: Vec::new(),
+            },
+        );
+        self.set_state(proc, WorkerState::Starting(assignment));
+        proc
+    }
+
+    pub(crate) fn get(&self, proc: ProcId) -> Option<&WorkerEntry> {
+        self.workers.get(&proc)
+    }
+
+    pub(crate) fn get_mut(&mut self, proc: ProcId) -> Option<&mut WorkerEntry> {
+        self.workers.get_mut(&proc)
+    }
+
+    pub(crate) fn state(&self, proc: ProcId) -> Option<WorkerState> {
+        self.workers.get(&proc).map(|w| w.state)
+    }
+
+    /// Changes a worker's state, keeping the idle and prestarted lists in step.
+    pub(crate) fn set_state(&mut self, proc: ProcId, state: WorkerState) {
+        let Some(w) = self.workers.get_mut(&proc) else {
+            return;
+        };
+        let old = std::mem::replace(&mut w.state, state);
+        let key = &w.gpu_ids;
+        let list = |l: &mut HashMap<Vec<usize>, Vec<ProcId>>, add: bool| {
+            let v = l.entry(key.clone()).or_default();
+            if add {
+                v.push(proc);
+            } else {
+                v.retain(|p| *p != proc);
+            }
+        };
+        match (old, state) {
+            (WorkerState::Idle, WorkerState::Idle) => {}
+            (WorkerState::Idle, _) => list(&mut self.idle, false),
+            (_, WorkerState::Idle) => list(&mut self.idle, true),
+            _ => {}
+        }
+        match (old, state) {
+            (WorkerState::Starting(None), WorkerState::Starting(None)) => {}
+            (WorkerState::Starting(None), _) => list(&mut self.prestarted, false),
+            (_, WorkerState::Starting(None)) => list(&mut self.prestarted, true),
+            _ => {}
+        }
+    }
+
+    /// An idle worker with these GPUs.
+    pub(crate) fn find_idle(&self, gpu_ids: &[usize]) -> Option<ProcId> {
+        self.idle.get(gpu_ids).and_then(|v| v.last().copied())
+    }
+
+    /// A prestarted worker with these GPUs that is not connected yet.
+    pub(crate) fn find_prestarted(&self, gpu_ids: &[usize]) -> Option<ProcId> {
+        self.prestarted.get(gpu_ids).and_then(|v| v.last().copied())
+    }
+
+    pub(crate) fn idle_count(&self) -> usize {
+        self.idle.values().map(|v| v.len()).sum()
+    }
+
+    /// Removes a worker; the entry keeps the state it had.
+    fn remove(&mut self, proc: ProcId) -> Option<WorkerEntry> {
+        let state = self.state(proc)?;
+        self.set_state(proc, WorkerState::Exiting);
+        let mut w = self.workers.remove(&proc)?;
+        w.state = state;
+        Some(w)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.workers.is_empty()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.workers.len()
+    }
+
+    pub(crate) fn procs(&self) -> Vec<ProcId> {
+        self.workers.keys().copied().collect()
+    }
+
+    pub(crate) fn pids(&self) -> Vec<u32> {
+        self.workers
+            .values()
+            .map(|w| w.pid)
+            .filter(|p| *p != 0)
+            .collect()
+    }
+}
+
+impl NodeState {
+    /// Starts a worker process (for `assignment`, or prestarted for whatever comes).
+    pub(super) fn start_worker(
+        &mut self,
+        gpu_ids: Vec<usize>,
+        assignment: Option<Assignment>,
+    ) -> ProcId {
+        let proc = self.workers.add(gpu_ids.clone(), assignment);
+        self.effects.push(Effect::StartWorker { proc, gpu_ids });
+        proc
+    }
+
+    /// Starts idle workers ahead of the first task, as Ray does.
+    pub(crate) fn prestart(&mut self, n: usize) {
+        for _ in 0..n {
+            self.start_worker(Vec::new(), None);
+        }
+    }
+
+    /// A task worker finished its task: keep it for the next one, or let it go.
+    pub(super) fn make_idle(&mut self, proc: ProcId) {
+        let idle = self.workers.idle_count();
+        self.give_back_lent_cpu(proc);
+        let Some(w) = self.workers.get_mut(proc) else {
+            return;
+        };
+        w.cpu_held = Amount::ZERO;
+        if self.shutting_down || idle >= self.settings.max_idle_workers {
+            self.workers.set_state(proc, WorkerState::Exiting);
+            self.send(proc, ToWorker::Exit);
+        } else {
+            self.workers.set_state(proc, WorkerState::Idle);
+        }
+    }
+
+    /// A worker whose task ended while a `get` it made is still open (a dropped future) takes
+    /// its lent CPU back now; the task's own release follows.
+    fn give_back_lent_cpu(&mut self, proc: ProcId) {
+        let Some(w) = self.workers.get_mut(proc) else {
+            return;
+        };
+        if w.blocked > 0 {
+            self.resources.reclaim_cpu(w.cpu_held);
+            w.blocked = 0;
+            self.requests.forget_blocked(proc);
+        }
+    }
+
+    /// The worker will not run anything more; it holds no CPU from now on.
+    pub(super) fn retire(&mut self, proc: ProcId) {
+        self.give_back_lent_cpu(proc);
+        if let Some(w) = self.workers.get_mut(proc) {
+            w.cpu_held = Amount::ZERO;
+        }
+        self.workers.set_state(proc, WorkerState::Exiting);
+    }
+
+    /// Gives a connected worker its job: what it now runs, the CPU that holds, the message.
+    pub(super) fn hand_to_worker(
+        &mut self,
+        proc: ProcId,
+        state: WorkerState,
+        cpu: Amount,
+        exec: Execute,
+    ) {
+        self.workers.set_state(proc, state);
+        if let Some(w) = self.workers.get_mut(proc) {
+            w.cpu_held = cpu;
+        }
+        self.send(proc, ToWorker::Execute(exec));
+    }
+
+    /// The spawner started `proc` as process `pid`.
+    pub(crate) fn set_pid(&mut self, proc: ProcId, pid: u32) {
+        if let Some(w) = self.workers.get_mut(proc) {
+            if w.pid == 0 {
+                w.pid = pid;
+            }
+        }
+    }
+
+    /// A worker's first message. Refused (and disconnected) if it speaks another protocol
+    /// version or runs another build; otherwise welcomed and given its job.
+    pub(crate) fn worker_hello(
+        &mut self,
+        proc: ProcId,
+        version: u32,
+        fingerprint: u64,
+        pid: u32,
+    ) -> Result<(), String> {
+        let Some(w) = self.workers.get(proc) else {
+            return Err("a hello from a worker that is gone".into());
+        };
+        if w.connected {
+            return Err("a second hello".into());
+        }
+        if w.pid != 0 && w.pid != pid {
+            return Err(format!(
+                "a hello claiming pid {pid}, but the node started pid {}",
+                w.pid
+            ));
+        }
+        let refusal = if version != PROTOCOL_VERSION {
+            Some(Refusal::WrongVersion {
+                node: PROTOCOL_VERSION,
+                worker: version,
+            })
+        } else if fingerprint != self.settings.fingerprint {
+            Some(Refusal::DifferentBuild)
+        } else {
+            None
+        };
+        if let Some(reason) = refusal {
+            log::error!("worker pid {pid} refused: {reason}");
+            self.workers.last_spawn_error = Some(format!("worker pid {pid} was refused: {reason}"));
+            self.send(proc, ToWorker::Refused { reason });
+            self.effects.push(Effect::Disconnect(Peer::Worker(proc)));
+            return Ok(());
+        }
+        let w = self.workers.get_mut(proc).expect("checked above");
+        w.pid = pid;
+        w.connected = true;
+        let state = w.state;
+        self.workers.spawn_failures = 0;
+        self.send(proc, ToWorker::Welcome { proc });
+        match state {
+            WorkerState::Starting(Some(Assignment::Task(t))) => self.start_task_on(proc, t),
+            WorkerState::Starting(Some(Assignment::Actor(a))) => self.start_actor_on(proc, a),
+            WorkerState::Starting(None) => {
+                self.make_idle(proc);
+                self.schedule();
+            }
+            // Killed or shut down while starting: it is told to go.
+            _ => self.send(proc, ToWorker::Exit),
+        }
+        Ok(())
+    }
+
+    /// `proc` broke the protocol (`what`): nothing more it sends is handled, its connection
+    /// is closed and its process killed; what it ran fails or is retried as for a crash.
+    pub(crate) fn violation(&mut self, proc: ProcId, what: &str) {
+        let Some(w) = self.workers.get_mut(proc) else {
+            return;
+        };
+        if w.banned {
+            return;
+        }
+        w.banned = true;
+        log::warn!(
+            "worker pid {} ({proc}) sent {what}; closing its connection and stopping it",
+            w.pid
+        );
+        self.effects.push(Effect::Disconnect(Peer::Worker(proc)));
+        self.effects.push(Effect::Kill(proc));
+    }
+
+    /// A worker's connection reached its end (every frame it sent was handled). If its
+    /// process has already exited, handle that now; otherwise make sure it goes.
+    pub(crate) fn connection_closed(&mut self, proc: ProcId) {
+        log::debug!("connection of {proc} closed");
+        let Some(w) = self.workers.get_mut(proc) else {
+            return;
+        };
+        w.conn_open = false;
+        match w.exit_cause.take() {
+            Some(cause) => self.worker_gone(proc, cause),
+            None => self.effects.push(Effect::Kill(proc)),
+        }
+    }
+
+    /// A worker process ended: handled once its socket has been read to the end (the kernel
+    /// closes it when the process dies), or after [`EXIT_GRACE`].
+    pub(crate) fn process_exited(&mut self, proc: ProcId, cause: String) {
+        log::debug!("process of {proc} exited: {cause}");
+        let Some(w) = self.workers.get_mut(proc) else {
+            return;
+        };
+        if w.conn_open {
+            w.exit_cause = Some(cause);
+            self.effects
+                .push(Effect::Timer(EXIT_GRACE, Timer::ExitGrace(proc)));
+            return;
+        }
+        self.worker_gone(proc, cause);
+    }
+
+    /// The worker's process could not be started at all.
+    pub(crate) fn spawn_failed(&mut self, proc: ProcId, cause: &str) {
+        if let Some(w) = self.workers.get_mut(proc) {
+            w.conn_open = false;
+        }
+        self.process_exited(proc, cause.to_string());
+    }
+
+    /// The grace period after a worker's exit is over.
+    pub(crate) fn exit_grace_over(&mut self, proc: ProcId) {
+        if self
+            .workers
+            .get(proc)
+            .is_some_and(|w| w.exit_cause.is_some())
+        {
+            self.connection_closed(proc);
+        }
+    }
+
+    /// A worker is gone for good: what it ran is retried or fails, what it held is released.
+    fn worker_gone(&mut self, proc: ProcId, cause: String) {
+        log::debug!("{proc} is gone: {cause}");
+        let Some(w) = self.workers.remove(proc) else {
+            return;
+        };
+        self.effects.push(Effect::Forget(proc));
+        self.effects.push(Effect::WorkersChanged);
+        if w.blocked > 0 {
+            self.resources.reclaim_cpu(w.cpu_held);
+        }
+        self.unpin_args(&w.deferred_unpin);
+        match w.state {
+            WorkerState::Starting(assignment) => {
+                self.workers.spawn_failures += 1;
+                let reason = self
+                    .workers
+                    .last_spawn_error
+                    .clone()
+                    .unwrap_or_else(|| format!("the worker {cause} before it connected"));
+                let fatal =
+                    self.workers.spawn_failures >= 3 || self.workers.last_spawn_error.is_some();
+                match assignment {
+                    Some(Assignment::Task(t)) if fatal => {
+                        self.finish_task(t, Err(Error::WorkerStartFailed { cause: reason }));
+                    }
+                    Some(Assignment::Task(t)) => self.requeue(t),
+                    Some(Assignment::Actor(a)) => {
+                        self.actor_dead(a, Error::WorkerStartFailed { cause: reason });
+                    }
+                    None => {}
+                }
+            }
+            WorkerState::Busy(t) => self.retry_or_fail(t, w.pid, &cause),
+            WorkerState::Actor(a) => self.actor_process_died(a, w.pid, &cause),
+            WorkerState::Idle | WorkerState::Exiting => {}
+        }
+        self.store.free_proc(proc);
+        for (id, freed) in self.objects.remove_proc(proc) {
+            self.object_freed(id, freed);
+        }
+        for a in self.actors.remove_holder_everywhere(proc) {
+            self.check_actor_scope(a);
+        }
+        self.requests.remove_of(proc);
+        self.schedule();
+    }
+}

@@ -1,0 +1,83 @@
+//! Helpers for the code `#[ray::remote]` generates, and for the project's own tests. Not a
+//! public API.
+
+pub use crate::actor::{ActorInstance, RawActorHandle};
+pub use crate::codec::Encoded;
+pub use crate::options::{RawActorOptions, RawTaskOptions};
+pub use crate::registry::{ACTORS, ActorEntry, Args, TASKS, TaskEntry};
+pub use crate::submit::{ArgsBuilder, create_actor, encode_return, submit_task};
+pub use linkme;
+
+use crate::error::{Error, Result};
+
+/// The error for a method name an actor does not have.
+pub fn unknown_method(actor: &str, method: &str) -> Error {
+    Error::InvalidArgument {
+        what: "actor method".into(),
+        message: format!("`{actor}` has no remote method `{method}`"),
+    }
+}
+
+/// The actor instance as its concrete type.
+pub fn downcast_mut<T: 'static>(this: &mut dyn std::any::Any) -> Result<&mut T> {
+    this.downcast_mut::<T>()
+        .ok_or_else(|| Error::InvalidArgument {
+            what: "actor instance".into(),
+            message: format!("the actor is not a `{}`", std::any::type_name::<T>()),
+        })
+}
+
+/// The actor instance as its concrete type.
+pub fn downcast_ref<T: 'static>(this: &dyn std::any::Any) -> Result<&T> {
+    this.downcast_ref::<T>()
+        .ok_or_else(|| Error::InvalidArgument {
+            what: "actor instance".into(),
+            message: format!("the actor is not a `{}`", std::any::type_name::<T>()),
+        })
+}
+
+/// Statistics of the running driver: (live objects, bytes of their values).
+pub fn object_stats() -> Option<(usize, u64)> {
+    crate::driver::current().map(|d| d.node.lock().object_stats())
+}
+
+/// Object store statistics of the running driver: (bytes in use, capacity, objects
+/// spilled so far, objects restored so far, spill directory).
+pub fn store_stats() -> Option<(u64, u64, u64, u64, std::path::PathBuf)> {
+    crate::driver::current().map(|d| {
+        let st = d.node.lock();
+        let (spilled, restored) = st.spill_stats();
+        (
+            st.store.used(),
+            st.store.capacity(),
+            spilled,
+            restored,
+            st.store.spill_dir().to_path_buf(),
+        )
+    })
+}
+
+/// Process ids of the current workers (driver only).
+pub fn worker_pids() -> Vec<u32> {
+    crate::driver::current()
+        .map(|d| d.node.worker_pids())
+        .unwrap_or_default()
+}
+
+/// Turns a constructed actor into its running instance. Bounded by `RemoteActor` (not
+/// `ActorClass`) so that a missing struct attribute is reported once, at the impl.
+pub fn into_instance<A: crate::RemoteActor>(actor: A) -> ActorInstance {
+    crate::ActorClass::__into_instance(actor)
+}
+
+/// The running instance of an actor with `max_concurrency > 1`: its `&self` methods run
+/// on several threads at once, hence `Send + Sync`.
+pub fn threaded_instance<A: Send + Sync + 'static>(
+    actor: A,
+    max_concurrency: u32,
+) -> ActorInstance {
+    ActorInstance::threaded(actor, max_concurrency)
+}
+
+pub mod wire;
+pub use wire::Wire;

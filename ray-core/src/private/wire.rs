@@ -1,0 +1,201 @@
+//! How generated code moves a parameter or result type `T` between processes, with one
+//! readable compile error when `T` cannot travel.
+//!
+//! `#[ray::remote]` cannot know whether a type implements serde's traits, so its code never
+//! names those bounds. Operations go through `Wire::<T>::new()`: method lookup picks the
+//! serde implementation when `T: Serialize + DeserializeOwned` and an unreachable stand-in
+//! otherwise (autoref specialization; every `T` here is concrete). A single check per type,
+//! `Wire::<T>::PROBE.check().require()`, then reports what is missing, at the type.
+
+use super::{Args, ArgsBuilder, Encoded};
+use crate::error::Result;
+use crate::object_ref::IntoArg;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::marker::PhantomData;
+
+/// A parameter or result type of a remote function or method.
+pub struct Wire<T>(PhantomData<fn() -> T>);
+
+impl<T> Clone for Wire<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Wire<T> {}
+
+#[allow(clippy::new_without_default)]
+impl<T> Wire<T> {
+    /// The receiver of `push`, `decode` and `encode`.
+    pub const fn new() -> Self {
+        Wire(PhantomData)
+    }
+}
+
+impl<T: 'static> Wire<T> {
+    /// The receiver of `check()`: three references deep, so that method lookup tries
+    /// the four possible answers in order.
+    pub const PROBE: &'static &'static &'static Wire<T> = &&&Wire(PhantomData);
+}
+
+/// The traits of this module, imported anonymously: `use ::ray::__private::wire::traits::*;`.
+pub mod traits {
+    pub use super::{
+        CheckBoth as _, CheckDeserialize as _, CheckNeither as _, CheckSerialize as _,
+    };
+    pub use super::{Serde as _, Unreachable as _};
+}
+
+/// Moving values of a serializable type: the one used whenever the program compiles.
+pub trait Serde<T> {
+    /// Adds an argument to a call.
+    fn push<A: IntoArg<T>>(self, args: &mut ArgsBuilder, arg: A);
+    /// Decodes the next argument of a call.
+    fn decode(self, args: &mut Args) -> Result<T>;
+    /// Encodes a result.
+    fn encode(self, value: &T) -> Result<Encoded>;
+}
+
+impl<T: Serialize + DeserializeOwned> Serde<T> for Wire<T> {
+    fn push<A: IntoArg<T>>(self, args: &mut ArgsBuilder, arg: A) {
+        args.push::<T, A>(arg)
+    }
+    fn decode(self, args: &mut Args) -> Result<T> {
+        args.next::<T>()
+    }
+    fn encode(self, value: &T) -> Result<Encoded> {
+        super::encode_return(value)
+    }
+}
+
+/// Stand-in for a type that cannot travel, so that `check()` reports it once instead
+/// of every use failing too. Never runs: such a program does not compile.
+pub trait Unreachable<T> {
+    /// Never called.
+    fn push<A: IntoArg<T>>(self, args: &mut ArgsBuilder, arg: A);
+    /// Never called.
+    fn decode(self, args: &mut Args) -> Result<T>;
+    /// Never called.
+    fn encode(self, value: &T) -> Result<Encoded>;
+}
+
+impl<T> Unreachable<T> for &Wire<T> {
+    fn push<A: IntoArg<T>>(self, _: &mut ArgsBuilder, _: A) {
+        unreachable!("a type that cannot travel is a compile error")
+    }
+    fn decode(self, _: &mut Args) -> Result<T> {
+        unreachable!("a type that cannot travel is a compile error")
+    }
+    fn encode(self, _: &T) -> Result<Encoded> {
+        unreachable!("a type that cannot travel is a compile error")
+    }
+}
+
+/// `T` implements `Serialize` and `Deserialize`.
+pub trait CheckBoth {
+    /// The answer.
+    fn check(self) -> Transferable;
+}
+impl<T: Serialize + DeserializeOwned> CheckBoth for &&&Wire<T> {
+    fn check(self) -> Transferable {
+        Transferable
+    }
+}
+
+/// `T` implements `Serialize` only.
+pub trait CheckSerialize<T> {
+    /// The answer.
+    fn check(self) -> MissingDeserialize<T>;
+}
+impl<T: Serialize> CheckSerialize<T> for &&Wire<T> {
+    fn check(self) -> MissingDeserialize<T> {
+        MissingDeserialize(PhantomData)
+    }
+}
+
+/// `T` implements `Deserialize` only.
+pub trait CheckDeserialize<T> {
+    /// The answer.
+    fn check(self) -> MissingSerialize<T>;
+}
+impl<T: DeserializeOwned> CheckDeserialize<T> for &Wire<T> {
+    fn check(self) -> MissingSerialize<T> {
+        MissingSerialize(PhantomData)
+    }
+}
+
+/// `T` implements neither.
+pub trait CheckNeither<T> {
+    /// The answer.
+    fn check(self) -> MissingBoth<T>;
+}
+impl<T> CheckNeither<T> for Wire<T> {
+    fn check(self) -> MissingBoth<T> {
+        MissingBoth(PhantomData)
+    }
+}
+
+/// The type can travel.
+pub struct Transferable;
+impl Transferable {
+    /// Nothing to report.
+    pub fn require(self) {}
+}
+
+/// The type lacks `Deserialize`.
+pub struct MissingDeserialize<T>(PhantomData<fn() -> T>);
+impl<T> MissingDeserialize<T> {
+    /// A compile error naming the type and `Deserialize`.
+    pub fn require(self)
+    where
+        T: SerdeDeserialize,
+    {
+    }
+}
+
+/// The type lacks `Serialize`.
+pub struct MissingSerialize<T>(PhantomData<fn() -> T>);
+impl<T> MissingSerialize<T> {
+    /// A compile error naming the type and `Serialize`.
+    pub fn require(self)
+    where
+        T: SerdeSerialize,
+    {
+    }
+}
+
+/// The type lacks both.
+pub struct MissingBoth<T>(PhantomData<fn() -> T>);
+impl<T> MissingBoth<T> {
+    /// A compile error naming the type, `Serialize` and `Deserialize`.
+    pub fn require(self)
+    where
+        T: SerdeSerializeAndDeserialize,
+    {
+    }
+}
+
+/// Never implemented: requiring it is the error message.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot travel between ray processes: it does not implement `serde::Serialize`",
+    label = "parameters and results of remote functions must implement `Serialize` and `Deserialize`",
+    note = "add `#[derive(serde::Serialize, serde::Deserialize)]` to your type (for a container such as `Vec<T>`, to its element type)"
+)]
+pub trait SerdeSerialize {}
+
+/// Never implemented: requiring it is the error message.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot travel between ray processes: it does not implement `serde::Deserialize`",
+    label = "parameters and results of remote functions must implement `Serialize` and `Deserialize`",
+    note = "add `#[derive(serde::Serialize, serde::Deserialize)]` to your type (for a container such as `Vec<T>`, to its element type)"
+)]
+pub trait SerdeDeserialize {}
+
+/// Never implemented: requiring it is the error message.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot travel between ray processes: it implements neither `serde::Serialize` nor `serde::Deserialize`",
+    label = "parameters and results of remote functions must implement `Serialize` and `Deserialize`",
+    note = "add `#[derive(serde::Serialize, serde::Deserialize)]` to your type (for a container such as `Vec<T>`, to its element type)"
+)]
+pub trait SerdeSerializeAndDeserialize {}
