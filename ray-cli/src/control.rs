@@ -24,6 +24,8 @@ use crate::pki::ClusterCa;
 
 /// Largest control message.
 pub const MAX_CONTROL_MESSAGE: usize = 1 << 20;
+/// How long an authenticated peer has to send its request.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Connections handshaking at once; more wait (bounded work for unauthenticated peers).
 const MAX_PENDING_HANDSHAKES: usize = 64;
 
@@ -289,7 +291,11 @@ pub async fn serve(
                     return;
                 }
             };
-            let reply = match conn.recv(MAX_CONTROL_MESSAGE).await {
+            let request =
+                tokio::time::timeout(REQUEST_TIMEOUT, conn.recv(MAX_CONTROL_MESSAGE)).await;
+            let reply = match request.unwrap_or(Err(ray_net::NetError::Closed {
+                during: "(no request within the time limit)",
+            })) {
                 Ok(bytes) => match serde_json::from_slice::<Request>(&bytes) {
                     Ok(request) => {
                         let peer = conn.peer.clone();
