@@ -245,6 +245,24 @@ fn input_errors_are_clear() {
         stderr.contains("expected 64 hexadecimal characters") && !stderr.contains("abc"),
         "{stderr}"
     );
+    // No etcd on PATH: the error says how to install it.
+    let out = std::process::Command::new(bin())
+        .args([
+            "start",
+            "--head",
+            "--block",
+            "--port",
+            "0",
+            "--temp-dir",
+            dir.arg(),
+        ])
+        .env("PATH", "/nonexistent")
+        .env_remove("RAY_RS_AUTH_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("apt-get install etcd-server"), "{stderr}");
     let out = ray_rs(&["stop", "--temp-dir", dir.arg()], None, &[]);
     assert!(out.status.success());
 }
