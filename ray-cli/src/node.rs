@@ -336,7 +336,15 @@ fn run_foreground(args: StartArgs, dir: NodeDir) -> Result<()> {
     tracing::info!("node {} up at {}", node.membership.node_id(), node.address);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let follower = node.control.follow_membership();
+    let follower = match node.control.follow_membership() {
+        Ok(f) => Some(f),
+        Err(e) => {
+            tracing::warn!(
+                "cannot follow membership changes (status will not list dead nodes): {e}"
+            );
+            None
+        }
+    };
     let handshake = Arc::new(HandshakeConfig::new(
         node.token.clone(),
         Some(node.cluster_id.clone()),
