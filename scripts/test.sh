@@ -2,10 +2,12 @@
 # Runs every check and test of the workspace, on a fresh machine too (the README's test command;
 # .ci/run calls it). Installs the system packages the tests need first: Mesa's lavapipe Vulkan
 # driver, so ray-gpu's shaders really run on machines without a GPU.
+# And etcd (Debian's etcd-server), which ray-cli's cluster tests start for real.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-gpu-deps.sh
+scripts/install-cluster-deps.sh
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings

@@ -1,0 +1,31 @@
+//! `ray-rs`, the cluster command line, and the membership layer of the node daemon.
+//!
+//! See `README.md` in this crate for the decisions (etcd through its JSON gateway, the
+//! handshake, certificate distribution). Modules:
+//!
+//! - [`args`]: the command line (DESIGN.md section 6);
+//! - [`node`]: `start` (head or join, daemonized or `--block`), `stop`, `status`;
+//! - [`control`]: the node's control service (join, status) over ray-net connections;
+//! - [`membership`]: node records under leases, ids by compare-and-swap, resource publishing,
+//!   watches;
+//! - [`etcd`] and [`http`]: the etcd v3 client over the JSON gateway;
+//! - [`etcd_server`]: the etcd child of a head;
+//! - [`pki`]: the cluster CA and node certificates (rcgen);
+//! - [`binary_cache`]: drivers' executables by SHA-256;
+//! - [`tempdir`]: the temp dir, pid files.
+
+#![warn(missing_docs)]
+
+pub mod args;
+pub mod binary_cache;
+pub mod control;
+pub mod error;
+pub mod etcd;
+pub mod etcd_server;
+pub mod http;
+pub mod membership;
+pub mod node;
+pub mod pki;
+pub mod tempdir;
+
+pub use error::{CliError, Result};

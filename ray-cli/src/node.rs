@@ -1,0 +1,806 @@
+//! `ray-rs start`, `stop` and `status`: the node daemon's membership part.
+//!
+//! `start` without `--block` re-executes itself with `--block --ready-fd 3` in a new session
+//! (`setsid`), output to `<temp-dir>/logs/`, and waits on the pipe for the daemon to report
+//! that the node has joined (or why it failed). The node manager plugs into [`RunningNode`].
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ray_net::{AuthToken, HandshakeConfig, Role, TlsIdentity};
+use ring::rand::SecureRandom;
+use serde::{Deserialize, Serialize};
+
+use crate::args::{
+    Format, StartArgs, StatusArgs, StopArgs, check_amount, parse_resources, resolve,
+};
+use crate::control::{self, ControlState, JoinGrant, Request, Response, StatusReport};
+use crate::error::{CliError, Result};
+use crate::etcd::Etcd;
+use crate::etcd_server::EtcdServer;
+use crate::membership::{self, Membership, NodeRecord, Resources};
+use crate::pki::{ClusterCa, TlsFiles};
+use crate::tempdir::{NodeDir, ensure_private_dir, process_alive, read_pid, write_pid};
+
+/// How long a daemonized `start` waits for the node to join.
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What `node.json` in the temp dir says about the running node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeFile {
+    /// The node id.
+    pub node_id: u64,
+    /// The cluster id.
+    pub cluster_id: String,
+    /// The listener's address (`node-ip:port`).
+    pub address: String,
+    /// The daemon's pid.
+    pub pid: u32,
+    /// Whether this node is the head.
+    pub is_head: bool,
+}
+
+/// The resources a node offers, from its flags.
+pub fn node_resources(args: &StartArgs) -> Result<Resources> {
+    let mut r = match &args.resources {
+        Some(text) => parse_resources(text)?,
+        None => Resources::new(),
+    };
+    let cpus = match args.num_cpus {
+        Some(v) => check_amount("--num-cpus", v)?,
+        None => std::thread::available_parallelism()
+            .map(|n| n.get() as f64)
+            .unwrap_or(1.0),
+    };
+    let gpus = match args.num_gpus {
+        Some(v) => check_amount("--num-gpus", v)?,
+        None => detect_gpus(),
+    };
+    r.insert("CPU".into(), cpus);
+    if gpus > 0.0 {
+        r.insert("GPU".into(), gpus);
+    }
+    Ok(r)
+}
+
+/// NVIDIA GPUs visible through the driver's device files (the node manager may refine this).
+fn detect_gpus() -> f64 {
+    let Ok(entries) = std::fs::read_dir("/dev") else {
+        return 0.0;
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.strip_prefix("nvidia")
+                .is_some_and(|rest| !rest.is_empty() && rest.chars().all(|c| c.is_ascii_digit()))
+        })
+        .count() as f64
+}
+
+/// The first non-loopback IPv4 address of an interface that is up, else 127.0.0.1.
+pub fn default_node_ip() -> IpAddr {
+    let mut found = None;
+    let mut addrs: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs writes a list head to `addrs`, which we free below with freeifaddrs.
+    if unsafe { libc::getifaddrs(&mut addrs) } != 0 {
+        return IpAddr::V4(Ipv4Addr::LOCALHOST);
+    }
+    let mut cur = addrs;
+    while !cur.is_null() {
+        // SAFETY: `cur` is a node of the list getifaddrs returned, not yet freed.
+        let ifa = unsafe { &*cur };
+        cur = ifa.ifa_next;
+        if ifa.ifa_addr.is_null() || ifa.ifa_flags & libc::IFF_UP as libc::c_uint == 0 {
+            continue;
+        }
+        // SAFETY: ifa_addr is non-null and points at a sockaddr of the family it names.
+        let family = unsafe { (*ifa.ifa_addr).sa_family };
+        if i32::from(family) != libc::AF_INET {
+            continue;
+        }
+        // SAFETY: the family is AF_INET, so the sockaddr is a sockaddr_in.
+        let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
+        let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+        if !ip.is_loopback() {
+            found = Some(ip);
+            break;
+        }
+    }
+    // SAFETY: `addrs` came from a successful getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(addrs) };
+    IpAddr::V4(found.unwrap_or(Ipv4Addr::LOCALHOST))
+}
+
+/// A random cluster id (128 bits, hex).
+pub fn new_cluster_id() -> Result<String> {
+    let mut b = [0u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut b)
+        .map_err(|_| CliError::Net(ray_net::NetError::Random))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// Reports readiness to a waiting `ray-rs start` (a no-op in the foreground).
+struct Ready(Option<File>);
+
+impl Ready {
+    fn from_fd(fd: Option<i32>) -> Result<Ready> {
+        let Some(fd) = fd else { return Ok(Ready(None)) };
+        if fd < 3 {
+            return Err(CliError::BadArg {
+                flag: "--ready-fd",
+                value: fd.to_string(),
+                reason: "must be an inherited pipe (3 or more)".into(),
+            });
+        }
+        // SAFETY: fcntl on an fd number has no memory-safety preconditions; it fails with EBADF
+        // if the fd is not open.
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
+            return Err(CliError::io("--ready-fd", std::io::Error::last_os_error()));
+        }
+        // SAFETY: the fd is open (fcntl succeeded), was handed to this process by its parent
+        // for this purpose only, and nothing else in this process owns it.
+        Ok(Ready(Some(unsafe { File::from_raw_fd(fd) })))
+    }
+
+    fn send(&mut self, ok: bool, message: &str) {
+        if let Some(mut f) = self.0.take() {
+            let _ = write!(f, "{}\n{message}", if ok { "ok" } else { "error" });
+        }
+    }
+}
+
+/// A running node: what the node manager will be wired to.
+pub struct RunningNode {
+    /// The node's temp dir.
+    pub dir: NodeDir,
+    /// The cluster id.
+    pub cluster_id: String,
+    /// The cluster token.
+    pub token: AuthToken,
+    /// This node's TLS identity (certificate from the cluster CA).
+    pub identity: TlsIdentity,
+    /// The cluster CA certificate, PEM.
+    pub ca_pem: String,
+    /// etcd.
+    pub etcd: Etcd,
+    /// This node's registration.
+    pub membership: Membership,
+    /// The listener's address as others reach it.
+    pub address: SocketAddr,
+    etcd_server: Option<EtcdServer>,
+    control: Arc<ControlState>,
+}
+
+impl std::fmt::Debug for RunningNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningNode")
+            .field("cluster_id", &self.cluster_id)
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `ray-rs start`.
+pub fn start(args: StartArgs) -> Result<()> {
+    // Input errors first, before anything is created or daemonized.
+    node_resources(&args)?;
+    if let Some(a) = &args.address {
+        resolve("--address", a)?;
+    }
+    if args.etcd.is_some() && !args.head {
+        return Err(CliError::BadArg {
+            flag: "--etcd",
+            value: args.etcd.clone().unwrap_or_default(),
+            reason: "only the head takes --etcd; joining nodes get the endpoint from the head"
+                .into(),
+        });
+    }
+    let dir = NodeDir::new(args.temp_dir.clone());
+    ensure_private_dir(&dir.root)?;
+    ensure_private_dir(&dir.logs())?;
+    if let Some(pid) = read_pid(&dir.pid_file())?
+        && process_alive(pid, "ray-rs")
+        && pid as u32 != std::process::id()
+    {
+        return Err(CliError::AlreadyRunning {
+            temp_dir: dir.root.clone(),
+            pid,
+        });
+    }
+    if args.block {
+        run_foreground(args, dir)
+    } else {
+        daemonize(&dir)
+    }
+}
+
+fn daemonize(dir: &NodeDir) -> Result<()> {
+    let log_path = dir
+        .logs()
+        .join(format!("ray-rs-{}.log", membership::now_ms()));
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| CliError::io(format!("opening {}", log_path.display()), e))?;
+    let log_err = log
+        .try_clone()
+        .map_err(|e| CliError::io("duplicating the log", e))?;
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe2 writes two fds into the array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(CliError::io(
+            "creating the readiness pipe",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: both fds were just created by pipe2 and are owned by nothing else.
+    let (mut reader, writer) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
+    let exe = std::env::current_exe().map_err(|e| CliError::io("finding this executable", e))?;
+    let mut cmd = Command::new(exe);
+    cmd.args(std::env::args_os().skip(1))
+        .arg("--block")
+        .arg("--ready-fd")
+        .arg("3")
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err);
+    let wfd = writer.as_raw_fd();
+    // SAFETY: runs in the forked child before exec; setsid, dup2 and fcntl are
+    // async-signal-safe and touch no shared state.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let rc = if wfd == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(wfd, 3)
+            };
+            if rc < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| CliError::io("starting the node daemon", e))?;
+    drop(writer);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = (&mut reader).take(64 << 10).read_to_string(&mut text);
+        let _ = tx.send(text);
+    });
+    let text = rx.recv_timeout(READY_TIMEOUT).unwrap_or_default();
+    let (status, message) = text.split_once('\n').unwrap_or((text.as_str(), ""));
+    if status == "ok" {
+        println!("{message}");
+        println!("Logs: {}", log_path.display());
+        return Ok(());
+    }
+    let message = if message.is_empty() {
+        let _ = child.kill();
+        let _ = child.wait();
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(10).collect();
+        format!(
+            "it exited before the node was ready; last log lines:\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        )
+    } else {
+        message.to_string()
+    };
+    Err(CliError::Daemon {
+        message,
+        log: log_path,
+    })
+}
+
+fn run_foreground(args: StartArgs, dir: NodeDir) -> Result<()> {
+    let mut ready = Ready::from_fd(args.ready_fd)?;
+    write_pid(&dir.pid_file(), std::process::id())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::io("starting the async runtime", e))?;
+    let node = match bring_up(&args, &dir, &runtime) {
+        Ok(n) => n,
+        Err(e) => {
+            ready.send(false, &e.to_string());
+            let _ = std::fs::remove_file(dir.pid_file());
+            return Err(e);
+        }
+    };
+    let listener = node.1;
+    let node = node.0;
+    let message = joined_message(&node, &args);
+    println!("{message}");
+    let _ = std::io::stdout().flush();
+    ready.send(true, &message);
+    drop(ready);
+    tracing::info!("node {} up at {}", node.membership.node_id(), node.address);
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let follower = match node.control.follow_membership() {
+        Ok(f) => Some(f),
+        Err(e) => {
+            tracing::warn!(
+                "cannot follow membership changes (status will not list dead nodes): {e}"
+            );
+            None
+        }
+    };
+    let handshake = Arc::new(HandshakeConfig::new(
+        node.token.clone(),
+        Some(node.cluster_id.clone()),
+        Role::Node,
+        format!("node-{}", node.membership.node_id()),
+    ));
+    let server_tls = ray_net::server_config(&node.identity)?;
+    let control = node.control.clone();
+    runtime.block_on(async move {
+        let server = tokio::spawn(control::serve(
+            listener, server_tls, handshake, control, stop_rx,
+        ));
+        wait_for_signal().await;
+        let _ = stop_tx.send(true);
+        let _ = server.await;
+    });
+    drop(follower);
+    node.shut_down();
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::warn!("cannot install signal handlers; the node runs until killed");
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+        _ = int.recv() => tracing::info!("SIGINT: stopping"),
+    }
+}
+
+impl RunningNode {
+    /// Leaves the cluster: revokes the lease (the record goes at once), stops etcd if this node
+    /// runs it, removes the pid and node files.
+    pub fn shut_down(mut self) {
+        self.membership.shutdown();
+        if let Some(mut etcd) = self.etcd_server.take() {
+            etcd.stop();
+        }
+        let _ = std::fs::remove_file(self.dir.node_file());
+        let _ = std::fs::remove_file(self.dir.pid_file());
+    }
+}
+
+fn joined_message(node: &RunningNode, args: &StartArgs) -> String {
+    let id = node.membership.node_id();
+    if args.head {
+        let token_hint = if std::env::var_os(ray_net::TOKEN_ENV).is_some() {
+            "RAY_RS_AUTH_TOKEN=<the token you set>".to_string()
+        } else {
+            format!(
+                "RAY_RS_AUTH_TOKEN=$(cat {})",
+                node.dir.token_file().display()
+            )
+        };
+        format!(
+            "ray-rs: head node {id} of cluster {} started at {}\n\
+             To add a node (copy the token from this machine's {} to it):\n  \
+             {token_hint} ray-rs start --address {}\n\
+             To run a driver: RAY_ADDRESS={} {token_hint} ./your_program",
+            node.cluster_id,
+            node.address,
+            node.dir.token_file().display(),
+            node.address,
+            node.address,
+        )
+    } else {
+        format!(
+            "ray-rs: node {id} joined cluster {} at {}",
+            node.cluster_id, node.address
+        )
+    }
+}
+
+/// The cluster token for a head: `RAY_RS_AUTH_TOKEN`, or a new one written to the token file.
+fn head_token(dir: &NodeDir) -> Result<AuthToken> {
+    if let Some(text) = std::env::var_os(ray_net::TOKEN_ENV) {
+        let text = text
+            .into_string()
+            .map_err(|_| ray_net::NetError::BadToken {
+                source_name: ray_net::TOKEN_ENV.into(),
+                detail: "not valid UTF-8".into(),
+            })?;
+        return Ok(AuthToken::parse(&text, ray_net::TOKEN_ENV)?);
+    }
+    let path = dir.token_file();
+    if let Ok(meta) = std::fs::symlink_metadata(&path) {
+        use std::os::unix::fs::MetadataExt;
+        if meta.uid() != ray_net::token::effective_uid() {
+            return Err(CliError::Unsafe {
+                path,
+                reason: "owned by another user; refusing to replace it".into(),
+            });
+        }
+        std::fs::remove_file(&path)
+            .map_err(|e| CliError::io(format!("removing {}", path.display()), e))?;
+    }
+    let token = AuthToken::generate()?;
+    token.write_new_file(&path)?;
+    Ok(token)
+}
+
+fn bind(args: &StartArgs) -> Result<std::net::TcpListener> {
+    let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), args.port);
+    let l = std::net::TcpListener::bind(addr)
+        .map_err(|e| CliError::io(format!("listening on port {}", args.port), e))?;
+    l.set_nonblocking(true)
+        .map_err(|e| CliError::io("setting the listener non-blocking", e))?;
+    Ok(l)
+}
+
+/// Everything up to the node being registered; returns the node and its listener.
+fn bring_up(
+    args: &StartArgs,
+    dir: &NodeDir,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<(RunningNode, tokio::net::TcpListener)> {
+    let resources = node_resources(args)?;
+    let std_listener = bind(args)?;
+    let port = std_listener
+        .local_addr()
+        .map_err(|e| CliError::io("reading the listener's address", e))?
+        .port();
+    let files = TlsFiles::under(&dir.root);
+    let own_tls = match (&args.tls_cert, &args.tls_key, &args.tls_ca) {
+        (Some(c), Some(k), Some(ca)) => Some((c.clone(), k.clone(), ca.clone())),
+        _ => None,
+    };
+
+    let (cluster_id, token, identity, ca_pem, etcd, etcd_server, ca, node_ip, etcd_url);
+    if args.head {
+        cluster_id = new_cluster_id()?;
+        token = head_token(dir)?;
+        node_ip = args.node_ip.unwrap_or_else(default_node_ip);
+        if let Some((c, k, a)) = &own_tls {
+            ca = None;
+            ca_pem = read_text(a)?;
+            let (cert_pem, key_pem) = (read_text(c)?, read_text(k)?);
+            files.write(&ca_pem, &cert_pem, &key_pem)?;
+        } else {
+            let new_ca = ClusterCa::generate(&cluster_id)?;
+            let own = new_ca.issue_local(
+                &[node_ip, IpAddr::V4(Ipv4Addr::LOCALHOST)],
+                &format!("ray-rs head {node_ip}"),
+            )?;
+            ca_pem = new_ca.cert_pem().to_string();
+            files.write(&ca_pem, &own.cert_pem, &own.key_pem)?;
+            ca = Some(Arc::new(new_ca));
+        }
+        identity = TlsIdentity::from_files(&files.cert, &files.key)?;
+        let etcd_tls = ray_net::client_config(Some(ca_pem.as_bytes()), Some(&identity))?;
+        match &args.etcd {
+            Some(url) => {
+                etcd = Etcd::new(url, Some(etcd_tls))?;
+                etcd.get(b"/ray-rs-health")?;
+                etcd_server = None;
+                etcd_url = url.clone();
+            }
+            None => {
+                // On this (main) thread: the child's PR_SET_PDEATHSIG follows the forking thread.
+                let (server, client) =
+                    EtcdServer::start(dir, node_ip, &files, etcd_tls, Duration::from_secs(60))?;
+                etcd_url = server.client_url.clone();
+                etcd = client;
+                etcd_server = Some(server);
+            }
+        }
+    } else {
+        let head = resolve("--address", args.address.as_deref().unwrap_or_default())?;
+        token = AuthToken::from_env_or_file(&dir.token_file())?;
+        let ca_file = own_tls.as_ref().map(|(_, _, a)| read_text(a)).transpose()?;
+        let tls = ray_net::client_config(ca_file.as_deref().map(str::as_bytes), None)?;
+        let key = if own_tls.is_some() {
+            None
+        } else {
+            Some(crate::pki::new_node_key()?)
+        };
+        let handshake = HandshakeConfig::new(
+            token.clone(),
+            None,
+            Role::Node,
+            format!("joining node, port {port}"),
+        );
+        // The node ip: as given, else the address this machine uses towards the head.
+        let (grant, local_ip) = runtime.block_on(async {
+            let probe_ip = args.node_ip;
+            let request = |ip: IpAddr| Request::Join {
+                node_ip: ip,
+                public_key: key.as_ref().map(|k| k.public_key_raw().to_vec()),
+            };
+            match probe_ip {
+                Some(ip) => control::request(head, tls.clone(), &handshake, &request(ip))
+                    .await
+                    .map(|(r, _, _)| (r, ip)),
+                None => {
+                    // Learn the local address from a first connection, then ask with it.
+                    let tcp = tokio::net::TcpStream::connect(head).await.map_err(|e| {
+                        CliError::io(format!("connecting to the head at {head}"), e)
+                    })?;
+                    let ip = tcp
+                        .local_addr()
+                        .map_err(|e| CliError::io("local address", e))?
+                        .ip();
+                    drop(tcp);
+                    control::request(head, tls.clone(), &handshake, &request(ip))
+                        .await
+                        .map(|(r, _, _)| (r, ip))
+                }
+            }
+        })?;
+        let Response::Joined(JoinGrant {
+            cluster_id: id,
+            ca_pem: ca_text,
+            cert_pem,
+            etcd_url: url,
+        }) = grant
+        else {
+            return Err(CliError::Protocol {
+                peer: head.to_string(),
+                detail: "unexpected reply to Join".into(),
+            });
+        };
+        cluster_id = id;
+        node_ip = local_ip;
+        match (&own_tls, cert_pem, key) {
+            (Some((c, k, _)), _, _) => {
+                files.write(&ca_text, &read_text(c)?, &read_text(k)?)?;
+            }
+            (None, Some(cert_pem), Some(key)) => {
+                files.write(&ca_text, &cert_pem, &key.serialize_pem())?;
+            }
+            _ => {
+                return Err(CliError::Protocol {
+                    peer: head.to_string(),
+                    detail: "the head sent no certificate".into(),
+                });
+            }
+        }
+        ca_pem = ca_text;
+        ca = None;
+        identity = TlsIdentity::from_files(&files.cert, &files.key)?;
+        let etcd_tls = ray_net::client_config(Some(ca_pem.as_bytes()), Some(&identity))?;
+        etcd = Etcd::new(&url, Some(etcd_tls))?;
+        etcd_url = url;
+        etcd_server = None;
+    }
+
+    let address = SocketAddr::new(node_ip, port);
+    let node_id = membership::allocate_node_id(&etcd, &cluster_id)?;
+    let record = NodeRecord {
+        node_id,
+        address: address.to_string(),
+        is_head: args.head,
+        resources_available: resources.clone(),
+        resources_total: resources,
+        incarnation: 1,
+        start_time_ms: membership::now_ms(),
+        pid: std::process::id(),
+    };
+    let membership = Membership::register(
+        etcd.clone(),
+        &cluster_id,
+        record,
+        Duration::from_secs(args.lease_ttl),
+    )?;
+    if args.head
+        && !etcd.create_if_absent(
+            format!("/{cluster_id}/head").as_bytes(),
+            address.to_string().as_bytes(),
+            0,
+        )?
+    {
+        return Err(CliError::Etcd {
+            endpoint: etcd.url().to_string(),
+            detail: format!("cluster {cluster_id} already has a head"),
+        });
+    }
+    let node_file = NodeFile {
+        node_id,
+        cluster_id: cluster_id.clone(),
+        address: address.to_string(),
+        pid: std::process::id(),
+        is_head: args.head,
+    };
+    crate::pki::write_file(
+        &dir.node_file(),
+        &serde_json::to_vec_pretty(&node_file).map_err(|e| CliError::Pki(e.to_string()))?,
+        0o600,
+    )?;
+    let control = Arc::new(ControlState {
+        cluster_id: cluster_id.clone(),
+        ca,
+        ca_pem: ca_pem.clone(),
+        etcd: etcd.clone(),
+        etcd_url,
+        dead: Mutex::new(BTreeMap::new()),
+    });
+    let listener = {
+        let _guard = runtime.enter();
+        tokio::net::TcpListener::from_std(std_listener)
+            .map_err(|e| CliError::io("registering the listener", e))?
+    };
+    Ok((
+        RunningNode {
+            dir: dir.clone(),
+            cluster_id,
+            token,
+            identity,
+            ca_pem,
+            etcd,
+            membership,
+            address,
+            etcd_server,
+            control,
+        },
+        listener,
+    ))
+}
+
+fn read_text(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path)
+        .map_err(|e| CliError::io(format!("reading {}", path.display()), e))
+}
+
+/// `ray-rs stop`: stops the daemon started under the temp dir, then its etcd if still there.
+pub fn stop(args: StopArgs) -> Result<()> {
+    let dir = NodeDir::new(args.temp_dir);
+    let mut stopped = false;
+    if let Some(pid) = read_pid(&dir.pid_file())?
+        && process_alive(pid, "ray-rs")
+    {
+        terminate(pid, "ray-rs", Duration::from_secs(20));
+        println!(
+            "ray-rs: stopped the node daemon (pid {pid}) under {}",
+            dir.root.display()
+        );
+        stopped = true;
+    }
+    if let Some(pid) = read_pid(&dir.etcd_pid_file())?
+        && process_alive(pid, "etcd")
+    {
+        terminate(pid, "etcd", Duration::from_secs(10));
+        println!("ray-rs: stopped etcd (pid {pid})");
+        stopped = true;
+    }
+    let _ = std::fs::remove_file(dir.pid_file());
+    let _ = std::fs::remove_file(dir.etcd_pid_file());
+    let _ = std::fs::remove_file(dir.node_file());
+    if !stopped {
+        println!("ray-rs: no node running under {}", dir.root.display());
+    }
+    Ok(())
+}
+
+/// SIGTERM, wait up to `grace`, then SIGKILL; waits until the process is gone.
+fn terminate(pid: i32, comm: &str, grace: Duration) {
+    // SAFETY: kill has no memory-safety preconditions; the pid was just checked to be a live
+    // process with the expected name.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let deadline = Instant::now() + grace;
+    while process_alive(pid, comm) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if process_alive(pid, comm) {
+        tracing::warn!("{comm} (pid {pid}) did not stop within {grace:?}; killing it");
+        // SAFETY: as above.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while process_alive(pid, comm) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Asks a node for the cluster's status.
+pub fn fetch_status(args: &StatusArgs) -> Result<StatusReport> {
+    let dir = NodeDir::new(args.temp_dir.clone());
+    let address = match (&args.address, std::env::var("RAY_ADDRESS")) {
+        (Some(a), _) => a.clone(),
+        (None, Ok(a)) if !a.is_empty() => a,
+        _ => match std::fs::read(dir.node_file()) {
+            Ok(bytes) => serde_json::from_slice::<NodeFile>(&bytes)
+                .map(|f| f.address)
+                .unwrap_or_else(|_| format!("127.0.0.1:{}", crate::args::DEFAULT_PORT)),
+            Err(_) => format!("127.0.0.1:{}", crate::args::DEFAULT_PORT),
+        },
+    };
+    let addr = resolve("--address", &address)?;
+    let token = AuthToken::from_env_or_file(&dir.token_file())?;
+    let ca = std::fs::read(TlsFiles::under(&dir.root).ca).ok();
+    let tls = ray_net::client_config(ca.as_deref(), None)?;
+    let handshake = HandshakeConfig::new(token, None, Role::Cli, "ray-rs status");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::io("starting the async runtime", e))?;
+    let (reply, _, _) =
+        runtime.block_on(control::request(addr, tls, &handshake, &Request::Status))?;
+    match reply {
+        Response::Status(report) => Ok(report),
+        _ => Err(CliError::Protocol {
+            peer: addr.to_string(),
+            detail: "unexpected reply to Status".into(),
+        }),
+    }
+}
+
+/// `ray-rs status`.
+pub fn status(args: StatusArgs) -> Result<()> {
+    let report = fetch_status(&args)?;
+    match args.format {
+        Format::Json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).map_err(|e| CliError::Pki(e.to_string()))?
+            );
+        }
+        Format::Text => {
+            println!("cluster {}", report.cluster_id);
+            println!(
+                "{:<6} {:<22} {:<6} {:<5} resources (used/total)",
+                "node", "address", "state", "head"
+            );
+            for n in &report.nodes {
+                let res: Vec<String> = n
+                    .resources_total
+                    .iter()
+                    .map(|(k, t)| {
+                        format!(
+                            "{k} {}/{}",
+                            n.resources_used.get(k).copied().unwrap_or(0.0),
+                            t
+                        )
+                    })
+                    .collect();
+                println!(
+                    "{:<6} {:<22} {:<6} {:<5} {}",
+                    n.node_id,
+                    n.address,
+                    if n.alive { "alive" } else { "dead" },
+                    if n.is_head { "yes" } else { "" },
+                    res.join(", ")
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The temp dir's log directory (for messages).
+pub fn log_dir(temp_dir: &Path) -> PathBuf {
+    NodeDir::new(temp_dir).logs()
+}

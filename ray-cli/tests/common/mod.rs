@@ -1,0 +1,271 @@
+//! Helpers for the cluster tests: real `ray-rs` processes, real etcd, each node with its own
+//! temp dir, cleaned up (stopped) even when a test fails.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Generous limit for anything a test waits for.
+pub const WAIT: Duration = Duration::from_secs(60);
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_ray-rs")
+}
+
+/// Fails (never skips) when etcd is missing: scripts/test.sh installs it.
+pub fn require_etcd() {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join("etcd").is_file()))
+        .unwrap_or(false);
+    assert!(
+        found,
+        "etcd is not on PATH: run scripts/install-cluster-deps.sh (apt-get install etcd-server)"
+    );
+}
+
+/// A node's temp dir; dropping it stops whatever runs under it and removes it.
+pub struct NodeDir {
+    pub path: PathBuf,
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+impl NodeDir {
+    pub fn new(label: &str) -> Self {
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let path =
+            std::env::temp_dir().join(format!("ray-cli-it-{}-{label}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        NodeDir { path }
+    }
+
+    pub fn arg(&self) -> &str {
+        self.path.to_str().unwrap()
+    }
+
+    pub fn pid(&self, file: &str) -> Option<i32> {
+        std::fs::read_to_string(self.path.join(file))
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+    }
+
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.path.join("auth_token"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+}
+
+impl Drop for NodeDir {
+    fn drop(&mut self) {
+        let _ = Command::new(bin())
+            .args(["stop", "--temp-dir", self.arg()])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A head started with `--block` as a child of the test; its output lines are collected.
+pub struct Head {
+    pub child: Child,
+    pub address: String,
+    pub lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Head {
+    /// Starts `ray-rs start --head --block` with `extra` arguments; `wrap` prefixes the command
+    /// (e.g. `ip netns exec NS`). Waits for the "started at" line.
+    pub fn start(dir: &NodeDir, extra: &[&str]) -> Head {
+        require_etcd();
+        let mut child = Command::new(bin())
+            .args([
+                "start",
+                "--head",
+                "--block",
+                "--port",
+                "0",
+                "--temp-dir",
+                dir.arg(),
+            ])
+            .args(extra)
+            .env_remove("RAY_RS_AUTH_TOKEN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let (lines, tx) = (lines.clone(), tx.clone());
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    eprintln!("[head] {line}");
+                    lines.lock().unwrap().push(line.clone());
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        let address = wait_line(&rx, |l| {
+            l.split_once(" started at ")
+                .map(|(_, a)| a.trim().to_string())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "the head did not start; output: {:?}",
+                lines.lock().unwrap()
+            )
+        });
+        Head {
+            child,
+            address,
+            lines,
+        }
+    }
+
+    /// Whether any output line so far contains `text`.
+    pub fn said(&self, text: &str) -> bool {
+        self.lines.lock().unwrap().iter().any(|l| l.contains(text))
+    }
+
+    /// Waits for the head process to exit.
+    pub fn wait_exit(&mut self) -> bool {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            if self.child.try_wait().unwrap().is_some() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
+impl Drop for Head {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_line<T>(rx: &Receiver<String>, mut f: impl FnMut(&str) -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let left = deadline.checked_duration_since(Instant::now())?;
+        let line = rx.recv_timeout(left).ok()?;
+        if let Some(v) = f(&line) {
+            return Some(v);
+        }
+    }
+}
+
+/// Runs `ray-rs` with `args`, the token in the environment (never in argv).
+pub fn ray_rs(args: &[&str], token: Option<&str>, wrap: &[&str]) -> Output {
+    let mut cmd = if wrap.is_empty() {
+        Command::new(bin())
+    } else {
+        let mut c = Command::new(wrap[0]);
+        c.args(&wrap[1..]).arg(bin());
+        c
+    };
+    cmd.args(args).env_remove("RAY_ADDRESS");
+    match token {
+        Some(t) => cmd.env("RAY_RS_AUTH_TOKEN", t),
+        None => cmd.env_remove("RAY_RS_AUTH_TOKEN"),
+    };
+    let out = cmd.stdin(Stdio::null()).output().unwrap();
+    eprintln!(
+        "$ ray-rs {}\n{}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// `ray-rs start --address` (daemonized); asserts success.
+pub fn join(head: &Head, dir: &NodeDir, token: &str, extra: &[&str], wrap: &[&str]) {
+    let mut args = vec![
+        "start",
+        "--address",
+        &head.address,
+        "--port",
+        "0",
+        "--temp-dir",
+        dir.arg(),
+    ];
+    args.extend_from_slice(extra);
+    let out = ray_rs(&args, Some(token), wrap);
+    assert!(
+        out.status.success(),
+        "join failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("joined cluster"));
+}
+
+/// `ray-rs status --format json` against `address`.
+pub fn status(address: &str, temp_dir: &Path, token: &str, wrap: &[&str]) -> Value {
+    let out = ray_rs(
+        &[
+            "status",
+            "--format",
+            "json",
+            "--address",
+            address,
+            "--temp-dir",
+            temp_dir.to_str().unwrap(),
+        ],
+        Some(token),
+        wrap,
+    );
+    assert!(
+        out.status.success(),
+        "status failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Polls `f` until it returns `Some`, up to [`WAIT`].
+pub fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Whether a process exists and is not a zombie.
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat
+                .rsplit_once(')')
+                .map(|(_, r)| r.trim_start().chars().next());
+            !matches!(state, Some(Some('Z' | 'X')))
+        }
+        Err(_) => false,
+    }
+}
+
+/// The nodes of a status report, by id.
+pub fn nodes(report: &Value) -> Vec<Value> {
+    report["nodes"].as_array().unwrap().clone()
+}
