@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every check and test of the workspace, on a fresh machine too (the README's test command;
 # .ci/run calls it). Installs the system packages the tests need first: Mesa's lavapipe Vulkan
-# driver, so ray-gpu's shaders really run on machines without a GPU.
-# And etcd (Debian's etcd-server), which ray-cli's cluster tests start for real.
+# driver, so ray-gpu's shaders really run on machines without a GPU, and etcd (Debian's
+# etcd-server), which ray-cli's cluster tests start for real. Ends with a bounded fuzzing run
+# of the node manager's message handling (scripts/fuzz.sh, FUZZ_SECONDS per target).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,4 +12,7 @@ scripts/install-cluster-deps.sh
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+# Internal docs link with intra-doc links, so renamed items break the build of the docs.
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --document-private-items --quiet
 cargo test --workspace
+scripts/fuzz.sh

@@ -120,9 +120,19 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Encoded> {
     })
 }
 
+/// Most memory a value's decoding may claim for strings and byte buffers (bincode allocates
+/// an announced length before reading it): an absurd length is an error, not an abort.
+const VALUE_LIMIT: usize = 1 << 36;
+
 /// Decodes a user value.
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
-    match bincode::serde::decode_from_slice::<T, _>(bytes, config()) {
+    decode_limited::<T, VALUE_LIMIT>(bytes)
+}
+
+/// Decodes with at most `LIMIT` bytes claimed for what the encoding announces.
+fn decode_limited<T: DeserializeOwned, const LIMIT: usize>(bytes: &[u8]) -> Result<T> {
+    let config = config().with_limit::<LIMIT>();
+    match bincode::serde::decode_from_slice::<T, _>(bytes, config) {
         Ok((v, used)) if used == bytes.len() => Ok(v),
         Ok((_, used)) => Err(Error::Serialization {
             type_name: std::any::type_name::<T>().to_string(),
@@ -157,9 +167,15 @@ pub(crate) fn encode_frame<M: Serialize>(msg: &M, out: &mut Vec<u8>) -> Result<(
     Ok(())
 }
 
-/// Decodes one message from a frame payload (without its length prefix).
+/// Decodes one message from a frame payload (without its length prefix). What the payload
+/// announces (lengths of byte buffers and strings) is bounded by a limit a little above the
+/// payload's own size class, so a small frame cannot make the reader allocate gigabytes.
 pub(crate) fn decode_frame<M: DeserializeOwned>(payload: &[u8]) -> Result<M> {
-    decode(payload)
+    match payload.len() {
+        0..=0x1_0000 => decode_limited::<M, { 1 << 17 }>(payload),
+        0x1_0001..=0x100_0000 => decode_limited::<M, { 1 << 25 }>(payload),
+        _ => decode_limited::<M, { 1 << 33 }>(payload),
+    }
 }
 
 #[cfg(test)]
@@ -196,6 +212,15 @@ mod tests {
         };
         assert_eq!(&bytes[..VEC_PREFIX], &3u64.to_le_bytes());
         assert_eq!(&bytes[VEC_PREFIX..], bytemuck::cast_slice::<f32, u8>(&v));
+    }
+
+    #[test]
+    fn an_announced_length_beyond_the_limit_is_an_error_not_an_allocation() {
+        // A `Vec<u8>` claiming 2^60 bytes in a 12-byte payload.
+        let mut payload = (1u64 << 60).to_le_bytes().to_vec();
+        payload.extend_from_slice(b"abcd");
+        assert!(decode_frame::<Vec<u8>>(&payload).is_err());
+        assert!(decode::<String>(&payload).is_err());
     }
 
     #[test]

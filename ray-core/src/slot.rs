@@ -38,9 +38,10 @@ impl<T> Slot<T> {
         }
     }
 
-    /// Blocks until filled or until `timeout` passes (`None` on timeout).
+    /// Blocks until filled or until `timeout` passes (`None` on timeout). A timeout too long
+    /// to add to the clock (`Duration::MAX`) waits forever.
     pub(crate) fn wait(&self, timeout: Option<Duration>) -> Option<T> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if let Some(v) = st.value.take() {
@@ -96,6 +97,14 @@ mod tests {
         let s2 = slot.clone();
         let t = std::thread::spawn(move || s2.fill(5));
         assert_eq!(slot.wait(None), Some(5));
+        t.join().unwrap();
+        let s3 = slot.clone();
+        let t = std::thread::spawn(move || s3.fill(6));
+        assert_eq!(
+            slot.wait(Some(Duration::MAX)),
+            Some(6),
+            "no overflow: forever"
+        );
         t.join().unwrap();
     }
 }

@@ -114,6 +114,18 @@ impl BlockingSender {
     }
 }
 
+impl BlockingSender {
+    /// Writes bytes as they are, between whole frames (attack tests).
+    #[cfg(feature = "testing")]
+    pub(crate) fn send_raw(&self, bytes: &[u8]) -> Result<()> {
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        guard
+            .0
+            .write_all(bytes)
+            .map_err(|e| Error::io("writing to the node manager", e))
+    }
+}
+
 /// Outgoing queue of one worker connection on the node manager side.
 ///
 /// `send` never blocks: when nothing is queued it writes the frame to the socket itself with a

@@ -165,6 +165,8 @@ fn run() -> i32 {
         gpu_ids: Mutex::new(env.gpu_ids),
     });
     context::set(Some(core.clone()));
+    #[cfg(feature = "testing")]
+    let _ = CORE.set(core.clone());
     let (tx, rx) = std::sync::mpsc::channel();
     let reader_core = core.clone();
     let spawned = std::thread::Builder::new()
@@ -473,6 +475,21 @@ fn discard_reply(ids: Vec<ObjectId>) -> Pending {
         }
     })
 }
+
+/// Writes raw bytes on this worker's connection (`__private::testing`).
+#[cfg(feature = "testing")]
+pub(crate) fn send_raw(bytes: &[u8]) -> Result<()> {
+    let client = context::client()?;
+    let core = CORE.get().ok_or_else(|| Error::InvalidArgument {
+        what: "send_raw".into(),
+        message: "only a worker has a connection to write to".into(),
+    })?;
+    drop(client);
+    core.sender.send_raw(bytes)
+}
+
+#[cfg(feature = "testing")]
+static CORE: std::sync::OnceLock<Arc<WorkerCore>> = std::sync::OnceLock::new();
 
 /// A worker's client: messages over its socket.
 pub(crate) struct WorkerCore {

@@ -29,8 +29,15 @@ pub(super) async fn serve(node: Weak<Inner>, proc: ProcId, stream: std::os::unix
     let (direct, stream) = match prepared {
         Ok(p) => p,
         Err(e) => {
-            log::error!("cannot serve the connection of {proc}: {e}");
-            return closed(&node);
+            let why = format!(
+                "could not be served: {}",
+                crate::error::Error::io("serving its connection", e)
+            );
+            log::error!("{proc} {why}");
+            if let Some(n) = node.upgrade() {
+                n.run(|st| st.connection_failed(proc, why));
+            }
+            return;
         }
     };
     let (rd, wr) = stream.into_split();

@@ -17,6 +17,8 @@ mod conn;
 
 mod effects;
 pub(crate) mod exits;
+#[cfg(feature = "testing")]
+pub(crate) mod fuzz;
 mod local;
 mod objects;
 mod requests;

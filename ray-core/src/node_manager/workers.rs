@@ -57,6 +57,8 @@ pub(crate) struct WorkerEntry {
     pub conn_open: bool,
     /// The process ended, but its socket is still being read.
     exit_cause: Option<String>,
+    /// Why the node manager stopped it, if it did: the cause its exit is reported with.
+    stopped_because: Option<String>,
     /// Arguments of calls that failed while this process was still running them (a killed
     /// actor): they stay pinned until the process is gone, since it may still be reading them.
     pub deferred_unpin: Vec<Arg>,
@@ -102,6 +104,7 @@ impl Pool {
                 blocked: 0,
                 conn_open: true,
                 exit_cause: None,
+                stopped_because: None,
                 deferred_unpin: Vec::new(),
             },
         );
@@ -342,6 +345,9 @@ impl NodeState {
             return;
         }
         w.banned = true;
+        w.stopped_because = Some(format!(
+            "was stopped by the node manager for breaking the protocol: it sent {what}"
+        ));
         log::warn!(
             "worker pid {} ({proc}) sent {what}; closing its connection and stopping it",
             w.pid
@@ -380,6 +386,17 @@ impl NodeState {
         self.worker_gone(proc, cause);
     }
 
+    /// The node could not serve the worker's connection (`why`): the worker is stopped, and
+    /// reported with that cause.
+    pub(crate) fn connection_failed(&mut self, proc: ProcId, why: String) {
+        let Some(w) = self.workers.get_mut(proc) else {
+            return;
+        };
+        w.conn_open = false;
+        w.stopped_because = Some(why);
+        self.effects.push(Effect::Kill(proc));
+    }
+
     /// The worker's process could not be started at all.
     pub(crate) fn spawn_failed(&mut self, proc: ProcId, cause: &str) {
         if let Some(w) = self.workers.get_mut(proc) {
@@ -402,9 +419,10 @@ impl NodeState {
     /// A worker is gone for good: what it ran is retried or fails, what it held is released.
     fn worker_gone(&mut self, proc: ProcId, cause: String) {
         log::debug!("{proc} is gone: {cause}");
-        let Some(w) = self.workers.remove(proc) else {
+        let Some(mut w) = self.workers.remove(proc) else {
             return;
         };
+        let cause = w.stopped_because.take().unwrap_or(cause);
         self.effects.push(Effect::Forget(proc));
         self.effects.push(Effect::WorkersChanged);
         if w.blocked > 0 {

@@ -81,3 +81,6 @@ pub fn threaded_instance<A: Send + Sync + 'static>(
 
 pub mod wire;
 pub use wire::Wire;
+
+#[cfg(feature = "testing")]
+pub mod testing;

@@ -2,7 +2,7 @@
 //! handshake.
 //!
 //! Every connection between processes on different machines runs over TLS and starts with
-//! [`NodeMessage::Hello`], carrying [`PROTOCOL_VERSION`](super::PROTOCOL_VERSION) and the
+//! [`NodeMessage::Hello`], carrying [`PROTOCOL_VERSION`] and the
 //! cluster id; the acceptor answers [`NodeMessage::Welcome`] or [`NodeMessage::Refused`] saying
 //! which check failed. Proof of the cluster token is part of the TLS session set-up, below
 //! this protocol. Cluster messages are added to this enum; the worker protocol stays as it is.
