@@ -392,6 +392,7 @@
 //! ```
 
 #![deny(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 pub use ray_core::*;
 

@@ -13,6 +13,7 @@
 //! and how long a zero-copy `get` of a large object takes as the object grows.
 //! `scripts/bench-vs-ray.sh` runs Ray's suite and this one side by side.
 
+#![warn(clippy::undocumented_unsafe_blocks)]
 use ray::{ActorHandle, ObjectRef};
 use std::time::{Duration, Instant};
 

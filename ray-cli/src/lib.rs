@@ -15,6 +15,7 @@
 //! - [`tempdir`]: the temp dir, pid files.
 
 #![warn(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod args;
 pub mod binary_cache;

@@ -1,5 +1,6 @@
 //! The `ray-rs` command.
 
+#![warn(clippy::undocumented_unsafe_blocks)]
 use std::io::IsTerminal;
 use std::process::ExitCode;
 

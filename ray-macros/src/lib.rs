@@ -9,6 +9,7 @@
 //! the user's code type-checks and IDEs keep working.
 
 #![deny(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 mod actor;
 mod checks;

@@ -17,6 +17,7 @@
 //! (ray-core's bincode messages) inside.
 
 #![warn(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod error;
 pub mod frame;
