@@ -21,7 +21,7 @@ impl Thing {
 }
 
 #[test]
-fn calls_before_init_and_after_shutdown_say_not_initialized() {
+fn calls_before_init_say_not_initialized_and_after_shutdown_shut_down() {
     let r = add::remote(1, 2);
     assert!(matches!(ray::get(&r), Err(Error::NotInitialized { .. })));
     assert!(matches!(ray::put(1), Err(Error::NotInitialized { .. })));
@@ -38,6 +38,6 @@ fn calls_before_init_and_after_shutdown_say_not_initialized() {
     assert_eq!(ray::get(&r).unwrap(), 3);
     ray::shutdown();
     let err = ray::get(&r).unwrap_err();
-    assert!(matches!(err, Error::NotInitialized { .. }), "{err:?}");
-    assert!(err.to_string().contains("ray::init"), "{err}");
+    assert!(matches!(err, Error::ShutDown { .. }), "{err:?}");
+    assert!(err.to_string().contains("ray::shutdown"), "{err}");
 }
