@@ -703,6 +703,7 @@ fn a_worker_killed_by_the_oom_killer_is_reported_as_such() {
             assert!(function.ends_with("hog"), "{function}");
             assert!(cause.contains("SIGKILL"), "{cause}");
             assert!(cause.contains("out-of-memory"), "{cause}");
+            assert!(cause.contains("MiB"), "says how much memory: {cause}");
         }
         other => panic!("expected WorkerDied, got {other:?}"),
     }

@@ -58,12 +58,25 @@ pub(crate) async fn read_frame_async<R: AsyncRead + Unpin>(
     }
     let len = frame_len(len, max)?;
     buf.clear();
-    let got = r.take(len as u64).read_to_end(buf).await?;
-    if got < len {
-        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    // Small frames (nearly all) are read in one go; larger ones grow the buffer as their bytes
+    // arrive, so an announced length is never allocated before it is sent.
+    if len <= GROW_STEP {
+        buf.resize(len, 0);
+        r.read_exact(buf).await?;
+        return Ok(Some(()));
+    }
+    while buf.len() < len {
+        let have = buf.len();
+        let step = (len - have).min(have.max(GROW_STEP));
+        buf.resize(have + step, 0);
+        r.read_exact(&mut buf[have..]).await?;
     }
     Ok(Some(()))
 }
+
+/// Frames up to this size are read into a buffer of their announced size at once; beyond it
+/// the buffer at most doubles per read.
+const GROW_STEP: usize = 64 * 1024;
 
 /// Reads one frame's payload into `buf` (blocking side). `Ok(None)` at a clean end of stream.
 pub(crate) fn read_frame<R: Read>(
@@ -79,9 +92,16 @@ pub(crate) fn read_frame<R: Read>(
     }
     let len = frame_len(len, max)?;
     buf.clear();
-    let got = r.by_ref().take(len as u64).read_to_end(buf)?;
-    if got < len {
-        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    if len <= GROW_STEP {
+        buf.resize(len, 0);
+        r.read_exact(buf)?;
+        return Ok(Some(()));
+    }
+    while buf.len() < len {
+        let have = buf.len();
+        let step = (len - have).min(have.max(GROW_STEP));
+        buf.resize(have + step, 0);
+        r.read_exact(&mut buf[have..])?;
     }
     Ok(Some(()))
 }
@@ -280,7 +300,16 @@ mod tests {
         let mut buf = Vec::new();
         let err = read_frame(&mut &data[..], &mut buf, HELLO_MAX).unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
-        assert_eq!(buf.len(), 10);
+        assert!(buf.capacity() <= GROW_STEP);
+        let mut big = (600u32 << 20).to_le_bytes().to_vec();
+        big.extend_from_slice(&[1u8; 100_000]);
+        let err = read_frame(&mut &big[..], &mut buf, MAX_FROM_WORKER).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
+        assert!(
+            buf.capacity() <= 4 * 100_000,
+            "grows with what arrives, not with what is announced: {}",
+            buf.capacity()
+        );
         let mut ok = (3u32).to_le_bytes().to_vec();
         ok.extend_from_slice(b"xyz");
         assert!(

@@ -54,6 +54,20 @@ pub(crate) enum Effect {
     WorkersChanged,
 }
 
+impl Effect {
+    /// Effects on connections and processes: they must happen in the order pushed.
+    pub(crate) fn is_ordered(&self) -> bool {
+        matches!(
+            self,
+            Effect::Send(..)
+                | Effect::StartWorker { .. }
+                | Effect::Kill(_)
+                | Effect::Disconnect(_)
+                | Effect::Forget(_)
+        )
+    }
+}
+
 impl std::fmt::Debug for Effect {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -92,15 +92,21 @@ impl Watch {
 
     fn oom_note(&self) -> Option<String> {
         let used = if self.peak_kib > 0 {
-            format!("; it used up to {} MiB", self.peak_kib.div_ceil(1024))
+            format!(
+                "; it used at least {} MiB when last measured",
+                self.peak_kib.div_ceil(1024)
+            )
         } else {
             String::new()
         };
         if let Some((dir, before)) = &self.cgroup {
             if cgroup_oom_kills(dir).is_some_and(|now| now > *before) {
+                let limit = cgroup_limit(dir)
+                    .map(|l| format!(", limit {} MiB", l / (1 << 20)))
+                    .unwrap_or_default();
                 return Some(format!(
-                    ", by the kernel's out-of-memory killer: its memory cgroup ({dir}) ran out \
-                     of memory{used}"
+                    ", by the kernel's out-of-memory killer: its memory cgroup ({dir}{limit}) \
+                     ran out of memory{used}"
                 ));
             }
         }
@@ -157,6 +163,14 @@ fn memory_cgroup_dir(pid: u32) -> Option<String> {
         .iter()
         .map(|root| format!("{root}{path}"))
         .find(|dir| std::path::Path::new(&format!("{dir}/memory.events")).exists())
+}
+
+/// A memory cgroup's limit in bytes, if it has one.
+fn cgroup_limit(dir: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("{dir}/memory.max"))
+        .or_else(|_| std::fs::read_to_string(format!("{dir}/memory.limit_in_bytes")))
+        .ok()?;
+    text.trim().parse().ok().filter(|l| *l < (1u64 << 60))
 }
 
 /// OOM kills counted by a memory cgroup.

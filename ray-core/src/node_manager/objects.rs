@@ -130,21 +130,20 @@ impl ObjectDirectory {
     /// A new pending object (a task's return, or a value about to be put), held by `holder`.
     /// False if the id is taken.
     pub(crate) fn create_pending(&mut self, id: ObjectId, holder: ProcId) -> bool {
-        if self.map.contains_key(&id) {
-            return false;
+        match self.map.entry(id) {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(ObjectEntry {
+                    state: ObjState::Pending,
+                    holders: Holders::one(holder),
+                    pins: 0,
+                    in_use: 0,
+                    mapped: Holders::default(),
+                    waiters: Vec::new(),
+                });
+                true
+            }
         }
-        self.map.insert(
-            id,
-            ObjectEntry {
-                state: ObjState::Pending,
-                holders: Holders::one(holder),
-                pins: 0,
-                in_use: 0,
-                mapped: Holders::default(),
-                waiters: Vec::new(),
-            },
-        );
-        true
     }
 
     /// Sets the value of a pending object; returns its waiters, or `None` if nobody wants the

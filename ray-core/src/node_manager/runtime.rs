@@ -3,11 +3,12 @@
 //! carried out.
 //!
 //! Every change goes through [`NodeManager::run`]: lock, apply the handler, unlock, then
-//! execute the effects it pushed. Effects execute under a second lock (`io`), taking the
-//! queue from the state in one go, so they leave in the order they were pushed even when
-//! several threads handle messages at once. Executing an effect never calls back into the
-//! state machine synchronously (callbacks go through the runtime or another thread), so
-//! neither lock is ever taken twice.
+//! execute the effects it pushed. Effects on connections and processes execute under a second
+//! lock (`io`), taken before the state lock is released, so they leave in the order they were
+//! pushed even when several threads handle messages at once; wake-ups and timers need no
+//! order and run without it. Executing an effect never calls back into the state machine
+//! synchronously (callbacks go through the runtime or another thread), and the I/O lock never
+//! waits for the state lock, so neither lock is ever taken twice.
 
 use super::conn;
 use super::effects::{Effect, Peer, Timer};
@@ -211,10 +212,19 @@ impl Inner {
         if st.effects.is_empty() {
             return r;
         }
-        drop(st);
-        let mut io = lock(&self.io);
-        let effects = std::mem::take(&mut lock(&self.state).effects);
-        self.execute(effects, &mut io);
+        let effects = std::mem::take(&mut st.effects);
+        if effects.iter().any(Effect::is_ordered) {
+            // The I/O lock is taken before the state lock is released, so effects reach the
+            // connections in the order the state machine pushed them.
+            let mut io = lock(&self.io);
+            drop(st);
+            let rest = self.execute_ordered(effects, &mut io);
+            drop(io);
+            self.execute_unordered(rest);
+        } else {
+            drop(st);
+            self.execute_unordered(effects);
+        }
         r
     }
 
@@ -223,7 +233,9 @@ impl Inner {
         lock(&self.io).conns.insert(proc, outbox);
     }
 
-    fn execute(self: &Arc<Self>, effects: Vec<Effect>, io: &mut Io) {
+    /// Carries out the effects on connections and processes, in order; returns the others.
+    fn execute_ordered(self: &Arc<Self>, effects: Vec<Effect>, io: &mut Io) -> Vec<Effect> {
+        let mut rest = Vec::new();
         for effect in effects {
             match effect {
                 Effect::Send(Peer::Worker(p), msg) => {
@@ -281,6 +293,16 @@ impl Inner {
                     }
                     io.killers.remove(&p);
                 }
+                other => rest.push(other),
+            }
+        }
+        rest
+    }
+
+    /// Carries out effects whose order does not matter: timers, wake-ups, GPU detection.
+    fn execute_unordered(self: &Arc<Self>, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
                 Effect::Timer(after, timer) => {
                     let weak = Arc::downgrade(self);
                     self.handle.spawn(async move {
@@ -297,6 +319,9 @@ impl Inner {
                 Effect::Wake(slot) => slot.fill(()),
                 Effect::Resolve(slot, result) => slot.fill(result),
                 Effect::WorkersChanged => self.workers_changed.notify_all(),
+                ordered => {
+                    debug_assert!(false, "{ordered:?} must be executed in order");
+                }
             }
         }
     }

@@ -5,17 +5,25 @@
 //! worker inherits one end of a fresh socket pair — its connection to the node manager, the
 //! only way in — and the object store's file; both are close-on-exec everywhere else. Each
 //! worker gets a monitor task that prefixes its stdout/stderr lines like Ray
-//! (`(Counter pid=4242) hello`), watches its memory, kills it on request, and reports its exit.
+//! (`(Counter pid=4242) hello`), kills it on request, and reports its exit. The spawner thread
+//! also samples the workers' memory once a second (for the report of an OOM kill): on a plain
+//! thread, because a periodic tokio timer per worker measurably slows every call (tokio's
+//! workers then wake each other far more often).
 
 use super::exits::Watch;
 use super::runtime::{Inner, serve_worker};
 use crate::ids::ProcId;
+use std::collections::HashMap;
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::{Arc, Weak};
+use std::sync::mpsc::RecvTimeoutError;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
+
+/// What is known about each running worker's memory, by pid.
+type Watches = Arc<Mutex<HashMap<u32, Watch>>>;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 /// Environment variables a worker process is started with. `RAY_RS_NODE_FD` (its end of the
@@ -56,7 +64,19 @@ pub(crate) fn spawner_main(
 ) {
     let parent_pid = std::process::id().to_string();
     let display = std::env::current_exe().unwrap_or_else(|_| cfg.exe.clone());
-    for req in rx {
+    let watches: Watches = Arc::default();
+    loop {
+        let req = match rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(req) => req,
+            Err(RecvTimeoutError::Timeout) => {
+                let mut w = watches.lock().unwrap_or_else(|e| e.into_inner());
+                for (pid, watch) in w.iter_mut() {
+                    watch.sample(*pid);
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
         let _enter = rt.enter();
         let started = spawn_one(&cfg, &display, &parent_pid, &req);
         let Some(n) = node.upgrade() else { return };
@@ -65,7 +85,12 @@ pub(crate) fn spawner_main(
                 let pid = child.id().unwrap_or(0);
                 n.run(|st| st.set_pid(req.proc, pid));
                 serve_worker(&n, req.proc, conn);
-                rt.spawn(monitor(child, req, node.clone(), cfg.log_to_driver));
+                watches
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(pid, Watch::start(pid));
+                let monitor = monitor(child, req, node.clone(), watches.clone(), cfg.log_to_driver);
+                rt.spawn(monitor);
             }
             Err(e) => {
                 let cause = format!(
@@ -126,6 +151,7 @@ async fn monitor(
     mut child: tokio::process::Child,
     req: SpawnRequest,
     node: Weak<Inner>,
+    watches: Watches,
     log: bool,
 ) {
     let pid = child.id().unwrap_or(0);
@@ -137,15 +163,17 @@ async fn monitor(
         .stderr
         .take()
         .map(|s| tokio::spawn(forward(s, pid, true, log)));
-    let mut watch = Watch::start(pid);
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
     let status = loop {
         tokio::select! {
             status = child.wait() => break status,
             _ = req.killer.notified() => { let _ = child.start_kill(); }
-            _ = tick.tick() => watch.sample(pid),
         }
     };
+    let watch = watches
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&pid)
+        .unwrap_or_default();
     // Let the forwarders print what the worker wrote last (they end at EOF on the pipes).
     for handle in [out, err].into_iter().flatten() {
         let _ = tokio::time::timeout(Duration::from_millis(500), handle).await;
