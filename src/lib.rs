@@ -439,35 +439,49 @@ pub use ray_core::*;
 /// for the guide and for what the macro generates.
 pub use ray_macros::remote;
 
-/// The GPU kernels (wgpu compute shaders) and MNIST loader, for GPU tasks and actors.
-#[cfg(feature = "gpu")]
-pub use ray_gpu as gpu;
-
-/// Starts ray in this process: the node manager, its socket and a pool of worker processes.
-/// Call it first thing in `main` (see [the one rule](crate#rayinit-first-the-one-rule)).
-///
-/// When [`Config::num_gpus`] is not set, the node's GPUs are its wgpu adapters (counted on one
-/// backend, Vulkan first), detected in the background the first time a task or actor asks for
-/// a GPU. Only one runtime is active per process: `init` on another thread waits until the
-/// active one is shut down; twice on one thread is [`Error::AlreadyInitialized`].
+/// Runs a function once in every worker process, before the worker's first task or actor:
+/// Ray's `worker_process_setup_hook`, for the logging, tracing or other process-wide state that
+/// `main` sets up in the driver (a worker never runs `main`).
 ///
 /// ```
+/// use std::sync::atomic::{AtomicBool, Ordering};
+///
+/// static LOGGING: AtomicBool = AtomicBool::new(false);
+///
+/// #[ray::worker_setup]
+/// fn setup_logging() {
+///     // e.g. `env_logger::init()` or a tracing subscriber
+///     LOGGING.store(true, Ordering::SeqCst);
+/// }
+///
+/// #[ray::remote]
+/// fn logging_is_set_up() -> bool {
+///     LOGGING.load(Ordering::SeqCst)
+/// }
+///
 /// fn main() -> ray::Result<()> {
-///     ray::init(ray::Config::default().num_cpus(4))?;
-///     // ...
+///     setup_logging(); // the driver runs `main`, so it calls the function itself
+///     ray::init(ray::Config::default().num_cpus(1))?;
+///     assert!(ray::get(&logging_is_set_up::remote())?);
 ///     ray::shutdown();
 ///     Ok(())
 /// }
 /// ```
-pub fn init(config: Config) -> Result<()> {
-    #[cfg(feature = "gpu")]
-    let config = if config.gpus().is_none() {
-        config.gpu_detector(ray_gpu::adapter_count)
-    } else {
-        config
-    };
-    ray_core::init(config)
-}
+///
+/// - The function takes no parameters and returns nothing; it stays an ordinary function.
+/// - Every setup function of the executable runs in every worker (in order of their module
+///   paths and names), once, after the worker connects and before anything else runs there.
+///   Output it prints reaches the driver prefixed like a task's.
+/// - If one panics, that worker runs nothing: each task or actor sent to it fails with
+///   [`Error::WorkerSetupFailed`] naming the function and the panic message.
+/// - It is registered like remote functions (by name, at link time), which is how each worker
+///   of your executable finds it without being told.
+pub use ray_macros::worker_setup;
+
+/// The GPU kernels (wgpu compute shaders) and MNIST loader, for GPU tasks and actors. Needs the
+/// `gpu` feature: `ray = { version = "0.1", features = ["gpu"] }`.
+#[cfg(feature = "gpu")]
+pub use ray_gpu as gpu;
 
 #[doc(hidden)]
 pub use ray_core::__private;

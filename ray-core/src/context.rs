@@ -51,7 +51,23 @@ pub(crate) fn try_client() -> Option<Arc<dyn Client>> {
 }
 
 pub(crate) fn client() -> Result<Arc<dyn Client>> {
-    try_client().ok_or_else(|| Error::NotInitialized {
-        detail: String::new(),
-    })
+    try_client().ok_or_else(not_running)
+}
+
+/// No runtime in this process: the call came before `ray::init` or after `ray::shutdown`.
+pub(crate) fn not_running() -> Error {
+    Error::NotInitialized {
+        detail: " (no runtime is running in this process: the call came before `ray::init`, \
+                 or after `ray::shutdown`)"
+            .into(),
+    }
+}
+
+/// Reading an `ObjectRef` that a `.remote(..)` call returned while ray was not running.
+pub(crate) fn never_submitted() -> Error {
+    Error::NotInitialized {
+        detail: " (this ObjectRef comes from a `.remote(..)` call made while ray was not running, \
+                 so nothing was submitted; call `ray::init` before `.remote(..)`)"
+            .into(),
+    }
 }

@@ -11,6 +11,7 @@ mod config;
 mod context;
 mod driver;
 mod error;
+mod gpu_detect;
 mod head;
 mod ids;
 mod object_ref;
@@ -21,6 +22,7 @@ mod protocol;
 mod refcount;
 mod registry;
 mod resources;
+mod setup_hook;
 mod slot;
 mod submit;
 mod transport;
@@ -34,7 +36,7 @@ pub use config::Config;
 pub use error::{Error, Result};
 pub use head::spawn::ENV_GPU_IDS;
 pub use ids::{ActorId, ObjectId};
-pub use object_ref::{GetFuture, IntoArg, ObjectRef};
+pub use object_ref::{AnyObjectRef, GetFuture, IntoArg, ObjectRef, Waitable};
 pub use options::{ActorOptions, RemoteFunction, ResourceAmount, TaskOptions};
 pub use pod::{PodView, get_slice, put_slice};
 
@@ -45,6 +47,7 @@ pub mod __private {
     pub use crate::codec::Encoded;
     pub use crate::options::{RawActorOptions, RawTaskOptions};
     pub use crate::registry::{ACTORS, ActorEntry, Args, TASKS, TaskEntry};
+    pub use crate::setup_hook::{WORKER_SETUP, WorkerSetup};
     pub use crate::submit::{ArgsBuilder, create_actor, encode_return, submit_task};
     pub use linkme;
 

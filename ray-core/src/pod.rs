@@ -61,9 +61,7 @@ pub fn put_slice<T: Pod>(data: &[T]) -> Result<ObjectRef<Vec<T>>> {
 /// The object stays in memory (it is not spilled) while the view lives.
 pub fn get_slice<T: Pod>(r: &ObjectRef<Vec<T>>) -> Result<PodView<T>> {
     if r.id().0 == 0 {
-        return Err(Error::NotInitialized {
-            detail: String::new(),
-        });
+        return Err(context::never_submitted());
     }
     let client = context::client()?;
     let ids = [r.id()];
