@@ -77,6 +77,29 @@ pub fn is_initialized() -> bool {
     context::try_client().is_some()
 }
 
+/// A value [`put`] can store: anything serde can serialize. Implemented for every
+/// `T: Serialize`; it exists so that a type without `Serialize` gets an error that says so.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be stored as a ray object: it does not implement `serde::Serialize`",
+    label = "values stored with `ray::put` must implement `Serialize`",
+    note = "add `#[derive(serde::Serialize, serde::Deserialize)]` to your type (for a container such as `Vec<T>`, to its element type)"
+)]
+pub trait Storable: Serialize {}
+
+impl<T: Serialize + ?Sized> Storable for T {}
+
+/// A value [`get`] (and `.await`) can read from an object: anything serde can deserialize.
+/// Implemented for every `T: DeserializeOwned`; it exists so that a type without
+/// `Deserialize` gets an error that says so.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be read from a ray object: it does not implement `serde::Deserialize`",
+    label = "the value type of the ObjectRef must implement `Deserialize`",
+    note = "add `#[derive(serde::Serialize, serde::Deserialize)]` to your type (for a container such as `Vec<T>`, to its element type)"
+)]
+pub trait Readable: DeserializeOwned {}
+
+impl<T: DeserializeOwned> Readable for T {}
+
 pub(crate) fn decode_values<T: DeserializeOwned>(
     ids: &[ObjectId],
     values: Vec<Value>,
@@ -119,18 +142,18 @@ fn ids_of<R: Waitable>(refs: &[R]) -> Result<Vec<ObjectId>> {
 ///     Ok(())
 /// }
 /// ```
-pub fn get<T: DeserializeOwned>(r: &ObjectRef<T>) -> Result<T> {
+pub fn get<T: Readable>(r: &ObjectRef<T>) -> Result<T> {
     get_inner(std::slice::from_ref(r), None).map(|mut v| v.pop().expect("one value"))
 }
 
 /// Like [`get`], but gives up with [`Error::Timeout`] after `timeout`.
-pub fn get_with_timeout<T: DeserializeOwned>(r: &ObjectRef<T>, timeout: Duration) -> Result<T> {
+pub fn get_with_timeout<T: Readable>(r: &ObjectRef<T>, timeout: Duration) -> Result<T> {
     get_inner(std::slice::from_ref(r), Some(timeout)).map(|mut v| v.pop().expect("one value"))
 }
 
 /// Waits for every object; values in the order of `refs`. The first failure is returned as
 /// soon as it is known.
-pub fn get_all<T: DeserializeOwned>(refs: &[ObjectRef<T>]) -> Result<Vec<T>> {
+pub fn get_all<T: Readable>(refs: &[ObjectRef<T>]) -> Result<Vec<T>> {
     get_inner(refs, None)
 }
 
@@ -149,7 +172,7 @@ fn get_inner<T: DeserializeOwned>(
 
 /// Stores a value in the object store and returns a reference to it, to pass to many tasks
 /// without copying it into each call.
-pub fn put<T: Serialize>(value: T) -> Result<ObjectRef<T>> {
+pub fn put<T: Storable>(value: T) -> Result<ObjectRef<T>> {
     let client = context::client()?;
     let encoded = codec::encode(&value)?;
     let stored = object_store::place(&*client, encoded.value)?;

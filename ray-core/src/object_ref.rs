@@ -1,5 +1,6 @@
 //! `ObjectRef<T>`: a typed, reference-counted handle to a value in the object store.
 
+use crate::api::Readable;
 use crate::codec;
 use crate::context::{self, Client};
 use crate::error::{Error, Result};
@@ -359,7 +360,7 @@ impl<T> Drop for GetFuture<T> {
     }
 }
 
-impl<T: DeserializeOwned> IntoFuture for ObjectRef<T> {
+impl<T: Readable> IntoFuture for ObjectRef<T> {
     type Output = Result<T>;
     type IntoFuture = GetFuture<T>;
 
@@ -369,7 +370,7 @@ impl<T: DeserializeOwned> IntoFuture for ObjectRef<T> {
     }
 }
 
-impl<T: DeserializeOwned> IntoFuture for &ObjectRef<T> {
+impl<T: Readable> IntoFuture for &ObjectRef<T> {
     type Output = Result<T>;
     type IntoFuture = GetFuture<T>;
 
