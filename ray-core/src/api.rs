@@ -15,8 +15,9 @@ use serde::de::DeserializeOwned;
 use std::time::Duration;
 
 /// Starts ray in this process: the node manager, its socket and a pool of worker processes.
-/// Call it first thing in `main` (see [the one rule](crate#rayinit-first-the-one-rule)):
-/// workers start from the same executable but never enter `main`.
+/// Call it first thing in `main`: workers start from the same executable but never enter
+/// `main` (the crate documentation's "one rule"; `#[ray::worker_setup]` runs code in every
+/// worker).
 ///
 /// Only one runtime is active per process. Calling `init` on another thread while one is active
 /// waits until it is shut down (tests of one test binary take turns); calling it twice on the
