@@ -86,7 +86,7 @@
 //!
 //! | option | meaning | default |
 //! |---|---|---|
-//! | `num_cpus = 2` | CPUs held while it runs (fractions allowed: `0.5`) | 1 |
+//! | `num_cpus = 2` | CPUs held while it runs (a fraction below 1 shares one: `0.5`) | 1 |
 //! | `num_gpus = 1` | GPUs held while it runs (`0.5` shares one GPU) | 0 |
 //! | `resources(disk = 1, ..)` | custom resources declared with [`Config::resource`] | none |
 //! | `max_retries = 3` | how often the task is retried when its worker process dies | 3 |
@@ -123,9 +123,10 @@
 //!
 //! Parameters and results cross a process boundary, so they are owned types that implement
 //! serde's `Serialize` and `Deserialize` (derive them for your own types; `ObjectRef`s and
-//! [`ActorHandle`]s qualify and can travel inside arguments and results). Borrowed parameters
-//! (`&str`, `&[T]`), `impl Trait`, trait objects, `async fn` and generic functions are compile
-//! errors that name the owned type to use instead, e.g.:
+//! [`ActorHandle`]s qualify and can travel inside arguments and results). Borrowed parameter
+//! types (`fn f(text: &str)`, `&[T]`), `impl Trait`, trait objects, `async fn` and generic
+//! functions are compile errors that name the owned type to use instead (a borrowed *argument*
+//! for an owned parameter is fine, see above), e.g.:
 //!
 //! ```text
 //! error: `&str` is a reference, which cannot be sent to a worker process: remote parameters are
