@@ -50,27 +50,43 @@
 //! runs, so a worker never executes `main`: call [`init`] first thing in `main`, and keep remote
 //! functions and actor methods free of state that `main` sets up (globals initialised in
 //! `main`, a logger installed there, ...). Whatever a task needs, it gets through its arguments
-//! or sets up itself. Test binaries, doctests and examples work as drivers the same way, and
+//! or sets up itself; process-wide setup that every worker needs (logging, tracing, a thread
+//! pool) goes in a [`#[ray::worker_setup]`](worker_setup) function, which each worker runs once
+//! before its first task. Test binaries, doctests and examples work as drivers the same way, and
 //! several tests of one binary may each call `init` (they take turns).
 //!
 //! Without `init`, or after [`shutdown`], calls do not panic: their results say
-//! [`Error::NotInitialized`].
+//! [`Error::NotInitialized`], with the reason.
+//!
+//! What runs today is the single-machine runtime: tasks, actors, objects, scheduling by CPUs,
+//! GPUs and custom resources, all on one node (the README says what is coming).
 //!
 //! # Tasks
 //!
 //! `#[ray::remote]` on a `fn` keeps the function as it is and adds, under the same name:
 //!
-//! - `name::remote(args..) -> ObjectRef<R>`: submits a call and returns at once. Each argument
-//!   is a value of the parameter's type, an `ObjectRef` to one, or a `&ObjectRef` (see
-//!   [`IntoArg`]); references are resolved before the task runs, and the task waits for them.
+//! - `name::remote(args..) -> ObjectRef<R>`: submits a call and returns at once. It is
+//!   `add::remote(1, 2)`, with `::`: Python's `add.remote(1, 2)` is a compile error that says so.
 //! - `name::options()`: per-call options, then `.remote(..)`, as in
 //!   `add::options().num_cpus(0.5).max_retries(0).remote(1, 2)` (see [`TaskOptions`]).
+//!
+//! An argument for a parameter declared `T` is (see [`IntoArg`]):
+//!
+//! - a `T`, or a borrowed `&T`, serialized from the borrow (`&vec`, `&handle`: nothing is moved
+//!   or cloned; a `&str` does for `String`, a `&[T]` for `Vec<T>`);
+//! - an `ObjectRef<T>` or `&ObjectRef<T>`: *resolved*, i.e. the task waits until the object is
+//!   ready and receives its value.
+//!
+//! The declared type decides: a parameter declared `ObjectRef<T>` receives the reference
+//! itself, unresolved, and the task reads it when and how it likes (with [`get`], or in place
+//! with [`get_slice`], see [Zero-copy](#zero-copy)). References inside an argument (a
+//! `Vec<ObjectRef<T>>`, a struct holding one) are never resolved either.
 //!
 //! Options on the attribute set the defaults of every call:
 //!
 //! | option | meaning | default |
 //! |---|---|---|
-//! | `num_cpus = 2` | CPUs held while it runs (fractions allowed: `0.5`) | 1 |
+//! | `num_cpus = 2` | CPUs held while it runs (a fraction below 1 shares one: `0.5`) | 1 |
 //! | `num_gpus = 1` | GPUs held while it runs (`0.5` shares one GPU) | 0 |
 //! | `resources(disk = 1, ..)` | custom resources declared with [`Config::resource`] | none |
 //! | `max_retries = 3` | how often the task is retried when its worker process dies | 3 |
@@ -107,9 +123,10 @@
 //!
 //! Parameters and results cross a process boundary, so they are owned types that implement
 //! serde's `Serialize` and `Deserialize` (derive them for your own types; `ObjectRef`s and
-//! [`ActorHandle`]s qualify and can travel inside arguments and results). Borrowed parameters
-//! (`&str`, `&[T]`), `impl Trait`, trait objects, `async fn` and generic functions are compile
-//! errors that name the owned type to use instead, e.g.:
+//! [`ActorHandle`]s qualify and can travel inside arguments and results). Borrowed parameter
+//! types (`fn f(text: &str)`, `&[T]`), `impl Trait`, trait objects, `async fn` and generic
+//! functions are compile errors that name the owned type to use instead (a borrowed *argument*
+//! for an owned parameter is fine, see above), e.g.:
 //!
 //! ```text
 //! error: `&str` is a reference, which cannot be sent to a worker process: remote parameters are
@@ -135,11 +152,15 @@
 //! remains in any process.
 //!
 //! - [`get`] waits for one value, [`get_all`] for several (in order), [`get_with_timeout`]
-//!   gives up with [`Error::Timeout`]; an `ObjectRef` can also be `.await`ed.
-//! - [`wait`] returns `(ready, pending)` once `num_returns` are ready or a timeout passes.
+//!   gives up with [`Error::Timeout`]; an `ObjectRef` can also be `.await`ed (see
+//!   [Async code](#async-code)).
+//! - [`wait`] returns `(ready, pending)` once `num_returns` are ready or a timeout passes. To
+//!   wait on results of different types together, [`erase`](ObjectRef::erase) them to
+//!   [`AnyObjectRef`]s and [`downcast`](AnyObjectRef::downcast) the ready ones back.
 //! - [`put`] stores a value once, to pass to many tasks without copying it into each call.
 //!   [`put_slice`] and [`get_slice`] move plain-old-data slices (`f32`, `u8`, ...) without
-//!   serde, and read large ones straight from the node's shared-memory store.
+//!   serde, and read large ones straight from the node's shared-memory store
+//!   ([Zero-copy](#zero-copy)).
 //!
 //! ```
 //! use std::time::Duration;
@@ -161,6 +182,99 @@
 //! }
 //! ```
 //!
+//! # Zero-copy
+//!
+//! Objects of 100 KiB and more live in the node's shared-memory object store. For a `Vec` of
+//! plain-old-data elements (`f32`, `u8`, `[f64; 4]`, any `bytemuck::Pod`), the object is its
+//! length followed by its elements, so any process of the node can read it as a `&[T]` in
+//! place, without a copy and without serde:
+//!
+//! 1. **Writing**: [`put_slice(&[T])`](put_slice) stores a slice with one memory copy. A task
+//!    or actor method that returns a `Vec<T>` stores it too (encoded by serde: one pass over the
+//!    elements), and so does `ray::put(vec)`.
+//! 2. **Reading**: [`get_slice(&r)`](get_slice) gives a [`PodView`] that dereferences to
+//!    `&[T]` in the store ([`PodView::is_zero_copy`] says so), for any `ObjectRef<Vec<T>>`:
+//!    from `put_slice`, `put`, or a task's result.
+//! 3. **In a task**: declare the parameter `ObjectRef<Vec<T>>` (not `Vec<T>`) to receive the ref
+//!    unresolved, and `get_slice` it there. A `Vec<T>` parameter gets a decoded copy of its own.
+//! 4. **From an actor**: a method that hands out a large array it keeps returns
+//!    `ray::put_slice(&self.data)?`, an `ObjectRef<Vec<T>>`; the caller then holds an
+//!    `ObjectRef<ObjectRef<Vec<T>>>` and gets the inner ref with one [`get`] of a few bytes.
+//!
+//! `examples/parameter_server.rs` is zero-copy end to end (an actor with 1M `f32` parameters,
+//! 4 gradient workers, 20 rounds) and times it against serde transport of the same arrays; the
+//! README has the figures.
+//!
+//! ```
+//! #[ray::remote]
+//! fn scale(values: ray::ObjectRef<Vec<f32>>, by: f32) -> Vec<f32> {
+//!     let values = ray::get_slice(&values).unwrap(); // &[f32] in shared memory
+//!     values.iter().map(|v| v * by).collect()
+//! }
+//!
+//! fn main() -> ray::Result<()> {
+//!     ray::init(ray::Config::default().num_cpus(1))?;
+//!     let input = ray::put_slice(&vec![1.0f32; 1 << 20])?; // 4 MiB, one copy
+//!     let output = scale::remote(&input, 2.0); // the ref travels, not the data
+//!     let view = ray::get_slice(&output)?; // the result, read in place
+//!     assert!(view.is_zero_copy());
+//!     assert_eq!(view[0], 2.0);
+//!     drop(view);
+//!     ray::shutdown();
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Async code
+//!
+//! `.await` on an `ObjectRef` (or a `&ObjectRef`) waits for its value without blocking a thread,
+//! on any executor; dropping the future (a timeout, a lost `select!` branch) stops waiting, the
+//! task itself runs on. [`init`], [`shutdown`] and the blocking calls work inside async code too
+//! (`#[tokio::main]` included), blocking the calling thread as they would anywhere.
+//! `examples/async_driver.rs` is a complete `#[tokio::main]` driver.
+//!
+//! ```
+//! #[ray::remote]
+//! fn slow_square(x: u64, ms: u64) -> u64 {
+//!     std::thread::sleep(std::time::Duration::from_millis(ms));
+//!     x * x
+//! }
+//!
+//! # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+//! #     let waker = std::sync::Arc::new(Unpark(std::thread::current())).into();
+//! #     let mut cx = std::task::Context::from_waker(&waker);
+//! #     let mut f = std::pin::pin!(f);
+//! #     loop {
+//! #         match f.as_mut().poll(&mut cx) {
+//! #             std::task::Poll::Ready(v) => return v,
+//! #             std::task::Poll::Pending => std::thread::park(),
+//! #         }
+//! #     }
+//! # }
+//! # struct Unpark(std::thread::Thread);
+//! # impl std::task::Wake for Unpark {
+//! #     fn wake(self: std::sync::Arc<Self>) {
+//! #         self.0.unpark()
+//! #     }
+//! # }
+//! async fn sum_of_squares() -> ray::Result<u64> {
+//!     let refs: Vec<_> = (0..4).map(|x| slow_square::remote(x, 10)).collect();
+//!     let mut sum = 0;
+//!     for r in &refs {
+//!         sum += r.await?;
+//!     }
+//!     Ok(sum)
+//! }
+//!
+//! fn main() -> ray::Result<()> {
+//!     ray::init(ray::Config::default().num_cpus(2))?;
+//!     // With tokio: `#[tokio::main] async fn main()` and `sum_of_squares().await`.
+//!     assert_eq!(block_on(sum_of_squares())?, 14);
+//!     ray::shutdown();
+//!     Ok(())
+//! }
+//! ```
+//!
 //! # Actors
 //!
 //! `#[ray::remote]` on a struct and on its `impl` block makes an actor: a worker process of its
@@ -172,8 +286,9 @@
 //! - Each `&self` or `&mut self` method becomes a method of the handle with the same parameters
 //!   (as values or `ObjectRef`s), returning an `ObjectRef` to its result. Calls made from one
 //!   process run in the order they were made. Associated functions without `self` stay local.
-//! - Handles are `Clone`, `Send` and serializable: pass them to tasks and other actors. The
-//!   actor exits when the last handle is dropped, or at once with [`kill`].
+//! - Handles are `Clone`, `Send` and serializable: pass them to tasks and other actors (`&handle`
+//!   does, no clone needed). The actor exits when the last handle is dropped, or at once with
+//!   [`kill`].
 //!
 //! Options go on the struct: `num_cpus`, `num_gpus` and `resources(..)` as for tasks (held for
 //! the actor's whole life; by default an actor holds no CPU), `max_restarts` (default 0) and
@@ -222,7 +337,13 @@
 //! [`Config::resource`]); a task or actor runs once the node has what it asks for. Logical GPU
 //! `i` is the node's `i`-th GPU; inside a task or actor [`get_gpu_ids`] lists the ones it got
 //! (also in `CUDA_VISIBLE_DEVICES`). A request no node can ever satisfy fails at once with
-//! [`Error::Infeasible`] instead of waiting forever.
+//! [`Error::Infeasible`] instead of waiting forever. As in Ray, a task's or actor's amount is a
+//! fraction below 1 (`num_cpus = 0.5` shares a CPU) or a whole number: `num_cpus = 1.5` is a
+//! compile error on the attribute, and [`Error::InvalidArgument`] from `.options()`.
+//!
+//! Without [`Config::num_gpus`], the node's GPUs are counted the first time something asks for
+//! one: from the kernel's device nodes (NVIDIA GPUs in `/proc/driver/nvidia/gpus`, others by
+//! their DRM render node), or, with the `gpu` feature, as the machine's wgpu adapters.
 //!
 //! ```
 //! #[ray::remote(num_gpus = 1)]
@@ -256,7 +377,12 @@
 //! - a worker process that dies (abort, segfault, OOM kill) gives [`Error::WorkerDied`] once the
 //!   task's retries are used up; a dead actor gives [`Error::ActorDied`];
 //! - [`Error::Infeasible`], [`Error::Timeout`], [`Error::ObjectStoreFull`],
-//!   [`Error::Serialization`] and [`Error::NotInitialized`] say what they mean.
+//!   [`Error::Serialization`], [`Error::NotInitialized`] and [`Error::WorkerSetupFailed`] say
+//!   what they mean.
+//!
+//! Errors travel through dependencies: a task whose argument is a failed object does not run,
+//! and its own result reads as that same error, so a panic upstream comes back, unchanged, from
+//! the `ray::get` of any result downstream of it (as in Ray).
 //!
 //! `Type::remote(..)` and `name::remote(..)` return their handle or `ObjectRef` directly: a
 //! submission that fails surfaces when its result is read.
@@ -269,17 +395,28 @@
 //!
 //! fn main() -> ray::Result<()> {
 //!     ray::init(ray::Config::default().num_cpus(1))?;
-//!     match ray::get(&divide::remote(1, 0)) {
-//!         Err(ray::Error::TaskFailed { function, message, .. }) => {
-//!             assert!(function.ends_with("divide"));
-//!             assert!(message.contains("divide by zero"));
+//!     let failed = divide::remote(1, 0);
+//!     let downstream = divide::remote(&failed, 2); // never runs: its argument failed
+//!     for r in [&failed, &downstream] {
+//!         match ray::get(r) {
+//!             Err(ray::Error::TaskFailed { function, message, .. }) => {
+//!                 assert!(function.ends_with("divide"));
+//!                 assert!(message.contains("divide by zero"));
+//!             }
+//!             other => panic!("expected the task failure, got {other:?}"),
 //!         }
-//!         other => panic!("expected a task failure, got {other:?}"),
 //!     }
 //!     ray::shutdown();
 //!     Ok(())
 //! }
 //! ```
+//!
+//! # Features
+//!
+//! - `gpu` (off by default): the wgpu compute kernels and MNIST loader as `ray::gpu`,
+//!   and GPU counting by wgpu adapters (one backend, Vulkan first, so logical GPU `i` is the
+//!   device the kernels open for `i`). wgpu is most of a clean build: the README has the
+//!   figures. Enable it with `ray = { version = "0.1", features = ["gpu"] }`.
 //!
 //! # The worker model
 //!
@@ -298,10 +435,11 @@
 //! # What the macro writes
 //!
 //! For a task, `#[ray::remote(num_cpus = 0.5)]` on `pub fn add(a: i64, b: i64) -> i64` expands
-//! to the function unchanged; a struct `add` (in the type namespace only, so `add(1, 2)` still
-//! calls the function) with `remote` and `options`; and, in an unnamed `const` block, the caller
-//! type that `add::options()` dereferences to, the registration a worker looks `add` up in, and
-//! a compile-time check of the types. This is what `cargo expand` shows, before it expands the
+//! to the function unchanged; anonymous imports of the traits that make `add.remote(..)` a
+//! compile error saying to write `add::remote(..)`; a struct `add` (in the type namespace only,
+//! so `add(1, 2)` still calls the function) with `remote` and `options`; and, in an unnamed
+//! `const` block, the caller type that `add::options()` dereferences to, the registration a
+//! worker looks `add` up in, and a compile-time check of the types. This is what `cargo expand` shows, before it expands the
 //! macros used inside; the helpers come from `ray::__private`, which is not a public API.
 //!
 //! An actor expands the same way: `Counter::remote` and `Counter::options`, `CounterCreator`,
@@ -314,6 +452,11 @@
 //! pub fn add(a: i64, b: i64) -> i64 {
 //!     a + b
 //! }
+//! #[allow(unused_imports)]
+//! use ::ray::__private::python::{
+//!     Remote0 as _, Remote1 as _, Remote2 as _, Remote3 as _, Remote4 as _, Remote5 as _,
+//!     Remote6 as _, Remote7 as _, Remote8 as _,
+//! };
 //! /// The ray task `add()`: `add::remote(..)` runs it in a worker process.
 //! #[allow(non_camel_case_types)]
 //! pub struct add {}
@@ -440,35 +583,49 @@ pub use ray_core::*;
 /// for the guide and for what the macro generates.
 pub use ray_macros::remote;
 
-/// The GPU kernels (wgpu compute shaders) and MNIST loader, for GPU tasks and actors.
-#[cfg(feature = "gpu")]
-pub use ray_gpu as gpu;
-
-/// Starts ray in this process: the node manager, its socket and a pool of worker processes.
-/// Call it first thing in `main` (see [the one rule](crate#rayinit-first-the-one-rule)).
-///
-/// When [`Config::num_gpus`] is not set, the node's GPUs are its wgpu adapters (counted on one
-/// backend, Vulkan first), detected in the background the first time a task or actor asks for
-/// a GPU. Only one runtime is active per process: `init` on another thread waits until the
-/// active one is shut down; twice on one thread is [`Error::AlreadyInitialized`].
+/// Runs a function once in every worker process, before the worker's first task or actor:
+/// Ray's `worker_process_setup_hook`, for the logging, tracing or other process-wide state that
+/// `main` sets up in the driver (a worker never runs `main`).
 ///
 /// ```
+/// use std::sync::atomic::{AtomicBool, Ordering};
+///
+/// static LOGGING: AtomicBool = AtomicBool::new(false);
+///
+/// #[ray::worker_setup]
+/// fn setup_logging() {
+///     // e.g. `env_logger::init()` or a tracing subscriber
+///     LOGGING.store(true, Ordering::SeqCst);
+/// }
+///
+/// #[ray::remote]
+/// fn logging_is_set_up() -> bool {
+///     LOGGING.load(Ordering::SeqCst)
+/// }
+///
 /// fn main() -> ray::Result<()> {
-///     ray::init(ray::Config::default().num_cpus(4))?;
-///     // ...
+///     setup_logging(); // the driver runs `main`, so it calls the function itself
+///     ray::init(ray::Config::default().num_cpus(1))?;
+///     assert!(ray::get(&logging_is_set_up::remote())?);
 ///     ray::shutdown();
 ///     Ok(())
 /// }
 /// ```
-pub fn init(config: Config) -> Result<()> {
-    #[cfg(feature = "gpu")]
-    let config = if config.gpus().is_none() {
-        config.gpu_detector(ray_gpu::adapter_count)
-    } else {
-        config
-    };
-    ray_core::init(config)
-}
+///
+/// - The function takes no parameters and returns nothing; it stays an ordinary function.
+/// - Every setup function of the executable runs in every worker (in order of their module
+///   paths and names), once, after the worker connects and before anything else runs there.
+///   Output it prints reaches the driver prefixed like a task's.
+/// - If one panics, that worker runs nothing: each task or actor sent to it fails with
+///   [`Error::WorkerSetupFailed`] naming the function and the panic message.
+/// - It is registered like remote functions (by name, at link time), which is how each worker
+///   of your executable finds it without being told.
+pub use ray_macros::worker_setup;
+
+/// The GPU kernels (wgpu compute shaders) and MNIST loader, for GPU tasks and actors. Needs the
+/// `gpu` feature: `ray = { version = "0.1", features = ["gpu"] }`.
+#[cfg(feature = "gpu")]
+pub use ray_gpu as gpu;
 
 #[doc(hidden)]
 pub use ray_core::__private;

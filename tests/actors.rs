@@ -182,6 +182,9 @@ fn handles_are_clone_send_and_travel_into_tasks() {
     let r = bump_through_handle::remote(c.clone(), 5);
     assert_eq!(ray::get(&r).unwrap(), 105);
     assert_eq!(ray::get(&c.get()).unwrap(), 105);
+    // A borrowed handle does as well, without a clone.
+    let r = bump_through_handle::remote(&c, 2);
+    assert_eq!(ray::get(&r).unwrap(), 107);
     ray::shutdown();
 }
 

@@ -60,12 +60,12 @@ fn check(out: &Output, what: &str) -> String {
     stdout
 }
 
-/// The integration tests of the downstream crate ran, all three passed.
+/// The integration tests of the downstream crate ran, all four passed.
 fn check_tests(out: &Output, what: &str) {
     let stdout = check(out, what);
     assert!(
-        stdout.contains("test result: ok. 3 passed; 0 failed"),
-        "{what}: expected the downstream crate's 3 integration tests to pass:\n{stdout}"
+        stdout.contains("test result: ok. 4 passed; 0 failed"),
+        "{what}: expected the downstream crate's 4 integration tests to pass:\n{stdout}"
     );
 }
 

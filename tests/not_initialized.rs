@@ -23,8 +23,21 @@ impl Thing {
 #[test]
 fn calls_before_init_say_not_initialized_and_after_shutdown_shut_down() {
     let r = add::remote(1, 2);
-    assert!(matches!(ray::get(&r), Err(Error::NotInitialized { .. })));
-    assert!(matches!(ray::put(1), Err(Error::NotInitialized { .. })));
+    match ray::get(&r) {
+        Err(Error::NotInitialized { detail }) => assert!(
+            detail.contains("`.remote(..)` call made while ray was not running"),
+            "the detail says why: {detail:?}"
+        ),
+        other => panic!("expected NotInitialized, got {other:?}"),
+    }
+    match ray::put(1) {
+        Err(e @ Error::NotInitialized { .. }) => {
+            let text = e.to_string();
+            assert!(text.contains("call `ray::init"), "{text}");
+            assert!(text.contains("before `ray::init`"), "{text}");
+        }
+        other => panic!("expected NotInitialized, got {other:?}"),
+    }
     let t = Thing::remote();
     assert!(matches!(
         ray::get(&t.ping()),

@@ -42,6 +42,14 @@ impl Printer {
     }
 }
 
+#[ray::remote(max_retries = 0)]
+fn explode(code: u32) -> u32 {
+    if code > 0 {
+        panic!("exploded with code {code}");
+    }
+    code
+}
+
 #[ray::remote]
 fn sleeper() -> u32 {
     std::thread::sleep(Duration::from_secs(600));
@@ -74,6 +82,12 @@ fn child_driver() {
             ray::shutdown();
             println!("DRIVER_DONE");
         }
+        "panic_output" => {
+            let err = ray::get(&explode::remote(7)).unwrap_err();
+            println!("ERROR {err}");
+            ray::shutdown();
+            println!("DRIVER_DONE");
+        }
         other => {
             // Busy workers: a task that never ends, and an actor.
             let _busy = sleeper::remote();
@@ -102,6 +116,35 @@ fn child(mode: &str) -> std::process::Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
+}
+
+#[test]
+fn a_task_panic_prints_one_prefixed_line_naming_the_place() {
+    let out = child("panic_output").wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "child failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("DRIVER_DONE"), "{stdout}");
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("(explode pid="))
+        .collect();
+    assert!(
+        lines[0].ends_with(") panicked at tests/process.rs:48:9: exploded with code 7"),
+        "the panic is one line, at its place: {lines:?}"
+    );
+    assert!(
+        lines[1].ends_with(
+            ") note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace"
+        ),
+        "{lines:?}"
+    );
+    assert_eq!(lines.len(), 2, "nothing else, no blank line: {lines:?}");
+    assert!(!stderr.contains("<unnamed>"), "{stderr}");
+    assert!(
+        stdout.contains("failed in worker pid") && stdout.contains("exploded with code 7"),
+        "{stdout}"
+    );
 }
 
 fn read_pids(stdout: &mut BufReader<std::process::ChildStdout>) -> Vec<u32> {

@@ -151,6 +151,55 @@ fn arguments_accept_values_object_refs_and_borrowed_object_refs() {
     ray::shutdown();
 }
 
+#[ray::remote]
+fn total_len(parts: Vec<String>, sep: String) -> usize {
+    parts.join(&sep).len()
+}
+
+#[ray::remote]
+fn sum_slice(values: Vec<f32>) -> f32 {
+    values.iter().sum()
+}
+
+/// A parameter declared `ObjectRef<T>` receives the reference itself, unresolved.
+#[ray::remote]
+fn sum_unresolved(values: ObjectRef<Vec<f32>>) -> (f32, bool) {
+    let view = ray::get_slice(&values).unwrap();
+    (view.iter().sum(), view.is_zero_copy())
+}
+
+#[test]
+fn arguments_can_be_borrowed_values_strs_and_slices() {
+    init(2);
+    let parts = vec!["ab".to_string(), "cd".to_string()];
+    let sep = String::from("--");
+    // `&parts` and `&sep` are serialized from the borrow: both stay usable here.
+    let r = total_len::remote(&parts, &sep);
+    assert_eq!(ray::get(&r).unwrap(), 6);
+    assert_eq!(ray::get(&total_len::remote(&parts[..1], "+")).unwrap(), 2);
+    assert_eq!(parts.len() + sep.len(), 4, "nothing was moved");
+    // A borrowed large vector goes to the object store like an owned one.
+    let big = vec![0.5f32; 1 << 20];
+    assert_eq!(ray::get(&sum_slice::remote(&big)).unwrap(), 524_288.0);
+    assert_eq!(ray::get(&sum_slice::remote(&big[..4])).unwrap(), 2.0);
+    ray::shutdown();
+}
+
+#[test]
+fn a_parameter_declared_as_an_object_ref_receives_the_ref_unresolved() {
+    init(2);
+    let big = ray::put_slice(&vec![0.25f32; 1 << 20]).unwrap();
+    // Owned or borrowed, the ref travels as a ref: the task reads it in place.
+    let (sum, zero_copy) = ray::get(&sum_unresolved::remote(&big)).unwrap();
+    assert_eq!(sum, 262_144.0);
+    assert!(zero_copy, "a large stored vector is read in place");
+    let (sum, _) = ray::get(&sum_unresolved::remote(big.clone())).unwrap();
+    assert_eq!(sum, 262_144.0);
+    // The same ref passed for a `Vec<f32>` parameter is resolved to its value.
+    assert_eq!(ray::get(&sum_slice::remote(&big)).unwrap(), 262_144.0);
+    ray::shutdown();
+}
+
 #[test]
 fn tasks_wait_for_their_dependencies() {
     init(2);
@@ -174,6 +223,36 @@ fn per_call_options_apply() {
         }
         other => panic!("expected InvalidArgument, got {other:?}"),
     }
+    ray::shutdown();
+}
+
+#[test]
+fn amounts_above_one_must_be_whole_as_in_ray() {
+    ray::init(ray::Config::default().num_cpus(2).resource("disk", 4.0)).unwrap();
+    for (what, r) in [
+        ("num_cpus = 1.5", add::options().num_cpus(1.5).remote(1, 2)),
+        ("num_gpus = 2.5", add::options().num_gpus(2.5).remote(1, 2)),
+        (
+            "disk = 1.25",
+            add::options().resource("disk", 1.25).remote(1, 2),
+        ),
+    ] {
+        match ray::get(&r) {
+            Err(Error::InvalidArgument { what: w, message }) => {
+                assert!(w.contains("add"), "{w}");
+                assert!(message.starts_with(what), "{message}");
+                assert!(message.contains("above 1 must be whole"), "{message}");
+                assert!(message.contains("or a fraction below 1"), "{message}");
+            }
+            other => panic!("{what}: expected InvalidArgument, got {other:?}"),
+        }
+    }
+    // Whole amounts, and fractions below 1, are fine.
+    let ok = add::options()
+        .num_cpus(2)
+        .resource("disk", 0.5)
+        .remote(1, 2);
+    assert_eq!(ray::get(&ok).unwrap(), 3);
     ray::shutdown();
 }
 
@@ -236,6 +315,46 @@ fn wait_returns_ready_and_pending_with_ray_semantics() {
     );
     let (ready, _) = ray::wait(&refs, 2, None);
     assert_eq!(ready, refs, "ready keeps the order of the input");
+    ray::shutdown();
+}
+
+#[test]
+fn wait_on_refs_of_different_types_through_erased_refs() {
+    init(2);
+    let number = slow_value::remote(10, 7);
+    let text = concat::remote(vec!["a".into(), "b".into()], "+");
+    let never = slow_value::remote(60_000, 0);
+    let refs = [number.erase(), text.erase(), never.erase()];
+    let (ready, pending) = ray::wait(&refs, 2, Some(Duration::from_secs(20)));
+    assert_eq!(ready.len(), 2);
+    assert_eq!(pending, [never.erase()]);
+    assert!(ready.contains(&number.erase()) && ready.contains(&text.erase()));
+    for r in ready {
+        assert_eq!(r.is::<i64>(), r == number);
+        assert!(
+            r.type_name()
+                .ends_with(if r.is::<i64>() { "i64" } else { "String" })
+        );
+        match r.downcast::<i64>() {
+            Ok(n) => assert_eq!(ray::get(&n).unwrap(), 7),
+            Err(r) => {
+                assert!(r.typed::<u64>().is_none(), "the type is checked");
+                assert_eq!(ray::get(&r.typed::<String>().unwrap()).unwrap(), "a+b");
+            }
+        }
+    }
+    ray::shutdown();
+}
+
+#[test]
+fn wait_on_no_refs_returns_two_empty_lists_whatever_num_returns() {
+    let none: Vec<ObjectRef<i64>> = Vec::new();
+    // Before `init` too: there is nothing to wait for.
+    assert_eq!(ray::wait(&none, 3, None), (vec![], vec![]));
+    init(1);
+    assert_eq!(ray::wait(&none, 0, None), (vec![], vec![]));
+    let none: [ray::AnyObjectRef; 0] = [];
+    assert_eq!(ray::wait(&none, 5, Some(Duration::ZERO)), (vec![], vec![]));
     ray::shutdown();
 }
 

@@ -321,8 +321,10 @@ fn run_foreground(args: StartArgs, dir: NodeDir) -> Result<()> {
     let node = match bring_up(&args, &dir, &runtime) {
         Ok(n) => n,
         Err(e) => {
-            ready.send(false, &e.to_string());
+            // The pid file goes first: the waiting `start` returns as soon as it reads the
+            // error, and a next `start` must not find this (still exiting) process in it.
             let _ = std::fs::remove_file(dir.pid_file());
+            ready.send(false, &e.to_string());
             return Err(e);
         }
     };

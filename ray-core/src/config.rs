@@ -3,7 +3,7 @@
 /// Settings for [`init`](crate::init): the node's resources and a few runtime knobs.
 ///
 /// ```
-/// let config = ray_core::Config::default().num_cpus(4).num_gpus(2).resource("disk", 1.0);
+/// let config = ray::Config::default().num_cpus(4).num_gpus(2).resource("disk", 1.0);
 /// # let _ = config;
 /// ```
 #[derive(Clone, Debug)]
@@ -45,8 +45,9 @@ impl Config {
         self
     }
 
-    /// GPUs this node offers (default: the GPUs detected on the machine, 0 when none).
-    /// Logical GPU `i` is the `i`-th adapter; `ray::get_gpu_ids()` reports the ones a worker got.
+    /// GPUs this node offers (default: the GPUs detected on the machine, 0 when none; see
+    /// [`init`](crate::init) for how they are counted). Logical GPU `i` is the `i`-th;
+    /// `ray::get_gpu_ids()` reports the ones a worker got.
     pub fn num_gpus(mut self, n: usize) -> Self {
         self.num_gpus = Some(n);
         self
@@ -99,9 +100,10 @@ impl Config {
         self
     }
 
-    /// How to count the machine's GPUs when [`num_gpus`](Self::num_gpus) is not set. The `ray`
-    /// crate installs wgpu adapter detection here. Detection runs in the background the first
-    /// time a task or actor asks for a GPU, so programs that use none never pay for it.
+    /// How to count the machine's GPUs when [`num_gpus`](Self::num_gpus) is not set, instead
+    /// of the default (wgpu adapters with the `gpu` feature, the kernel's device nodes
+    /// without). Detection runs in the background the first time a task or actor asks for a
+    /// GPU, so programs that use none never pay for it.
     pub fn gpu_detector(mut self, detect: fn() -> usize) -> Self {
         self.gpu_detector = Some(detect);
         self

@@ -70,13 +70,24 @@ pub(crate) fn client() -> Result<Arc<dyn Client>> {
     try_client().ok_or_else(not_running)
 }
 
-/// The error for a call made while no runtime runs.
+/// The error for a call made while no runtime runs: `ShutDown` after `ray::shutdown`,
+/// `NotInitialized` before `ray::init`.
 pub(crate) fn not_running() -> Error {
     if SHUT_DOWN.load(Ordering::Relaxed) {
         Error::shut_down()
     } else {
         Error::NotInitialized {
-            detail: String::new(),
+            detail: " (no runtime is running in this process: the call came before `ray::init`)"
+                .into(),
         }
+    }
+}
+
+/// Reading an `ObjectRef` that a `.remote(..)` call returned while ray was not running.
+pub(crate) fn never_submitted() -> Error {
+    Error::NotInitialized {
+        detail: " (this ObjectRef comes from a `.remote(..)` call made while ray was not running, \
+                 so nothing was submitted; call `ray::init` before `.remote(..)`)"
+            .into(),
     }
 }

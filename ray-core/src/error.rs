@@ -11,9 +11,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// the task, actor or object concerned and the cause.
 ///
 /// ```
-/// # fn demo(err: ray_core::Error) {
+/// # fn demo(err: ray::Error) {
 /// match err {
-///     ray_core::Error::TaskFailed { function, message, pid } => {
+///     ray::Error::TaskFailed { function, message, pid } => {
 ///         eprintln!("{function} panicked in worker {pid}: {message}")
 ///     }
 ///     other => eprintln!("{other}"),
@@ -152,6 +152,19 @@ pub enum Error {
         /// The kind of the OS error.
         #[serde(with = "io_kind")]
         kind: std::io::ErrorKind,
+    },
+    /// A `#[ray::worker_setup]` function panicked in a worker process: the worker runs no task
+    /// or actor, and each one sent to it fails with this error.
+    #[error(
+        "worker setup `{hook}` panicked in worker pid {pid}: {message}; the worker runs no tasks"
+    )]
+    WorkerSetupFailed {
+        /// Registered name of the setup function.
+        hook: String,
+        /// The panic message.
+        message: String,
+        /// Process id of the worker.
+        pid: u32,
     },
 }
 

@@ -12,6 +12,7 @@ mod config;
 mod context;
 mod driver;
 mod error;
+mod gpu_detect;
 mod ids;
 mod log;
 mod node_manager;
@@ -23,6 +24,7 @@ mod protocol;
 mod refcount;
 mod registry;
 mod resources;
+mod setup_hook;
 mod slot;
 mod submit;
 mod sys;
@@ -31,13 +33,14 @@ mod worker;
 
 pub use actor::{ActorClass, ActorHandle, RemoteActor};
 pub use api::{
-    get, get_all, get_gpu_ids, get_with_timeout, init, is_initialized, kill, put, shutdown, wait,
+    Readable, Storable, get, get_all, get_gpu_ids, get_with_timeout, init, is_initialized, kill,
+    put, shutdown, wait,
 };
 pub use config::Config;
 pub use error::{Error, Result};
 pub use ids::{ActorId, NodeId, ObjectId};
 pub use node_manager::spawn::ENV_GPU_IDS;
-pub use object_ref::{GetFuture, IntoArg, ObjectRef};
+pub use object_ref::{AnyObjectRef, GetFuture, IntoArg, ObjectRef, Waitable};
 pub use options::{ActorOptions, RemoteFunction, ResourceAmount, TaskOptions};
 pub use pod::{PodView, get_slice, put_slice};
 

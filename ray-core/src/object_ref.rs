@@ -1,13 +1,16 @@
 //! `ObjectRef<T>`: a typed, reference-counted handle to a value in the object store.
 
+use crate::api::Readable;
 use crate::codec;
 use crate::context::{self, Client, GetToken};
 use crate::error::{Error, Result};
 use crate::ids::{ObjectId, RefId};
 use crate::refcount;
 use crate::slot::Slot;
+use crate::submit::ArgsBuilder;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::any::TypeId;
 use std::fmt;
 use std::future::{Future, IntoFuture};
 use std::hash::{Hash, Hasher};
@@ -20,13 +23,22 @@ use std::task::{Context, Poll};
 ///
 /// Cheap to clone, `Send`, and serializable: it can travel inside task arguments and return
 /// values. The value is freed when no `ObjectRef` to it remains in any process. Read it with
-/// [`get`](crate::get) or `.await` it.
+/// [`get`](crate::get) or `.await` it; [`erase`](ObjectRef::erase) it to [`wait`](crate::wait)
+/// on refs of different types together.
 ///
-/// ```no_run
-/// # fn demo() -> ray_core::Result<()> {
-/// let r: ray_core::ObjectRef<Vec<u8>> = ray_core::put(vec![1, 2, 3])?;
-/// assert_eq!(ray_core::get(&r)?, vec![1, 2, 3]);
-/// # Ok(()) }
+/// As an argument of `.remote(..)`, an `ObjectRef<T>` passed for a parameter declared `T` is
+/// resolved: the task waits for the value and receives it. A parameter declared
+/// `ObjectRef<T>` receives the reference itself, unresolved, so the task decides when (and
+/// whether) to read it, e.g. with [`get_slice`](crate::get_slice) without copying.
+///
+/// ```
+/// fn main() -> ray::Result<()> {
+///     ray::init(ray::Config::default().num_cpus(1))?;
+///     let r: ray::ObjectRef<Vec<u8>> = ray::put(vec![1, 2, 3])?;
+///     assert_eq!(ray::get(&r)?, vec![1, 2, 3]);
+///     ray::shutdown();
+///     Ok(())
+/// }
 /// ```
 pub struct ObjectRef<T> {
     /// Clones in one process share this; the process's reference to the object (counted by the
@@ -64,6 +76,157 @@ impl<T> ObjectRef<T> {
     pub fn id(&self) -> ObjectId {
         self.inner.id
     }
+}
+
+impl<T: 'static> ObjectRef<T> {
+    /// This reference without its value type, to [`wait`](crate::wait) on refs of different
+    /// types in one list. [`AnyObjectRef::downcast`] turns it back into this `ObjectRef<T>`.
+    /// A clone: both refer to the same object.
+    ///
+    /// ```
+    /// #[ray::remote]
+    /// fn count() -> u32 {
+    ///     3
+    /// }
+    ///
+    /// #[ray::remote]
+    /// fn name() -> String {
+    ///     "three".into()
+    /// }
+    ///
+    /// fn main() -> ray::Result<()> {
+    ///     ray::init(ray::Config::default().num_cpus(2))?;
+    ///     let (n, s) = (count::remote(), name::remote());
+    ///     let mut pending = vec![n.erase(), s.erase()];
+    ///     while !pending.is_empty() {
+    ///         let (ready, rest) = ray::wait(&pending, 1, None);
+    ///         pending = rest;
+    ///         let done = ready.into_iter().next().unwrap();
+    ///         if let Some(n) = done.typed::<u32>() {
+    ///             assert_eq!(ray::get(&n)?, 3);
+    ///         } else if let Ok(s) = done.downcast::<String>() {
+    ///             assert_eq!(ray::get(&s)?, "three");
+    ///         }
+    ///     }
+    ///     ray::shutdown();
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn erase(&self) -> AnyObjectRef {
+        AnyObjectRef {
+            inner: self.inner.clone(),
+            type_id: TypeId::of::<T>(),
+            type_name: std::any::type_name::<T>(),
+        }
+    }
+}
+
+impl<T: 'static> From<ObjectRef<T>> for AnyObjectRef {
+    fn from(r: ObjectRef<T>) -> Self {
+        r.erase()
+    }
+}
+
+/// An [`ObjectRef`] whose value type is known only at run time: what
+/// [`ObjectRef::erase`] makes, so that refs of different types fit in one list for
+/// [`wait`](crate::wait). Turn it back into the typed ref with [`downcast`](Self::downcast) or
+/// [`typed`](Self::typed); keeping it keeps the object alive like the typed ref would.
+#[derive(Clone)]
+pub struct AnyObjectRef {
+    inner: Arc<LocalRef>,
+    type_id: TypeId,
+    type_name: &'static str,
+}
+
+impl AnyObjectRef {
+    /// The object's id.
+    pub fn id(&self) -> ObjectId {
+        self.inner.id
+    }
+
+    /// Whether the value is a `T`.
+    pub fn is<T: 'static>(&self) -> bool {
+        self.type_id == TypeId::of::<T>()
+    }
+
+    /// The value type's name, as `std::any::type_name` writes it.
+    pub fn type_name(&self) -> &'static str {
+        self.type_name
+    }
+
+    /// The typed reference, if the value is a `T`; otherwise `self` back.
+    pub fn downcast<T: 'static>(self) -> std::result::Result<ObjectRef<T>, AnyObjectRef> {
+        if self.is::<T>() {
+            Ok(ObjectRef {
+                inner: self.inner,
+                _type: PhantomData,
+            })
+        } else {
+            Err(self)
+        }
+    }
+
+    /// A typed clone of this reference, if the value is a `T`.
+    pub fn typed<T: 'static>(&self) -> Option<ObjectRef<T>> {
+        self.clone().downcast().ok()
+    }
+}
+
+impl fmt::Debug for AnyObjectRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AnyObjectRef<{}>({})", self.type_name, self.id())
+    }
+}
+
+impl PartialEq for AnyObjectRef {
+    fn eq(&self, other: &Self) -> bool {
+        self.id() == other.id()
+    }
+}
+
+impl Eq for AnyObjectRef {}
+
+impl<T> PartialEq<ObjectRef<T>> for AnyObjectRef {
+    fn eq(&self, other: &ObjectRef<T>) -> bool {
+        self.id() == other.id()
+    }
+}
+
+impl<T> PartialEq<AnyObjectRef> for ObjectRef<T> {
+    fn eq(&self, other: &AnyObjectRef) -> bool {
+        self.id() == other.id()
+    }
+}
+
+impl Hash for AnyObjectRef {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.id().hash(state)
+    }
+}
+
+/// What [`wait`](crate::wait) takes: an [`ObjectRef<T>`](ObjectRef) or an [`AnyObjectRef`].
+/// Implemented by those two only.
+pub trait Waitable: Clone + fmt::Debug + sealed::Sealed {
+    #[doc(hidden)]
+    fn object_id(&self) -> ObjectId;
+}
+
+impl<T> Waitable for ObjectRef<T> {
+    fn object_id(&self) -> ObjectId {
+        self.id()
+    }
+}
+
+impl Waitable for AnyObjectRef {
+    fn object_id(&self) -> ObjectId {
+        self.id()
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl<T> Sealed for super::ObjectRef<T> {}
+    impl Sealed for super::AnyObjectRef {}
 }
 
 impl<T> Clone for ObjectRef<T> {
@@ -136,9 +299,7 @@ enum FutureState {
 impl<T> GetFuture<T> {
     fn new(object: ObjectRef<T>) -> Self {
         let state = if object.id().is_null() {
-            FutureState::Failed(Some(Error::NotInitialized {
-                detail: String::new(),
-            }))
+            FutureState::Failed(Some(context::never_submitted()))
         } else {
             match context::client() {
                 Ok(client) => {
@@ -164,9 +325,7 @@ impl<T: DeserializeOwned> Future for GetFuture<T> {
         let this = self.get_mut();
         let value = match &mut this.state {
             FutureState::Failed(e) => {
-                let e = e.take().unwrap_or_else(|| Error::NotInitialized {
-                    detail: String::new(),
-                });
+                let e = e.take().unwrap_or_else(context::not_running);
                 this.state = FutureState::Done;
                 return Poll::Ready(Err(e));
             }
@@ -201,7 +360,7 @@ impl<T> Drop for GetFuture<T> {
     }
 }
 
-impl<T: DeserializeOwned> IntoFuture for ObjectRef<T> {
+impl<T: Readable> IntoFuture for ObjectRef<T> {
     type Output = Result<T>;
     type IntoFuture = GetFuture<T>;
 
@@ -211,7 +370,7 @@ impl<T: DeserializeOwned> IntoFuture for ObjectRef<T> {
     }
 }
 
-impl<T: DeserializeOwned> IntoFuture for &ObjectRef<T> {
+impl<T: Readable> IntoFuture for &ObjectRef<T> {
     type Output = Result<T>;
     type IntoFuture = GetFuture<T>;
 
@@ -220,40 +379,89 @@ impl<T: DeserializeOwned> IntoFuture for &ObjectRef<T> {
     }
 }
 
-/// A task argument: a value, an `ObjectRef<T>` or a `&ObjectRef<T>`. References are resolved
-/// to their values before the task runs, and the task waits for them.
+/// An argument of `.remote(..)` for a parameter declared `T`: a `T`, a `&T` (serialized from
+/// the borrow, nothing is moved or cloned), an `ObjectRef<T>` or a `&ObjectRef<T>`. For `String`
+/// and `Vec<T>` parameters a `&str` or `&[T]` does too.
+///
+/// References to the parameter's type are resolved before the task runs: the task waits for
+/// the value and receives it. A parameter declared `ObjectRef<T>` instead receives the
+/// reference as it is, unresolved (pass an `ObjectRef<T>` or a `&ObjectRef<T>`).
+///
+/// ```
+/// #[ray::remote]
+/// fn total(values: Vec<f32>, scale: f32) -> f32 {
+///     values.iter().sum::<f32>() * scale
+/// }
+///
+/// fn main() -> ray::Result<()> {
+///     ray::init(ray::Config::default().num_cpus(1))?;
+///     let values = vec![1.0, 2.0, 3.0];
+///     let a = total::remote(&values, 2.0); // a borrow: `values` stays usable
+///     let b = total::remote(&values[..2], 1.0); // a slice for a `Vec` parameter
+///     let stored = ray::put(values)?;
+///     let c = total::remote(&stored, &a); // refs are resolved to their values
+///     assert_eq!(ray::get_all(&[a, b])?, [12.0, 3.0]);
+///     assert_eq!(ray::get(&c)?, 72.0);
+///     ray::shutdown();
+///     Ok(())
+/// }
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be passed where a ray task expects `{T}`",
-    label = "expected `{T}`, `ObjectRef<{T}>` or `&ObjectRef<{T}>`",
-    note = "arguments of `.remote(..)` are values (which must implement `serde::Serialize`) or ObjectRefs to values of the parameter's type"
+    label = "expected `{T}`, `&{T}`, `ObjectRef<{T}>` or `&ObjectRef<{T}>`",
+    note = "arguments of `.remote(..)` are values of the parameter's type (or borrows of them, which are serialized in place) or ObjectRefs to such values"
 )]
 pub trait IntoArg<T> {
+    /// Adds this argument to a call: values are encoded now, references are resolved by the
+    /// node manager.
     #[doc(hidden)]
-    fn into_arg(self) -> ArgKind<T>;
+    fn __push_to(self, args: &mut ArgsBuilder)
+    where
+        T: Serialize;
 }
 
-#[doc(hidden)]
-pub enum ArgKind<T> {
-    Value(T),
-    Ref(ObjectRef<T>),
-}
-
-// No `T: Serialize` bound here: pushing the argument requires it anyway, and leaving it out
-// keeps a non-serializable argument down to the one error the macro's type check reports.
+// No `T: Serialize` bound on the impls: pushing an argument requires it anyway, and leaving it
+// out keeps a non-serializable argument down to the one error the macro's type check reports.
 impl<T> IntoArg<T> for T {
-    fn into_arg(self) -> ArgKind<T> {
-        ArgKind::Value(self)
+    fn __push_to(self, args: &mut ArgsBuilder)
+    where
+        T: Serialize,
+    {
+        args.push_value(&self)
+    }
+}
+
+impl<T> IntoArg<T> for &T {
+    fn __push_to(self, args: &mut ArgsBuilder)
+    where
+        T: Serialize,
+    {
+        args.push_value(self)
+    }
+}
+
+impl IntoArg<String> for &str {
+    fn __push_to(self, args: &mut ArgsBuilder) {
+        // A `str` encodes exactly as a `String`.
+        args.push_value(self)
+    }
+}
+
+impl<T: Serialize> IntoArg<Vec<T>> for &[T] {
+    fn __push_to(self, args: &mut ArgsBuilder) {
+        // A slice encodes exactly as a `Vec`.
+        args.push_value(self)
     }
 }
 
 impl<T> IntoArg<T> for ObjectRef<T> {
-    fn into_arg(self) -> ArgKind<T> {
-        ArgKind::Ref(self)
+    fn __push_to(self, args: &mut ArgsBuilder) {
+        args.push_ref(self.id())
     }
 }
 
 impl<T> IntoArg<T> for &ObjectRef<T> {
-    fn into_arg(self) -> ArgKind<T> {
-        ArgKind::Ref(self.clone())
+    fn __push_to(self, args: &mut ArgsBuilder) {
+        args.push_ref(self.id())
     }
 }

@@ -20,8 +20,18 @@ macro_rules! amount_from {
 }
 amount_from!(i8, i16, i32, i64, isize, u8, u16, u32, u64, usize, f32, f64);
 
+/// Sets a task's or actor's amount of a resource, or records why it cannot be. As in Ray,
+/// amounts above 1 must be whole (a task holds 2 CPUs, or a share of one).
 fn set_amount(slot: &mut Amount, error: &mut Option<String>, what: &str, x: f64) {
     match Amount::from_f64(x) {
+        Ok(_) if x > 1.0 && x.fract() != 0.0 => {
+            *error = Some(format!(
+                "{what} = {x}: amounts above 1 must be whole numbers (as in Ray); use {} or {}, \
+                 or a fraction below 1",
+                x.floor(),
+                x.ceil()
+            ))
+        }
         Ok(a) => *slot = a,
         Err(e) => *error = Some(format!("{what} = {x}: {e}")),
     }
@@ -123,19 +133,23 @@ impl<F: RemoteFunction> TaskOptions<F> {
         }
     }
 
-    /// CPUs the task holds while it runs (default 1; fractions allowed).
+    /// CPUs the task holds while it runs (default 1). Fractions below 1 share a CPU; amounts
+    /// above 1 must be whole, as in Ray: with `1.5` the result reads as
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument).
     pub fn num_cpus(mut self, amount: impl ResourceAmount) -> Self {
         self.caller.as_mut().num_cpus(amount.to_f64());
         self
     }
 
-    /// GPUs the task holds while it runs (default 0; a fraction shares one GPU).
+    /// GPUs the task holds while it runs (default 0). A fraction below 1 shares one GPU;
+    /// amounts above 1 must be whole.
     pub fn num_gpus(mut self, amount: impl ResourceAmount) -> Self {
         self.caller.as_mut().num_gpus(amount.to_f64());
         self
     }
 
-    /// An amount of a custom resource declared in [`Config::resource`](crate::Config::resource).
+    /// An amount of a custom resource declared in [`Config::resource`](crate::Config::resource)
+    /// (whole above 1, like CPUs and GPUs).
     pub fn resource(mut self, name: &str, amount: impl ResourceAmount) -> Self {
         self.caller.as_mut().resource(name, amount.to_f64());
         self
@@ -170,19 +184,19 @@ impl<A: RemoteActor> ActorOptions<A> {
         }
     }
 
-    /// CPUs the actor holds for its whole life (default 0).
+    /// CPUs the actor holds for its whole life (default 0). Whole above 1, as for tasks.
     pub fn num_cpus(mut self, amount: impl ResourceAmount) -> Self {
         self.creator.as_mut().num_cpus(amount.to_f64());
         self
     }
 
-    /// GPUs the actor holds for its whole life (default 0).
+    /// GPUs the actor holds for its whole life (default 0). Whole above 1, as for tasks.
     pub fn num_gpus(mut self, amount: impl ResourceAmount) -> Self {
         self.creator.as_mut().num_gpus(amount.to_f64());
         self
     }
 
-    /// An amount of a custom resource.
+    /// An amount of a custom resource (whole above 1).
     pub fn resource(mut self, name: &str, amount: impl ResourceAmount) -> Self {
         self.creator.as_mut().resource(name, amount.to_f64());
         self

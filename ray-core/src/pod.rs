@@ -15,15 +15,27 @@ use std::sync::Arc;
 /// Stores a slice of plain-old-data values (`f32`, `u8`, `[f64; 4]`, any `bytemuck::Pod`)
 /// as a `Vec<T>` object, at memory-copy speed: no serde pass over the elements.
 ///
-/// The object is an ordinary `ObjectRef<Vec<T>>`: tasks can take it as a `Vec<T>` argument or
-/// `ray::get` it. Large ones live in the node's shared-memory store, where
-/// [`get_slice`] reads them without copying.
+/// The object is an ordinary `ObjectRef<Vec<T>>`: tasks can take it as a `Vec<T>` argument
+/// (decoded into a `Vec` of their own) or as an `ObjectRef<Vec<T>>` argument (the ref itself, to
+/// read in place with [`get_slice`]), and `ray::get` reads it as a `Vec<T>`. Large ones live in
+/// the node's shared-memory store, where [`get_slice`] reads them without copying.
 ///
-/// ```no_run
-/// let weights = ray_core::put_slice(&vec![0.5f32; 1 << 20])?;
-/// let view = ray_core::get_slice(&weights)?; // a &[f32] into shared memory
-/// assert_eq!(view[0], 0.5);
-/// # Ok::<(), ray_core::Error>(())
+/// Inside an actor method, `put_slice` is how to hand out a large array the actor keeps
+/// (without cloning it first): the method returns the `ObjectRef<Vec<T>>`, so the caller
+/// receives an `ObjectRef<ObjectRef<Vec<T>>>` and reads the inner ref with one `ray::get` of a
+/// few bytes (`examples/parameter_server.rs` does this).
+///
+/// ```
+/// fn main() -> ray::Result<()> {
+///     ray::init(ray::Config::default().num_cpus(1))?;
+///     let weights = ray::put_slice(&vec![0.5f32; 1 << 20])?;
+///     let view = ray::get_slice(&weights)?; // a &[f32] into shared memory
+///     assert_eq!(view[0], 0.5);
+///     assert!(view.is_zero_copy());
+///     drop(view);
+///     ray::shutdown();
+///     Ok(())
+/// }
 /// ```
 pub fn put_slice<T: Pod>(data: &[T]) -> Result<ObjectRef<Vec<T>>> {
     let client = context::client()?;
@@ -56,14 +68,42 @@ pub fn put_slice<T: Pod>(data: &[T]) -> Result<ObjectRef<Vec<T>>> {
 
 /// Reads a `Vec<T>` object as a `&[T]` without deserializing it: for an object in the node's
 /// shared-memory store the view points straight into the store (zero-copy, in any process of
-/// the node), for a small inline one it is a plain copy of its bytes.
+/// the node), for a small inline one (under 100 KiB) it is a plain copy of its bytes.
+///
+/// Any `Vec<T>` object of a plain-old-data `T` qualifies, not only those [`put_slice`] stored:
+/// a task or actor method that returns a `Vec<f32>`, or a `ray::put(vec)`, stores it as its
+/// length followed by its elements, which is the layout this reads. Inside a task, declare the
+/// parameter `ObjectRef<Vec<T>>` to receive the ref unresolved and read it here.
 ///
 /// The object stays in memory (it is not spilled) while the view lives.
+///
+/// ```
+/// #[ray::remote]
+/// fn ramp(n: usize) -> Vec<f32> {
+///     (0..n).map(|i| i as f32).collect()
+/// }
+///
+/// #[ray::remote]
+/// fn last(values: ray::ObjectRef<Vec<f32>>) -> f32 {
+///     // Declared `ObjectRef<Vec<f32>>`: the ref arrives unresolved, read in place here.
+///     *ray::get_slice(&values).unwrap().last().unwrap()
+/// }
+///
+/// fn main() -> ray::Result<()> {
+///     ray::init(ray::Config::default().num_cpus(1))?;
+///     let r = ramp::remote(1 << 20); // 4 MiB: in the shared-memory store
+///     let view = ray::get_slice(&r)?;
+///     assert!(view.is_zero_copy());
+///     assert_eq!(view[10], 10.0);
+///     assert_eq!(ray::get(&last::remote(&r))?, (1 << 20) as f32 - 1.0);
+///     drop(view);
+///     ray::shutdown();
+///     Ok(())
+/// }
+/// ```
 pub fn get_slice<T: Pod>(r: &ObjectRef<Vec<T>>) -> Result<PodView<T>> {
     if r.id().is_null() {
-        return Err(Error::NotInitialized {
-            detail: String::new(),
-        });
+        return Err(context::never_submitted());
     }
     let client = context::client()?;
     let ids = [r.id()];

@@ -145,6 +145,9 @@ fn duplicate_error(name: &str) -> Error {
 }
 
 pub(crate) fn task(name: &str) -> Result<&'static TaskEntry> {
+    if let Some(e) = crate::setup_hook::failure() {
+        return Err(e);
+    }
     let reg = registry();
     if reg.duplicates.contains(&name) {
         return Err(duplicate_error(name));
@@ -159,6 +162,9 @@ pub(crate) fn task(name: &str) -> Result<&'static TaskEntry> {
 }
 
 pub(crate) fn actor(name: &str) -> Result<&'static ActorEntry> {
+    if let Some(e) = crate::setup_hook::failure() {
+        return Err(e);
+    }
     let reg = registry();
     if reg.duplicates.contains(&name) {
         return Err(duplicate_error(name));

@@ -5,7 +5,7 @@ use crate::codec::{self, Encoded};
 use crate::context;
 use crate::error::{Error, Result};
 use crate::ids::{ActorId, ObjectId, RefId};
-use crate::object_ref::{ArgKind, IntoArg, ObjectRef};
+use crate::object_ref::{IntoArg, ObjectRef};
 use crate::object_store;
 use crate::options::{RawActorOptions, RawTaskOptions};
 use crate::protocol::{ActorSpec, Arg, TaskSpec};
@@ -35,37 +35,40 @@ impl ArgsBuilder {
 
     /// Adds one argument: a value is encoded now, a reference is resolved by the node manager.
     pub fn push<T: Serialize, A: IntoArg<T>>(&mut self, arg: A) {
-        match arg.into_arg() {
-            ArgKind::Value(v) => match codec::encode(&v) {
-                Ok(Encoded { value, pins })
-                    if (value.len() as usize) < object_store::inline_max() =>
-                {
-                    self.args.push(Arg::Value(value));
-                    self.pins.push(pins);
-                }
-                Ok(Encoded { value, pins }) => {
-                    // A large value goes to the object store once, like `ray::put`; the task
-                    // gets a reference to it.
-                    match put_value(value) {
-                        Ok(r) => {
-                            self.args.push(Arg::Ref(r.id()));
-                            self.stored.push(r);
-                        }
-                        Err(e) => {
-                            self.error.get_or_insert(e);
-                        }
+        arg.__push_to(self)
+    }
+
+    /// Adds a value, encoded from a borrow.
+    pub(crate) fn push_value<V: Serialize + ?Sized>(&mut self, v: &V) {
+        match codec::encode(v) {
+            Ok(Encoded { value, pins }) if (value.len() as usize) < object_store::inline_max() => {
+                self.args.push(Arg::Value(value));
+                self.pins.push(pins);
+            }
+            Ok(Encoded { value, pins }) => {
+                // A large value goes to the object store once, like `ray::put`; the task gets a
+                // reference to it.
+                match put_value(value) {
+                    Ok(r) => {
+                        self.args.push(Arg::Ref(r.id()));
+                        self.stored.push(r);
                     }
-                    self.pins.push(pins);
+                    Err(e) => {
+                        self.error.get_or_insert(e);
+                    }
                 }
-                Err(e) => {
-                    self.error.get_or_insert(e);
-                }
-            },
-            ArgKind::Ref(r) => {
-                self.pins.push(Pins::new(&[RefId::Object(r.id())]));
-                self.args.push(Arg::Ref(r.id()));
+                self.pins.push(pins);
+            }
+            Err(e) => {
+                self.error.get_or_insert(e);
             }
         }
+    }
+
+    /// Adds a reference, resolved to its value before the task runs.
+    pub(crate) fn push_ref(&mut self, id: ObjectId) {
+        self.pins.push(Pins::new(&[RefId::Object(id)]));
+        self.args.push(Arg::Ref(id));
     }
 
     /// The arguments, and what keeps referenced objects alive until the submission has been

@@ -175,6 +175,7 @@ fn run() -> i32 {
     if spawned.is_err() {
         return EXIT_BAD_ENV;
     }
+    crate::setup_hook::prepare_worker();
     execute_loop(&core, rx)
 }
 
@@ -241,7 +242,7 @@ fn read_loop(
 
 /// Tells the driver's log forwarder which task or actor the following output lines belong to
 /// (only when it changes: a pooled worker running the same function again writes nothing).
-fn set_log_label(name: &str) {
+pub(crate) fn set_log_label(name: &str) {
     use std::io::Write;
     static LAST: Mutex<String> = Mutex::new(String::new());
     let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());

@@ -15,7 +15,7 @@
 //! * [`mnist`]: the IDX loader and a `next_batch` iterator.
 //!
 //! ```no_run
-//! use ray_gpu::{Device, SoftmaxRegression, mnist};
+//! use ray::gpu::{Device, SoftmaxRegression, mnist}; // the `ray` crate's `gpu` feature
 //!
 //! let device = Device::from_ray_env(); // RAY_RS_GPU_IDS, or the CPU with one warning
 //! let data = mnist::Mnist::load(mnist::default_dir())?;
@@ -32,7 +32,7 @@
 //! let b = device.upload(3, 1, &[1.0, 0.0, -1.0])?;
 //! assert_eq!(device.matmul(&a, &b)?.read()?, vec![-2.0, -2.0]);
 //! assert!(device.matmul(&b, &b).is_err()); // 3x1 · 3x1: inner dimensions 1 and 3
-//! # Ok::<(), ray_gpu::Error>(())
+//! # Ok::<(), ray::gpu::Error>(())
 //! ```
 
 #![warn(missing_docs)]

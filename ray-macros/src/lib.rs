@@ -14,6 +14,7 @@
 mod actor;
 mod checks;
 mod options;
+mod setup;
 mod task;
 
 #[cfg(test)]
@@ -29,6 +30,40 @@ use syn::spanned::Spanned;
 #[proc_macro_attribute]
 pub fn remote(attr: TokenStream, item: TokenStream) -> TokenStream {
     expand(attr.into(), item.into()).into()
+}
+
+/// The `#[ray::worker_setup]` attribute is implemented in the `ray-macros` crate; use it
+/// through the `ray` crate, which re-exports and documents it.
+#[proc_macro_attribute]
+pub fn worker_setup(attr: TokenStream, item: TokenStream) -> TokenStream {
+    expand_worker_setup(attr.into(), item.into()).into()
+}
+
+fn expand_worker_setup(attr: TokenStream2, item: TokenStream2) -> TokenStream2 {
+    let parsed = match syn::parse2::<syn::Item>(item.clone()) {
+        Ok(i) => i,
+        Err(e) => {
+            let err = e.to_compile_error();
+            return quote! { #item #err };
+        }
+    };
+    let mut errors = Errors::default();
+    let generated = match &parsed {
+        syn::Item::Fn(f) => setup::expand(attr, f, &mut errors),
+        other => {
+            let (what, span) = describe_item(other);
+            errors.push(syn::Error::new(
+                span,
+                format!(
+                    "`#[ray::worker_setup]` cannot be used on {what}: it goes on a `fn` with no \
+                     parameters, which every worker process runs once before its first task"
+                ),
+            ));
+            TokenStream2::new()
+        }
+    };
+    let errors = errors.into_compile_error();
+    quote! { #parsed #generated #errors }
 }
 
 fn expand(attr: TokenStream2, item: TokenStream2) -> TokenStream2 {
@@ -75,6 +110,8 @@ fn describe_item(item: &syn::Item) -> (&'static str, Span) {
         syn::Item::ExternCrate(e) => ("an `extern crate`", e.extern_token.span()),
         syn::Item::ForeignMod(f) => ("an `extern` block", f.abi.span()),
         syn::Item::Macro(m) => ("a macro invocation", m.mac.path.span()),
+        syn::Item::Struct(s) => ("a struct", s.struct_token.span()),
+        syn::Item::Impl(i) => ("an impl block", i.impl_token.span()),
         other => ("this item", other.to_token_stream().span()),
     }
 }

@@ -269,12 +269,23 @@ fn number(value: &Expr, name: &str, errors: &mut Errors) -> Option<f64> {
 fn amount(meta: &Meta, name: &str, errors: &mut Errors) -> Option<f64> {
     let value = name_value(meta, name, "1", errors)?;
     let v = number(value, name, errors)?;
-    if name == "num_gpus" && v > 1.0 && v.fract() != 0.0 {
+    whole_above_one(value, name, v, errors)
+}
+
+/// As in Ray, an amount above 1 must be whole: a task holds 2 CPUs, or a share of one.
+fn whole_above_one(value: &Expr, name: &str, v: f64, errors: &mut Errors) -> Option<f64> {
+    if v > 1.0 && v.fract() != 0.0 {
+        let share = match name {
+            "num_cpus" => " (a fraction below 1 shares a CPU)",
+            "num_gpus" => " (a fraction below 1 shares a GPU)",
+            _ => "",
+        };
         errors.push(syn::Error::new_spanned(
             value,
             format!(
-                "`num_gpus = {v}`: above 1 only whole GPUs can be given (fractions below 1 share a GPU); \
-                 use `{}` or `{}`",
+                "`{name} = {}`: amounts above 1 must be whole numbers, as in Ray{share}; use `{}` \
+                 or `{}`, or a fraction below 1",
+                text(value),
                 v.floor(),
                 v.ceil()
             ),
@@ -360,10 +371,12 @@ fn parse_resources(meta: &Meta, out: &mut Options, errors: &mut Errors) {
             ));
             continue;
         }
-        if let Some(v) =
-            name_value(&m, &ident, "1", errors).and_then(|value| number(value, &ident, errors))
-        {
-            out.resources.push((ident, v));
+        if let Some(value) = name_value(&m, &ident, "1", errors) {
+            if let Some(v) = number(value, &ident, errors)
+                .and_then(|v| whole_above_one(value, &ident, v, errors))
+            {
+                out.resources.push((ident, v));
+            }
         }
     }
 }

@@ -5,8 +5,8 @@
 
 use std::path::Path;
 
-/// Expands every `#[ray::remote]` item of `source`, as the compiler would, and pretty-prints
-/// the result.
+/// Expands every `#[ray::remote]` and `#[ray::worker_setup]` item of `source`, as the compiler
+/// would, and pretty-prints the result.
 fn expand_file(source: &str) -> String {
     let file: syn::File = syn::parse_file(source).expect("example parses");
     let mut out = proc_macro2::TokenStream::new();
@@ -27,19 +27,22 @@ fn expand_file(source: &str) -> String {
             let path = a.path();
             path.segments.len() == 2
                 && path.segments[0].ident == "ray"
-                && path.segments[1].ident == "remote"
+                && (path.segments[1].ident == "remote" || path.segments[1].ident == "worker_setup")
         });
         match position {
             Some(i) => {
                 let attr = attrs.remove(i);
+                let setup = attr.path().segments[1].ident == "worker_setup";
                 let args = match attr.meta {
                     syn::Meta::List(l) => l.tokens,
                     _ => proc_macro2::TokenStream::new(),
                 };
-                out.extend(crate::expand(
-                    args,
-                    quote::ToTokens::into_token_stream(item),
-                ));
+                let item = quote::ToTokens::into_token_stream(item);
+                out.extend(if setup {
+                    crate::expand_worker_setup(args, item)
+                } else {
+                    crate::expand(args, item)
+                });
             }
             None => quote::ToTokens::to_tokens(&item, &mut out),
         }

@@ -145,6 +145,14 @@ impl Task<'_> {
         let unused = (!self.ok).then(|| quote!(#[allow(unused_variables)]));
 
         let caller_side = quote! {
+            // `add.remote(..)` (Python's syntax) is an error that says to write `add::remote(..)`.
+            #(#cfgs)*
+            #[allow(unused_imports)]
+            use ::ray::__private::python::{
+                Remote0 as _, Remote1 as _, Remote2 as _, Remote3 as _, Remote4 as _,
+                Remote5 as _, Remote6 as _, Remote7 as _, Remote8 as _,
+            };
+
             #(#cfgs)*
             #[doc = #doc_struct]
             #[allow(non_camel_case_types)]

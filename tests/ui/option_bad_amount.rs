@@ -12,6 +12,26 @@ fn infinite() {}
 #[ray::remote(num_gpus = 1.5)]
 fn one_and_a_half_gpus() {}
 
+#[ray::remote(num_cpus = 1.5)]
+fn one_and_a_half_cpus() {}
+
+#[ray::remote(resources(disk = 2.25))]
+fn two_and_a_quarter_disks() {}
+
+#[ray::remote(num_cpus = 2.5)]
+struct TwoAndAHalfCpus {}
+
+#[ray::remote]
+impl TwoAndAHalfCpus {
+    fn new() -> Self {
+        TwoAndAHalfCpus {}
+    }
+}
+
+// Fractions below 1 and whole amounts above it are fine.
+#[ray::remote(num_cpus = 0.5, num_gpus = 2, resources(disk = 0.25))]
+fn fine() {}
+
 #[ray::remote(max_retries = -1)]
 fn negative_retries() {}
 

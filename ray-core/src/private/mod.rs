@@ -5,6 +5,7 @@ pub use crate::actor::{ActorInstance, RawActorHandle};
 pub use crate::codec::Encoded;
 pub use crate::options::{RawActorOptions, RawTaskOptions};
 pub use crate::registry::{ACTORS, ActorEntry, Args, TASKS, TaskEntry};
+pub use crate::setup_hook::{WORKER_SETUP, WorkerSetup};
 pub use crate::submit::{ArgsBuilder, create_actor, encode_return, submit_task};
 pub use linkme;
 
@@ -79,6 +80,7 @@ pub fn threaded_instance<A: Send + Sync + 'static>(
     ActorInstance::threaded(actor, max_concurrency)
 }
 
+pub mod python;
 pub mod wire;
 pub use wire::Wire;
 

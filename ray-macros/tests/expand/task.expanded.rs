@@ -2,6 +2,11 @@
 pub fn add(a: i64, b: i64) -> i64 {
     a + b
 }
+#[allow(unused_imports)]
+use ::ray::__private::python::{
+    Remote0 as _, Remote1 as _, Remote2 as _, Remote3 as _, Remote4 as _, Remote5 as _,
+    Remote6 as _, Remote7 as _, Remote8 as _,
+};
 /// The ray task `add()`: `add::remote(..)` runs it in a worker process.
 #[allow(non_camel_case_types)]
 pub struct add {}

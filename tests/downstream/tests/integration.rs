@@ -45,6 +45,49 @@ fn tasks_with_the_same_name_in_different_modules_stay_apart() {
     ray::shutdown();
 }
 
+#[ray::remote(num_gpus = 1)]
+fn gpu_ids() -> Vec<usize> {
+    ray::get_gpu_ids()
+}
+
+/// The machine's GPUs as the kernel lists them: NVIDIA GPUs by PCI bus id, and every device
+/// with a DRM render node (counted once each).
+fn gpus_in_device_nodes() -> usize {
+    let mut devices = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir("/proc/driver/nvidia/gpus").into_iter().flatten() {
+        devices.insert(entry.unwrap().file_name().to_string_lossy().to_lowercase());
+    }
+    for entry in std::fs::read_dir("/sys/class/drm").into_iter().flatten() {
+        let entry = entry.unwrap();
+        if entry.file_name().to_string_lossy().starts_with("renderD") {
+            let device = std::fs::canonicalize(entry.path().join("device")).unwrap();
+            let driver = std::fs::read_link(device.join("driver")).ok();
+            if driver.is_some_and(|d| d.ends_with("vgem")) {
+                continue;
+            }
+            let id = device.file_name().unwrap().to_string_lossy().to_lowercase();
+            devices.insert(id);
+        }
+    }
+    devices.len()
+}
+
+#[test]
+fn without_the_gpu_feature_gpus_are_counted_from_device_nodes() {
+    let gpus = gpus_in_device_nodes();
+    ray::init(ray::Config::default().num_cpus(1)).unwrap();
+    if gpus > 0 {
+        assert_eq!(ray::get(&gpu_ids::remote()).unwrap(), vec![0]);
+    }
+    match ray::get(&gpu_ids::options().num_gpus(gpus as u32 + 1).remote()) {
+        Err(ray::Error::Infeasible { available, .. }) => {
+            assert!(available.contains(&format!("GPU: {gpus}")), "{available}")
+        }
+        other => panic!("expected Infeasible, got {other:?}"),
+    }
+    ray::shutdown();
+}
+
 #[test]
 fn the_binary_runs_its_own_and_the_librarys_remote_items() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ray-downstream"))
