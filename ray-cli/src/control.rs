@@ -113,6 +113,8 @@ pub struct ControlState {
     pub etcd_url: String,
     /// Nodes seen dying (lease gone) since this node started watching.
     pub dead: Mutex<BTreeMap<u64, NodeRecord>>,
+    /// The node manager, which serves drivers' sessions.
+    pub node: Option<Arc<ray_core::__node::Node>>,
 }
 
 impl std::fmt::Debug for ControlState {
@@ -291,6 +293,16 @@ pub async fn serve(
                     return;
                 }
             };
+            if conn.peer.role == Role::Driver {
+                match &state.node {
+                    Some(node) => {
+                        tracing::info!("driver {} from {addr}", conn.peer.name);
+                        node.serve_driver(conn.stream);
+                    }
+                    None => tracing::warn!("driver from {addr}: no node manager on this node"),
+                }
+                return;
+            }
             let request =
                 tokio::time::timeout(REQUEST_TIMEOUT, conn.recv(MAX_CONTROL_MESSAGE)).await;
             let reply = match request.unwrap_or(Err(ray_net::NetError::Closed {

@@ -5,6 +5,9 @@ use std::path::PathBuf;
 /// Errors of `ray-cli` (the `ray-rs` command and its daemon).
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
+    /// The node manager could not start or failed.
+    #[error("node manager: {0}")]
+    NodeManager(String),
     /// A command-line value is invalid.
     #[error("invalid {flag} value `{value}`: {reason}")]
     BadArg {

@@ -26,6 +26,7 @@ pub mod etcd_server;
 pub mod http;
 pub mod membership;
 pub mod node;
+pub mod node_manager;
 pub mod pki;
 pub mod tempdir;
 

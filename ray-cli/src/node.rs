@@ -178,8 +178,12 @@ pub struct RunningNode {
     pub membership: Membership,
     /// The listener's address as others reach it.
     pub address: SocketAddr,
+    /// The node manager.
+    pub node: Arc<ray_core::__node::Node>,
     etcd_server: Option<EtcdServer>,
     control: Arc<ControlState>,
+    /// Stops the resource publisher when dropped.
+    _publishing: std::sync::mpsc::Sender<()>,
 }
 
 impl std::fmt::Debug for RunningNode {
@@ -388,6 +392,7 @@ impl RunningNode {
     /// Leaves the cluster: revokes the lease (the record goes at once), stops etcd if this node
     /// runs it, removes the pid and node files.
     pub fn shut_down(mut self) {
+        self.node.shutdown();
         self.membership.shutdown();
         if let Some(mut etcd) = self.etcd_server.take() {
             etcd.stop();
@@ -601,13 +606,14 @@ fn bring_up(
     }
 
     let address = SocketAddr::new(node_ip, port);
+    let resources_total = resources.clone();
     let node_id = membership::allocate_node_id(&etcd, &cluster_id)?;
     let record = NodeRecord {
         node_id,
         address: address.to_string(),
         is_head: args.head,
         resources_available: resources.clone(),
-        resources_total: resources,
+        resources_total: resources.clone(),
         incarnation: 1,
         start_time_ms: membership::now_ms(),
         pid: std::process::id(),
@@ -642,6 +648,8 @@ fn bring_up(
         &serde_json::to_vec_pretty(&node_file).map_err(|e| CliError::Pki(e.to_string()))?,
         0o600,
     )?;
+    let node = crate::node_manager::start(dir, node_id, &cluster_id, &resources_total)?;
+    let publishing = crate::node_manager::publish_resources(node.clone(), membership.publisher())?;
     let control = Arc::new(ControlState {
         cluster_id: cluster_id.clone(),
         ca,
@@ -649,6 +657,7 @@ fn bring_up(
         etcd: etcd.clone(),
         etcd_url,
         dead: Mutex::new(BTreeMap::new()),
+        node: Some(node.clone()),
     });
     let listener = {
         let _guard = runtime.enter();
@@ -665,8 +674,10 @@ fn bring_up(
             etcd,
             membership,
             address,
+            node,
             etcd_server,
             control,
+            _publishing: publishing,
         },
         listener,
     ))

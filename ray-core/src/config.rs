@@ -18,6 +18,18 @@ pub struct Config {
     pub(crate) spill_dir: Option<std::path::PathBuf>,
     pub(crate) max_inline_object_size: Option<usize>,
     pub(crate) gpu_detector: Option<fn() -> usize>,
+    pub(crate) address: Option<String>,
+    pub(crate) auth_token: Option<Secret>,
+}
+
+/// A secret that never shows in `Debug` output.
+#[derive(Clone)]
+pub(crate) struct Secret(#[cfg_attr(not(feature = "cluster"), allow(dead_code))] pub(crate) String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 impl Default for Config {
@@ -33,6 +45,8 @@ impl Default for Config {
             spill_dir: None,
             max_inline_object_size: None,
             gpu_detector: None,
+            address: None,
+            auth_token: None,
         }
     }
 }
@@ -106,6 +120,26 @@ impl Config {
     /// GPU, so programs that use none never pay for it.
     pub fn gpu_detector(mut self, detect: fn() -> usize) -> Self {
         self.gpu_detector = Some(detect);
+        self
+    }
+
+    /// Joins the cluster at `address` (`HOST:PORT` of a `ray-rs` node) instead of starting a
+    /// single-node runtime; the default is `RAY_ADDRESS`, when set. The cluster's nodes declare
+    /// their own resources, so the resources set here are then ignored (with one warning).
+    ///
+    /// ```no_run
+    /// ray::init(ray::Config::default().address("10.0.0.1:6380"))?;
+    /// # Ok::<(), ray::Error>(())
+    /// ```
+    pub fn address(mut self, address: impl Into<String>) -> Self {
+        self.address = Some(address.into());
+        self
+    }
+
+    /// The cluster's token (default: `RAY_RS_AUTH_TOKEN`). It proves this driver belongs to the
+    /// cluster; it never crosses the network and never appears in errors or logs.
+    pub fn auth_token(mut self, token: impl Into<String>) -> Self {
+        self.auth_token = Some(Secret(token.into()));
         self
     }
 

@@ -3,7 +3,7 @@
 
 use crate::codec::Value;
 use crate::error::{Error, Result};
-use crate::ids::{ActorId, ObjectId, RefId};
+use crate::ids::{ActorId, JobId, ObjectId, RefId};
 use crate::protocol::{ActorSpec, ActorTaskSpec, TaskSpec};
 use crate::slot::Slot;
 use std::num::NonZeroU64;
@@ -43,6 +43,8 @@ pub(crate) trait Client: Send + Sync + 'static {
     fn del_ref(&self, id: RefId);
     fn kill_actor(&self, id: ActorId);
     fn gpu_ids(&self) -> Vec<usize>;
+    /// The job this process runs code of.
+    fn job(&self) -> JobId;
 }
 
 static CURRENT: RwLock<Option<Arc<dyn Client>>> = RwLock::new(None);

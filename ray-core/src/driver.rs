@@ -12,7 +12,7 @@ use crate::codec::{Data, Value};
 use crate::config::Config;
 use crate::context::{self, Client, GetToken};
 use crate::error::{Error, Result};
-use crate::ids::{self, ActorId, NodeId, ObjectId, ProcId, RefId, RequestKey};
+use crate::ids::{self, ActorId, JobId, NodeId, ObjectId, ProcId, RefId, RequestKey};
 use crate::node_manager::{self, NodeConfig, NodeManager};
 use crate::object_store;
 use crate::protocol::{ActorSpec, ActorTaskSpec, TaskSpec};
@@ -24,7 +24,11 @@ use std::thread::ThreadId;
 use std::time::Duration;
 
 pub(crate) struct Driver {
-    pub(crate) node: NodeManager,
+    /// The node manager in this process (single-node mode).
+    pub(crate) node: Option<NodeManager>,
+    /// The session with a cluster's node (cluster mode).
+    #[cfg(feature = "cluster")]
+    cluster: Mutex<Option<crate::cluster_client::ClusterSession>>,
     epoch: u32,
 }
 
@@ -124,7 +128,6 @@ fn node_config(config: &Config, node: NodeId) -> Result<NodeConfig> {
         spill_root: config.spill_dir.clone().unwrap_or_else(std::env::temp_dir),
         inline_max,
         log_to_driver: config.log_to_driver,
-        exe: std::path::PathBuf::from("/proc/self/exe"),
     })
 }
 
@@ -145,6 +148,22 @@ pub(crate) fn init(config: Config) -> Result<()> {
         what: "ray::init".into(),
         message: "this process started 2^32 runtimes".into(),
     })?;
+    let address = config.address.clone().or_else(|| {
+        std::env::var("RAY_ADDRESS")
+            .ok()
+            .filter(|a| !a.trim().is_empty() && a.trim() != "local")
+    });
+    if let Some(address) = address {
+        let driver = join_cluster(&config, &address, epoch)?;
+        g.epoch = epoch;
+        g.driver = Some(driver);
+        g.owner = Some(me);
+        drop(g);
+        if !is_main_thread() {
+            GUARD.with(|guard| *guard.borrow_mut() = Some(ThreadGuard(epoch)));
+        }
+        return Ok(());
+    }
     let cfg = node_config(&config, NodeId(epoch))?;
     let inline_max = cfg.inline_max;
     let cpus = cfg.cpus;
@@ -153,19 +172,35 @@ pub(crate) fn init(config: Config) -> Result<()> {
     g.epoch = epoch;
     ids::set_this_proc(ProcId::driver(NodeId(epoch)));
     node_manager::install_arena(&node, inline_max);
-    let driver = Arc::new(Driver { node, epoch });
+    let driver = Arc::new(Driver {
+        node: Some(node),
+        #[cfg(feature = "cluster")]
+        cluster: Mutex::new(None),
+        epoch,
+    });
     g.driver = Some(driver.clone());
     g.owner = Some(me);
     drop(g);
+    let node = driver.node.clone().expect("single-node mode");
     context::set(Some(Arc::new(DriverClient {
-        node: driver.node.clone(),
+        node: node.clone(),
         me: ProcId::driver(NodeId(epoch)),
     })));
     if !is_main_thread() {
         GUARD.with(|guard| *guard.borrow_mut() = Some(ThreadGuard(epoch)));
     }
+    let me = ProcId::driver(NodeId(epoch));
+    let job = JobId::of_driver(me);
+    node.run(|st| {
+        st.add_job(
+            job,
+            std::path::PathBuf::from("/proc/self/exe"),
+            crate::registry::fingerprint(),
+            Some(me),
+        )
+    });
     let prestart = config.prestart_workers.unwrap_or(cpus.min(8));
-    driver.node.prestart(prestart);
+    node.prestart(job, prestart);
     Ok(())
 }
 
@@ -188,7 +223,18 @@ fn shutdown_epoch(only: Option<u32>) {
     };
     context::set(None);
     context::mark_shut_down();
-    driver.node.shutdown(Duration::from_secs(1));
+    if let Some(node) = &driver.node {
+        node.shutdown(Duration::from_secs(1));
+    }
+    #[cfg(feature = "cluster")]
+    if let Some(mut session) = driver
+        .cluster
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+    {
+        session.close();
+    }
     object_store::set_arena(None);
     let mut g = lock_global();
     if g.driver.as_ref().is_some_and(|d| Arc::ptr_eq(d, &driver)) {
@@ -197,6 +243,50 @@ fn shutdown_epoch(only: Option<u32>) {
     }
     drop(g);
     GLOBAL_CHANGED.notify_all();
+}
+
+/// Joins the cluster at `address` (cluster mode).
+#[cfg(feature = "cluster")]
+fn join_cluster(config: &Config, address: &str, epoch: u32) -> Result<Arc<Driver>> {
+    if config.num_cpus.is_some() || config.num_gpus.is_some() || !config.resources.is_empty() {
+        crate::log::warn!(
+            "joining the cluster at {address}: the resources set in ray::Config are ignored, \
+             since the cluster's nodes declare their own"
+        );
+    }
+    let token = match &config.auth_token {
+        Some(t) => t.0.clone(),
+        None => std::env::var("RAY_RS_AUTH_TOKEN").map_err(|_| Error::Cluster {
+            address: address.to_string(),
+            message: "no cluster token: set RAY_RS_AUTH_TOKEN (the head wrote it to \
+                      <temp-dir>/auth_token) or Config::auth_token"
+                .into(),
+        })?,
+    };
+    let session = crate::cluster_client::connect(address, &token)?;
+    ids::set_this_proc(session.proc);
+    object_store::set_inline_max(object_store::DEFAULT_INLINE_MAX);
+    context::set(Some(session.client.clone()));
+    crate::log::info!(
+        "joined the cluster at {address} as {} on {}",
+        session.job,
+        session.node
+    );
+    Ok(Arc::new(Driver {
+        node: None,
+        cluster: Mutex::new(Some(session)),
+        epoch,
+    }))
+}
+
+#[cfg(not(feature = "cluster"))]
+fn join_cluster(_config: &Config, address: &str, _epoch: u32) -> Result<Arc<Driver>> {
+    Err(Error::Cluster {
+        address: address.to_string(),
+        message: "this program was built without ray's `cluster` feature (it is on by \
+                  default; enable it in Cargo.toml to join a cluster)"
+            .into(),
+    })
 }
 
 /// The driver's runtime, for tests and stats.
@@ -297,5 +387,9 @@ impl Client for DriverClient {
 
     fn gpu_ids(&self) -> Vec<usize> {
         Vec::new()
+    }
+
+    fn job(&self) -> JobId {
+        JobId::of_driver(self.me)
     }
 }

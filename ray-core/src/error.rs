@@ -166,6 +166,15 @@ pub enum Error {
         /// Process id of the worker.
         pid: u32,
     },
+    /// Joining the cluster failed: it cannot be reached, refused this driver (wrong token,
+    /// another protocol version...), or the connection to it was lost.
+    #[error("cannot use the cluster at {address}: {message}")]
+    Cluster {
+        /// The address from `RAY_ADDRESS` or `Config::address`.
+        address: String,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 /// `io::ErrorKind` on the wire: the kinds the runtime meets, anything else as `Other`.

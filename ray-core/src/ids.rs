@@ -84,6 +84,35 @@ impl fmt::Display for ProcId {
     }
 }
 
+/// A job: one driver's program, with its executable and the workers that run its code. Its
+/// id is its driver's process id, so it is unique in the cluster.
+#[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct JobId(pub(crate) ProcId);
+
+impl JobId {
+    /// The job of the driver `proc`.
+    pub(crate) const fn of_driver(proc: ProcId) -> JobId {
+        JobId(proc)
+    }
+
+    /// The node its driver is attached to.
+    pub fn node(self) -> NodeId {
+        self.0.node
+    }
+}
+
+impl fmt::Debug for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "JobId({}.{})", self.0.node.0, self.0.index)
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "job {}.{}", self.0.node.0, self.0.index)
+    }
+}
+
 /// This process's id (bits 127..64 of the ids it makes) and its counter. A worker sets it once
 /// when it starts; a driver sets it at each `init`.
 static THIS_PROC: AtomicU64 = AtomicU64::new(0);

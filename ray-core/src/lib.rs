@@ -7,6 +7,9 @@
 
 mod actor;
 mod api;
+mod client;
+#[cfg(feature = "cluster")]
+mod cluster_client;
 mod codec;
 mod config;
 mod context;
@@ -15,6 +18,7 @@ mod error;
 mod gpu_detect;
 mod ids;
 mod log;
+mod node_api;
 mod node_manager;
 mod object_ref;
 mod object_store;
@@ -38,7 +42,7 @@ pub use api::{
 };
 pub use config::Config;
 pub use error::{Error, Result};
-pub use ids::{ActorId, NodeId, ObjectId};
+pub use ids::{ActorId, JobId, NodeId, ObjectId};
 pub use node_manager::spawn::ENV_GPU_IDS;
 pub use object_ref::{AnyObjectRef, GetFuture, IntoArg, ObjectRef, Waitable};
 pub use options::{ActorOptions, RemoteFunction, ResourceAmount, TaskOptions};
@@ -48,3 +52,9 @@ pub use pod::{PodView, get_slice, put_slice};
 #[doc(hidden)]
 #[path = "private/mod.rs"]
 pub mod __private;
+
+/// The node manager for the `ray-rs` daemon. Not a public API.
+#[doc(hidden)]
+pub mod __node {
+    pub use crate::node_api::*;
+}

@@ -310,7 +310,9 @@ pub(crate) fn place(client: &dyn Client, value: Value) -> Result<Value> {
     let Data::Inline(bytes) = &value.data else {
         return Ok(value);
     };
-    if bytes.len() < inline_max() {
+    // Small values, and every value of a process with no store (a driver on another
+    // machine, whose node stores what it receives), travel inline.
+    if bytes.len() < inline_max() || arena().is_none() {
         return Ok(value);
     }
     let region = store_parts(client, &[bytes])?;

@@ -42,7 +42,7 @@ pub fn put_slice<T: Pod>(data: &[T]) -> Result<ObjectRef<Vec<T>>> {
     let header = (data.len() as u64).to_le_bytes();
     let body: &[u8] = bytemuck::cast_slice(data);
     let len = (VEC_PREFIX + body.len()) as u64;
-    let value = if (len as usize) < object_store::inline_max() {
+    let value = if (len as usize) < object_store::inline_max() || object_store::arena().is_none() {
         let mut bytes = Vec::with_capacity(len as usize);
         bytes.extend_from_slice(&header);
         bytes.extend_from_slice(body);

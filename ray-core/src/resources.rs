@@ -157,6 +157,33 @@ impl NodeResources {
         self.gpus_known = true;
     }
 
+    /// (total, available) by resource name (`CPU`, `GPU`, custom ones), as numbers.
+    pub(crate) fn summary(
+        &self,
+    ) -> (
+        std::collections::BTreeMap<String, f64>,
+        std::collections::BTreeMap<String, f64>,
+    ) {
+        let mut total = std::collections::BTreeMap::new();
+        let mut avail = std::collections::BTreeMap::new();
+        total.insert("CPU".to_string(), self.total_cpu.as_f64());
+        avail.insert(
+            "CPU".to_string(),
+            (self.free_cpu.max(0) as f64) / SCALE as f64,
+        );
+        if !self.gpu_free.is_empty() {
+            total.insert("GPU".to_string(), self.gpu_free.len() as f64);
+            let free: u64 = self.gpu_free.iter().map(|a| a.0).sum();
+            avail.insert("GPU".to_string(), free as f64 / SCALE as f64);
+        }
+        for (name, amount) in &self.custom_total {
+            total.insert(name.clone(), amount.as_f64());
+            let free = self.custom_free.get(name).copied().unwrap_or(Amount::ZERO);
+            avail.insert(name.clone(), free.as_f64());
+        }
+        (total, avail)
+    }
+
     /// What the node has in all, for messages.
     pub(crate) fn describe_total(&self) -> String {
         let mut s = format!("CPU: {}, GPU: {}", self.total_cpu, self.gpu_free.len());

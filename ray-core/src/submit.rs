@@ -113,6 +113,7 @@ pub fn submit_task<R>(
     match args {
         Ok(args) => client.submit_task(TaskSpec {
             task,
+            job: client.job(),
             function: function.to_string(),
             args,
             resources: opts.resources.clone(),
@@ -144,6 +145,7 @@ pub fn create_actor<A: RemoteActor>(opts: &RawActorOptions, args: ArgsBuilder) -
     };
     client.create_actor(ActorSpec {
         actor,
+        job: client.job(),
         class: A::NAME.to_string(),
         args,
         resources: opts.resources.clone(),

@@ -325,3 +325,83 @@ mod tests {
         );
     }
 }
+
+/// Outgoing frames of a connection over a stream that is not a local socket (TLS to another
+/// machine): encoded here, written in order by the connection's writer task.
+#[derive(Clone)]
+pub(crate) struct StreamOutbox {
+    tx: tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
+    closed: Arc<AtomicBool>,
+}
+
+impl StreamOutbox {
+    /// An outbox and the receiving end its writer task drains.
+    pub(crate) fn new() -> (Self, tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let outbox = StreamOutbox {
+            tx,
+            closed: Arc::new(AtomicBool::new(false)),
+        };
+        (outbox, rx)
+    }
+
+    pub(crate) fn send<M: Serialize>(&self, msg: &M) -> Result<()> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let mut frame = Vec::new();
+        codec::encode_frame(msg, &mut frame)?;
+        if self.tx.send(frame).is_err() {
+            self.closed.store(true, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Nothing more is sent; the writer ends once what is queued is written.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+        let _ = self.tx.send(Vec::new());
+    }
+
+    /// Writes queued frames to `w` until the outbox is closed (an empty frame marks the end)
+    /// or the stream fails.
+    pub(crate) async fn run_writer<W: tokio::io::AsyncWrite + Unpin>(
+        mut rx: tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
+        mut w: W,
+    ) {
+        while let Some(frame) = rx.recv().await {
+            if frame.is_empty() || w.write_all(&frame).await.is_err() {
+                break;
+            }
+            if rx.is_empty() && w.flush().await.is_err() {
+                break;
+            }
+        }
+        let _ = w.shutdown().await;
+    }
+}
+
+/// A node manager's connection to one of its peers.
+#[derive(Clone)]
+pub(crate) enum Conn {
+    /// A worker on this machine, over its socket pair.
+    Local(Outbox),
+    /// A remote client (a driver on another machine), over TLS.
+    Stream(StreamOutbox),
+}
+
+impl Conn {
+    pub(crate) fn send<M: Serialize>(&self, msg: &M) -> Result<()> {
+        match self {
+            Conn::Local(o) => o.send(msg),
+            Conn::Stream(o) => o.send(msg),
+        }
+    }
+
+    pub(crate) fn close(&self) {
+        match self {
+            Conn::Local(o) => o.close(),
+            Conn::Stream(o) => o.close(),
+        }
+    }
+}

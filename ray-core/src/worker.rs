@@ -9,31 +9,26 @@
 //! it is sent: tasks one at a time on its main thread, or one actor for the rest of its life.
 
 use crate::actor::ActorInstance;
-use crate::codec::Data;
-use crate::codec::{Encoded, Value};
-use crate::context::{self, Client, GetToken};
+use crate::client::{OnLost, ProcessClient, Reply};
+use crate::codec::{Data, Encoded};
+use crate::context;
 use crate::error::{Error, Result};
-use crate::ids::{self, ActorId, ObjectId, RefId};
+use crate::ids::{self, ActorId};
 use crate::node_manager::exits::{EXIT_BAD_ENV, EXIT_LOST_NODE, EXIT_REFUSED};
 use crate::node_manager::spawn::{
     ENV_GPU_IDS, ENV_INLINE_MAX, ENV_NODE_FD, ENV_PARENT_PID, ENV_STORE_FD, ENV_STORE_SIZE,
 };
 use crate::object_store::{self, Arena};
+use crate::protocol::PROTOCOL_VERSION;
 use crate::protocol::worker::{Execute, FromWorker, ToWorker};
-use crate::protocol::{ActorSpec, ActorTaskSpec, PROTOCOL_VERSION, TaskSpec};
-use crate::refcount::{LocalCounts, Transition};
 use crate::registry::{self, Args};
-use crate::slot::Slot;
 use crate::transport::{self, BlockingSender, MAX_TO_WORKER};
 use std::any::Any;
-use std::collections::HashMap;
-use std::num::NonZeroU64;
 use std::os::fd::FromRawFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
-use std::time::Duration;
 
 static IN_WORKER: AtomicBool = AtomicBool::new(false);
 
@@ -144,26 +139,28 @@ fn run() -> i32 {
         return EXIT_LOST_NODE;
     }
     let mut buf = Vec::new();
-    match transport::read_frame(&mut reader, &mut buf, MAX_TO_WORKER)
+    let job = match transport::read_frame(&mut reader, &mut buf, MAX_TO_WORKER)
         .ok()
         .flatten()
         .and_then(|_| transport::decode_frame(&buf).ok())
     {
-        Some(ToWorker::Welcome { proc }) => ids::set_this_proc(proc),
+        Some(ToWorker::Welcome { proc, job }) => {
+            ids::set_this_proc(proc);
+            job
+        }
         Some(ToWorker::Refused { reason }) => {
             eprintln!("ray worker refused by the node manager: {reason}");
             return EXIT_REFUSED;
         }
         _ => return EXIT_LOST_NODE,
-    }
-    let core = Arc::new(WorkerCore {
+    };
+    let core = Arc::new(ProcessClient::new(
         pid,
-        sender,
-        refs: Mutex::new(LocalCounts::default()),
-        pending: Mutex::new(HashMap::new()),
-        next_req: AtomicU64::new(1),
-        gpu_ids: Mutex::new(env.gpu_ids),
-    });
+        Box::new(sender),
+        env.gpu_ids,
+        job,
+        OnLost::Exit(EXIT_LOST_NODE),
+    ));
     context::set(Some(core.clone()));
     #[cfg(feature = "testing")]
     let _ = CORE.set(core.clone());
@@ -188,12 +185,11 @@ enum Job {
 /// was killed), the worker exits at once: no orphans. A connection that breaks otherwise is a
 /// clear exit cause (code [`EXIT_LOST_NODE`]), never a silent one.
 fn read_loop(
-    core: Arc<WorkerCore>,
+    core: Arc<ProcessClient>,
     mut reader: std::io::BufReader<std::os::unix::net::UnixStream>,
     tx: Sender<Job>,
 ) {
     let mut buf = Vec::new();
-    let mut parts: HashMap<u64, Vec<Value>> = HashMap::new();
     loop {
         match transport::read_frame(&mut reader, &mut buf, MAX_TO_WORKER) {
             Ok(Some(())) => {}
@@ -220,22 +216,11 @@ fn read_loop(
             ToWorker::Exit => {
                 let _ = tx.send(Job::Exit);
             }
-            ToWorker::GetReplyPart { req, values } => {
-                parts.entry(req).or_default().extend(values);
-            }
-            ToWorker::GetReply { req, result } => {
-                let result = match (parts.remove(&req), result) {
-                    (Some(mut first), Ok(rest)) => {
-                        first.extend(rest);
-                        Ok(first)
-                    }
-                    (_, r) => r,
-                };
-                core.complete(req, Reply::Get(result))
-            }
+            ToWorker::GetReplyPart { req, values } => core.reply_part(req, values),
+            ToWorker::GetReply { req, result } => core.get_reply(req, result),
             ToWorker::WaitReply { req, ready } => core.complete(req, Reply::Wait(ready)),
             ToWorker::Allocated { req, result } => core.complete(req, Reply::Alloc(result)),
-            ToWorker::Welcome { .. } | ToWorker::Refused { .. } => {}
+            ToWorker::Welcome { .. } | ToWorker::Refused { .. } | ToWorker::Log { .. } => {}
         }
     }
 }
@@ -280,7 +265,7 @@ fn guarded(name: &str, pid: u32, f: impl FnOnce() -> Result<Encoded>) -> Result<
     }
 }
 
-fn execute_loop(core: &Arc<WorkerCore>, rx: Receiver<Job>) -> i32 {
+fn execute_loop(core: &Arc<ProcessClient>, rx: Receiver<Job>) -> i32 {
     while let Ok(job) = rx.recv() {
         match job {
             Job::Exit => return 0,
@@ -322,7 +307,7 @@ fn execute_loop(core: &Arc<WorkerCore>, rx: Receiver<Job>) -> i32 {
 }
 
 fn run_actor(
-    core: &Arc<WorkerCore>,
+    core: &Arc<ProcessClient>,
     actor: ActorId,
     class: &str,
     args: Vec<Data>,
@@ -396,7 +381,7 @@ fn run_actor(
 /// A threaded actor: `max_concurrency` threads take calls; `&self` methods share a read lock,
 /// `&mut self` methods take the write lock.
 fn run_threaded(
-    core: &Arc<WorkerCore>,
+    core: &Arc<ProcessClient>,
     entry: &'static registry::ActorEntry,
     short: &str,
     instance: Box<dyn Any + Send + Sync>,
@@ -460,23 +445,6 @@ fn run_threaded(
     0
 }
 
-enum Reply {
-    Get(Result<Vec<Value>>),
-    Wait(Vec<u32>),
-    Alloc(Result<u64>),
-}
-
-type Pending = Box<dyn FnOnce(Reply) + Send>;
-
-/// A request whose caller stopped waiting: its reply, when it comes, is released unread.
-fn discard_reply(ids: Vec<ObjectId>) -> Pending {
-    Box::new(move |r| {
-        if let (Reply::Get(Ok(values)), Some(c)) = (r, context::try_client()) {
-            c.transfer_done(&ids, &values);
-        }
-    })
-}
-
 /// Writes raw bytes on this worker's connection (`__private::testing`).
 #[cfg(feature = "testing")]
 pub(crate) fn send_raw(bytes: &[u8]) -> Result<()> {
@@ -490,234 +458,4 @@ pub(crate) fn send_raw(bytes: &[u8]) -> Result<()> {
 }
 
 #[cfg(feature = "testing")]
-static CORE: std::sync::OnceLock<Arc<WorkerCore>> = std::sync::OnceLock::new();
-
-/// A worker's client: messages over its socket.
-pub(crate) struct WorkerCore {
-    pid: u32,
-    sender: BlockingSender,
-    refs: Mutex<LocalCounts>,
-    pending: Mutex<HashMap<u64, Pending>>,
-    next_req: AtomicU64,
-    gpu_ids: Mutex<Vec<usize>>,
-}
-
-impl WorkerCore {
-    fn send(&self, msg: &FromWorker) {
-        if let Err(e) = self.sender.send(msg) {
-            eprintln!("ray worker: lost the node manager ({e}); exiting");
-            std::process::exit(EXIT_LOST_NODE);
-        }
-    }
-
-    fn send_done(&self, task: ObjectId, result: Result<Encoded>) {
-        match result {
-            Ok(Encoded { value, pins }) => {
-                let result = object_store::place(self, value);
-                self.send(&FromWorker::TaskDone { task, result });
-                drop(pins);
-            }
-            Err(e) => self.send(&FromWorker::TaskDone {
-                task,
-                result: Err(e),
-            }),
-        }
-    }
-
-    fn complete(&self, req: u64, reply: Reply) {
-        let callback = self
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&req);
-        if let Some(cb) = callback {
-            cb(reply);
-        }
-    }
-
-    /// Registers a callback for the reply, then sends the request (built with its id).
-    fn request(&self, callback: Pending, make: impl FnOnce(u64) -> FromWorker) -> u64 {
-        let req = self.next_req.fetch_add(1, Ordering::Relaxed);
-        self.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(req, callback);
-        self.send(&make(req));
-        req
-    }
-
-    fn owned(&self, id: RefId) {
-        self.refs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .owned(id);
-    }
-}
-
-fn timeout_ms(t: Option<Duration>) -> Option<u64> {
-    t.map(|d| d.as_millis().min(u64::MAX as u128) as u64)
-}
-
-impl Client for WorkerCore {
-    fn submit_task(&self, spec: TaskSpec) {
-        self.owned(RefId::Object(spec.task));
-        self.send(&FromWorker::SubmitTask(spec));
-    }
-
-    fn create_actor(&self, spec: ActorSpec) {
-        self.owned(RefId::Actor(spec.actor));
-        self.send(&FromWorker::CreateActor(spec));
-    }
-
-    fn submit_actor_task(&self, spec: ActorTaskSpec) {
-        self.owned(RefId::Object(spec.task));
-        self.send(&FromWorker::SubmitActorTask(spec));
-    }
-
-    fn put(&self, id: ObjectId, result: Result<Value>) {
-        self.owned(RefId::Object(id));
-        self.send(&FromWorker::Put { id, result });
-    }
-
-    fn get(&self, ids: &[ObjectId], timeout: Option<Duration>) -> Result<Vec<Value>> {
-        let slot = Arc::new(Slot::new());
-        let s2 = slot.clone();
-        self.request(
-            Box::new(move |r| {
-                if let Reply::Get(v) = r {
-                    s2.fill(v)
-                }
-            }),
-            |req| FromWorker::Get {
-                req,
-                ids: ids.to_vec(),
-                timeout_ms: timeout_ms(timeout),
-            },
-        );
-        match slot.wait(None) {
-            Some(Err(Error::Timeout { what, .. })) => Err(Error::Timeout {
-                what,
-                timeout: timeout.unwrap_or_default(),
-            }),
-            Some(r) => r,
-            None => Err(Error::shut_down()),
-        }
-    }
-
-    fn get_async(&self, id: ObjectId) -> (Arc<Slot<Result<Value>>>, GetToken) {
-        let slot = Arc::new(Slot::new());
-        let s2 = slot.clone();
-        let req = self.request(
-            Box::new(move |r| {
-                if let Reply::Get(v) = r {
-                    s2.fill(v.and_then(|mut v| {
-                        v.pop()
-                            .ok_or_else(|| Error::object_lost(id, "the reply had no value"))
-                    }))
-                }
-            }),
-            |req| FromWorker::Get {
-                req,
-                ids: vec![id],
-                timeout_ms: None,
-            },
-        );
-        (slot, NonZeroU64::new(req))
-    }
-
-    fn cancel_get(&self, id: ObjectId, token: GetToken) {
-        let Some(token) = token else { return };
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(cb) = pending.get_mut(&token.get()) {
-            *cb = discard_reply(vec![id]);
-            drop(pending);
-            self.send(&FromWorker::CancelGet { req: token.get() });
-        }
-    }
-
-    fn transfer_done(&self, ids: &[ObjectId], values: &[Value]) {
-        let stored: Vec<ObjectId> = ids
-            .iter()
-            .zip(values)
-            .filter(|(_, v)| matches!(v.data, Data::Shm { .. }))
-            .map(|(id, _)| *id)
-            .collect();
-        if !stored.is_empty() {
-            self.send(&FromWorker::Release(stored));
-        }
-        for v in values {
-            for id in &v.contained {
-                self.send(&FromWorker::DelRef(*id));
-            }
-        }
-    }
-
-    fn alloc(&self, size: u64) -> Result<u64> {
-        let slot = Arc::new(Slot::new());
-        let s2 = slot.clone();
-        self.request(
-            Box::new(move |r| {
-                if let Reply::Alloc(v) = r {
-                    s2.fill(v)
-                }
-            }),
-            |req| FromWorker::Alloc { req, size },
-        );
-        slot.wait(None).unwrap_or_else(|| Err(Error::shut_down()))
-    }
-
-    fn release(&self, ids: &[ObjectId]) {
-        self.send(&FromWorker::Release(ids.to_vec()));
-    }
-
-    fn wait(&self, ids: &[ObjectId], num_returns: usize, timeout: Option<Duration>) -> Vec<bool> {
-        let slot = Arc::new(Slot::new());
-        let s2 = slot.clone();
-        self.request(
-            Box::new(move |r| {
-                if let Reply::Wait(v) = r {
-                    s2.fill(v)
-                }
-            }),
-            |req| FromWorker::Wait {
-                req,
-                ids: ids.to_vec(),
-                num_returns,
-                timeout_ms: timeout_ms(timeout),
-            },
-        );
-        let ready = slot.wait(None).unwrap_or_default();
-        let mut flags = vec![false; ids.len()];
-        for i in ready {
-            if let Some(f) = flags.get_mut(i as usize) {
-                *f = true;
-            }
-        }
-        flags
-    }
-
-    fn add_ref(&self, id: RefId) {
-        let mut refs = self.refs.lock().unwrap_or_else(|e| e.into_inner());
-        if let Transition::First = refs.inc(id) {
-            self.send(&FromWorker::AddRef(id));
-        }
-    }
-
-    fn del_ref(&self, id: RefId) {
-        let mut refs = self.refs.lock().unwrap_or_else(|e| e.into_inner());
-        if let Transition::Last = refs.dec(id) {
-            self.send(&FromWorker::DelRef(id));
-        }
-    }
-
-    fn kill_actor(&self, id: ActorId) {
-        self.send(&FromWorker::KillActor { actor: id });
-    }
-
-    fn gpu_ids(&self) -> Vec<usize> {
-        self.gpu_ids
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-}
+static CORE: std::sync::OnceLock<Arc<ProcessClient>> = std::sync::OnceLock::new();

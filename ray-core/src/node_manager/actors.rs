@@ -12,7 +12,7 @@ use super::state::NodeState;
 use super::workers::WorkerState;
 use crate::codec::Value;
 use crate::error::{Error, Result};
-use crate::ids::{ActorId, IdMap, ObjectId, ProcId};
+use crate::ids::{ActorId, IdMap, JobId, ObjectId, ProcId};
 use crate::log;
 use crate::protocol::worker::{Execute, ToWorker};
 use crate::protocol::{ActorSpec, ActorTaskSpec, Arg};
@@ -36,6 +36,8 @@ pub(crate) enum ActorState {
 
 pub(crate) struct ActorEntry {
     pub class: String,
+    /// The job whose executable runs it.
+    pub job: JobId,
     pub resources: ResourceRequest,
     max_concurrency: u32,
     pub ctor_args: Option<Vec<Arg>>,
@@ -165,6 +167,7 @@ impl NodeState {
         self.need_gpus(&spec.resources);
         let mut entry = ActorEntry {
             class: spec.class,
+            job: spec.job,
             resources: spec.resources,
             max_concurrency: spec.max_concurrency,
             ctor_args: None,

@@ -63,7 +63,7 @@ pub(super) async fn serve(node: Weak<Inner>, proc: ProcId, stream: std::os::unix
     let outbox = Outbox::new(direct);
     tokio::spawn(outbox.clone().run_writer(wr));
     let Some(n) = node.upgrade() else { return };
-    n.add_connection(proc, outbox);
+    n.add_connection(proc, crate::transport::Conn::Local(outbox));
     match hello {
         Ok(msg @ FromWorker::Hello { .. }) => n.run(|st| st.handle(proc, msg)),
         _ => n.run(|st| st.violation(proc, "a first message that is not a hello")),

@@ -33,8 +33,14 @@ pub(crate) enum Timer {
 pub(crate) enum Effect {
     /// Send a message to a peer.
     Send(Peer, ToWorker),
-    /// Start a worker process for `proc`.
-    StartWorker { proc: ProcId, gpu_ids: Vec<usize> },
+    /// Start a worker process for `proc`, running `exe`; its output goes to the connection of
+    /// `log_to` (a remote driver) if given, else to this process's.
+    StartWorker {
+        proc: ProcId,
+        gpu_ids: Vec<usize>,
+        exe: std::path::PathBuf,
+        log_to: Option<ProcId>,
+    },
     /// Kill a worker process (SIGKILL).
     Kill(ProcId),
     /// Stop talking to a peer: it was refused or broke the protocol. Nothing more it sends is
@@ -72,7 +78,7 @@ impl std::fmt::Debug for Effect {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Effect::Send(p, m) => write!(f, "Send({p:?}, {m:?})"),
-            Effect::StartWorker { proc, gpu_ids } => {
+            Effect::StartWorker { proc, gpu_ids, .. } => {
                 write!(f, "StartWorker({proc:?}, {gpu_ids:?})")
             }
             Effect::Kill(p) => write!(f, "Kill({p:?})"),

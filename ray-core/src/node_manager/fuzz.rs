@@ -6,7 +6,7 @@ use super::effects::Effect;
 use super::state::{NodeState, Settings};
 use super::store::{SpillDir, Store};
 use crate::codec;
-use crate::ids::{NodeId, ObjectId, ProcId};
+use crate::ids::{JobId, NodeId, ObjectId, ProcId};
 use crate::object_store::Arena;
 use crate::protocol::worker::FromWorker;
 use crate::protocol::{Arg, PROTOCOL_VERSION, TaskSpec};
@@ -36,20 +36,21 @@ impl NodeFuzzer {
         let arena = Arc::new(Arena::create(1 << 20).expect("memfd"));
         let spill = SpillDir::new(&std::env::temp_dir()).expect("spill root");
         let settings = Settings {
-            fingerprint: FINGERPRINT,
             max_idle_workers: 4,
             can_detect_gpus: false,
         };
         let resources = NodeResources::new(4, 1, &[("x".into(), Amount::ONE)]);
         let mut st = NodeState::new(NODE, settings, resources, Store::new(arena, spill));
         let driver = ProcId::driver(NODE);
+        let job = JobId::of_driver(driver);
+        st.add_job(job, "/bin/false".into(), FINGERPRINT, Some(driver));
         let guarded = ObjectId(((NODE.0 as u128) << 96) | 1);
         st.put(
             driver,
             guarded,
             Ok(codec::encode(&42u64).expect("encodes").value),
         );
-        st.prestart(3);
+        st.prestart(job, 3);
         let mut workers = Vec::new();
         for e in std::mem::take(&mut st.effects) {
             if let Effect::StartWorker { proc, .. } = e {
@@ -72,6 +73,7 @@ impl NodeFuzzer {
                 driver,
                 TaskSpec {
                     task,
+                    job,
                     function: "f".into(),
                     args: vec![Arg::Ref(guarded)],
                     resources: ResourceRequest {

@@ -19,8 +19,10 @@ mod effects;
 pub(crate) mod exits;
 #[cfg(feature = "testing")]
 pub(crate) mod fuzz;
+mod jobs;
 mod local;
 mod objects;
+pub(crate) mod remote;
 mod requests;
 mod runtime;
 mod scheduler;
@@ -84,11 +86,13 @@ impl NodeState {
             FromWorker::Hello { .. } => return Err("a second hello".into()),
             FromWorker::SubmitTask(spec) => {
                 self.fresh(from, RefId::Object(spec.task))?;
+                self.own_job(from, spec.job)?;
                 self.check_args(from, &spec.args)?;
                 self.submit_task(from, spec);
             }
             FromWorker::CreateActor(spec) => {
                 self.fresh(from, RefId::Actor(spec.actor))?;
+                self.own_job(from, spec.job)?;
                 self.check_args(from, &spec.args)?;
                 self.create_actor(from, spec);
             }
@@ -107,6 +111,11 @@ impl NodeState {
                 if let Ok(v) = &result {
                     self.accept_value(from, v)?;
                 }
+                let remote = self.workers.get(from).is_some_and(|w| w.remote);
+                let result = match result {
+                    Ok(v) if remote => Ok(self.move_into_store(v)),
+                    other => other,
+                };
                 self.put(from, id, result);
             }
             FromWorker::Get {
@@ -135,6 +144,9 @@ impl NodeState {
                 self.kill_actor(actor, "killed by ray::kill");
             }
             FromWorker::Alloc { req, size } => {
+                if self.workers.get(from).is_some_and(|w| w.remote) {
+                    return Err("an allocation, but it shares no memory with the node".into());
+                }
                 let result = self.alloc(from, size);
                 self.send(from, ToWorker::Allocated { req, result });
             }
@@ -157,6 +169,14 @@ impl NodeState {
         }
         if taken {
             return Err(format!("a new id {id:?} that is already in use"));
+        }
+        Ok(())
+    }
+
+    /// A process submits work of its own job only.
+    fn own_job(&self, from: ProcId, job: crate::ids::JobId) -> Result<(), String> {
+        if self.job_of(from) != Some(job) {
+            return Err(format!("work of {job}, not of its own job"));
         }
         Ok(())
     }

@@ -221,9 +221,16 @@ impl NodeState {
             }
             Reply::Remote { proc, req } => match r.kind {
                 ReqKind::Get => {
+                    // A process without the store gets copies; it does not map anything.
+                    let remote = self.workers.get(proc).is_some_and(|w| w.remote);
+                    let reader = (!remote).then_some(proc);
                     let result = self
-                        .collect_values(&r.ids, Some(proc))
+                        .collect_values(&r.ids, reader)
                         .and_then(|v| v.ok_or_else(|| Error::object_lost(r.ids[0], "not ready")));
+                    let result = match result {
+                        Ok(values) if remote => Ok(self.inlined(values)),
+                        other => other,
+                    };
                     match result {
                         Ok(values) => self.send_values(proc, req, values),
                         Err(e) => self.send(

@@ -16,12 +16,12 @@ use super::spawn::{SpawnRequest, SpawnerConfig, spawner_main};
 use super::state::{NodeState, Settings};
 use super::store::{SpillDir, Store, remove_stale_spill_dirs};
 use crate::error::{Error, Result};
-use crate::ids::{IdMap, NodeId, ProcId};
+use crate::ids::{IdMap, JobId, NodeId, ProcId};
 use crate::log;
 use crate::object_store::{self, Arena};
 use crate::protocol::worker::ToWorker;
 use crate::resources::{Amount, NodeResources};
-use crate::transport::Outbox;
+use crate::transport::Conn;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
@@ -40,8 +40,6 @@ pub(crate) struct NodeConfig {
     pub spill_root: PathBuf,
     pub inline_max: usize,
     pub log_to_driver: bool,
-    /// The executable workers run.
-    pub exe: PathBuf,
 }
 
 /// A running node manager. Cheap to clone.
@@ -67,7 +65,7 @@ pub(crate) struct Inner {
 /// The handles effects act on.
 #[derive(Default)]
 struct Io {
-    conns: IdMap<ProcId, Outbox>,
+    conns: IdMap<ProcId, Conn>,
     killers: IdMap<ProcId, Arc<tokio::sync::Notify>>,
 }
 
@@ -93,7 +91,6 @@ pub(crate) fn start(cfg: NodeConfig) -> Result<NodeManager> {
         resources = resources.gpus_unknown();
     }
     let settings = Settings {
-        fingerprint: crate::registry::fingerprint(),
         max_idle_workers: cfg.max_idle_workers.max(1),
         can_detect_gpus: cfg.gpu_detector.is_some(),
     };
@@ -111,7 +108,6 @@ pub(crate) fn start(cfg: NodeConfig) -> Result<NodeManager> {
         arena: arena.clone(),
     });
     let spawner_cfg = SpawnerConfig {
-        exe: cfg.exe,
         log_to_driver: cfg.log_to_driver,
         store_fd: arena.raw_fd(),
         store_size: arena.capacity(),
@@ -142,9 +138,9 @@ impl NodeManager {
         &self.inner.arena
     }
 
-    /// Starts `n` idle workers ahead of the first task, as Ray does.
-    pub(crate) fn prestart(&self, n: usize) {
-        self.run(|st| st.prestart(n));
+    /// Starts `n` idle workers of `job` ahead of its first task, as Ray does.
+    pub(crate) fn prestart(&self, job: JobId, n: usize) {
+        self.run(|st| st.prestart(job, n));
     }
 
     /// Stops everything: tells workers to exit, waits up to `grace`, kills the rest, removes
@@ -199,6 +195,22 @@ impl NodeManager {
         true
     }
 
+    /// Serves a driver's session on `stream`, an authenticated connection from another machine
+    /// (on this node's runtime).
+    pub(crate) fn serve_driver<S>(
+        &self,
+        stream: S,
+        cluster_id: String,
+        store: Arc<dyn super::remote::BinaryStore>,
+    ) where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let weak = Arc::downgrade(&self.inner);
+        self.inner
+            .handle
+            .spawn(super::remote::serve_driver(weak, stream, cluster_id, store));
+    }
+
     /// Process ids of the current workers.
     pub(crate) fn worker_pids(&self) -> Vec<u32> {
         self.lock().workers.pids()
@@ -229,8 +241,8 @@ impl Inner {
     }
 
     /// A worker's connection is ready: messages to it go out through `outbox`.
-    pub(super) fn add_connection(&self, proc: ProcId, outbox: Outbox) {
-        lock(&self.io).conns.insert(proc, outbox);
+    pub(super) fn add_connection(&self, proc: ProcId, conn: Conn) {
+        lock(&self.io).conns.insert(proc, conn);
     }
 
     /// Carries out the effects on connections and processes, in order; returns the others.
@@ -255,13 +267,20 @@ impl Inner {
                         }
                     }
                 }
-                Effect::StartWorker { proc, gpu_ids } => {
+                Effect::StartWorker {
+                    proc,
+                    gpu_ids,
+                    exe,
+                    log_to,
+                } => {
                     let killer = Arc::new(tokio::sync::Notify::new());
                     io.killers.insert(proc, killer.clone());
                     let req = SpawnRequest {
                         proc,
                         gpu_ids,
+                        exe,
                         killer,
+                        log_sink: log_to.and_then(|d| io.conns.get(&d).cloned()),
                     };
                     let sent = lock(&self.spawn_tx)
                         .as_ref()

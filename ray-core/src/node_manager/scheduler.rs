@@ -104,6 +104,7 @@ impl NodeState {
             }
             let args = entry.ctor_args.clone().unwrap_or_default();
             let req = entry.resources.clone();
+            let job = entry.job;
             if self.register_deps(&args, Waiter::Actor(a), true) > 0 {
                 still_pending.push_back(a);
                 continue;
@@ -111,10 +112,20 @@ impl NodeState {
             match self.resources.try_acquire(&req) {
                 Some(alloc) => {
                     let key = alloc.gpu_ids();
-                    let proc = self.start_worker(key, Some(Assignment::Actor(a)));
-                    let entry = self.actors.get_mut(a).expect("present");
-                    entry.alloc = Some(alloc);
-                    entry.state = ActorState::Starting(proc);
+                    match self.start_worker(job, key, Some(Assignment::Actor(a))) {
+                        Some(proc) => {
+                            let entry = self.actors.get_mut(a).expect("present");
+                            entry.alloc = Some(alloc);
+                            entry.state = ActorState::Starting(proc);
+                        }
+                        None => {
+                            self.resources.release(&alloc);
+                            let err = Error::WorkerStartFailed {
+                                cause: format!("{job} is not running on {}", self.node),
+                            };
+                            self.actor_dead(a, err);
+                        }
+                    }
                 }
                 None => still_pending.push_back(a),
             }

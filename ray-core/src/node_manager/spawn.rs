@@ -39,7 +39,11 @@ pub const ENV_GPU_IDS: &str = "RAY_RS_GPU_IDS";
 pub(crate) struct SpawnRequest {
     pub proc: ProcId,
     pub gpu_ids: Vec<usize>,
+    /// The executable: its job's.
+    pub exe: PathBuf,
     pub killer: Arc<tokio::sync::Notify>,
+    /// Where its output goes when not to this process's (a remote driver's connection).
+    pub log_sink: Option<crate::transport::Conn>,
 }
 
 /// A worker writes this, then a name and a newline, to stdout and stderr when it starts a task
@@ -48,7 +52,6 @@ pub(crate) struct SpawnRequest {
 pub(crate) const LABEL_MARKER: &[u8] = b"\0ray-label:";
 
 pub(crate) struct SpawnerConfig {
-    pub exe: PathBuf,
     pub log_to_driver: bool,
     pub store_fd: std::os::fd::RawFd,
     pub store_size: u64,
@@ -63,7 +66,7 @@ pub(crate) fn spawner_main(
     cfg: SpawnerConfig,
 ) {
     let parent_pid = std::process::id().to_string();
-    let display = std::env::current_exe().unwrap_or_else(|_| cfg.exe.clone());
+    let own_exe = std::env::current_exe().ok();
     let watches: Watches = Arc::default();
     loop {
         let req = match rx.recv_timeout(Duration::from_secs(1)) {
@@ -78,6 +81,11 @@ pub(crate) fn spawner_main(
             Err(RecvTimeoutError::Disconnected) => return,
         };
         let _enter = rt.enter();
+        // A worker of this process's own executable shows under that name (not /proc/self/exe).
+        let display = match (&own_exe, req.exe == std::path::Path::new("/proc/self/exe")) {
+            (Some(own), true) => own.clone(),
+            _ => req.exe.clone(),
+        };
         let started = spawn_one(&cfg, &display, &parent_pid, &req);
         let Some(n) = node.upgrade() else { return };
         match started {
@@ -95,7 +103,7 @@ pub(crate) fn spawner_main(
             Err(e) => {
                 let cause = format!(
                     "could not be started from {}: {}",
-                    cfg.exe.display(),
+                    req.exe.display(),
                     crate::error::Error::io("starting a worker", e)
                 );
                 n.run(|st| st.spawn_failed(req.proc, &cause));
@@ -114,7 +122,7 @@ fn spawn_one(
     let (ours, theirs) = std::os::unix::net::UnixStream::pair()?;
     let ids: Vec<String> = req.gpu_ids.iter().map(|g| g.to_string()).collect();
     let ids = ids.join(",");
-    let mut cmd = tokio::process::Command::new(&cfg.exe);
+    let mut cmd = tokio::process::Command::new(&req.exe);
     cmd.arg0(display)
         .arg("--ray-worker")
         .env(ENV_NODE_FD, theirs.as_raw_fd().to_string())
@@ -155,14 +163,15 @@ async fn monitor(
     log: bool,
 ) {
     let pid = child.id().unwrap_or(0);
+    let sink = req.log_sink.clone();
     let out = child
         .stdout
         .take()
-        .map(|s| tokio::spawn(forward(s, pid, false, log)));
+        .map(|s| tokio::spawn(forward(s, pid, false, log, sink.clone())));
     let err = child
         .stderr
         .take()
-        .map(|s| tokio::spawn(forward(s, pid, true, log)));
+        .map(|s| tokio::spawn(forward(s, pid, true, log, sink)));
     let status = loop {
         tokio::select! {
             status = child.wait() => break status,
@@ -184,8 +193,15 @@ async fn monitor(
     }
 }
 
-/// Copies a worker's output to this process's, a whole line at a time, with Ray's prefix.
-async fn forward<R: AsyncRead + Unpin>(r: R, pid: u32, is_err: bool, log: bool) {
+/// Copies a worker's output to this process's (or to `sink`, a remote driver), a whole line at
+/// a time, with Ray's prefix.
+async fn forward<R: AsyncRead + Unpin>(
+    r: R,
+    pid: u32,
+    is_err: bool,
+    log: bool,
+    sink: Option<crate::transport::Conn>,
+) {
     let mut r = BufReader::with_capacity(16 * 1024, r);
     let mut line = Vec::with_capacity(256);
     let mut name = String::new();
@@ -213,6 +229,14 @@ async fn forward<R: AsyncRead + Unpin>(r: R, pid: u32, is_err: bool, log: bool) 
         }
         out.extend_from_slice(&line);
         out.push(b'\n');
+        if let Some(sink) = &sink {
+            let msg = crate::protocol::worker::ToWorker::Log {
+                stderr: is_err,
+                line: out,
+            };
+            let _ = sink.send(&msg);
+            continue;
+        }
         if is_err {
             let _ = std::io::stderr().lock().write_all(&out);
         } else {

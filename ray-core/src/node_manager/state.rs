@@ -7,6 +7,7 @@
 //! | `tasks` | normal tasks from submission to result | [`super::tasks`] |
 //! | `actors` | actors, their calls, restarts | [`super::actors`] |
 //! | `workers` | worker processes, idle and prestarted lists | [`super::workers`] |
+//! | `jobs` | the programs this node runs code of: executable, fingerprint | [`super::jobs`] |
 //! | `requests` | open get/wait requests, CPU lending | [`super::requests`] |
 //! | `store` | shared-memory allocation, sealing, spilling | [`super::store`] |
 //! | `scheduler` | ready queue, scheduling passes, GPU count | [`super::scheduler`] |
@@ -17,6 +18,7 @@
 
 use super::actors::Actors;
 use super::effects::{Effect, Peer};
+use super::jobs::Jobs;
 use super::objects::ObjectDirectory;
 use super::requests::Requests;
 use super::scheduler::Scheduler;
@@ -29,8 +31,6 @@ use crate::resources::NodeResources;
 
 /// Settings fixed for the life of a node manager.
 pub(crate) struct Settings {
-    /// Build fingerprint workers must match.
-    pub fingerprint: u64,
     /// Idle task workers kept for reuse.
     pub max_idle_workers: usize,
     /// Whether GPUs can be counted (`Effect::DetectGpus`) when the count is not given.
@@ -44,6 +44,7 @@ pub(crate) struct NodeState {
     pub tasks: Tasks,
     pub actors: Actors,
     pub workers: Pool,
+    pub jobs: Jobs,
     pub requests: Requests,
     pub store: Store,
     pub scheduler: Scheduler,
@@ -67,6 +68,7 @@ impl NodeState {
             tasks: Tasks::default(),
             actors: Actors::default(),
             workers: Pool::new(node),
+            jobs: Jobs::default(),
             requests: Requests::default(),
             store,
             scheduler: Scheduler::default(),

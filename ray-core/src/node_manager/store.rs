@@ -335,6 +335,55 @@ impl NodeState {
         Ok(())
     }
 
+    /// Values as a process that shares no memory with the node receives them: stored ones are
+    /// copied out of the store inline.
+    pub(super) fn inlined(&self, values: Vec<Value>) -> Vec<Value> {
+        values
+            .into_iter()
+            .map(|v| match v.data {
+                Data::Shm { region, pad, len } => {
+                    // SAFETY: the value was just loaded from the directory under the state lock:
+                    // its region is sealed and not freed or written while the lock is held.
+                    let bytes = unsafe { self.store.arena.slice(region + pad as u64, len) };
+                    Value {
+                        data: Data::Inline(bytes::Bytes::copy_from_slice(bytes)),
+                        contained: v.contained,
+                    }
+                }
+                Data::Inline(_) => v,
+            })
+            .collect()
+    }
+
+    /// A large value that came inline (from a driver on another machine) goes into the store,
+    /// so the node's workers read it in place; if the store cannot take it, it stays inline.
+    pub(super) fn move_into_store(&mut self, value: Value) -> Value {
+        let Data::Inline(bytes) = &value.data else {
+            return value;
+        };
+        if bytes.len() < crate::object_store::inline_max() {
+            return value;
+        }
+        let len = bytes.len() as u64;
+        let me = ProcId::driver(self.node);
+        let Ok(region) = self.alloc(me, PAD + len) else {
+            return value;
+        };
+        self.store.pending.remove(&region);
+        if self.store.arena.write(region + PAD, &[bytes]).is_err() {
+            self.store.free(region, PAD + len);
+            return value;
+        }
+        Value {
+            data: Data::Shm {
+                region,
+                pad: PAD as u32,
+                len,
+            },
+            contained: value.contained,
+        }
+    }
+
     /// (spilled, restored) counts, for tests and stats.
     pub(crate) fn spill_stats(&self) -> (u64, u64) {
         (self.store.spilled, self.store.restored)

@@ -121,15 +121,21 @@ impl NodeState {
             self.resources.release(&alloc);
             return;
         };
-        let key = alloc.gpu_ids();
+        let key = (te.spec.job, alloc.gpu_ids());
         te.state = TaskState::Assigned { alloc };
         if let Some(proc) = self.workers.find_idle(&key) {
             self.start_task_on(proc, task);
         } else if let Some(proc) = self.workers.find_prestarted(&key) {
             self.workers
                 .set_state(proc, WorkerState::Starting(Some(Assignment::Task(task))));
-        } else {
-            self.start_worker(key, Some(Assignment::Task(task)));
+        } else if self
+            .start_worker(key.0, key.1, Some(Assignment::Task(task)))
+            .is_none()
+        {
+            let err = Error::WorkerStartFailed {
+                cause: format!("{} is not running on {}", key.0, self.node),
+            };
+            self.finish_task(task, Err(err));
         }
     }
 

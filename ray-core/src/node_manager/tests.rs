@@ -7,7 +7,7 @@ use super::state::{NodeState, Settings};
 use super::store::{SpillDir, Store};
 use crate::codec::{self, Data, Value};
 use crate::error::Error;
-use crate::ids::{ActorId, NodeId, ObjectId, ProcId, RefId};
+use crate::ids::{ActorId, JobId, NodeId, ObjectId, ProcId, RefId};
 use crate::object_store::{Arena, PAD};
 use crate::protocol::worker::{Execute, FromWorker, Refusal, ToWorker};
 use crate::protocol::{ActorSpec, ActorTaskSpec, Arg, PROTOCOL_VERSION, TaskSpec};
@@ -19,6 +19,7 @@ use std::time::Duration;
 
 const NODE: NodeId = NodeId(1);
 const DRIVER: ProcId = ProcId::driver(NODE);
+const JOB: JobId = JobId::of_driver(DRIVER);
 const FINGERPRINT: u64 = 0xF1F1;
 
 /// A node manager's state with fake peers and a fake clock.
@@ -47,12 +48,13 @@ impl Harness {
         let arena = Arc::new(Arena::create(store_bytes).expect("memfd"));
         let spill = SpillDir::new(&std::env::temp_dir()).expect("spill root");
         let settings = Settings {
-            fingerprint: FINGERPRINT,
             max_idle_workers: 8,
             can_detect_gpus: false,
         };
+        let mut st = NodeState::new(NODE, settings, resources, Store::new(arena, spill));
+        st.add_job(JOB, "/bin/false".into(), FINGERPRINT, Some(DRIVER));
         Harness {
-            st: NodeState::new(NODE, settings, resources, Store::new(arena, spill)),
+            st,
             now: Duration::ZERO,
             timers: Vec::new(),
             sent: Vec::new(),
@@ -166,6 +168,7 @@ impl Harness {
     fn task(&mut self, from: ProcId, function: &str, args: Vec<Arg>) -> TaskSpec {
         TaskSpec {
             task: self.id_of(from),
+            job: JOB,
             function: function.into(),
             args,
             resources: ResourceRequest {
@@ -251,7 +254,7 @@ fn a_task_runs_on_a_started_worker_and_its_result_is_stored() {
     };
     h.connect_all();
     let sent = h.sent_to(w);
-    assert!(matches!(sent[0], ToWorker::Welcome { proc } if proc == w));
+    assert!(matches!(sent[0], ToWorker::Welcome { proc, job } if proc == w && job == JOB));
     assert!(matches!(&sent[1], ToWorker::Execute(Execute::Task { task, .. }) if *task == t));
     h.msg(
         w,
@@ -360,6 +363,7 @@ fn actor_spec(h: &mut Harness, from: ProcId, max_restarts: u32) -> ActorSpec {
     let id = h.id_of(from);
     ActorSpec {
         actor: ActorId(id.0),
+        job: JOB,
         class: "m::Counter".into(),
         args: vec![Arg::Value(value(0))],
         resources: ResourceRequest::default(),
@@ -739,9 +743,9 @@ fn a_large_reply_to_a_worker_is_split_into_parts() {
 #[test]
 fn shutdown_tells_connected_workers_to_exit_kills_starting_ones_and_wakes_the_driver() {
     let mut h = Harness::new(cpus(2));
-    h.with(|st| st.prestart(1));
+    h.with(|st| st.prestart(JOB, 1));
     let idle = h.connect_all()[0];
-    h.with(|st| st.prestart(1));
+    h.with(|st| st.prestart(JOB, 1));
     let starting = h.started[0];
     let spec = h.task(DRIVER, "m::x", vec![]);
     let t = h.submit(DRIVER, spec);
@@ -954,7 +958,7 @@ fn submissions_may_only_pass_inline_values_and_held_references() {
 #[test]
 fn workers_of_another_build_or_version_are_refused_saying_why() {
     let mut h = Harness::new(cpus(1));
-    h.with(|st| st.prestart(2));
+    h.with(|st| st.prestart(JOB, 2));
     let procs = std::mem::take(&mut h.started);
     h.msg(
         procs[0],
@@ -993,7 +997,7 @@ fn workers_of_another_build_or_version_are_refused_saying_why() {
         }
         other => panic!("expected Refused, got {other:?}"),
     }
-    h.with(|st| st.prestart(1));
+    h.with(|st| st.prestart(JOB, 1));
     let p = std::mem::take(&mut h.started)[0];
     h.msg(p, FromWorker::AddRef(RefId::Object(ObjectId(5))));
     assert_stopped(&h, p);

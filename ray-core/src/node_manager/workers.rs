@@ -13,7 +13,7 @@
 use super::effects::{Effect, Peer, Timer};
 use super::state::NodeState;
 use crate::error::Error;
-use crate::ids::{ActorId, IdMap, NodeId, ObjectId, ProcId};
+use crate::ids::{ActorId, IdMap, JobId, NodeId, ObjectId, ProcId};
 use crate::log;
 use crate::protocol::worker::{Execute, Refusal, ToWorker};
 use crate::protocol::{Arg, PROTOCOL_VERSION};
@@ -40,16 +40,22 @@ pub(crate) enum WorkerState {
     Busy(ObjectId),
     Actor(ActorId),
     Exiting,
+    /// A driver attached over the network: a client that runs nothing.
+    Driver,
 }
 
 pub(crate) struct WorkerEntry {
     pub pid: u32,
+    /// The job whose executable it runs.
+    pub job: JobId,
     pub gpu_ids: Vec<usize>,
     state: WorkerState,
     /// It said hello and was welcomed.
     pub connected: bool,
     /// It broke the protocol: nothing more it sends is handled.
     pub banned: bool,
+    /// It shares no memory with the node (a driver on another machine): values go to it inline.
+    pub remote: bool,
     /// CPU held by what the worker runs, lent back to the node while it blocks in `get`.
     pub cpu_held: Amount,
     pub blocked: u32,
@@ -64,11 +70,14 @@ pub(crate) struct WorkerEntry {
     pub deferred_unpin: Vec<Arg>,
 }
 
+/// Workers are interchangeable when they run the same job's executable with the same GPUs.
+pub(crate) type PoolKey = (JobId, Vec<usize>);
+
 pub(crate) struct Pool {
     node: NodeId,
     workers: IdMap<ProcId, WorkerEntry>,
-    idle: HashMap<Vec<usize>, Vec<ProcId>>,
-    prestarted: HashMap<Vec<usize>, Vec<ProcId>>,
+    idle: HashMap<PoolKey, Vec<ProcId>>,
+    prestarted: HashMap<PoolKey, Vec<ProcId>>,
     next_index: u32,
     /// Workers that ended before they connected, in a row.
     pub spawn_failures: u32,
@@ -89,17 +98,19 @@ impl Pool {
         }
     }
 
-    fn add(&mut self, gpu_ids: Vec<usize>, assignment: Option<Assignment>) -> ProcId {
+    fn add(&mut self, job: JobId, gpu_ids: Vec<usize>, assignment: Option<Assignment>) -> ProcId {
         let proc = ProcId::new(self.node, self.next_index);
         self.next_index = self.next_index.checked_add(1).expect("2^32 workers");
         self.workers.insert(
             proc,
             WorkerEntry {
                 pid: 0,
+                job,
                 gpu_ids,
                 state: WorkerState::Exiting,
                 connected: false,
                 banned: false,
+                remote: false,
                 cpu_held: Amount::ZERO,
                 blocked: 0,
                 conn_open: true,
@@ -109,6 +120,31 @@ impl Pool {
             },
         );
         self.set_state(proc, WorkerState::Starting(assignment));
+        proc
+    }
+
+    /// A remote driver: a connected client of its own job.
+    fn add_driver(&mut self) -> ProcId {
+        let proc = ProcId::new(self.node, self.next_index);
+        self.next_index = self.next_index.checked_add(1).expect("2^32 processes");
+        self.workers.insert(
+            proc,
+            WorkerEntry {
+                pid: 0,
+                job: JobId::of_driver(proc),
+                gpu_ids: Vec::new(),
+                state: WorkerState::Driver,
+                connected: true,
+                banned: false,
+                remote: true,
+                cpu_held: Amount::ZERO,
+                blocked: 0,
+                conn_open: true,
+                exit_cause: None,
+                stopped_because: None,
+                deferred_unpin: Vec::new(),
+            },
+        );
         proc
     }
 
@@ -130,8 +166,8 @@ impl Pool {
             return;
         };
         let old = std::mem::replace(&mut w.state, state);
-        let key = &w.gpu_ids;
-        let list = |l: &mut HashMap<Vec<usize>, Vec<ProcId>>, add: bool| {
+        let key = (w.job, w.gpu_ids.clone());
+        let list = |l: &mut HashMap<PoolKey, Vec<ProcId>>, add: bool| {
             let v = l.entry(key.clone()).or_default();
             if add {
                 v.push(proc);
@@ -153,14 +189,14 @@ impl Pool {
         }
     }
 
-    /// An idle worker with these GPUs.
-    pub(crate) fn find_idle(&self, gpu_ids: &[usize]) -> Option<ProcId> {
-        self.idle.get(gpu_ids).and_then(|v| v.last().copied())
+    /// An idle worker of this job with these GPUs.
+    pub(crate) fn find_idle(&self, key: &PoolKey) -> Option<ProcId> {
+        self.idle.get(key).and_then(|v| v.last().copied())
     }
 
-    /// A prestarted worker with these GPUs that is not connected yet.
-    pub(crate) fn find_prestarted(&self, gpu_ids: &[usize]) -> Option<ProcId> {
-        self.prestarted.get(gpu_ids).and_then(|v| v.last().copied())
+    /// A prestarted worker of this job with these GPUs that is not connected yet.
+    pub(crate) fn find_prestarted(&self, key: &PoolKey) -> Option<ProcId> {
+        self.prestarted.get(key).and_then(|v| v.last().copied())
     }
 
     pub(crate) fn idle_count(&self) -> usize {
@@ -198,21 +234,34 @@ impl Pool {
 }
 
 impl NodeState {
-    /// Starts a worker process (for `assignment`, or prestarted for whatever comes).
+    /// Starts a worker process of `job` (for `assignment`, or prestarted for whatever comes).
+    /// `None` if the job is not known here.
     pub(super) fn start_worker(
         &mut self,
+        job: JobId,
         gpu_ids: Vec<usize>,
         assignment: Option<Assignment>,
-    ) -> ProcId {
-        let proc = self.workers.add(gpu_ids.clone(), assignment);
-        self.effects.push(Effect::StartWorker { proc, gpu_ids });
-        proc
+    ) -> Option<ProcId> {
+        let j = self.jobs.get(job)?;
+        let exe = j.exe.clone();
+        // Output of a remote driver's workers goes to that driver.
+        let log_to = j
+            .driver
+            .filter(|d| self.workers.get(*d).is_some_and(|w| w.remote));
+        let proc = self.workers.add(job, gpu_ids.clone(), assignment);
+        self.effects.push(Effect::StartWorker {
+            proc,
+            gpu_ids,
+            exe,
+            log_to,
+        });
+        Some(proc)
     }
 
-    /// Starts idle workers ahead of the first task, as Ray does.
-    pub(crate) fn prestart(&mut self, n: usize) {
+    /// Starts idle workers of `job` ahead of its first task, as Ray does.
+    pub(crate) fn prestart(&mut self, job: JobId, n: usize) {
         for _ in 0..n {
-            self.start_worker(Vec::new(), None);
+            self.start_worker(job, Vec::new(), None);
         }
     }
 
@@ -269,6 +318,29 @@ impl NodeState {
         self.send(proc, ToWorker::Execute(exec));
     }
 
+    /// A driver on another machine attached: it gets a process id here and its job starts,
+    /// running `exe`. `None` while shutting down.
+    pub(crate) fn attach_driver(
+        &mut self,
+        fingerprint: u64,
+        exe: std::path::PathBuf,
+        pin: Box<dyn std::any::Any + Send + Sync>,
+    ) -> Option<(ProcId, JobId)> {
+        if self.shutting_down {
+            return None;
+        }
+        let proc = self.workers.add_driver();
+        let job = JobId::of_driver(proc);
+        self.add_job(job, exe, fingerprint, Some(proc));
+        self.jobs.pin(job, pin);
+        Some((proc, job))
+    }
+
+    /// A remote driver's connection ended: what it held is released and its job ends.
+    pub(crate) fn driver_gone(&mut self, proc: ProcId) {
+        self.worker_gone(proc, "its connection ended".into());
+    }
+
     /// The spawner started `proc` as process `pid`.
     pub(crate) fn set_pid(&mut self, proc: ProcId, pid: u32) {
         if let Some(w) = self.workers.get_mut(proc) {
@@ -299,12 +371,14 @@ impl NodeState {
                 w.pid
             ));
         }
+        let job = w.job;
+        let expected = self.jobs.get(job).map(|j| j.fingerprint);
         let refusal = if version != PROTOCOL_VERSION {
             Some(Refusal::WrongVersion {
                 node: PROTOCOL_VERSION,
                 worker: version,
             })
-        } else if fingerprint != self.settings.fingerprint {
+        } else if expected != Some(fingerprint) {
             Some(Refusal::DifferentBuild)
         } else {
             None
@@ -321,7 +395,7 @@ impl NodeState {
         w.connected = true;
         let state = w.state;
         self.workers.spawn_failures = 0;
-        self.send(proc, ToWorker::Welcome { proc });
+        self.send(proc, ToWorker::Welcome { proc, job });
         match state {
             WorkerState::Starting(Some(Assignment::Task(t))) => self.start_task_on(proc, t),
             WorkerState::Starting(Some(Assignment::Actor(a))) => self.start_actor_on(proc, a),
@@ -452,7 +526,7 @@ impl NodeState {
             }
             WorkerState::Busy(t) => self.retry_or_fail(t, w.pid, &cause),
             WorkerState::Actor(a) => self.actor_process_died(a, w.pid, &cause),
-            WorkerState::Idle | WorkerState::Exiting => {}
+            WorkerState::Idle | WorkerState::Exiting | WorkerState::Driver => {}
         }
         self.store.free_proc(proc);
         for (id, freed) in self.objects.remove_proc(proc) {
@@ -462,6 +536,9 @@ impl NodeState {
             self.check_actor_scope(a);
         }
         self.requests.remove_of(proc);
+        if w.state == WorkerState::Driver {
+            self.end_job(JobId::of_driver(proc));
+        }
         self.schedule();
     }
 }

@@ -39,29 +39,31 @@ pub fn downcast_ref<T: 'static>(this: &dyn std::any::Any) -> Result<&T> {
 
 /// Statistics of the running driver: (live objects, bytes of their values).
 pub fn object_stats() -> Option<(usize, u64)> {
-    crate::driver::current().map(|d| d.node.lock().object_stats())
+    crate::driver::current().and_then(|d| d.node.as_ref().map(|n| n.lock().object_stats()))
 }
 
 /// Object store statistics of the running driver: (bytes in use, capacity, objects
 /// spilled so far, objects restored so far, spill directory).
 pub fn store_stats() -> Option<(u64, u64, u64, u64, std::path::PathBuf)> {
-    crate::driver::current().map(|d| {
-        let st = d.node.lock();
-        let (spilled, restored) = st.spill_stats();
-        (
-            st.store.used(),
-            st.store.capacity(),
-            spilled,
-            restored,
-            st.store.spill_dir().to_path_buf(),
-        )
-    })
+    crate::driver::current()
+        .and_then(|d| d.node.clone())
+        .map(|n| {
+            let st = n.lock();
+            let (spilled, restored) = st.spill_stats();
+            (
+                st.store.used(),
+                st.store.capacity(),
+                spilled,
+                restored,
+                st.store.spill_dir().to_path_buf(),
+            )
+        })
 }
 
 /// Process ids of the current workers (driver only).
 pub fn worker_pids() -> Vec<u32> {
     crate::driver::current()
-        .map(|d| d.node.worker_pids())
+        .and_then(|d| d.node.as_ref().map(|n| n.worker_pids()))
         .unwrap_or_default()
 }
 

@@ -76,7 +76,7 @@ pub fn id_from_bits(bits: u128) -> ObjectId {
 /// The running node manager's objects and bytes (driver only).
 pub fn objects() -> Result<(usize, u64)> {
     crate::driver::current()
-        .map(|d| d.node.lock().object_stats())
+        .and_then(|d| d.node.as_ref().map(|n| n.lock().object_stats()))
         .ok_or_else(Error::shut_down)
 }
 

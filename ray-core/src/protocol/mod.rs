@@ -16,7 +16,7 @@ pub(crate) mod worker;
 
 use crate::codec::Value;
 use crate::error::Error;
-use crate::ids::{ActorId, ObjectId};
+use crate::ids::{ActorId, JobId, ObjectId};
 use crate::resources::ResourceRequest;
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +35,8 @@ pub(crate) enum Arg {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct TaskSpec {
     pub task: ObjectId,
+    /// The job whose code runs it (the submitter's).
+    pub job: JobId,
     pub function: String,
     pub args: Vec<Arg>,
     pub resources: ResourceRequest,
@@ -45,6 +47,8 @@ pub(crate) struct TaskSpec {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct ActorSpec {
     pub actor: ActorId,
+    /// The job whose code runs it (the creator's).
+    pub job: JobId,
     pub class: String,
     pub args: Vec<Arg>,
     pub resources: ResourceRequest,

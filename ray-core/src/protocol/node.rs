@@ -1,16 +1,19 @@
-//! Node ⇄ node (and driver ⇄ node across machines): a versioned protocol that starts with a
-//! handshake.
+//! Sessions across machines: a driver attaching to a node (and, next, nodes talking to each
+//! other), versioned with a handshake.
 //!
-//! Every connection between processes on different machines runs over TLS and starts with
-//! [`NodeMessage::Hello`], carrying [`PROTOCOL_VERSION`] and the
-//! cluster id; the acceptor answers [`NodeMessage::Welcome`] or [`NodeMessage::Refused`] saying
-//! which check failed. Proof of the cluster token is part of the TLS session set-up, below
-//! this protocol. Cluster messages are added to this enum; the worker protocol stays as it is.
+//! Every such connection runs over TLS and starts with ray-net's handshake (protocol version,
+//! cluster id, role, and a proof of the cluster token bound to the TLS session). Then the
+//! connecting side sends [`NodeMessage::Hello`] for the session it wants, carrying this
+//! protocol's [`PROTOCOL_VERSION`]; the node answers [`NodeMessage::Welcome`] or
+//! [`NodeMessage::Refused`] saying which check failed. A driver whose executable the node does
+//! not have is asked for it ([`NodeMessage::NeedBinary`]) and sends it in chunks, verified by
+//! its SHA-256 before anything runs. After the welcome, a driver speaks the worker protocol
+//! ([`super::worker`]) like a worker that has no shared memory: values travel inline.
 //!
-//! [`Handshake`] is the acceptor's side of the handshake as a state machine without I/O.
+//! [`Handshake`] is the node's side of the session set-up as a state machine without I/O.
 
 use super::PROTOCOL_VERSION;
-use crate::ids::NodeId;
+use crate::ids::{JobId, NodeId, ProcId};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -21,16 +24,38 @@ pub(crate) enum PeerRole {
     Node,
     /// A driver joining the cluster.
     Driver,
-    /// A command-line tool (`ray-rs status`).
-    Tool,
+}
+
+/// A driver's program, as it introduces itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct DriverInfo {
+    /// Its build fingerprint (what its workers must match).
+    pub fingerprint: u64,
+    /// SHA-256 of its executable.
+    pub sha256: [u8; 32],
+    /// Size of its executable in bytes.
+    pub size: u64,
+    /// Its process id on its machine (for messages).
+    pub pid: u32,
 }
 
 /// Why a peer was refused.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) enum NodeRefusal {
-    WrongVersion { ours: u32, theirs: u32 },
+    WrongVersion {
+        ours: u32,
+        theirs: u32,
+    },
     OtherCluster,
     NoHello,
+    /// The executable it sent does not match the hash it announced, or could not be stored.
+    BadBinary {
+        reason: String,
+    },
+    /// The node cannot take this session (e.g. shutting down).
+    Unavailable {
+        reason: String,
+    },
 }
 
 impl fmt::Display for NodeRefusal {
@@ -41,66 +66,84 @@ impl fmt::Display for NodeRefusal {
             }
             NodeRefusal::OtherCluster => f.write_str("the peer belongs to another cluster"),
             NodeRefusal::NoHello => f.write_str("the first message was not Hello"),
+            NodeRefusal::BadBinary { reason } => write!(f, "the executable was refused: {reason}"),
+            NodeRefusal::Unavailable { reason } => write!(f, "the node is unavailable: {reason}"),
         }
     }
 }
 
-/// Messages between nodes.
+/// Session set-up messages.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) enum NodeMessage {
     Hello {
         version: u32,
         cluster_id: String,
         role: PeerRole,
+        /// For a driver: its program.
+        driver: Option<DriverInfo>,
     },
+    /// The session is open. For a driver: its process id on the node and its job.
     Welcome {
         node: NodeId,
+        proc: Option<ProcId>,
+        job: Option<JobId>,
     },
     Refused {
         reason: NodeRefusal,
     },
+    /// The node does not have the driver's executable: send it.
+    NeedBinary,
+    /// A piece of the executable, in order.
+    BinaryChunk(bytes::Bytes),
+    /// The whole executable was sent.
+    BinaryDone,
 }
 
-/// The acceptor's side of a handshake.
+/// The node's side of a session's set-up.
 #[derive(Debug, PartialEq)]
 pub(crate) enum Handshake {
     /// Waiting for the peer's `Hello`.
     AwaitingHello,
-    /// The peer is in: messages other than the handshake's may flow.
+    /// The peer is in: messages other than the set-up's may flow.
     Established { role: PeerRole },
     /// The peer was refused; nothing it sends is handled.
     Refused(NodeRefusal),
 }
 
 impl Handshake {
-    /// Handles the peer's first message; returns the answer to send.
+    /// Checks the peer's first message: `Ok` with its role and driver info if it may open a
+    /// session, `Err` with the refusal to send otherwise.
     pub(crate) fn receive(
         &mut self,
         msg: &NodeMessage,
         cluster_id: &str,
-        node: NodeId,
-    ) -> Option<NodeMessage> {
+    ) -> Result<(PeerRole, Option<DriverInfo>), NodeRefusal> {
         if !matches!(self, Handshake::AwaitingHello) {
-            return None;
+            return Err(NodeRefusal::NoHello);
         }
-        let refusal = match msg {
+        let outcome = match msg {
             NodeMessage::Hello { version, .. } if *version != PROTOCOL_VERSION => {
-                NodeRefusal::WrongVersion {
+                Err(NodeRefusal::WrongVersion {
                     ours: PROTOCOL_VERSION,
                     theirs: *version,
-                }
+                })
             }
             NodeMessage::Hello {
                 cluster_id: theirs, ..
-            } if theirs != cluster_id => NodeRefusal::OtherCluster,
-            NodeMessage::Hello { role, .. } => {
-                *self = Handshake::Established { role: *role };
-                return Some(NodeMessage::Welcome { node });
-            }
-            _ => NodeRefusal::NoHello,
+            } if theirs != cluster_id => Err(NodeRefusal::OtherCluster),
+            NodeMessage::Hello {
+                role: PeerRole::Driver,
+                driver: None,
+                ..
+            } => Err(NodeRefusal::NoHello),
+            NodeMessage::Hello { role, driver, .. } => Ok((*role, driver.clone())),
+            _ => Err(NodeRefusal::NoHello),
         };
-        *self = Handshake::Refused(refusal.clone());
-        Some(NodeMessage::Refused { reason: refusal })
+        *self = match &outcome {
+            Ok((role, _)) => Handshake::Established { role: *role },
+            Err(r) => Handshake::Refused(r.clone()),
+        };
+        outcome
     }
 }
 
@@ -113,28 +156,34 @@ mod tests {
             version,
             cluster_id: cluster.into(),
             role: PeerRole::Node,
+            driver: None,
         }
     }
 
     #[test]
     fn a_peer_with_the_right_version_and_cluster_is_welcomed_once() {
         let mut h = Handshake::AwaitingHello;
-        let answer = h.receive(&hello(PROTOCOL_VERSION, "c1"), "c1", NodeId(4));
-        assert_eq!(answer, Some(NodeMessage::Welcome { node: NodeId(4) }));
+        assert_eq!(
+            h.receive(&hello(PROTOCOL_VERSION, "c1"), "c1"),
+            Ok((PeerRole::Node, None))
+        );
         assert_eq!(
             h,
             Handshake::Established {
                 role: PeerRole::Node
             }
         );
-        assert_eq!(
-            h.receive(&hello(PROTOCOL_VERSION, "c1"), "c1", NodeId(4)),
-            None
-        );
+        assert!(h.receive(&hello(PROTOCOL_VERSION, "c1"), "c1").is_err());
     }
 
     #[test]
     fn wrong_version_other_cluster_and_no_hello_are_refused_saying_which() {
+        let driverless = NodeMessage::Hello {
+            version: PROTOCOL_VERSION,
+            cluster_id: "c1".into(),
+            role: PeerRole::Driver,
+            driver: None,
+        };
         let cases = [
             (
                 hello(PROTOCOL_VERSION + 1, "c1"),
@@ -144,20 +193,12 @@ mod tests {
                 },
             ),
             (hello(PROTOCOL_VERSION, "c2"), NodeRefusal::OtherCluster),
-            (
-                NodeMessage::Welcome { node: NodeId(1) },
-                NodeRefusal::NoHello,
-            ),
+            (NodeMessage::BinaryDone, NodeRefusal::NoHello),
+            (driverless, NodeRefusal::NoHello),
         ];
         for (msg, want) in cases {
             let mut h = Handshake::AwaitingHello;
-            let answer = h.receive(&msg, "c1", NodeId(1));
-            assert_eq!(
-                answer,
-                Some(NodeMessage::Refused {
-                    reason: want.clone()
-                })
-            );
+            assert_eq!(h.receive(&msg, "c1"), Err(want.clone()));
             assert_eq!(h, Handshake::Refused(want.clone()));
             assert!(!want.to_string().is_empty());
         }
@@ -166,5 +207,15 @@ mod tests {
                 .to_string()
                 .contains("protocol version 3, expected 2")
         );
+    }
+
+    #[test]
+    fn binary_chunks_travel_as_bytes() {
+        let msg = NodeMessage::BinaryChunk(bytes::Bytes::from(vec![7u8; 1000]));
+        let mut frame = Vec::new();
+        crate::codec::encode_frame(&msg, &mut frame).unwrap();
+        assert!(frame.len() < 1100, "one run of bytes: {}", frame.len());
+        let back: NodeMessage = crate::codec::decode_frame(&frame[4..]).unwrap();
+        assert_eq!(back, msg);
     }
 }

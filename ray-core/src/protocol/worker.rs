@@ -8,7 +8,7 @@
 use super::{ActorSpec, ActorTaskSpec, TaskSpec};
 use crate::codec::{Data, Value};
 use crate::error::Error;
-use crate::ids::{ActorId, ObjectId, ProcId, RefId};
+use crate::ids::{ActorId, JobId, ObjectId, ProcId, RefId};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -131,9 +131,11 @@ impl fmt::Display for Refusal {
 /// Node manager → worker.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum ToWorker {
-    /// The worker is registered as `proc`: it makes its ids under that process id.
+    /// The worker is registered as `proc`, running code of `job`: it makes its ids under that
+    /// process id.
     Welcome {
         proc: ProcId,
+        job: JobId,
     },
     Refused {
         reason: Refusal,
@@ -164,4 +166,10 @@ pub(crate) enum ToWorker {
     },
     /// Finish what was sent before, then exit.
     Exit,
+    /// A line a worker of the receiver's job printed (to a driver on another machine), with
+    /// its prefix (`(name pid=N) `) and newline.
+    Log {
+        stderr: bool,
+        line: Vec<u8>,
+    },
 }

@@ -1,0 +1,393 @@
+//! A process's client of its node manager over a connection: the worker's (over its socket
+//! pair) and, in a cluster, a remote driver's (over TLS). Requests carry a number; replies
+//! complete the callback registered under it. How bytes travel is a [`MessageSink`].
+
+use crate::codec::{Data, Encoded, Value};
+use crate::context::{self, Client, GetToken};
+use crate::error::{Error, Result};
+use crate::ids::{ActorId, JobId, ObjectId, RefId};
+use crate::object_store;
+use crate::protocol::worker::FromWorker;
+use crate::protocol::{ActorSpec, ActorTaskSpec, TaskSpec};
+use crate::refcount::{LocalCounts, Transition};
+use crate::slot::Slot;
+use std::collections::HashMap;
+use std::num::NonZeroU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Where a client's messages go.
+pub(crate) trait MessageSink: Send + Sync + 'static {
+    /// Sends one message, in order with the others.
+    fn send(&self, msg: &FromWorker) -> Result<()>;
+    /// Writes raw bytes between frames (attack tests).
+    #[cfg(feature = "testing")]
+    fn send_raw(&self, bytes: &[u8]) -> Result<()>;
+}
+
+impl MessageSink for crate::transport::BlockingSender {
+    fn send(&self, msg: &FromWorker) -> Result<()> {
+        crate::transport::BlockingSender::send(self, msg)
+    }
+
+    #[cfg(feature = "testing")]
+    fn send_raw(&self, bytes: &[u8]) -> Result<()> {
+        crate::transport::BlockingSender::send_raw(self, bytes)
+    }
+}
+
+/// What a client does when its connection is lost.
+#[derive(Clone, Copy)]
+pub(crate) enum OnLost {
+    /// A worker exits (its node manager is gone), with this code.
+    Exit(i32),
+    /// A remote driver fails what waits and every later call.
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    Fail,
+}
+
+pub(crate) enum Reply {
+    Get(Result<Vec<Value>>),
+    Wait(Vec<u32>),
+    Alloc(Result<u64>),
+}
+
+type Pending = Box<dyn FnOnce(Reply) + Send>;
+
+/// A request whose caller stopped waiting: its reply, when it comes, is released unread.
+fn discard_reply(ids: Vec<ObjectId>) -> Pending {
+    Box::new(move |r| {
+        if let (Reply::Get(Ok(values)), Some(c)) = (r, context::try_client()) {
+            c.transfer_done(&ids, &values);
+        }
+    })
+}
+
+/// A process's client: messages over its connection to its node manager.
+pub(crate) struct ProcessClient {
+    pub(crate) pid: u32,
+    pub(crate) sender: Box<dyn MessageSink>,
+    refs: Mutex<LocalCounts>,
+    pending: Mutex<HashMap<u64, Pending>>,
+    /// Parts of large `get` replies received so far, by request.
+    parts: Mutex<HashMap<u64, Vec<Value>>>,
+    next_req: AtomicU64,
+    pub(crate) gpu_ids: Mutex<Vec<usize>>,
+    job: JobId,
+    on_lost: OnLost,
+    lost: AtomicBool,
+}
+
+impl ProcessClient {
+    pub(crate) fn new(
+        pid: u32,
+        sender: Box<dyn MessageSink>,
+        gpu_ids: Vec<usize>,
+        job: JobId,
+        on_lost: OnLost,
+    ) -> Self {
+        ProcessClient {
+            pid,
+            sender,
+            refs: Mutex::new(LocalCounts::default()),
+            pending: Mutex::new(HashMap::new()),
+            parts: Mutex::new(HashMap::new()),
+            next_req: AtomicU64::new(1),
+            gpu_ids: Mutex::new(gpu_ids),
+            job,
+            on_lost,
+            lost: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn send(&self, msg: &FromWorker) {
+        if self.lost.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Err(e) = self.sender.send(msg) {
+            self.connection_lost(&e.to_string());
+        }
+    }
+
+    /// The connection to the node manager is gone (`why`).
+    pub(crate) fn connection_lost(&self, why: &str) {
+        match self.on_lost {
+            OnLost::Exit(code) => {
+                eprintln!("ray worker: lost the node manager ({why}); exiting");
+                std::process::exit(code);
+            }
+            OnLost::Fail => {
+                if self.lost.swap(true, Ordering::Relaxed) {
+                    return;
+                }
+                crate::log::error!("lost the connection to the cluster: {why}");
+                let pending: Vec<Pending> = self
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .drain()
+                    .map(|(_, cb)| cb)
+                    .collect();
+                let err = Error::Io {
+                    context: "talking to the cluster's node".into(),
+                    message: format!("the connection was lost: {why}"),
+                    kind: std::io::ErrorKind::ConnectionAborted,
+                };
+                for cb in pending {
+                    cb(Reply::Get(Err(err.clone())));
+                }
+            }
+        }
+    }
+
+    /// A part of a large `get` reply.
+    pub(crate) fn reply_part(&self, req: u64, values: Vec<Value>) {
+        self.parts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(req)
+            .or_default()
+            .extend(values);
+    }
+
+    /// The last message of a `get` reply: the values with those of its parts first.
+    pub(crate) fn get_reply(&self, req: u64, result: Result<Vec<Value>>) {
+        let first = self
+            .parts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&req);
+        let result = match (first, result) {
+            (Some(mut first), Ok(rest)) => {
+                first.extend(rest);
+                Ok(first)
+            }
+            (_, r) => r,
+        };
+        self.complete(req, Reply::Get(result));
+    }
+
+    pub(crate) fn send_done(&self, task: ObjectId, result: Result<Encoded>) {
+        match result {
+            Ok(Encoded { value, pins }) => {
+                let result = object_store::place(self, value);
+                self.send(&FromWorker::TaskDone { task, result });
+                drop(pins);
+            }
+            Err(e) => self.send(&FromWorker::TaskDone {
+                task,
+                result: Err(e),
+            }),
+        }
+    }
+
+    pub(crate) fn complete(&self, req: u64, reply: Reply) {
+        let callback = self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&req);
+        if let Some(cb) = callback {
+            cb(reply);
+        }
+    }
+
+    /// Registers a callback for the reply, then sends the request (built with its id).
+    fn request(&self, callback: Pending, make: impl FnOnce(u64) -> FromWorker) -> u64 {
+        let req = self.next_req.fetch_add(1, Ordering::Relaxed);
+        if self.lost.load(Ordering::Relaxed) {
+            callback(Reply::Get(Err(Error::Io {
+                context: "talking to the cluster's node".into(),
+                message: "the connection was lost earlier".into(),
+                kind: std::io::ErrorKind::ConnectionAborted,
+            })));
+            return req;
+        }
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(req, callback);
+        self.send(&make(req));
+        req
+    }
+
+    fn owned(&self, id: RefId) {
+        self.refs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .owned(id);
+    }
+}
+
+fn timeout_ms(t: Option<Duration>) -> Option<u64> {
+    t.map(|d| d.as_millis().min(u64::MAX as u128) as u64)
+}
+
+impl Client for ProcessClient {
+    fn submit_task(&self, spec: TaskSpec) {
+        self.owned(RefId::Object(spec.task));
+        self.send(&FromWorker::SubmitTask(spec));
+    }
+
+    fn create_actor(&self, spec: ActorSpec) {
+        self.owned(RefId::Actor(spec.actor));
+        self.send(&FromWorker::CreateActor(spec));
+    }
+
+    fn submit_actor_task(&self, spec: ActorTaskSpec) {
+        self.owned(RefId::Object(spec.task));
+        self.send(&FromWorker::SubmitActorTask(spec));
+    }
+
+    fn put(&self, id: ObjectId, result: Result<Value>) {
+        self.owned(RefId::Object(id));
+        self.send(&FromWorker::Put { id, result });
+    }
+
+    fn get(&self, ids: &[ObjectId], timeout: Option<Duration>) -> Result<Vec<Value>> {
+        let slot = Arc::new(Slot::new());
+        let s2 = slot.clone();
+        self.request(
+            Box::new(move |r| {
+                if let Reply::Get(v) = r {
+                    s2.fill(v)
+                }
+            }),
+            |req| FromWorker::Get {
+                req,
+                ids: ids.to_vec(),
+                timeout_ms: timeout_ms(timeout),
+            },
+        );
+        match slot.wait(None) {
+            Some(Err(Error::Timeout { what, .. })) => Err(Error::Timeout {
+                what,
+                timeout: timeout.unwrap_or_default(),
+            }),
+            Some(r) => r,
+            None => Err(Error::shut_down()),
+        }
+    }
+
+    fn get_async(&self, id: ObjectId) -> (Arc<Slot<Result<Value>>>, GetToken) {
+        let slot = Arc::new(Slot::new());
+        let s2 = slot.clone();
+        let req = self.request(
+            Box::new(move |r| {
+                if let Reply::Get(v) = r {
+                    s2.fill(v.and_then(|mut v| {
+                        v.pop()
+                            .ok_or_else(|| Error::object_lost(id, "the reply had no value"))
+                    }))
+                }
+            }),
+            |req| FromWorker::Get {
+                req,
+                ids: vec![id],
+                timeout_ms: None,
+            },
+        );
+        (slot, NonZeroU64::new(req))
+    }
+
+    fn cancel_get(&self, id: ObjectId, token: GetToken) {
+        let Some(token) = token else { return };
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(cb) = pending.get_mut(&token.get()) {
+            *cb = discard_reply(vec![id]);
+            drop(pending);
+            self.send(&FromWorker::CancelGet { req: token.get() });
+        }
+    }
+
+    fn transfer_done(&self, ids: &[ObjectId], values: &[Value]) {
+        let stored: Vec<ObjectId> = ids
+            .iter()
+            .zip(values)
+            .filter(|(_, v)| matches!(v.data, Data::Shm { .. }))
+            .map(|(id, _)| *id)
+            .collect();
+        if !stored.is_empty() {
+            self.send(&FromWorker::Release(stored));
+        }
+        for v in values {
+            for id in &v.contained {
+                self.send(&FromWorker::DelRef(*id));
+            }
+        }
+    }
+
+    fn alloc(&self, size: u64) -> Result<u64> {
+        let slot = Arc::new(Slot::new());
+        let s2 = slot.clone();
+        self.request(
+            Box::new(move |r| {
+                if let Reply::Alloc(v) = r {
+                    s2.fill(v)
+                }
+            }),
+            |req| FromWorker::Alloc { req, size },
+        );
+        slot.wait(None).unwrap_or_else(|| Err(Error::shut_down()))
+    }
+
+    fn release(&self, ids: &[ObjectId]) {
+        self.send(&FromWorker::Release(ids.to_vec()));
+    }
+
+    fn wait(&self, ids: &[ObjectId], num_returns: usize, timeout: Option<Duration>) -> Vec<bool> {
+        let slot = Arc::new(Slot::new());
+        let s2 = slot.clone();
+        self.request(
+            Box::new(move |r| {
+                if let Reply::Wait(v) = r {
+                    s2.fill(v)
+                }
+            }),
+            |req| FromWorker::Wait {
+                req,
+                ids: ids.to_vec(),
+                num_returns,
+                timeout_ms: timeout_ms(timeout),
+            },
+        );
+        let ready = slot.wait(None).unwrap_or_default();
+        let mut flags = vec![false; ids.len()];
+        for i in ready {
+            if let Some(f) = flags.get_mut(i as usize) {
+                *f = true;
+            }
+        }
+        flags
+    }
+
+    fn add_ref(&self, id: RefId) {
+        let mut refs = self.refs.lock().unwrap_or_else(|e| e.into_inner());
+        if let Transition::First = refs.inc(id) {
+            self.send(&FromWorker::AddRef(id));
+        }
+    }
+
+    fn del_ref(&self, id: RefId) {
+        let mut refs = self.refs.lock().unwrap_or_else(|e| e.into_inner());
+        if let Transition::Last = refs.dec(id) {
+            self.send(&FromWorker::DelRef(id));
+        }
+    }
+
+    fn kill_actor(&self, id: ActorId) {
+        self.send(&FromWorker::KillActor { actor: id });
+    }
+
+    fn gpu_ids(&self) -> Vec<usize> {
+        self.gpu_ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn job(&self) -> JobId {
+        self.job
+    }
+}

@@ -1,0 +1,276 @@
+//! A driver joining a cluster: `ray::init` with `RAY_ADDRESS` (or `Config::address`).
+//!
+//! The driver connects to the node at that address over TLS, proves it knows the cluster token
+//! (ray-net's handshake: the token itself never crosses the wire), introduces its program
+//! (build fingerprint, SHA-256 of its executable) and sends the executable if the node asks
+//! for it. It then talks to that node as a worker talks to its own, without shared memory:
+//! values travel inline, and the output of its workers comes back over the connection.
+
+use crate::client::{MessageSink, OnLost, ProcessClient, Reply};
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::ids::{JobId, NodeId, ProcId};
+use crate::protocol::PROTOCOL_VERSION;
+use crate::protocol::node::{DriverInfo, NodeMessage, PeerRole};
+use crate::protocol::worker::{FromWorker, ToWorker};
+use crate::transport::{self, HELLO_MAX, MAX_TO_WORKER, StreamOutbox};
+use std::io::Read;
+use std::net::ToSocketAddrs;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+
+/// How long joining may take (connect, handshake, shipping the executable).
+const JOIN_TIMEOUT: Duration = Duration::from_secs(120);
+/// Pieces of the executable sent at a time.
+const CHUNK: usize = 4 << 20;
+
+/// A driver's session with its node.
+pub(crate) struct ClusterSession {
+    rt: Option<tokio::runtime::Runtime>,
+    pub client: Arc<ProcessClient>,
+    outbox: StreamOutbox,
+    pub proc: ProcId,
+    pub job: JobId,
+    pub node: NodeId,
+}
+
+/// Messages to the node, over the session's stream.
+struct StreamSink(StreamOutbox);
+
+impl MessageSink for StreamSink {
+    fn send(&self, msg: &FromWorker) -> Result<()> {
+        self.0.send(msg)
+    }
+
+    #[cfg(feature = "testing")]
+    fn send_raw(&self, _bytes: &[u8]) -> Result<()> {
+        Err(Error::InvalidArgument {
+            what: "send_raw".into(),
+            message: "a driver has no raw socket".into(),
+        })
+    }
+}
+
+fn cluster_error(address: &str, message: impl std::fmt::Display) -> Error {
+    Error::Cluster {
+        address: address.to_string(),
+        message: message.to_string(),
+    }
+}
+
+/// This program's executable: its path, SHA-256 and size.
+fn own_executable() -> std::io::Result<(std::path::PathBuf, [u8; 32], u64)> {
+    let path = std::path::PathBuf::from("/proc/self/exe");
+    let mut file = std::fs::File::open(&path)?;
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        ctx.update(&buf[..n]);
+    }
+    let mut sha = [0u8; 32];
+    sha.copy_from_slice(ctx.finish().as_ref());
+    Ok((path, sha, size))
+}
+
+async fn send<W: AsyncWrite + Unpin>(w: &mut W, msg: &NodeMessage) -> std::io::Result<()> {
+    let mut frame = Vec::new();
+    codec::encode_frame(msg, &mut frame).map_err(std::io::Error::other)?;
+    w.write_all(&frame).await?;
+    w.flush().await
+}
+
+async fn recv<R: AsyncRead + Unpin>(r: &mut R) -> std::io::Result<NodeMessage> {
+    let mut buf = Vec::new();
+    match transport::read_frame_async(r, &mut buf, HELLO_MAX).await? {
+        Some(()) => codec::decode_frame(&buf).map_err(std::io::Error::other),
+        None => Err(std::io::ErrorKind::UnexpectedEof.into()),
+    }
+}
+
+/// Joins the cluster at `address` with `token` (its text form).
+pub(crate) fn connect(address: &str, token: &str) -> Result<ClusterSession> {
+    let token = ray_net::AuthToken::parse(token, ray_net::TOKEN_ENV)
+        .map_err(|e| cluster_error(address, e))?;
+    let addr = address
+        .to_socket_addrs()
+        .map_err(|e| {
+            cluster_error(
+                address,
+                format!("cannot resolve it (expected HOST:PORT): {e}"),
+            )
+        })?
+        .next()
+        .ok_or_else(|| cluster_error(address, "it resolves to no address"))?;
+    let (exe, sha256, size) = own_executable().map_err(|e| {
+        Error::io(
+            "reading this program's executable to ship it to the cluster",
+            e,
+        )
+    })?;
+    let info = DriverInfo {
+        fingerprint: crate::registry::fingerprint(),
+        sha256,
+        size,
+        pid: std::process::id(),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("ray-cluster-client")
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("starting the cluster client's runtime", e))?;
+    let name = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "driver".into());
+    let handshake = ray_net::HandshakeConfig::new(token, None, ray_net::Role::Driver, name);
+    let join = async {
+        let tls = ray_net::client_config(None, None).map_err(|e| cluster_error(address, e))?;
+        let conn = ray_net::connect(addr, tls, &handshake)
+            .await
+            .map_err(|e| cluster_error(address, e))?;
+        let cluster_id = conn.peer.cluster_id.clone().unwrap_or_default();
+        let mut stream = conn.stream;
+        let hello = NodeMessage::Hello {
+            version: PROTOCOL_VERSION,
+            cluster_id,
+            role: PeerRole::Driver,
+            driver: Some(info),
+        };
+        let io = |e: std::io::Error| cluster_error(address, format!("the session broke: {e}"));
+        send(&mut stream, &hello).await.map_err(io)?;
+        loop {
+            match recv(&mut stream).await.map_err(io)? {
+                NodeMessage::NeedBinary => {
+                    ship(&mut stream, &exe).await.map_err(io)?;
+                }
+                NodeMessage::Welcome {
+                    node,
+                    proc: Some(proc),
+                    job: Some(job),
+                } => return Ok((stream, node, proc, job)),
+                NodeMessage::Refused { reason } => {
+                    return Err(cluster_error(
+                        address,
+                        format!("the node refused: {reason}"),
+                    ));
+                }
+                other => {
+                    return Err(cluster_error(address, format!("unexpected {other:?}")));
+                }
+            }
+        }
+    };
+    let joined = rt.block_on(async {
+        tokio::time::timeout(JOIN_TIMEOUT, join)
+            .await
+            .unwrap_or_else(|_| Err(cluster_error(address, "joining took over two minutes")))
+    });
+    let (stream, node, proc, job) = match joined {
+        Ok(j) => j,
+        Err(e) => {
+            stop_runtime(rt);
+            return Err(e);
+        }
+    };
+    let (outbox, rx) = StreamOutbox::new();
+    let client = Arc::new(ProcessClient::new(
+        std::process::id(),
+        Box::new(StreamSink(outbox.clone())),
+        Vec::new(),
+        job,
+        OnLost::Fail,
+    ));
+    let (rd, wr) = tokio::io::split(stream);
+    rt.spawn(StreamOutbox::run_writer(rx, wr));
+    rt.spawn(read_replies(client.clone(), rd));
+    Ok(ClusterSession {
+        rt: Some(rt),
+        client,
+        outbox,
+        proc,
+        job,
+        node,
+    })
+}
+
+/// Sends this program's executable in chunks.
+async fn ship<W: AsyncWrite + Unpin>(w: &mut W, exe: &std::path::Path) -> std::io::Result<()> {
+    let mut file = std::fs::File::open(exe)?;
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        let chunk = NodeMessage::BinaryChunk(bytes::Bytes::copy_from_slice(&buf[..n]));
+        send(w, &chunk).await?;
+    }
+    send(w, &NodeMessage::BinaryDone).await
+}
+
+/// Reads the node's replies and the output of this job's workers until the connection ends.
+async fn read_replies<R: AsyncRead + Unpin>(client: Arc<ProcessClient>, rd: R) {
+    use std::io::Write;
+    let mut rd = tokio::io::BufReader::with_capacity(64 * 1024, rd);
+    let mut buf = Vec::new();
+    let why = loop {
+        match transport::read_frame_async(&mut rd, &mut buf, MAX_TO_WORKER).await {
+            Ok(Some(())) => {}
+            Ok(None) => break "the node closed the connection".to_string(),
+            Err(e) => break e.to_string(),
+        }
+        let msg: ToWorker = match transport::decode_frame(&buf) {
+            Ok(m) => m,
+            Err(e) => break format!("a message that does not decode: {e}"),
+        };
+        if buf.capacity() > 1 << 20 {
+            buf = Vec::new();
+        }
+        match msg {
+            ToWorker::GetReplyPart { req, values } => client.reply_part(req, values),
+            ToWorker::GetReply { req, result } => client.get_reply(req, result),
+            ToWorker::WaitReply { req, ready } => client.complete(req, Reply::Wait(ready)),
+            ToWorker::Allocated { req, result } => client.complete(req, Reply::Alloc(result)),
+            ToWorker::Log { stderr, line } => {
+                if stderr {
+                    let _ = std::io::stderr().lock().write_all(&line);
+                } else {
+                    let mut out = std::io::stdout().lock();
+                    let _ = out.write_all(&line);
+                    let _ = out.flush();
+                }
+            }
+            ToWorker::Exit => break "the node is stopping".to_string(),
+            ToWorker::Welcome { .. } | ToWorker::Refused { .. } | ToWorker::Execute(_) => {}
+        }
+    };
+    client.connection_lost(&why);
+}
+
+/// Stops a runtime from a thread of its own (works inside async code too).
+fn stop_runtime(rt: tokio::runtime::Runtime) {
+    let t = std::thread::Builder::new()
+        .name("ray-shutdown".into())
+        .spawn(move || rt.shutdown_timeout(Duration::from_secs(1)));
+    if let Ok(t) = t {
+        let _ = t.join();
+    }
+}
+
+impl ClusterSession {
+    /// Leaves the cluster: the connection closes, and the node ends this job.
+    pub(crate) fn close(&mut self) {
+        self.outbox.close();
+        if let Some(rt) = self.rt.take() {
+            stop_runtime(rt);
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! Jobs: the programs whose code this node runs. A job is a driver: its executable (the one
+//! its workers run, the driver's own in single-node mode, a verified cached copy on a cluster
+//! node) and its build fingerprint (what its workers must match at hello).
+//!
+//! [`Jobs`] owns the table. A job ends when its driver goes (in a cluster: disconnects or its
+//! node dies): its queued work is dropped and its workers are told to exit.
+
+use super::state::NodeState;
+use super::workers::WorkerState;
+use crate::ids::{IdMap, JobId, ProcId};
+use crate::log;
+use std::path::PathBuf;
+
+pub(crate) struct Job {
+    /// The executable its workers run.
+    pub exe: PathBuf,
+    /// The build fingerprint its workers must have.
+    pub fingerprint: u64,
+    /// Its driver, when the driver is attached to this node.
+    pub driver: Option<ProcId>,
+    /// Keeps its executable in the binary cache while it runs.
+    pin: Option<Box<dyn std::any::Any + Send + Sync>>,
+}
+
+#[derive(Default)]
+pub(crate) struct Jobs {
+    map: IdMap<JobId, Job>,
+}
+
+impl Jobs {
+    pub(crate) fn get(&self, job: JobId) -> Option<&Job> {
+        self.map.get(&job)
+    }
+
+    /// Keeps `pin` (the job's cached executable) until the job ends.
+    pub(crate) fn pin(&mut self, job: JobId, pin: Box<dyn std::any::Any + Send + Sync>) {
+        if let Some(j) = self.map.get_mut(&job) {
+            j.pin = Some(pin);
+        }
+    }
+
+    /// The job whose driver is `proc`, if it is a driver attached here.
+    pub(crate) fn of_driver(&self, proc: ProcId) -> Option<JobId> {
+        let job = JobId::of_driver(proc);
+        self.map
+            .get(&job)
+            .is_some_and(|j| j.driver == Some(proc))
+            .then_some(job)
+    }
+}
+
+impl NodeState {
+    /// A job starts (its driver attached, or its work reached this node).
+    pub(crate) fn add_job(
+        &mut self,
+        job: JobId,
+        exe: PathBuf,
+        fingerprint: u64,
+        driver: Option<ProcId>,
+    ) {
+        self.jobs.map.insert(
+            job,
+            Job {
+                exe,
+                fingerprint,
+                driver,
+                pin: None,
+            },
+        );
+    }
+
+    /// The job that `proc` runs code of: its own if it is a driver, its job if a worker.
+    pub(crate) fn job_of(&self, proc: ProcId) -> Option<JobId> {
+        self.jobs
+            .of_driver(proc)
+            .or_else(|| self.workers.get(proc).map(|w| w.job))
+    }
+
+    /// The job ended: its queued tasks are dropped and its idle workers told to exit (busy ones
+    /// exit when their driver's objects are gone; their results have nobody to go to).
+    pub(crate) fn end_job(&mut self, job: JobId) {
+        if self.jobs.map.remove(&job).is_none() {
+            return;
+        }
+        log::info!("{job} ended");
+        for proc in self.workers.procs() {
+            let Some(w) = self.workers.get(proc) else {
+                continue;
+            };
+            if w.job != job {
+                continue;
+            }
+            let connected = w.connected;
+            let state = self.workers.state(proc);
+            self.retire(proc);
+            match state {
+                Some(WorkerState::Idle) if connected => {
+                    self.send(proc, crate::protocol::worker::ToWorker::Exit)
+                }
+                _ => self.effects.push(super::effects::Effect::Kill(proc)),
+            }
+        }
+    }
+}

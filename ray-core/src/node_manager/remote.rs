@@ -1,0 +1,200 @@
+//! Drivers on other machines: a session over an authenticated TLS stream (ray-net has already
+//! checked the cluster token and protocol), set up with [`NodeMessage::Hello`], the driver's
+//! executable shipped if this node does not have it, then the worker protocol.
+//!
+//! A remote driver is a client like a worker that shares no memory with the node: values it
+//! receives are sent inline, large values it puts are moved into the store here. When its
+//! connection ends, its job ends.
+
+use super::runtime::Inner;
+use crate::codec;
+use crate::ids::ProcId;
+use crate::log;
+use crate::protocol::node::{DriverInfo, Handshake, NodeMessage, NodeRefusal, PeerRole};
+use crate::protocol::worker::FromWorker;
+use crate::transport::{self, Conn, HELLO_MAX, HELLO_TIMEOUT, MAX_FROM_WORKER, StreamOutbox};
+use std::path::PathBuf;
+use std::sync::{Arc, Weak};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+
+/// Largest piece of a shipped executable.
+pub(crate) const BINARY_CHUNK: usize = 4 << 20;
+
+/// An executable this node has, verified; `pin` keeps it in the cache while a job uses it.
+pub struct CachedBinary {
+    /// Where it is.
+    pub path: PathBuf,
+    /// Dropped when the job ends.
+    pub pin: Box<dyn std::any::Any + Send + Sync>,
+}
+
+/// The node's cache of drivers' executables, by SHA-256 (the `ray-rs` daemon's).
+pub trait BinaryStore: Send + Sync + 'static {
+    /// The verified executable with this hash, if the cache has it.
+    fn find(&self, sha256: &[u8; 32]) -> Result<Option<CachedBinary>, String>;
+    /// Starts receiving the executable with this hash and size.
+    fn upload(&self, sha256: [u8; 32], size: u64) -> Result<Box<dyn BinaryUpload>, String>;
+}
+
+/// An executable being received.
+pub trait BinaryUpload: Send {
+    /// The next piece.
+    fn write(&mut self, chunk: &[u8]) -> Result<(), String>;
+    /// All pieces were written: verify the hash, and the executable is ready.
+    fn finish(self: Box<Self>) -> Result<CachedBinary, String>;
+}
+
+async fn send<W: AsyncWrite + Unpin>(w: &mut W, msg: &NodeMessage) -> std::io::Result<()> {
+    let mut frame = Vec::new();
+    codec::encode_frame(msg, &mut frame).map_err(std::io::Error::other)?;
+    w.write_all(&frame).await?;
+    w.flush().await
+}
+
+async fn recv<R: AsyncRead + Unpin>(r: &mut R, max: usize) -> std::io::Result<NodeMessage> {
+    let mut buf = Vec::new();
+    match tokio::time::timeout(HELLO_TIMEOUT, transport::read_frame_async(r, &mut buf, max)).await {
+        Ok(Ok(Some(()))) => codec::decode_frame(&buf).map_err(std::io::Error::other),
+        Ok(Ok(None)) => Err(std::io::ErrorKind::UnexpectedEof.into()),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+    }
+}
+
+/// Receives the driver's executable in chunks into the cache.
+async fn receive_binary<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    store: &dyn BinaryStore,
+    info: &DriverInfo,
+) -> Result<CachedBinary, NodeRefusal> {
+    let bad = |reason: String| NodeRefusal::BadBinary { reason };
+    let mut upload = store.upload(info.sha256, info.size).map_err(bad)?;
+    send(stream, &NodeMessage::NeedBinary)
+        .await
+        .map_err(|e| bad(e.to_string()))?;
+    let mut received = 0u64;
+    loop {
+        let frame_max = BINARY_CHUNK + 64;
+        match recv(stream, frame_max)
+            .await
+            .map_err(|e| bad(e.to_string()))?
+        {
+            NodeMessage::BinaryChunk(bytes) => {
+                received = received.saturating_add(bytes.len() as u64);
+                if received > info.size {
+                    return Err(bad(format!(
+                        "more than the announced {} bytes were sent",
+                        info.size
+                    )));
+                }
+                upload.write(&bytes).map_err(bad)?;
+            }
+            NodeMessage::BinaryDone => break,
+            other => return Err(bad(format!("unexpected {other:?} while receiving it"))),
+        }
+    }
+    upload.finish().map_err(bad)
+}
+
+/// Serves a driver's session on `stream` until it ends.
+pub(crate) async fn serve_driver<S>(
+    node: Weak<Inner>,
+    mut stream: S,
+    cluster_id: String,
+    store: Arc<dyn BinaryStore>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let hello = match recv(&mut stream, HELLO_MAX).await {
+        Ok(m) => m,
+        Err(e) => {
+            log::warn!("a driver's session did not start: {e}");
+            return;
+        }
+    };
+    let mut handshake = Handshake::AwaitingHello;
+    let refusal = match handshake.receive(&hello, &cluster_id) {
+        Ok((PeerRole::Driver, Some(info))) if info.size > 0 => Ok(info),
+        Ok(_) => Err(NodeRefusal::NoHello),
+        Err(reason) => Err(reason),
+    };
+    let info = match refusal {
+        Ok(info) => info,
+        Err(reason) => {
+            log::warn!("a driver was refused: {reason}");
+            let _ = send(&mut stream, &NodeMessage::Refused { reason }).await;
+            return;
+        }
+    };
+    let binary = match store.find(&info.sha256) {
+        Ok(Some(b)) => Ok(b),
+        Ok(None) => receive_binary(&mut stream, &*store, &info).await,
+        Err(reason) => Err(NodeRefusal::BadBinary { reason }),
+    };
+    let binary = match binary {
+        Ok(b) => b,
+        Err(reason) => {
+            log::warn!("driver pid {} was refused: {reason}", info.pid);
+            let _ = send(&mut stream, &NodeMessage::Refused { reason }).await;
+            return;
+        }
+    };
+    let Some(n) = node.upgrade() else { return };
+    let (outbox, rx) = StreamOutbox::new();
+    let attached = n.run(|st| st.attach_driver(info.fingerprint, binary.path, binary.pin));
+    let Some((proc, job)) = attached else {
+        let reason = NodeRefusal::Unavailable {
+            reason: "the node is shutting down".into(),
+        };
+        let _ = send(&mut stream, &NodeMessage::Refused { reason }).await;
+        return;
+    };
+    let welcome = NodeMessage::Welcome {
+        node: proc.node,
+        proc: Some(proc),
+        job: Some(job),
+    };
+    if let Err(e) = send(&mut stream, &welcome).await {
+        log::warn!("driver pid {} left during its welcome: {e}", info.pid);
+        n.run(|st| st.driver_gone(proc));
+        return;
+    }
+    log::info!("driver pid {} attached as {proc} ({job})", info.pid);
+    n.add_connection(proc, Conn::Stream(outbox));
+    drop(n);
+    let (rd, wr) = tokio::io::split(stream);
+    tokio::spawn(StreamOutbox::run_writer(rx, wr));
+    read_driver(node, proc, rd).await;
+}
+
+/// Reads a driver's messages until its connection ends, then ends its job.
+async fn read_driver<R: AsyncRead + Unpin>(node: Weak<Inner>, proc: ProcId, rd: R) {
+    let mut rd = tokio::io::BufReader::with_capacity(64 * 1024, rd);
+    let mut buf = Vec::new();
+    loop {
+        match transport::read_frame_async(&mut rd, &mut buf, MAX_FROM_WORKER).await {
+            Ok(Some(())) => {}
+            Ok(None) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(e) => {
+                log::warn!("the connection of driver {proc} failed: {e}");
+                break;
+            }
+        }
+        let Some(n) = node.upgrade() else { return };
+        match transport::decode_frame::<FromWorker>(&buf) {
+            Ok(msg) => n.run(|st| st.handle(proc, msg)),
+            Err(e) => {
+                let what = format!("a message that does not decode ({e})");
+                n.run(|st| st.violation(proc, &what));
+                break;
+            }
+        }
+        if buf.capacity() > 1 << 20 {
+            buf = Vec::new();
+        }
+    }
+    if let Some(n) = node.upgrade() {
+        n.run(|st| st.driver_gone(proc));
+    }
+}
