@@ -42,6 +42,8 @@ pub enum Request {
     },
     /// The cluster's nodes.
     Status,
+    /// A node manager session follows on this connection (node to node).
+    Session,
 }
 
 /// What a joiner needs.
@@ -115,6 +117,8 @@ pub struct ControlState {
     pub dead: Mutex<BTreeMap<u64, NodeRecord>>,
     /// The node manager, which serves drivers' sessions.
     pub node: Option<Arc<ray_core::__node::Node>>,
+    /// Where each live node listens (for the node manager's connections to its peers).
+    pub addresses: Arc<Mutex<BTreeMap<u64, SocketAddr>>>,
 }
 
 impl std::fmt::Debug for ControlState {
@@ -130,6 +134,9 @@ impl ControlState {
     /// died, for `status`). The thread ends when the returned watcher is dropped.
     pub fn follow_membership(self: &Arc<Self>) -> Result<crate::etcd::WatchStop> {
         let (nodes, revision) = membership::list_nodes(&self.etcd, &self.cluster_id)?;
+        for n in &nodes {
+            self.node_seen(n);
+        }
         let mut known: BTreeMap<u64, NodeRecord> =
             nodes.into_iter().map(|n| (n.node_id, n)).collect();
         let watcher = membership::watch_nodes(&self.etcd, &self.cluster_id, revision + 1);
@@ -147,9 +154,11 @@ impl ControlState {
                                 .lock()
                                 .unwrap_or_else(|e| e.into_inner())
                                 .remove(&n.node_id);
+                            state.node_seen(&n);
                             known.insert(n.node_id, n);
                         }
                         Some(NodeEvent::Down { node_id }) => {
+                            state.node_gone(node_id);
                             if let Some(n) = known.remove(&node_id) {
                                 tracing::warn!(
                                     "node {node_id} at {} is gone (lease ended)",
@@ -164,6 +173,9 @@ impl ControlState {
                         }
                         Some(NodeEvent::Resync) => {
                             if let Ok((nodes, _)) = membership::list_nodes(&state.etcd, &cluster) {
+                                for n in &nodes {
+                                    state.node_seen(n);
+                                }
                                 known = nodes.into_iter().map(|n| (n.node_id, n)).collect();
                             }
                         }
@@ -173,6 +185,30 @@ impl ControlState {
             })
             .map_err(|e| CliError::io("spawning the membership follower", e))?;
         Ok(stopper)
+    }
+
+    /// A node's record appeared or changed: the node manager and the address book hear.
+    fn node_seen(&self, n: &NodeRecord) {
+        if let Ok(addr) = n.address.parse::<SocketAddr>() {
+            self.addresses
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(n.node_id, addr);
+        }
+        if let (Some(node), Ok(id)) = (&self.node, u32::try_from(n.node_id)) {
+            node.node_update(id, &n.resources_total, &n.resources_available);
+        }
+    }
+
+    /// A node's lease ended.
+    fn node_gone(&self, node_id: u64) {
+        self.addresses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&node_id);
+        if let (Some(node), Ok(id)) = (&self.node, u32::try_from(node_id)) {
+            node.node_left(id);
+        }
     }
 
     /// The status report: alive nodes from etcd, then the dead ones seen.
@@ -198,6 +234,9 @@ impl ControlState {
                 Err(e) => Response::Error {
                     message: e.to_string(),
                 },
+            },
+            Request::Session => Response::Error {
+                message: "only nodes open sessions".into(),
             },
             Request::Join {
                 node_ip,
@@ -297,7 +336,7 @@ pub async fn serve(
                 match &state.node {
                     Some(node) => {
                         tracing::info!("driver {} from {addr}", conn.peer.name);
-                        node.serve_driver(conn.stream);
+                        node.serve_session(conn.stream);
                     }
                     None => tracing::warn!("driver from {addr}: no node manager on this node"),
                 }
@@ -309,6 +348,12 @@ pub async fn serve(
                 during: "(no request within the time limit)",
             })) {
                 Ok(bytes) => match serde_json::from_slice::<Request>(&bytes) {
+                    Ok(Request::Session) if conn.peer.role == Role::Node => {
+                        if let Some(node) = &state.node {
+                            node.serve_session(conn.stream);
+                        }
+                        return;
+                    }
                     Ok(request) => {
                         let peer = conn.peer.clone();
                         tracing::info!("{:?} {} from {addr}: {request:?}", peer.role, peer.name);

@@ -648,7 +648,18 @@ fn bring_up(
         &serde_json::to_vec_pretty(&node_file).map_err(|e| CliError::Pki(e.to_string()))?,
         0o600,
     )?;
-    let node = crate::node_manager::start(dir, node_id, &cluster_id, &resources_total)?;
+    let addresses = Arc::new(Mutex::new(BTreeMap::new()));
+    let reach = crate::node_manager::Reach {
+        addresses: addresses.clone(),
+        tls: ray_net::client_config(Some(ca_pem.as_bytes()), Some(&identity))?,
+        handshake: HandshakeConfig::new(
+            token.clone(),
+            Some(cluster_id.clone()),
+            Role::Node,
+            format!("node-{node_id}"),
+        ),
+    };
+    let node = crate::node_manager::start(dir, node_id, &cluster_id, &resources_total, reach)?;
     let publishing = crate::node_manager::publish_resources(node.clone(), membership.publisher())?;
     let control = Arc::new(ControlState {
         cluster_id: cluster_id.clone(),
@@ -658,6 +669,7 @@ fn bring_up(
         etcd_url,
         dead: Mutex::new(BTreeMap::new()),
         node: Some(node.clone()),
+        addresses,
     });
     let listener = {
         let _guard = runtime.enter();

@@ -5,7 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use ray_core::__node::{BinaryStore, BinaryUpload, CachedBinary, Node, NodeOptions};
+use ray_core::__node::{
+    BinaryStore, BinaryUpload, CachedBinary, Connecting, Connector, Node, NodeOptions, PeerStream,
+};
 
 use crate::binary_cache::{BinaryCache, Sha256, Upload};
 use crate::error::{CliError, Result};
@@ -58,12 +60,58 @@ impl BinaryUpload for CacheUpload {
     }
 }
 
+/// How this node's node manager reaches its peers: TLS with the cluster CA, the token
+/// handshake, then a `Session` request.
+struct DaemonConnector {
+    addresses: Arc<std::sync::Mutex<std::collections::BTreeMap<u64, std::net::SocketAddr>>>,
+    tls: Arc<rustls::ClientConfig>,
+    handshake: ray_net::HandshakeConfig,
+}
+
+impl Connector for DaemonConnector {
+    fn connect(&self, node: ray_core::NodeId) -> Connecting {
+        let addr = self
+            .addresses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(node.as_u32() as u64))
+            .copied();
+        let (tls, handshake) = (self.tls.clone(), self.handshake.clone());
+        Box::pin(async move {
+            let addr = addr.ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("{node} is not a live member of the cluster"),
+                )
+            })?;
+            let mut conn = ray_net::connect(addr, tls, &handshake)
+                .await
+                .map_err(std::io::Error::other)?;
+            let request = serde_json::to_vec(&crate::control::Request::Session)
+                .map_err(std::io::Error::other)?;
+            conn.send(&request).await.map_err(std::io::Error::other)?;
+            Ok(Box::new(conn.stream) as Box<dyn PeerStream>)
+        })
+    }
+}
+
+/// How this node's node manager reaches the others.
+pub struct Reach {
+    /// Where each live node listens.
+    pub addresses: Arc<std::sync::Mutex<std::collections::BTreeMap<u64, std::net::SocketAddr>>>,
+    /// The TLS client configuration (cluster CA, this node's certificate).
+    pub tls: Arc<rustls::ClientConfig>,
+    /// The token handshake, as a node.
+    pub handshake: ray_net::HandshakeConfig,
+}
+
 /// Starts this node's node manager.
 pub fn start(
     dir: &NodeDir,
     node_id: u64,
     cluster_id: &str,
     resources: &Resources,
+    reach: Reach,
 ) -> Result<Arc<Node>> {
     let cache = BinaryCache::open(&dir.binaries(), BINARY_CACHE_BYTES)?;
     let whole = |name: &str| resources.get(name).copied().unwrap_or(0.0).max(0.0).round() as usize;
@@ -84,6 +132,11 @@ pub fn start(
         object_store_memory: None,
         spill_root,
         binaries: Arc::new(CacheStore(cache)),
+        connector: Arc::new(DaemonConnector {
+            addresses: reach.addresses,
+            tls: reach.tls,
+            handshake: reach.handshake,
+        }),
     })
     .map_err(|e| CliError::NodeManager(e.to_string()))?;
     Ok(Arc::new(node))

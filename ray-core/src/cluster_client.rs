@@ -143,6 +143,7 @@ pub(crate) fn connect(address: &str, token: &str) -> Result<ClusterSession> {
             cluster_id,
             role: PeerRole::Driver,
             driver: Some(info),
+            node: None,
         };
         let io = |e: std::io::Error| cluster_error(address, format!("the session broke: {e}"));
         send(&mut stream, &hello).await.map_err(io)?;
@@ -249,7 +250,10 @@ async fn read_replies<R: AsyncRead + Unpin>(client: Arc<ProcessClient>, rd: R) {
                 }
             }
             ToWorker::Exit => break "the node is stopping".to_string(),
-            ToWorker::Welcome { .. } | ToWorker::Refused { .. } | ToWorker::Execute(_) => {}
+            ToWorker::Welcome { .. }
+            | ToWorker::Refused { .. }
+            | ToWorker::Execute(_)
+            | ToWorker::ActorLocation { .. } => {}
         }
     };
     client.connection_lost(&why);

@@ -33,13 +33,16 @@ pub(crate) enum Data {
     Inline(Bytes),
     /// In the node's object store: `len` bytes at `region + pad`.
     Shm { region: u64, pad: u32, len: u64 },
+    /// In the store of another node of the cluster: `len` bytes, pulled from there when a
+    /// process of this node needs them. Only node managers see this form.
+    Remote { node: crate::ids::NodeId, len: u64 },
 }
 
 impl Data {
     pub(crate) fn len(&self) -> u64 {
         match self {
             Data::Inline(b) => b.len() as u64,
-            Data::Shm { len, .. } => *len,
+            Data::Shm { len, .. } | Data::Remote { len, .. } => *len,
         }
     }
 
@@ -47,6 +50,10 @@ impl Data {
     pub(crate) fn with_bytes<R>(&self, f: impl FnOnce(&[u8]) -> R) -> Result<R> {
         match self {
             Data::Inline(b) => Ok(f(b)),
+            Data::Remote { node, .. } => Err(Error::InvalidArgument {
+                what: "object location".into(),
+                message: format!("the value is on {node}, not in this process"),
+            }),
             Data::Shm { region, pad, len } => {
                 let arena = crate::object_store::arena().ok_or_else(|| Error::ShutDown {
                     detail: " (this process has no object store any more)".into(),
@@ -71,6 +78,14 @@ pub(crate) struct Value {
 impl Value {
     pub(crate) fn len(&self) -> u64 {
         self.data.len()
+    }
+
+    /// Bytes this value takes on this node (none if it is on another).
+    pub(crate) fn local_len(&self) -> u64 {
+        match self.data {
+            Data::Remote { .. } => 0,
+            _ => self.data.len(),
+        }
     }
 
     /// Decodes the value.

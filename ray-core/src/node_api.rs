@@ -2,6 +2,7 @@
 //! project's own). In single-node mode `ray::init` starts the same node manager inside the
 //! driver; here it runs alone, and drivers attach over authenticated connections.
 
+pub use crate::node_manager::links::{Connecting, Connector, PeerStream};
 pub use crate::node_manager::remote::{BinaryStore, BinaryUpload, CachedBinary};
 
 use crate::error::{Error, Result};
@@ -32,6 +33,8 @@ pub struct NodeOptions {
     pub spill_root: PathBuf,
     /// Drivers' executables, by hash.
     pub binaries: Arc<dyn BinaryStore>,
+    /// How this node reaches the others.
+    pub connector: Arc<dyn Connector>,
 }
 
 /// A running node manager.
@@ -69,6 +72,11 @@ impl Node {
         crate::sys::raise_fd_limit();
         let inner = node_manager::start(cfg)?;
         node_manager::install_arena(&inner, object_store::DEFAULT_INLINE_MAX);
+        inner.join_cluster(node_manager::links::ClusterIo {
+            connector: opts.connector,
+            cluster_id: opts.cluster_id.clone(),
+            binaries: opts.binaries.clone(),
+        });
         Ok(Node {
             inner,
             cluster_id: opts.cluster_id,
@@ -76,13 +84,35 @@ impl Node {
         })
     }
 
-    /// Serves a driver on `stream`, a connection ray-net has authenticated (token and TLS).
-    pub fn serve_driver<S>(&self, stream: S)
+    /// Serves a session on `stream` — a driver's, or another node's — a connection ray-net
+    /// has authenticated (token and TLS).
+    pub fn serve_session<S>(&self, stream: S)
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         self.inner
-            .serve_driver(stream, self.cluster_id.clone(), self.binaries.clone());
+            .serve_session(stream, self.cluster_id.clone(), self.binaries.clone());
+    }
+
+    /// Another node's resources as it published them (it joined or they changed).
+    pub fn node_update(
+        &self,
+        node: u32,
+        total: &BTreeMap<String, f64>,
+        available: &BTreeMap<String, f64>,
+    ) {
+        self.inner
+            .run(|st| st.node_update(NodeId(node), total, available));
+    }
+
+    /// Another node left the cluster.
+    pub fn node_left(&self, node: u32) {
+        self.inner.run(|st| st.node_left(NodeId(node)));
+    }
+
+    /// Bytes of objects this node copied from others, and served to them.
+    pub fn transfer_counts(&self) -> (u64, u64) {
+        self.inner.transfer_counts()
     }
 
     /// Resources: (total, available), by name (`CPU`, `GPU`, custom).

@@ -142,6 +142,12 @@ pub fn get_slice<T: Pod>(r: &ObjectRef<Vec<T>>) -> Result<PodView<T>> {
             client.transfer_done(&ids, std::slice::from_ref(&value));
             result
         }
+        Data::Remote { .. } => {
+            client.transfer_done(&ids, std::slice::from_ref(&value));
+            Err(wrong(
+                "the node handed a value that is on another node (a bug in ray)".into(),
+            ))
+        }
         Data::Shm { region, pad, len } => {
             let arena = object_store::arena().ok_or_else(Error::shut_down)?;
             let start = region + *pad as u64;

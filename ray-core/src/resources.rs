@@ -43,6 +43,14 @@ impl Amount {
         self.0 as f64 / SCALE as f64
     }
 
+    pub(crate) fn saturating_sub(self, other: Amount) -> Amount {
+        Amount(self.0.saturating_sub(other.0))
+    }
+
+    pub(crate) fn saturating_add(self, other: Amount) -> Amount {
+        Amount(self.0.saturating_add(other.0))
+    }
+
     pub(crate) fn is_zero(self) -> bool {
         self.0 == 0
     }

@@ -220,7 +220,10 @@ fn read_loop(
             ToWorker::GetReply { req, result } => core.get_reply(req, result),
             ToWorker::WaitReply { req, ready } => core.complete(req, Reply::Wait(ready)),
             ToWorker::Allocated { req, result } => core.complete(req, Reply::Alloc(result)),
-            ToWorker::Welcome { .. } | ToWorker::Refused { .. } | ToWorker::Log { .. } => {}
+            ToWorker::Welcome { .. }
+            | ToWorker::Refused { .. }
+            | ToWorker::Log { .. }
+            | ToWorker::ActorLocation { .. } => {}
         }
     }
 }

@@ -12,9 +12,9 @@ use super::state::NodeState;
 use super::workers::WorkerState;
 use crate::codec::Value;
 use crate::error::{Error, Result};
-use crate::ids::{ActorId, IdMap, JobId, ObjectId, ProcId};
+use crate::ids::{ActorId, IdMap, JobId, NodeId, ObjectId, ProcId, RefId};
 use crate::log;
-use crate::protocol::worker::{Execute, ToWorker};
+use crate::protocol::worker::{Execute, FromWorker, ToWorker};
 use crate::protocol::{ActorSpec, ActorTaskSpec, Arg};
 use crate::resources::{Allocation, Amount, ResourceRequest};
 use std::collections::VecDeque;
@@ -32,6 +32,11 @@ pub(crate) enum ActorState {
     Creating(ProcId),
     Alive(ProcId),
     Dead(Error),
+    /// It runs on another node: calls go there (this node created it there, or learned
+    /// where it is).
+    Remote(crate::ids::NodeId),
+    /// Created by another node: asking it where the actor runs; calls wait.
+    Locating,
 }
 
 pub(crate) struct ActorEntry {
@@ -182,11 +187,11 @@ impl NodeState {
         };
         let dead = if let Some(e) = spec.invalid {
             Some(e)
-        } else if let Err(missing) = self.resources.check_feasible(&entry.resources) {
+        } else if let Err((missing, available)) = self.feasible_in_cluster(&entry.resources) {
             Some(Error::Infeasible {
                 name: entry.class.clone(),
                 requested: missing,
-                available: self.resources.describe_total(),
+                available,
             })
         } else {
             self.pin_args(&spec.args).err()
@@ -207,6 +212,7 @@ impl NodeState {
         if !self.objects.create_pending(task, from) {
             return;
         }
+        self.know_actor(spec.actor);
         let dead = match self.actors.get(spec.actor) {
             None => Some(Error::ActorDied {
                 actor: format!("actor {}", spec.actor),
@@ -346,8 +352,10 @@ impl NodeState {
         let Some(entry) = self.actors.get(actor) else {
             return;
         };
-        let ActorState::Alive(proc) = entry.state else {
-            return;
+        let proc = match entry.state {
+            ActorState::Alive(proc) => proc,
+            ActorState::Remote(node) => return self.forward_calls(actor, node),
+            _ => return,
         };
         let mut sendable: Vec<ActorCall> = Vec::new();
         let mut wait_on: Vec<ObjectId> = Vec::new();
@@ -359,7 +367,9 @@ impl NodeState {
             for (_, queue) in entry.callers.iter_mut() {
                 while let Some(call) = queue.front() {
                     let pending = call.args.iter().find_map(|a| match a {
-                        Arg::Ref(id) if objects.get(*id).is_some_and(|e| !e.is_done()) => Some(*id),
+                        Arg::Ref(id) if objects.get(*id).is_some_and(|e| !e.is_local()) => {
+                            Some(*id)
+                        }
                         _ => None,
                     });
                     if let Some(id) = pending {
@@ -371,6 +381,7 @@ impl NodeState {
             }
         }
         for id in wait_on {
+            self.ensure_local(id);
             if let Some(e) = self.objects.get_mut(id) {
                 if !e.waiters.contains(&Waiter::Actor(actor)) {
                     e.waiters.push(Waiter::Actor(actor));
@@ -501,6 +512,9 @@ impl NodeState {
             return;
         }
         let err = actor_died(&entry.class, cause);
+        if let ActorState::Remote(node) = entry.state {
+            self.send_node(node, FromWorker::KillActor { actor });
+        }
         self.actor_dead(actor, err);
     }
 
@@ -515,6 +529,14 @@ impl NodeState {
         }
         match entry.state {
             ActorState::Dead(_) => {
+                self.actors.map.remove(&actor);
+            }
+            ActorState::Remote(node) => {
+                // This node's handles are gone: it stops counting as a holder there.
+                self.actors.map.remove(&actor);
+                self.send_node(node, FromWorker::DelRef(RefId::Actor(actor)));
+            }
+            ActorState::Locating => {
                 self.actors.map.remove(&actor);
             }
             ActorState::Pending | ActorState::Starting(_) | ActorState::Creating(_) => {
@@ -537,5 +559,124 @@ impl NodeState {
                 self.schedule();
             }
         }
+    }
+}
+
+impl NodeState {
+    /// Makes sure this node has an entry for `actor`: one that asks its creator's node where it
+    /// runs, if another node made it and this node has not met it yet.
+    pub(super) fn know_actor(&mut self, actor: ActorId) {
+        let owner = actor.node();
+        if self.actors.contains(actor)
+            || owner == self.node
+            || actor.is_null()
+            || !self.cluster.knows(owner)
+        {
+            return;
+        }
+        self.actors.map.insert(
+            actor,
+            ActorEntry {
+                class: format!("actor {actor}"),
+                job: JobId::of_driver(ProcId::driver(owner)),
+                resources: ResourceRequest::default(),
+                max_concurrency: 1,
+                ctor_args: None,
+                state: ActorState::Locating,
+                alloc: None,
+                callers: Vec::new(),
+                inflight: IdMap::default(),
+                holders: Holders::default(),
+                pins: 0,
+                max_restarts: 0,
+                restarts: 0,
+            },
+        );
+        self.locate_actor(owner, actor);
+    }
+
+    /// Where `actor` runs, as this node knows it.
+    pub(super) fn actor_location(&self, actor: ActorId) -> Option<NodeId> {
+        match self.actors.get(actor)?.state {
+            ActorState::Remote(node) => Some(node),
+            ActorState::Dead(_) | ActorState::Locating => None,
+            _ => Some(self.node),
+        }
+    }
+
+    /// The actor's creator answered where it runs.
+    pub(super) fn actor_located(&mut self, actor: ActorId, at: Option<NodeId>) {
+        let Some(entry) = self.actors.get_mut(actor) else {
+            return;
+        };
+        if !matches!(entry.state, ActorState::Locating) {
+            return;
+        }
+        match at {
+            Some(node) if node != self.node => {
+                entry.state = ActorState::Remote(node);
+                // This node's handles count at the actor's node while it has any.
+                self.send_node(node, FromWorker::AddRef(RefId::Actor(actor)));
+                self.pump_actor(actor);
+                self.check_actor_scope(actor);
+            }
+            _ => {
+                let err = actor_died(&format!("actor {actor}"), "it is gone");
+                self.actor_dead(actor, err);
+            }
+        }
+    }
+
+    /// Sends the queued calls of an actor that runs on `node` there, in order.
+    fn forward_calls(&mut self, actor: ActorId, node: NodeId) {
+        let Some(entry) = self.actors.get_mut(actor) else {
+            return;
+        };
+        let mut calls = Vec::new();
+        for (_, queue) in entry.callers.iter_mut() {
+            calls.extend(queue.drain(..));
+        }
+        for call in calls {
+            let spec = ActorTaskSpec {
+                actor,
+                task: call.task,
+                method: call.method,
+                args: call.args.clone(),
+            };
+            self.send_node(node, FromWorker::SubmitActorTask(spec));
+            self.await_result(node, call.task, call.args);
+        }
+    }
+
+    /// Places a pending actor that does not fit here now on a peer with room. True if it went.
+    pub(super) fn place_actor_elsewhere(&mut self, actor: ActorId) -> bool {
+        let Some(entry) = self.actors.get(actor) else {
+            return false;
+        };
+        let args = entry.ctor_args.clone().unwrap_or_default();
+        let req = entry.resources.clone();
+        let Some(node) = self.place_elsewhere(&req, &args) else {
+            return false;
+        };
+        let entry = self.actors.get(actor).expect("present");
+        let spec = ActorSpec {
+            actor,
+            job: entry.job,
+            class: entry.class.clone(),
+            args,
+            resources: req.clone(),
+            max_concurrency: entry.max_concurrency,
+            max_restarts: entry.max_restarts,
+            invalid: None,
+        };
+        if !self.forward_actor(node, spec) {
+            return false;
+        }
+        self.actor_sent(node, &req);
+        if let Some(entry) = self.actors.get_mut(actor) {
+            entry.state = ActorState::Remote(node);
+        }
+        self.pump_actor(actor);
+        true
     }
 }

@@ -17,6 +17,8 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Peer {
     Worker(ProcId),
+    /// Another node of the cluster (this node's session there).
+    Node(crate::ids::NodeId),
 }
 
 /// An event the state machine wants to receive after a delay.
@@ -33,6 +35,24 @@ pub(crate) enum Timer {
 pub(crate) enum Effect {
     /// Send a message to a peer.
     Send(Peer, ToWorker),
+    /// Send a request to another node (over this node's session there, opened if needed).
+    SendNode(crate::ids::NodeId, crate::protocol::worker::FromWorker),
+    /// Copy object `id`'s `len` bytes from node `from`'s store into this node's `region`, then
+    /// call `pull_done`.
+    Pull {
+        id: crate::ids::ObjectId,
+        from: crate::ids::NodeId,
+        len: u64,
+        region: u64,
+    },
+    /// Make sure the executable of `job` (`sha256`, `size`) is in the binary cache, fetching it
+    /// from node `from` if not, then call `job_ready`.
+    EnsureJob {
+        job: crate::ids::JobId,
+        from: crate::ids::NodeId,
+        sha256: [u8; 32],
+        size: u64,
+    },
     /// Start a worker process for `proc`, running `exe`; its output goes to the connection of
     /// `log_to` (a remote driver) if given, else to this process's.
     StartWorker {
@@ -66,6 +86,7 @@ impl Effect {
         matches!(
             self,
             Effect::Send(..)
+                | Effect::SendNode(..)
                 | Effect::StartWorker { .. }
                 | Effect::Kill(_)
                 | Effect::Disconnect(_)
@@ -78,10 +99,13 @@ impl std::fmt::Debug for Effect {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Effect::Send(p, m) => write!(f, "Send({p:?}, {m:?})"),
+            Effect::SendNode(n, m) => write!(f, "SendNode({n:?}, {m:?})"),
+            Effect::Pull { id, from, len, .. } => write!(f, "Pull({id:?} from {from:?}, {len})"),
             Effect::StartWorker { proc, gpu_ids, .. } => {
                 write!(f, "StartWorker({proc:?}, {gpu_ids:?})")
             }
             Effect::Kill(p) => write!(f, "Kill({p:?})"),
+            Effect::EnsureJob { job, from, .. } => write!(f, "EnsureJob({job:?} from {from:?})"),
             Effect::Disconnect(p) => write!(f, "Disconnect({p:?})"),
             Effect::Forget(p) => write!(f, "Forget({p:?})"),
             Effect::Timer(d, t) => write!(f, "Timer({d:?}, {t:?})"),

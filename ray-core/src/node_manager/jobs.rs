@@ -20,11 +20,21 @@ pub(crate) struct Job {
     pub driver: Option<ProcId>,
     /// Keeps its executable in the binary cache while it runs.
     pin: Option<Box<dyn std::any::Any + Send + Sync>>,
+    /// SHA-256 and size of its executable, when known by hash (to announce it to other nodes).
+    pub binary: Option<([u8; 32], u64)>,
+}
+
+/// A job another node announced, whose executable is being fetched.
+struct Fetching {
+    fingerprint: u64,
+    sha256: [u8; 32],
+    size: u64,
 }
 
 #[derive(Default)]
 pub(crate) struct Jobs {
     map: IdMap<JobId, Job>,
+    fetching: IdMap<JobId, Fetching>,
 }
 
 impl Jobs {
@@ -37,6 +47,46 @@ impl Jobs {
         if let Some(j) = self.map.get_mut(&job) {
             j.pin = Some(pin);
         }
+    }
+
+    /// The job's executable's hash and size.
+    pub(crate) fn set_binary(&mut self, job: JobId, sha256: [u8; 32], size: u64) {
+        if let Some(j) = self.map.get_mut(&job) {
+            j.binary = Some((sha256, size));
+        }
+    }
+
+    /// Starts fetching an announced job's executable; false if that is under way already.
+    pub(crate) fn start_fetch(
+        &mut self,
+        job: JobId,
+        fingerprint: u64,
+        sha256: [u8; 32],
+        size: u64,
+    ) -> bool {
+        if self.fetching.contains_key(&job) {
+            return false;
+        }
+        self.fetching.insert(
+            job,
+            Fetching {
+                fingerprint,
+                sha256,
+                size,
+            },
+        );
+        true
+    }
+
+    pub(crate) fn is_fetching(&self, job: JobId) -> bool {
+        self.fetching.contains_key(&job)
+    }
+
+    /// The fetch ended: the job's fingerprint, hash and size.
+    pub(crate) fn fetched(&mut self, job: JobId) -> Option<(u64, [u8; 32], u64)> {
+        self.fetching
+            .remove(&job)
+            .map(|f| (f.fingerprint, f.sha256, f.size))
     }
 
     /// The job whose driver is `proc`, if it is a driver attached here.
@@ -65,6 +115,7 @@ impl NodeState {
                 fingerprint,
                 driver,
                 pin: None,
+                binary: None,
             },
         );
     }

@@ -13,6 +13,8 @@
 //! This file dispatches a worker's messages, after checking each against who sent it.
 
 mod actors;
+mod borrow;
+mod cluster;
 mod conn;
 
 mod effects;
@@ -20,8 +22,10 @@ pub(crate) mod exits;
 #[cfg(feature = "testing")]
 pub(crate) mod fuzz;
 mod jobs;
+pub(crate) mod links;
 mod local;
 mod objects;
+mod peers;
 pub(crate) mod remote;
 mod requests;
 mod runtime;
@@ -62,6 +66,12 @@ impl NodeState {
             return;
         };
         if w.banned {
+            return;
+        }
+        if let Some(node) = self.peer_of(from) {
+            if let Err(what) = self.handle_peer(from, node, msg) {
+                self.violation(from, &what);
+            }
             return;
         }
         let outcome = match (w.connected, msg) {
@@ -152,6 +162,9 @@ impl NodeState {
             }
             FromWorker::Release(ids) => self.release_mapped(from, &ids)?,
             FromWorker::CancelGet { req } => self.cancel_get(from, req),
+            FromWorker::Job { .. } | FromWorker::LocateActor { .. } | FromWorker::Log { .. } => {
+                return Err("a message only nodes send".into());
+            }
         }
         Ok(())
     }

@@ -10,7 +10,7 @@
 use super::state::NodeState;
 use crate::codec::{Data, Value};
 use crate::error::{Error, Result};
-use crate::ids::{ActorId, IdMap, ObjectId, ProcId, RefId, RequestKey};
+use crate::ids::{ActorId, IdMap, NodeId, ObjectId, ProcId, RefId, RequestKey};
 use crate::protocol::Arg;
 
 /// Per-process reference counts (a process counts once per `AddRef`).
@@ -93,6 +93,11 @@ pub(crate) struct ObjectEntry {
     /// Processes reading it from the store right now (no spilling until they `Release`).
     pub mapped: Holders,
     pub waiters: Vec<Waiter>,
+    /// Owned by another node: this entry borrows it (its owner counts this node as a holder
+    /// until the entry goes).
+    pub held_at: Option<NodeId>,
+    /// Its bytes are being copied here from the node that has them.
+    pub pulling: bool,
 }
 
 impl ObjectEntry {
@@ -103,6 +108,15 @@ impl ObjectEntry {
 
     pub(crate) fn is_done(&self) -> bool {
         !matches!(self.state, ObjState::Pending)
+    }
+
+    /// Done, and its bytes (if any) are on this node.
+    pub(crate) fn is_local(&self) -> bool {
+        match &self.state {
+            ObjState::Pending => false,
+            ObjState::Ready(v) => !matches!(v.data, Data::Remote { .. }),
+            ObjState::Spilled { .. } | ObjState::Failed(_) => true,
+        }
     }
 
     /// Whether the store may move it to disk now.
@@ -140,6 +154,29 @@ impl ObjectDirectory {
                     in_use: 0,
                     mapped: Holders::default(),
                     waiters: Vec::new(),
+                    held_at: None,
+                    pulling: false,
+                });
+                true
+            }
+        }
+    }
+
+    /// An entry for an object owned by node `owner`, about to be held or pinned here. False if
+    /// the id is known here already.
+    pub(crate) fn create_borrowed(&mut self, id: ObjectId, owner: NodeId) -> bool {
+        match self.map.entry(id) {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(ObjectEntry {
+                    state: ObjState::Pending,
+                    holders: Holders::default(),
+                    pins: 0,
+                    in_use: 0,
+                    mapped: Holders::default(),
+                    waiters: Vec::new(),
+                    held_at: Some(owner),
+                    pulling: false,
                 });
                 true
             }
@@ -158,7 +195,7 @@ impl ObjectDirectory {
             return None;
         }
         if let Ok(v) = &result {
-            self.bytes += v.len();
+            self.bytes += v.local_len();
         }
         entry.state = match result {
             Ok(v) => ObjState::Ready(v),
@@ -245,7 +282,7 @@ impl ObjectDirectory {
         if self.map.get(&id)?.unreferenced() {
             let entry = self.map.remove(&id)?;
             match &entry.state {
-                ObjState::Ready(v) => self.bytes -= v.len(),
+                ObjState::Ready(v) => self.bytes -= v.local_len(),
                 ObjState::Spilled { len, .. } => self.bytes -= len,
                 _ => {}
             }
@@ -260,6 +297,11 @@ impl ObjectDirectory {
         self.map.len()
     }
 
+    /// A value became local (pulled here): its bytes count.
+    pub(crate) fn add_bytes(&mut self, n: u64) {
+        self.bytes += n;
+    }
+
     /// Bytes of ready values held.
     pub(crate) fn bytes(&self) -> u64 {
         self.bytes
@@ -270,9 +312,14 @@ impl NodeState {
     pub(crate) fn add_ref(&mut self, from: ProcId, id: RefId) {
         match id {
             RefId::Object(o) => {
+                // A reference to another node's object makes this node borrow it.
+                self.know(o);
                 self.objects.add_holder(o, from);
             }
-            RefId::Actor(a) => self.actors.add_holder(a, from),
+            RefId::Actor(a) => {
+                self.know_actor(a);
+                self.actors.add_holder(a, from);
+            }
         }
     }
 
@@ -319,7 +366,7 @@ impl NodeState {
             match id {
                 RefId::Object(o) => {
                     if let Some(freed) = self.objects.unpin(o) {
-                        self.release_storage(o, &freed.state);
+                        self.dropped(o, &freed);
                         work.extend(freed.contained());
                     }
                 }
@@ -333,8 +380,20 @@ impl NodeState {
 
     /// An object left the directory: give back its storage and what it kept alive.
     pub(super) fn object_freed(&mut self, id: ObjectId, entry: ObjectEntry) {
-        self.release_storage(id, &entry.state);
+        self.dropped(id, &entry);
         self.release_refs(entry.contained());
+    }
+
+    /// What an object that left the directory held outside it: its storage, and its owner's
+    /// count of this node as a holder.
+    fn dropped(&mut self, id: ObjectId, entry: &ObjectEntry) {
+        self.release_storage(id, &entry.state);
+        if let Some(owner) = entry.held_at {
+            self.send_node(
+                owner,
+                crate::protocol::worker::FromWorker::DelRef(RefId::Object(id)),
+            );
+        }
     }
 
     /// Pins what task arguments refer to, until the task is done; referenced objects are also
@@ -399,8 +458,8 @@ impl NodeState {
         let mut missing = 0;
         for arg in args {
             if let Arg::Ref(id) = arg {
-                if let Some(e) = self.objects.get_mut(*id) {
-                    if !e.is_done() {
+                if !self.ensure_local(*id) {
+                    if let Some(e) = self.objects.get_mut(*id) {
                         if !once || !e.waiters.contains(&waiter) {
                             e.waiters.push(waiter);
                         }
@@ -447,12 +506,20 @@ impl NodeState {
         self.seal(from, value)
     }
 
-    /// Sets an object's value (or error), tells its waiters, and pins what it contains.
+    /// Sets an object's value (or error), tells its waiters, and pins what it contains. A value
+    /// that is on another node is pulled here first for the waiters that need its bytes.
     pub(super) fn complete_object(&mut self, id: ObjectId, result: Result<Value>) {
         let (contained, data) = match &result {
             Ok(v) => (v.contained.clone(), Some(v.clone())),
             Err(_) => (Vec::new(), None),
         };
+        let remote = matches!(
+            &data,
+            Some(Value {
+                data: Data::Remote { .. },
+                ..
+            })
+        );
         let waiters = self.objects.complete(id, result);
         if let Some(v) = &data {
             self.stored(id, v, waiters.is_some());
@@ -461,11 +528,16 @@ impl NodeState {
             for c in contained {
                 self.pin_ref(c);
             }
+            let waiters = if remote {
+                self.wait_for_pull(id, waiters)
+            } else {
+                waiters
+            };
             self.notify(id, waiters);
         }
     }
 
-    fn notify(&mut self, id: ObjectId, waiters: Vec<Waiter>) {
+    pub(super) fn notify(&mut self, id: ObjectId, waiters: Vec<Waiter>) {
         let mut sched = false;
         let failed = matches!(
             self.objects.get(id).map(|e| &e.state),

@@ -8,6 +8,7 @@
 
 use super::runtime::Inner;
 use crate::codec;
+
 use crate::ids::ProcId;
 use crate::log;
 use crate::protocol::node::{DriverInfo, Handshake, NodeMessage, NodeRefusal, PeerRole};
@@ -96,8 +97,9 @@ async fn receive_binary<S: AsyncRead + AsyncWrite + Unpin>(
     upload.finish().map_err(bad)
 }
 
-/// Serves a driver's session on `stream` until it ends.
-pub(crate) async fn serve_driver<S>(
+/// Serves a session on `stream` (a driver's, or another node's control or data session)
+/// until it ends.
+pub(crate) async fn serve_session<S>(
     node: Weak<Inner>,
     mut stream: S,
     cluster_id: String,
@@ -115,6 +117,21 @@ pub(crate) async fn serve_driver<S>(
     let mut handshake = Handshake::AwaitingHello;
     let refusal = match handshake.receive(&hello, &cluster_id) {
         Ok((PeerRole::Driver, Some(info))) if info.size > 0 => Ok(info),
+        Ok((PeerRole::Node, _)) => {
+            let NodeMessage::Hello {
+                node: Some((peer, data)),
+                ..
+            } = hello
+            else {
+                return;
+            };
+            if data {
+                serve_data(node, stream, peer, store).await;
+            } else {
+                serve_peer(node, stream, peer).await;
+            }
+            return;
+        }
         Ok(_) => Err(NodeRefusal::NoHello),
         Err(reason) => Err(reason),
     };
@@ -141,7 +158,7 @@ pub(crate) async fn serve_driver<S>(
     };
     let Some(n) = node.upgrade() else { return };
     let (outbox, rx) = StreamOutbox::new();
-    let attached = n.run(|st| st.attach_driver(info.fingerprint, binary.path, binary.pin));
+    let attached = n.run(|st| st.attach_driver(&info, binary.path, binary.pin));
     let Some((proc, job)) = attached else {
         let reason = NodeRefusal::Unavailable {
             reason: "the node is shutting down".into(),
@@ -197,4 +214,130 @@ async fn read_driver<R: AsyncRead + Unpin>(node: Weak<Inner>, proc: ProcId, rd: 
     if let Some(n) = node.upgrade() {
         n.run(|st| st.driver_gone(proc));
     }
+}
+
+/// Serves another node's control session: its requests, like a client's.
+async fn serve_peer<S>(node: Weak<Inner>, mut stream: S, peer: crate::ids::NodeId)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Some(n) = node.upgrade() else { return };
+    let Some(proc) = n.run(|st| st.attach_peer(peer)) else {
+        let reason = NodeRefusal::Unavailable {
+            reason: "the node is shutting down".into(),
+        };
+        let _ = send(&mut stream, &NodeMessage::Refused { reason }).await;
+        return;
+    };
+    let welcome = NodeMessage::Welcome {
+        node: proc.node,
+        proc: Some(proc),
+        job: None,
+    };
+    if send(&mut stream, &welcome).await.is_err() {
+        n.run(|st| st.peer_gone(proc));
+        return;
+    }
+    log::info!("{peer} opened a session here as {proc}");
+    let (outbox, rx) = StreamOutbox::new();
+    n.add_connection(proc, Conn::Stream(outbox));
+    drop(n);
+    let (rd, wr) = tokio::io::split(stream);
+    tokio::spawn(StreamOutbox::run_writer(rx, wr));
+    let mut rd = tokio::io::BufReader::with_capacity(64 * 1024, rd);
+    let mut buf = Vec::new();
+    while let Ok(Some(())) = transport::read_frame_async(&mut rd, &mut buf, MAX_FROM_WORKER).await {
+        let Some(n) = node.upgrade() else { return };
+        match transport::decode_frame::<FromWorker>(&buf) {
+            Ok(msg) => n.run(|st| st.handle(proc, msg)),
+            Err(e) => {
+                log::warn!("{peer} sent a message that does not decode: {e}");
+                break;
+            }
+        }
+        if buf.capacity() > 1 << 20 {
+            buf = Vec::new();
+        }
+    }
+    if let Some(n) = node.upgrade() {
+        n.run(|st| st.peer_gone(proc));
+    }
+}
+
+/// Serves another node's data session: bytes of stored objects and of cached executables.
+async fn serve_data<S>(
+    node: Weak<Inner>,
+    mut stream: S,
+    peer: crate::ids::NodeId,
+    store: Arc<dyn BinaryStore>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    use crate::protocol::node::{DataReply, DataRequest};
+    let Some(n) = node.upgrade() else { return };
+    let welcome = NodeMessage::Welcome {
+        node: n.node_id(),
+        proc: None,
+        job: None,
+    };
+    drop(n);
+    if send(&mut stream, &welcome).await.is_err() {
+        return;
+    }
+    let (rd, mut wr) = tokio::io::split(stream);
+    let mut rd = tokio::io::BufReader::with_capacity(64 * 1024, rd);
+    let mut buf = Vec::new();
+    while let Ok(Some(())) = transport::read_frame_async(&mut rd, &mut buf, HELLO_MAX).await {
+        let Ok(request) = codec::decode_frame::<DataRequest>(&buf) else {
+            log::warn!("{peer} sent a data request that does not decode");
+            break;
+        };
+        let Some(n) = node.upgrade() else { return };
+        let (req, result) = match request {
+            DataRequest::Fetch {
+                req,
+                id,
+                offset,
+                len,
+            } => (req, n.read_object(id, offset, len)),
+            DataRequest::FetchBinary {
+                req,
+                sha256,
+                offset,
+                len,
+            } => (req, read_binary(&*store, &sha256, offset, len)),
+        };
+        if let Ok(bytes) = &result {
+            n.count_served(bytes.len() as u64);
+        }
+        drop(n);
+        let mut frame = Vec::new();
+        if codec::encode_frame(&DataReply::Bytes { req, result }, &mut frame).is_err()
+            || wr.write_all(&frame).await.is_err()
+            || wr.flush().await.is_err()
+        {
+            break;
+        }
+    }
+}
+
+/// `len` bytes of a cached executable from `offset`.
+fn read_binary(
+    store: &dyn BinaryStore,
+    sha256: &[u8; 32],
+    offset: u64,
+    len: u64,
+) -> Result<bytes::Bytes, String> {
+    use std::io::{Read, Seek};
+    let found = store
+        .find(sha256)?
+        .ok_or("this node does not have that executable")?;
+    let mut f = std::fs::File::open(&found.path).map_err(|e| e.to_string())?;
+    f.seek(std::io::SeekFrom::Start(offset))
+        .map_err(|e| e.to_string())?;
+    let mut out = Vec::with_capacity(len.min(BINARY_CHUNK as u64) as usize);
+    f.take(len.min(BINARY_CHUNK as u64))
+        .read_to_end(&mut out)
+        .map_err(|e| e.to_string())?;
+    Ok(bytes::Bytes::from(out))
 }

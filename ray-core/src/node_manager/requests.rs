@@ -79,6 +79,11 @@ impl Requests {
         })
     }
 
+    /// Where request `key` is answered.
+    pub(super) fn reply_of(&self, key: RequestKey) -> Option<&Reply> {
+        self.map.get(&key).map(|r| &r.reply)
+    }
+
     /// Requests that lend `proc`'s CPU stop doing so (its task ended).
     pub(super) fn forget_blocked(&mut self, proc: ProcId) {
         for r in self.map.values_mut() {
@@ -115,11 +120,23 @@ impl NodeState {
         distinct.dedup();
         let mut not_done = Vec::new();
         let mut any_failed = false;
+        // Only other nodes take a value where it is; everyone else gets it here first.
+        let peer = matches!(reply, Reply::Remote { proc, .. } if self.is_peer_session(proc));
+        let here = kind == ReqKind::Get && !peer;
         for id in &distinct {
+            // A process here may read another node's object: this node borrows it. (A node
+            // asking here asks about what it made or what it knows is here.)
+            if !peer {
+                self.know(*id);
+            }
             match self.objects.get(*id).map(|e| &e.state) {
                 Some(ObjState::Pending) => not_done.push(*id),
                 Some(ObjState::Failed(_)) | None => any_failed = true,
-                Some(ObjState::Ready(_) | ObjState::Spilled { .. }) => {}
+                Some(ObjState::Ready(_) | ObjState::Spilled { .. }) => {
+                    if here && !self.ensure_local(*id) {
+                        not_done.push(*id);
+                    }
+                }
             }
         }
         let need = match kind {
@@ -228,6 +245,7 @@ impl NodeState {
                         .collect_values(&r.ids, reader)
                         .and_then(|v| v.ok_or_else(|| Error::object_lost(r.ids[0], "not ready")));
                     let result = match result {
+                        Ok(values) if self.is_peer_session(proc) => Ok(self.located(values)),
                         Ok(values) if remote => Ok(self.inlined(values)),
                         other => other,
                     };
@@ -272,7 +290,7 @@ impl NodeState {
         for v in values {
             let size = match &v.data {
                 Data::Inline(b) => b.len() as u64,
-                Data::Shm { .. } => 32,
+                Data::Shm { .. } | Data::Remote { .. } => 32,
             } + 16 * v.contained.len() as u64;
             if bytes.saturating_add(size) > REPLY_CHUNK && !part.is_empty() {
                 let values = std::mem::take(&mut part);

@@ -12,6 +12,7 @@
 
 use super::conn;
 use super::effects::{Effect, Peer, Timer};
+use super::links::{self, ClusterIo, DataLink};
 use super::spawn::{SpawnRequest, SpawnerConfig, spawner_main};
 use super::state::{NodeState, Settings};
 use super::store::{SpillDir, Store, remove_stale_spill_dirs};
@@ -21,8 +22,9 @@ use crate::log;
 use crate::object_store::{self, Arena};
 use crate::protocol::worker::ToWorker;
 use crate::resources::{Amount, NodeResources};
-use crate::transport::Conn;
+use crate::transport::{Conn, StreamOutbox};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -60,6 +62,14 @@ pub(crate) struct Inner {
     spawner: Mutex<Option<JoinHandle<()>>>,
     gpu_detector: Option<fn() -> usize>,
     arena: Arc<Arena>,
+    node: NodeId,
+    /// How to reach other nodes, in a cluster.
+    cluster: Mutex<Option<Arc<ClusterIo>>>,
+    /// This node's data sessions at other nodes.
+    data_links: Mutex<IdMap<NodeId, Arc<DataLink>>>,
+    /// Bytes of objects copied here from other nodes, and from here to them.
+    pulled: AtomicU64,
+    served: AtomicU64,
 }
 
 /// The handles effects act on.
@@ -67,6 +77,8 @@ pub(crate) struct Inner {
 struct Io {
     conns: IdMap<ProcId, Conn>,
     killers: IdMap<ProcId, Arc<tokio::sync::Notify>>,
+    /// This node's control sessions at other nodes.
+    nodes: IdMap<NodeId, StreamOutbox>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -106,6 +118,11 @@ pub(crate) fn start(cfg: NodeConfig) -> Result<NodeManager> {
         spawner: Mutex::new(None),
         gpu_detector: cfg.gpu_detector,
         arena: arena.clone(),
+        node: cfg.node,
+        cluster: Mutex::new(None),
+        data_links: Mutex::new(IdMap::default()),
+        pulled: AtomicU64::new(0),
+        served: AtomicU64::new(0),
     });
     let spawner_cfg = SpawnerConfig {
         log_to_driver: cfg.log_to_driver,
@@ -197,7 +214,7 @@ impl NodeManager {
 
     /// Serves a driver's session on `stream`, an authenticated connection from another machine
     /// (on this node's runtime).
-    pub(crate) fn serve_driver<S>(
+    pub(crate) fn serve_session<S>(
         &self,
         stream: S,
         cluster_id: String,
@@ -206,9 +223,22 @@ impl NodeManager {
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let weak = Arc::downgrade(&self.inner);
-        self.inner
-            .handle
-            .spawn(super::remote::serve_driver(weak, stream, cluster_id, store));
+        self.inner.handle.spawn(super::remote::serve_session(
+            weak, stream, cluster_id, store,
+        ));
+    }
+
+    /// Takes part in a cluster: reaches other nodes through `connector`.
+    pub(crate) fn join_cluster(&self, io: ClusterIo) {
+        *lock(&self.inner.cluster) = Some(Arc::new(io));
+    }
+
+    /// Bytes of objects copied here from other nodes, and from here to them.
+    pub(crate) fn transfer_counts(&self) -> (u64, u64) {
+        (
+            self.inner.pulled.load(Ordering::Relaxed),
+            self.inner.served.load(Ordering::Relaxed),
+        )
     }
 
     /// Process ids of the current workers.
@@ -238,6 +268,77 @@ impl Inner {
             self.execute_unordered(effects);
         }
         r
+    }
+
+    pub(super) fn node_id(&self) -> NodeId {
+        self.node
+    }
+
+    pub(super) fn arena(&self) -> &Arc<Arena> {
+        &self.arena
+    }
+
+    pub(super) fn cluster_io(&self) -> Option<Arc<ClusterIo>> {
+        lock(&self.cluster).clone()
+    }
+
+    pub(super) fn data_link(&self, node: NodeId) -> Option<Arc<DataLink>> {
+        lock(&self.data_links).get(&node).cloned()
+    }
+
+    /// Records a new data session; if another was recorded meanwhile, that one is used.
+    pub(super) fn set_data_link(&self, node: NodeId, link: Arc<DataLink>) -> Arc<DataLink> {
+        lock(&self.data_links).entry(node).or_insert(link).clone()
+    }
+
+    pub(super) fn forget_data_link(&self, node: NodeId, link: &Arc<DataLink>) {
+        let mut links = lock(&self.data_links);
+        if links.get(&node).is_some_and(|l| Arc::ptr_eq(l, link)) {
+            links.remove(&node);
+        }
+    }
+
+    /// This node's control session at `node` ended: the next message opens a new one.
+    pub(super) fn forget_node(&self, node: NodeId) {
+        lock(&self.io).nodes.remove(&node);
+    }
+
+    pub(super) fn count_pulled(&self, bytes: u64) {
+        self.pulled.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// `len` bytes of object `id`'s value from `offset`, for another node: the object is held
+    /// against freeing and spilling while they are copied out of the store.
+    pub(super) fn read_object(
+        self: &Arc<Self>,
+        id: crate::ids::ObjectId,
+        offset: u64,
+        len: u64,
+    ) -> std::result::Result<bytes::Bytes, String> {
+        let source = self.run(|st| st.read_for_peer(id))?;
+        let out = match source {
+            super::store::PeerRead::Inline(bytes) => {
+                let start = (offset as usize).min(bytes.len());
+                let end = (offset.saturating_add(len) as usize).min(bytes.len());
+                Ok(bytes.slice(start..end))
+            }
+            super::store::PeerRead::Stored { start, len: total } => {
+                if offset.checked_add(len).is_none_or(|end| end > total) {
+                    Err(format!("bytes {offset}..+{len} of a {total}-byte object"))
+                } else {
+                    // SAFETY: `read_for_peer` counted a reader on the object, so its region
+                    // stays allocated, sealed and in memory until `read_done` below.
+                    let slice = unsafe { self.arena.slice(start + offset, len) };
+                    Ok(bytes::Bytes::copy_from_slice(slice))
+                }
+            }
+        };
+        self.run(|st| st.read_done(id));
+        out
+    }
+
+    pub(super) fn count_served(&self, bytes: u64) {
+        self.served.fetch_add(bytes, Ordering::Relaxed);
     }
 
     /// A worker's connection is ready: messages to it go out through `outbox`.
@@ -301,9 +402,23 @@ impl Inner {
                         k.notify_one();
                     }
                 }
+                Effect::SendNode(node, msg) => {
+                    let link = io
+                        .nodes
+                        .entry(node)
+                        .or_insert_with(|| links::open_control(self, node));
+                    if let Err(e) = link.send(&msg) {
+                        log::error!("cannot send a message to {node}: {e}");
+                    }
+                }
                 Effect::Disconnect(Peer::Worker(p)) => {
                     if let Some(conn) = io.conns.remove(&p) {
                         conn.close();
+                    }
+                }
+                Effect::Disconnect(Peer::Node(n)) => {
+                    if let Some(link) = io.nodes.remove(&n) {
+                        link.close();
                     }
                 }
                 Effect::Forget(p) => {
@@ -335,6 +450,24 @@ impl Inner {
                     });
                 }
                 Effect::DetectGpus => self.detect_gpus(),
+                Effect::Pull {
+                    id,
+                    from,
+                    len,
+                    region,
+                } => {
+                    self.handle
+                        .spawn(links::pull(self.clone(), id, from, len, region));
+                }
+                Effect::EnsureJob {
+                    job,
+                    from,
+                    sha256,
+                    size,
+                } => {
+                    self.handle
+                        .spawn(links::ensure_job(self.clone(), job, from, sha256, size));
+                }
                 Effect::Wake(slot) => slot.fill(()),
                 Effect::Resolve(slot, result) => slot.fill(result),
                 Effect::WorkersChanged => self.workers_changed.notify_all(),

@@ -56,6 +56,19 @@ impl ReadyQueue {
         out
     }
 
+    /// The queued tasks of each shape that did not fit here, in order, shape by shape.
+    pub(crate) fn waiting(&self) -> Vec<(ResourceRequest, Vec<ObjectId>)> {
+        self.shapes
+            .iter()
+            .map(|(s, q)| (s.clone(), q.iter().copied().collect()))
+            .collect()
+    }
+
+    /// Removes one task (it went elsewhere).
+    pub(crate) fn remove(&mut self, task: ObjectId) {
+        self.retain(|t| *t != task);
+    }
+
     /// Keeps only the tasks for which `keep` is true.
     pub(crate) fn retain(&mut self, mut keep: impl FnMut(&ObjectId) -> bool) {
         for (_, q) in &mut self.shapes {
@@ -85,12 +98,36 @@ impl NodeState {
                 for (task, alloc) in self.scheduler.queue.take_fitting(&mut self.resources) {
                     self.assign_task(task, alloc);
                 }
+                self.spill_to_peers();
             }
             if !self.scheduler.again {
                 break;
             }
         }
         self.scheduler.running = false;
+    }
+
+    /// Queued tasks that do not fit here now go to peers with room (Ray's spillback), in order
+    /// per shape; the rest keep waiting here.
+    fn spill_to_peers(&mut self) {
+        if self.cluster.is_empty() {
+            return;
+        }
+        for (shape, tasks) in self.scheduler.queue.waiting() {
+            for task in tasks {
+                let args = match self.tasks.get(task) {
+                    Some(t) => t.spec.args.clone(),
+                    None => continue,
+                };
+                let Some(node) = self.place_elsewhere(&shape, &args) else {
+                    break;
+                };
+                if !self.forward_task(task, node) {
+                    break;
+                }
+                self.scheduler.queue.remove(task);
+            }
+        }
     }
 
     fn schedule_actors(&mut self) {
@@ -127,6 +164,7 @@ impl NodeState {
                         }
                     }
                 }
+                None if self.place_actor_elsewhere(a) => {}
                 None => still_pending.push_back(a),
             }
         }

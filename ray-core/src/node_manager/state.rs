@@ -12,14 +12,18 @@
 //! | `store` | shared-memory allocation, sealing, spilling | [`super::store`] |
 //! | `scheduler` | ready queue, scheduling passes, GPU count | [`super::scheduler`] |
 //! | `resources` | the node's resources, free and total | [`crate::resources`] |
+//! | `cluster` | other nodes' resources, placement elsewhere | [`super::cluster`] |
+//! | `peers` | work sent to other nodes, their sessions here | [`super::peers`] |
 //!
 //! This module does no I/O: handlers push [`Effect`]s into `effects`, which the
 //! [`NodeManager`](super::NodeManager) carries out after releasing the lock.
 
 use super::actors::Actors;
+use super::cluster::Cluster;
 use super::effects::{Effect, Peer};
 use super::jobs::Jobs;
 use super::objects::ObjectDirectory;
+use super::peers::Peers;
 use super::requests::Requests;
 use super::scheduler::Scheduler;
 use super::store::Store;
@@ -49,6 +53,8 @@ pub(crate) struct NodeState {
     pub store: Store,
     pub scheduler: Scheduler,
     pub resources: NodeResources,
+    pub cluster: Cluster,
+    pub peers: Peers,
     pub shutting_down: bool,
     /// What to do once the lock is released, in order.
     pub effects: Vec<Effect>,
@@ -73,6 +79,8 @@ impl NodeState {
             store,
             scheduler: Scheduler::default(),
             resources,
+            cluster: Cluster::default(),
+            peers: Peers::default(),
             shutting_down: false,
             effects: Vec::new(),
         }

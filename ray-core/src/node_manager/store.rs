@@ -350,7 +350,25 @@ impl NodeState {
                         contained: v.contained,
                     }
                 }
-                Data::Inline(_) => v,
+                Data::Inline(_) | Data::Remote { .. } => v,
+            })
+            .collect()
+    }
+
+    /// Values as another node receives them: stored ones by where they are (this node), so
+    /// that it pulls their bytes only if one of its processes needs them.
+    pub(super) fn located(&self, values: Vec<Value>) -> Vec<Value> {
+        values
+            .into_iter()
+            .map(|v| match v.data {
+                Data::Shm { len, .. } => Value {
+                    data: Data::Remote {
+                        node: self.node,
+                        len,
+                    },
+                    contained: v.contained,
+                },
+                _ => v,
             })
             .collect()
     }
@@ -381,6 +399,61 @@ impl NodeState {
                 len,
             },
             contained: value.contained,
+        }
+    }
+
+    /// A region allocated here for a pull is written: it is sealed (nobody writes it again).
+    pub(super) fn seal_region(&mut self, region: u64) {
+        self.store.pending.remove(&region);
+    }
+
+    /// A region allocated here for a pull is not needed (the copy failed or the object went).
+    pub(super) fn abandon_region(&mut self, region: u64) {
+        if let Some((_, size)) = self.store.pending.remove(&region) {
+            self.store.free(region, size);
+        }
+    }
+
+    /// A value just placed in the store takes its turn in the spill order.
+    pub(super) fn store_resident(&mut self, id: ObjectId) {
+        self.store.resident.push_back(id);
+    }
+
+    /// Where another node reads `id`'s bytes from; it stays in memory until `read_done`.
+    pub(crate) fn read_for_peer(&mut self, id: ObjectId) -> std::result::Result<PeerRead, String> {
+        let reader = peer_reader(self.node);
+        match self.load(id, Some(reader)) {
+            Ok(Some(Value {
+                data: Data::Inline(bytes),
+                ..
+            })) => Ok(PeerRead::Inline(bytes)),
+            Ok(Some(Value {
+                data: Data::Shm { region, pad, len },
+                ..
+            })) => Ok(PeerRead::Stored {
+                start: region + pad as u64,
+                len,
+            }),
+            Ok(Some(_)) => {
+                let _ = self.release_mapped(reader, &[id]);
+                Err(format!("object {id} is not on this node"))
+            }
+            Ok(None) => Err(format!("object {id} is not ready")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Another node finished reading `id`.
+    pub(crate) fn read_done(&mut self, id: ObjectId) {
+        let stored = matches!(
+            self.objects.get(id).map(|e| &e.state),
+            Some(ObjState::Ready(Value {
+                data: Data::Shm { .. },
+                ..
+            }))
+        );
+        if stored {
+            let _ = self.release_mapped(peer_reader(self.node), &[id]);
         }
     }
 
@@ -560,4 +633,19 @@ pub(crate) fn remove_stale_spill_dirs(root: &Path) {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
+}
+
+/// Where another node reads an object's bytes.
+pub(crate) enum PeerRead {
+    Inline(bytes::Bytes),
+    /// `len` bytes at `start` in this node's store.
+    Stored {
+        start: u64,
+        len: u64,
+    },
+}
+
+/// The reader other nodes count as while they copy from this node's store.
+fn peer_reader(node: crate::ids::NodeId) -> ProcId {
+    ProcId::new(node, u32::MAX)
 }

@@ -26,7 +26,13 @@ pub(crate) struct TaskEntry {
 pub(crate) enum TaskState {
     WaitingDeps,
     Queued,
-    Assigned { alloc: Allocation },
+    Assigned {
+        alloc: Allocation,
+    },
+    /// Sent to another node to run there.
+    Forwarded {
+        node: crate::ids::NodeId,
+    },
 }
 
 #[derive(Default)]
@@ -43,12 +49,19 @@ impl Tasks {
         self.map.contains_key(&id)
     }
 
+    pub(crate) fn set_state(&mut self, id: ObjectId, state: TaskState) {
+        if let Some(t) = self.map.get_mut(&id) {
+            t.state = state;
+        }
+    }
+
     /// Tasks not yet running that ask for a GPU (judged once the GPUs are counted).
     pub(super) fn waiting_for_gpus(&self) -> Vec<ObjectId> {
         self.map
             .iter()
             .filter(|(_, t)| {
-                !matches!(t.state, TaskState::Assigned { .. }) && !t.spec.resources.gpu.is_zero()
+                matches!(t.state, TaskState::WaitingDeps | TaskState::Queued)
+                    && !t.spec.resources.gpu.is_zero()
             })
             .map(|(id, _)| *id)
             .collect()
@@ -67,11 +80,11 @@ impl NodeState {
             return;
         }
         self.need_gpus(&spec.resources);
-        if let Err(missing) = self.resources.check_feasible(&spec.resources) {
+        if let Err((missing, available)) = self.feasible_in_cluster(&spec.resources) {
             let err = Error::Infeasible {
                 name: spec.function.clone(),
                 requested: missing,
-                available: self.resources.describe_total(),
+                available,
             };
             self.complete_object(task, Err(err));
             return;

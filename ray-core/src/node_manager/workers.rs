@@ -42,6 +42,8 @@ pub(crate) enum WorkerState {
     Exiting,
     /// A driver attached over the network: a client that runs nothing.
     Driver,
+    /// Another node's session here: a client that runs nothing.
+    Peer,
 }
 
 pub(crate) struct WorkerEntry {
@@ -120,6 +122,13 @@ impl Pool {
             },
         );
         self.set_state(proc, WorkerState::Starting(assignment));
+        proc
+    }
+
+    /// Another node's session: a connected client of no job.
+    pub(crate) fn add_peer(&mut self) -> ProcId {
+        let proc = self.add_driver();
+        self.set_state(proc, WorkerState::Peer);
         proc
     }
 
@@ -322,7 +331,7 @@ impl NodeState {
     /// running `exe`. `None` while shutting down.
     pub(crate) fn attach_driver(
         &mut self,
-        fingerprint: u64,
+        info: &crate::protocol::node::DriverInfo,
         exe: std::path::PathBuf,
         pin: Box<dyn std::any::Any + Send + Sync>,
     ) -> Option<(ProcId, JobId)> {
@@ -331,8 +340,9 @@ impl NodeState {
         }
         let proc = self.workers.add_driver();
         let job = JobId::of_driver(proc);
-        self.add_job(job, exe, fingerprint, Some(proc));
+        self.add_job(job, exe, info.fingerprint, Some(proc));
         self.jobs.pin(job, pin);
+        self.jobs.set_binary(job, info.sha256, info.size);
         Some((proc, job))
     }
 
@@ -526,7 +536,7 @@ impl NodeState {
             }
             WorkerState::Busy(t) => self.retry_or_fail(t, w.pid, &cause),
             WorkerState::Actor(a) => self.actor_process_died(a, w.pid, &cause),
-            WorkerState::Idle | WorkerState::Exiting | WorkerState::Driver => {}
+            WorkerState::Idle | WorkerState::Exiting | WorkerState::Driver | WorkerState::Peer => {}
         }
         self.store.free_proc(proc);
         for (id, freed) in self.objects.remove_proc(proc) {

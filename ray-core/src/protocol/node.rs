@@ -81,6 +81,9 @@ pub(crate) enum NodeMessage {
         role: PeerRole,
         /// For a driver: its program.
         driver: Option<DriverInfo>,
+        /// For a node: its id, and whether this is its data session (bulk transfers) rather
+        /// than its control session.
+        node: Option<(NodeId, bool)>,
     },
     /// The session is open. For a driver: its process id on the node and its job.
     Welcome {
@@ -135,6 +138,11 @@ impl Handshake {
                 role: PeerRole::Driver,
                 driver: None,
                 ..
+            }
+            | NodeMessage::Hello {
+                role: PeerRole::Node,
+                node: None,
+                ..
             } => Err(NodeRefusal::NoHello),
             NodeMessage::Hello { role, driver, .. } => Ok((*role, driver.clone())),
             _ => Err(NodeRefusal::NoHello),
@@ -157,6 +165,7 @@ mod tests {
             cluster_id: cluster.into(),
             role: PeerRole::Node,
             driver: None,
+            node: Some((NodeId(3), false)),
         }
     }
 
@@ -183,6 +192,7 @@ mod tests {
             cluster_id: "c1".into(),
             role: PeerRole::Driver,
             driver: None,
+            node: None,
         };
         let cases = [
             (
@@ -218,4 +228,33 @@ mod tests {
         let back: NodeMessage = crate::codec::decode_frame(&frame[4..]).unwrap();
         assert_eq!(back, msg);
     }
+}
+
+/// Requests on a node's data session (bulk transfers, apart from the control messages so they
+/// never wait behind a large transfer).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum DataRequest {
+    /// `len` bytes of a stored object's value from `offset`.
+    Fetch {
+        req: u64,
+        id: crate::ids::ObjectId,
+        offset: u64,
+        len: u64,
+    },
+    /// `len` bytes of a cached executable from `offset`.
+    FetchBinary {
+        req: u64,
+        sha256: [u8; 32],
+        offset: u64,
+        len: u64,
+    },
+}
+
+/// Replies on a data session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum DataReply {
+    Bytes {
+        req: u64,
+        result: Result<bytes::Bytes, String>,
+    },
 }

@@ -8,7 +8,7 @@
 use super::{ActorSpec, ActorTaskSpec, TaskSpec};
 use crate::codec::{Data, Value};
 use crate::error::Error;
-use crate::ids::{ActorId, JobId, ObjectId, ProcId, RefId};
+use crate::ids::{ActorId, JobId, NodeId, ObjectId, ProcId, RefId};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -76,6 +76,26 @@ pub(crate) enum FromWorker {
     /// The sender has finished reading these objects from the store (it was handed them by
     /// `GetReply`), so they may be spilled again.
     Release(Vec<ObjectId>),
+    /// Node sessions only: a job whose work follows (its executable is fetched from the
+    /// sending node by hash if the receiver does not have it).
+    Job {
+        job: JobId,
+        fingerprint: u64,
+        sha256: [u8; 32],
+        size: u64,
+    },
+    /// Node sessions only: where an actor this node created runs now (answered by
+    /// `ActorLocation`).
+    LocateActor {
+        req: u64,
+        actor: ActorId,
+    },
+    /// Node sessions only: output lines of a worker of `job`, for that job's driver.
+    Log {
+        job: JobId,
+        stderr: bool,
+        line: Vec<u8>,
+    },
 }
 
 /// What a worker is asked to run.
@@ -171,5 +191,10 @@ pub(crate) enum ToWorker {
     Log {
         stderr: bool,
         line: Vec<u8>,
+    },
+    /// Where the actor asked about runs (`None`: it is gone).
+    ActorLocation {
+        req: u64,
+        node: Option<NodeId>,
     },
 }

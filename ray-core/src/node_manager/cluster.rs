@@ -1,0 +1,267 @@
+//! The other nodes of the cluster, as this node sees them, and where work goes when it does
+//! not fit here.
+//!
+//! [`Cluster`] holds each live peer's resources, total and available, as last published (the
+//! daemon feeds them from etcd when they change), and what this node has sent there and not
+//! yet heard back about. A peer's room is the smaller of its published availability and its
+//! total less what this node has in flight there: a publication that predates the work sent is
+//! capped by it, and one that already counts it is not charged twice. (A short task may start
+//! and end between two publications, so waiting for the published figure to come back up
+//! would wait forever.) Placement follows Ray's hybrid policy in its simplest form: a task runs here while
+//! it fits here; when it does not, it goes to a peer that has room now, preferring the one that
+//! holds most of its arguments' bytes, then the least loaded. A request no live node could
+//! ever fit is infeasible at once; one that fits only when busy nodes free up waits here.
+
+use super::state::NodeState;
+use crate::codec::Data;
+use crate::ids::NodeId;
+use crate::protocol::Arg;
+use crate::resources::{Amount, ResourceRequest};
+use std::collections::BTreeMap;
+
+/// Amounts of resources by kind.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Capacity {
+    cpu: Amount,
+    gpu: Amount,
+    custom: BTreeMap<String, Amount>,
+}
+
+impl Capacity {
+    /// From a map of names (`CPU`, `GPU`, custom) to amounts.
+    pub(crate) fn from_map(map: &BTreeMap<String, f64>) -> Capacity {
+        let amount = |x: f64| Amount::from_f64(x.max(0.0)).unwrap_or(Amount::ZERO);
+        let mut c = Capacity::default();
+        for (name, x) in map {
+            match name.as_str() {
+                "CPU" => c.cpu = amount(*x),
+                "GPU" => c.gpu = amount(*x),
+                other => {
+                    c.custom.insert(other.to_string(), amount(*x));
+                }
+            }
+        }
+        c
+    }
+
+    fn fits(&self, req: &ResourceRequest) -> bool {
+        req.cpu <= self.cpu
+            && req.gpu <= self.gpu
+            && req
+                .custom
+                .iter()
+                .all(|(n, a)| self.custom.get(n).is_some_and(|have| *a <= *have))
+    }
+
+    fn take(&mut self, req: &ResourceRequest) {
+        self.cpu = Amount::saturating_sub(self.cpu, req.cpu);
+        self.gpu = Amount::saturating_sub(self.gpu, req.gpu);
+        for (n, a) in &req.custom {
+            if let Some(have) = self.custom.get_mut(n) {
+                *have = Amount::saturating_sub(*have, *a);
+            }
+        }
+    }
+
+    fn add(&mut self, req: &ResourceRequest) {
+        self.cpu = self.cpu.saturating_add(req.cpu);
+        self.gpu = self.gpu.saturating_add(req.gpu);
+        for (n, a) in &req.custom {
+            let have = self.custom.entry(n.clone()).or_default();
+            *have = have.saturating_add(*a);
+        }
+    }
+
+    /// `self` less `used`, kind by kind, capped by `cap`.
+    fn less_capped(&self, used: &Capacity, cap: &Capacity) -> Capacity {
+        let left = |total: Amount, used: Amount, cap: Amount| total.saturating_sub(used).min(cap);
+        Capacity {
+            cpu: left(self.cpu, used.cpu, cap.cpu),
+            gpu: left(self.gpu, used.gpu, cap.gpu),
+            custom: self
+                .custom
+                .iter()
+                .map(|(n, t)| {
+                    let u = used.custom.get(n).copied().unwrap_or_default();
+                    let c = cap.custom.get(n).copied().unwrap_or_default();
+                    (n.clone(), left(*t, u, c))
+                })
+                .collect(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        let mut s = format!("CPU: {}, GPU: {}", self.cpu, self.gpu);
+        for (n, a) in &self.custom {
+            s.push_str(&format!(", {n}: {a}"));
+        }
+        s
+    }
+}
+
+/// A live peer.
+#[derive(Debug, Clone)]
+pub(crate) struct PeerNode {
+    total: Capacity,
+    /// Available as last published.
+    published: Capacity,
+    /// Tasks this node sent there whose results have not come back.
+    in_flight: Capacity,
+}
+
+impl PeerNode {
+    /// Room there now, as far as this node can tell.
+    fn available(&self) -> Capacity {
+        self.total.less_capped(&self.in_flight, &self.published)
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Cluster {
+    nodes: BTreeMap<NodeId, PeerNode>,
+}
+
+impl Cluster {
+    pub(crate) fn knows(&self, node: NodeId) -> bool {
+        self.nodes.contains_key(&node)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// A peer that can take `req` now: the one holding most of `bytes_at`, then the least
+    /// loaded (most CPU available).
+    fn pick(&self, req: &ResourceRequest, bytes_at: &BTreeMap<NodeId, u64>) -> Option<NodeId> {
+        self.nodes
+            .iter()
+            .map(|(id, n)| (id, n.available()))
+            .filter(|(_, room)| room.fits(req))
+            .max_by_key(|(id, room)| (bytes_at.get(id).copied().unwrap_or(0), room.cpu))
+            .map(|(id, _)| *id)
+    }
+
+    /// Whether some peer could ever take `req`.
+    fn could_fit(&self, req: &ResourceRequest) -> bool {
+        self.nodes.values().any(|n| n.total.fits(req))
+    }
+
+    /// A task went to `node`: its resources count there until its result comes back.
+    fn sent(&mut self, node: NodeId, req: &ResourceRequest) {
+        if let Some(n) = self.nodes.get_mut(&node) {
+            n.in_flight.add(req);
+        }
+    }
+
+    /// The result of a task sent to `node` came back.
+    pub(crate) fn returned(&mut self, node: NodeId, req: &ResourceRequest) {
+        if let Some(n) = self.nodes.get_mut(&node) {
+            n.in_flight.take(req);
+        }
+    }
+
+    /// An actor went to `node`: it holds its resources there for its life, which the node's
+    /// next publication shows.
+    fn placed_actor(&mut self, node: NodeId, req: &ResourceRequest) {
+        if let Some(n) = self.nodes.get_mut(&node) {
+            n.published.take(req);
+        }
+    }
+}
+
+impl NodeState {
+    /// A peer's resources as published (it joined, or its availability changed).
+    pub(crate) fn node_update(
+        &mut self,
+        node: NodeId,
+        total: &BTreeMap<String, f64>,
+        available: &BTreeMap<String, f64>,
+    ) {
+        if node == self.node {
+            return;
+        }
+        let total = Capacity::from_map(total);
+        let published = Capacity::from_map(available);
+        match self.cluster.nodes.get_mut(&node) {
+            Some(n) => {
+                n.total = total;
+                n.published = published;
+            }
+            None => {
+                self.cluster.nodes.insert(
+                    node,
+                    PeerNode {
+                        total,
+                        published,
+                        in_flight: Capacity::default(),
+                    },
+                );
+            }
+        }
+        self.schedule();
+    }
+
+    /// A peer left the cluster (its lease ended), or this node cannot reach it: no more work
+    /// goes there, and this node's session there is dropped.
+    pub(crate) fn node_left(&mut self, node: NodeId) {
+        if self.cluster.nodes.remove(&node).is_some() {
+            self.effects.push(super::effects::Effect::Disconnect(
+                super::effects::Peer::Node(node),
+            ));
+        }
+    }
+
+    /// `Ok` if this node or a peer could ever run `req`; else what was asked that no node has,
+    /// and what the nodes have.
+    pub(super) fn feasible_in_cluster(
+        &self,
+        req: &ResourceRequest,
+    ) -> Result<(), (String, String)> {
+        match self.resources.check_feasible(req) {
+            Ok(()) => Ok(()),
+            Err(_) if self.cluster.could_fit(req) => Ok(()),
+            Err(missing) => {
+                let mut available = self.resources.describe_total();
+                for (id, n) in &self.cluster.nodes {
+                    available.push_str(&format!("; {id}: {}", n.total.describe()));
+                }
+                Err((missing, available))
+            }
+        }
+    }
+
+    /// Where a task that does not fit here now should go: a peer with room, preferring the one
+    /// with most of its arguments' bytes. `None` to keep waiting here. The caller sends it there
+    /// (and tells [`Cluster::sent`] or [`Cluster::placed_actor`] through `task_sent` /
+    /// `actor_sent`).
+    pub(super) fn place_elsewhere(&self, req: &ResourceRequest, args: &[Arg]) -> Option<NodeId> {
+        if self.cluster.is_empty() {
+            return None;
+        }
+        let mut bytes_at: BTreeMap<NodeId, u64> = BTreeMap::new();
+        for arg in args {
+            if let Arg::Ref(id) = arg {
+                if let Some(super::objects::ObjState::Ready(v)) =
+                    self.objects.get(*id).map(|e| &e.state)
+                {
+                    let at = match v.data {
+                        Data::Remote { node, .. } => node,
+                        _ => self.node,
+                    };
+                    *bytes_at.entry(at).or_default() += v.len();
+                }
+            }
+        }
+        self.cluster.pick(req, &bytes_at)
+    }
+
+    /// A task with `req` went to `node`.
+    pub(super) fn task_sent(&mut self, node: NodeId, req: &ResourceRequest) {
+        self.cluster.sent(node, req);
+    }
+
+    /// An actor with `req` went to `node`.
+    pub(super) fn actor_sent(&mut self, node: NodeId, req: &ResourceRequest) {
+        self.cluster.placed_actor(node, req);
+    }
+}

@@ -1,0 +1,349 @@
+//! The runtime's side of talking to other nodes: this node's sessions at its peers (a control
+//! session for requests, a data session for bulk transfers, so that a large transfer never
+//! delays a control message), opened on first use through the daemon's [`Connector`]
+//! (TLS and the cluster token), and the transfers themselves: pulling an object's bytes into
+//! this node's store in chunks (resuming after a broken connection from the last chunk
+//! received), and fetching a job's executable into the binary cache.
+//!
+//! The other side — sessions other nodes hold here, and serving their data requests — is in
+//! [`super::remote`].
+
+use super::remote::{BinaryStore, CachedBinary};
+use super::runtime::Inner;
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::ids::{JobId, NodeId, ObjectId};
+use crate::log;
+use crate::object_store::PAD;
+use crate::protocol::PROTOCOL_VERSION;
+use crate::protocol::node::{DataReply, DataRequest, NodeMessage, PeerRole};
+use crate::protocol::worker::ToWorker;
+use crate::transport::{self, HELLO_MAX, MAX_TO_WORKER, StreamOutbox};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+
+/// A stream to another node, authenticated by the daemon (TLS, cluster token).
+pub trait PeerStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> PeerStream for T {}
+
+/// What opening a stream to a node returns.
+pub type Connecting = Pin<Box<dyn Future<Output = std::io::Result<Box<dyn PeerStream>>> + Send>>;
+
+/// How this node reaches the others (the `ray-rs` daemon's TLS client).
+pub trait Connector: Send + Sync + 'static {
+    /// An authenticated stream to node `node`.
+    fn connect(&self, node: NodeId) -> Connecting;
+}
+
+/// What the runtime needs to take part in a cluster.
+pub(crate) struct ClusterIo {
+    pub connector: Arc<dyn Connector>,
+    pub cluster_id: String,
+    pub binaries: Arc<dyn BinaryStore>,
+}
+
+/// Bytes requested at a time.
+const CHUNK: u64 = 8 << 20;
+/// Times a transfer is resumed after its connection broke.
+const RESUMES: u32 = 3;
+
+async fn send_msg<W: AsyncWrite + Unpin>(w: &mut W, msg: &NodeMessage) -> std::io::Result<()> {
+    let mut frame = Vec::new();
+    codec::encode_frame(msg, &mut frame).map_err(std::io::Error::other)?;
+    w.write_all(&frame).await?;
+    w.flush().await
+}
+
+/// Opens a session at `node` (control or data) and returns the stream past its welcome.
+async fn open_session(
+    inner: &Arc<Inner>,
+    node: NodeId,
+    data: bool,
+) -> std::io::Result<Box<dyn PeerStream>> {
+    let (connector, cluster_id) = {
+        let io = inner.cluster_io();
+        let io = io.ok_or_else(|| std::io::Error::other("this node is not in a cluster"))?;
+        (io.connector.clone(), io.cluster_id.clone())
+    };
+    let mut stream = connector.connect(node).await?;
+    let hello = NodeMessage::Hello {
+        version: PROTOCOL_VERSION,
+        cluster_id,
+        role: PeerRole::Node,
+        driver: None,
+        node: Some((inner.node_id(), data)),
+    };
+    send_msg(&mut stream, &hello).await?;
+    let mut buf = Vec::new();
+    match transport::read_frame_async(&mut stream, &mut buf, HELLO_MAX).await? {
+        Some(()) => {
+            match codec::decode_frame::<NodeMessage>(&buf).map_err(std::io::Error::other)? {
+                NodeMessage::Welcome { .. } => Ok(stream),
+                NodeMessage::Refused { reason } => Err(std::io::Error::other(format!(
+                    "{node} refused this node: {reason}"
+                ))),
+                other => Err(std::io::Error::other(format!("{node} answered {other:?}"))),
+            }
+        }
+        None => Err(std::io::ErrorKind::UnexpectedEof.into()),
+    }
+}
+
+/// Opens this node's control session at `node`: messages queued in the returned outbox leave
+/// once it is open; replies go to the state machine.
+pub(super) fn open_control(inner: &Arc<Inner>, node: NodeId) -> StreamOutbox {
+    let (outbox, rx) = StreamOutbox::new();
+    let weak = Arc::downgrade(inner);
+    let out = outbox.clone();
+    inner.handle.spawn(async move {
+        let Some(n) = weak.upgrade() else { return };
+        let stream = open_session(&n, node, false).await;
+        drop(n);
+        let why = match stream {
+            Ok(stream) => {
+                let (rd, wr) = tokio::io::split(stream);
+                tokio::spawn(StreamOutbox::run_writer(rx, wr));
+                read_control_replies(&weak, node, rd).await
+            }
+            Err(e) => e.to_string(),
+        };
+        out.close();
+        if let Some(n) = weak.upgrade() {
+            log::warn!("the session with {node} ended: {why}");
+            n.forget_node(node);
+            n.run(|st| st.peer_unreachable(node, &why));
+        }
+    });
+    outbox
+}
+
+async fn read_control_replies<R: AsyncRead + Unpin>(
+    weak: &Weak<Inner>,
+    node: NodeId,
+    rd: R,
+) -> String {
+    let mut rd = tokio::io::BufReader::with_capacity(64 * 1024, rd);
+    let mut buf = Vec::new();
+    loop {
+        match transport::read_frame_async(&mut rd, &mut buf, MAX_TO_WORKER).await {
+            Ok(Some(())) => {}
+            Ok(None) => return "the connection was closed".into(),
+            Err(e) => return e.to_string(),
+        }
+        let msg: ToWorker = match codec::decode_frame(&buf) {
+            Ok(m) => m,
+            Err(e) => return format!("a reply that does not decode: {e}"),
+        };
+        let Some(n) = weak.upgrade() else {
+            return "the node is stopping".into();
+        };
+        n.run(|st| st.peer_reply(node, msg));
+        if buf.capacity() > 1 << 20 {
+            buf = Vec::new();
+        }
+    }
+}
+
+/// This node's data session at another node: requests by number, replies matched to them.
+pub(crate) struct DataLink {
+    outbox: StreamOutbox,
+    next: AtomicU64,
+    waiting: Mutex<Option<HashMap<u64, tokio::sync::oneshot::Sender<DataReply>>>>,
+}
+
+impl DataLink {
+    /// Sends a request and waits for its reply.
+    async fn request(&self, make: impl FnOnce(u64) -> DataRequest) -> Result<DataReply> {
+        let req = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        {
+            let mut w = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(w) = w.as_mut() else {
+                return Err(broken("the data session is closed"));
+            };
+            w.insert(req, tx);
+        }
+        self.outbox.send(&make(req))?;
+        rx.await.map_err(|_| broken("the data session ended"))
+    }
+
+    fn fail_all(&self) {
+        self.waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+    }
+}
+
+fn broken(why: &str) -> Error {
+    Error::Io {
+        context: "transferring data between nodes".into(),
+        message: why.to_string(),
+        kind: std::io::ErrorKind::ConnectionAborted,
+    }
+}
+
+/// This node's data session at `node`, opened if needed.
+pub(super) async fn data_link(inner: &Arc<Inner>, node: NodeId) -> Result<Arc<DataLink>> {
+    if let Some(link) = inner.data_link(node) {
+        return Ok(link);
+    }
+    let stream = open_session(inner, node, true)
+        .await
+        .map_err(|e| Error::io(format!("opening a data session with {node}"), e))?;
+    let (outbox, rx) = StreamOutbox::new();
+    let link = Arc::new(DataLink {
+        outbox,
+        next: AtomicU64::new(1),
+        waiting: Mutex::new(Some(HashMap::new())),
+    });
+    let link = inner.set_data_link(node, link);
+    let (rd, wr) = tokio::io::split(stream);
+    tokio::spawn(StreamOutbox::run_writer(rx, wr));
+    let reader_link = link.clone();
+    let weak = Arc::downgrade(inner);
+    tokio::spawn(async move {
+        let mut rd = tokio::io::BufReader::with_capacity(256 * 1024, rd);
+        let mut buf = Vec::new();
+        while let Ok(Some(())) =
+            transport::read_frame_async(&mut rd, &mut buf, (CHUNK as usize) + 4096).await
+        {
+            let Ok(DataReply::Bytes { req, result }) = codec::decode_frame::<DataReply>(&buf)
+            else {
+                break;
+            };
+            let tx = reader_link
+                .waiting
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_mut()
+                .and_then(|w| w.remove(&req));
+            if let Some(tx) = tx {
+                let _ = tx.send(DataReply::Bytes { req, result });
+            }
+        }
+        reader_link.fail_all();
+        if let Some(n) = weak.upgrade() {
+            n.forget_data_link(node, &reader_link);
+        }
+    });
+    Ok(link)
+}
+
+/// Copies `len` bytes of object `id` from `from` into `region` of this node's store, then
+/// tells the state machine. A broken connection resumes from the last chunk received.
+pub(super) async fn pull(inner: Arc<Inner>, id: ObjectId, from: NodeId, len: u64, region: u64) {
+    log::debug!("pulling object {id} ({len} bytes) from {from}");
+    let mut offset = 0u64;
+    let mut resumes = 0;
+    let result = loop {
+        if offset >= len {
+            break Ok(());
+        }
+        let link = match data_link(&inner, from).await {
+            Ok(l) => l,
+            Err(e) if resumes < RESUMES => {
+                resumes += 1;
+                log::warn!("pulling object {id} from {from}: {e}; resuming at byte {offset}");
+                continue;
+            }
+            Err(e) => break Err(e),
+        };
+        let want = CHUNK.min(len - offset);
+        let reply = link
+            .request(|req| DataRequest::Fetch {
+                req,
+                id,
+                offset,
+                len: want,
+            })
+            .await;
+        match reply {
+            Ok(DataReply::Bytes {
+                result: Ok(bytes), ..
+            }) if bytes.len() as u64 == want => {
+                if let Err(e) = inner.arena().write(region + PAD + offset, &[&bytes]) {
+                    break Err(e);
+                }
+                offset += want;
+                inner.count_pulled(want);
+            }
+            Ok(DataReply::Bytes {
+                result: Ok(bytes), ..
+            }) => {
+                break Err(Error::object_lost(
+                    id,
+                    format!("{from} sent {} bytes, {want} were asked for", bytes.len()),
+                ));
+            }
+            Ok(DataReply::Bytes { result: Err(e), .. }) => {
+                break Err(Error::object_lost(
+                    id,
+                    format!("{from} cannot send it: {e}"),
+                ));
+            }
+            Err(e) if resumes < RESUMES => {
+                resumes += 1;
+                log::warn!("pulling object {id} from {from}: {e}; resuming at byte {offset}");
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    log::debug!("pulled object {id} from {from}: {result:?}");
+    inner.run(|st| st.pull_done(id, region, result));
+}
+
+/// Makes sure `job`'s executable is in the binary cache (fetching it from `from`), then tells
+/// the state machine.
+pub(super) async fn ensure_job(
+    inner: Arc<Inner>,
+    job: JobId,
+    from: NodeId,
+    sha256: [u8; 32],
+    size: u64,
+) {
+    let result = fetch_binary(&inner, from, sha256, size).await;
+    inner.run(|st| st.job_ready(job, result));
+}
+
+async fn fetch_binary(
+    inner: &Arc<Inner>,
+    from: NodeId,
+    sha256: [u8; 32],
+    size: u64,
+) -> std::result::Result<CachedBinary, String> {
+    let binaries = inner
+        .cluster_io()
+        .map(|c| c.binaries.clone())
+        .ok_or("this node has no binary cache")?;
+    if let Some(found) = binaries.find(&sha256)? {
+        return Ok(found);
+    }
+    let mut upload = binaries.upload(sha256, size)?;
+    let link = data_link(inner, from).await.map_err(|e| e.to_string())?;
+    let mut offset = 0u64;
+    while offset < size {
+        let want = CHUNK.min(size - offset);
+        let reply = link
+            .request(|req| DataRequest::FetchBinary {
+                req,
+                sha256,
+                offset,
+                len: want,
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        let DataReply::Bytes { result, .. } = reply;
+        let bytes = result?;
+        if bytes.is_empty() {
+            return Err(format!("{from} sent nothing at byte {offset} of {size}"));
+        }
+        upload.write(&bytes)?;
+        offset += bytes.len() as u64;
+    }
+    upload.finish()
+}

@@ -1,0 +1,491 @@
+//! Other nodes as peers: the work this node sends them and what comes back, and the sessions
+//! other nodes hold here.
+//!
+//! This node talks to another over its session there as a client, with the worker protocol's
+//! requests: `Job` (the program whose work follows), `SubmitTask`, `CreateActor`,
+//! `SubmitActorTask`, `Get` (for results and borrowed values), `AddRef`/`DelRef` (its count as a
+//! holder there), `LocateActor`. [`Peers`] owns what it waits for. A session another node holds
+//! here is served by [`NodeState::handle_peer`]: a node may submit work only under ids its own
+//! processes made, and for a job it announced.
+
+use super::effects::Effect;
+use super::requests::{Reply, ReqKind};
+use super::state::NodeState;
+use super::tasks::TaskState;
+use crate::codec::Value;
+use crate::error::{Error, Result};
+use crate::ids::{ActorId, IdMap, JobId, NodeId, ObjectId, ProcId, RefId};
+use crate::log;
+use crate::protocol::worker::{FromWorker, ToWorker};
+use crate::protocol::{Arg, TaskSpec};
+use std::collections::{HashMap, HashSet};
+
+/// What a request to another node waits for.
+pub(crate) enum PeerWait {
+    /// The result of a task or actor call sent there (`args`: an actor call's, pinned here
+    /// until then; a task keeps its own).
+    Result { task: ObjectId, args: Vec<Arg> },
+    /// The value of an object this node borrows.
+    Value(ObjectId),
+    /// Where an actor runs.
+    Actor(ActorId),
+}
+
+#[derive(Default)]
+pub(crate) struct Peers {
+    next_req: u64,
+    waits: HashMap<(NodeId, u64), PeerWait>,
+    /// Parts of large replies received so far.
+    parts: HashMap<(NodeId, u64), Vec<Value>>,
+    /// Jobs announced to each node.
+    jobs_sent: HashSet<(NodeId, JobId)>,
+    /// Sessions other nodes hold here: the process id each has here, and its node.
+    sessions: IdMap<ProcId, NodeId>,
+    /// Sessions whose messages wait (in order) for a job's executable to arrive.
+    blocked: IdMap<ProcId, (JobId, std::collections::VecDeque<FromWorker>)>,
+}
+
+impl NodeState {
+    fn peer_request(&mut self, node: NodeId, wait: PeerWait) -> u64 {
+        self.peers.next_req += 1;
+        let req = self.peers.next_req;
+        self.peers.waits.insert((node, req), wait);
+        req
+    }
+
+    /// Asks `owner` for the value of `id`, which this node borrows.
+    pub(super) fn ask_for_value(&mut self, owner: NodeId, id: ObjectId) {
+        let req = self.peer_request(owner, PeerWait::Value(id));
+        self.send_node(
+            owner,
+            FromWorker::Get {
+                req,
+                ids: vec![id],
+                timeout_ms: None,
+            },
+        );
+    }
+
+    /// Announces `job` to `node` before its first work there. False if this node cannot (it
+    /// does not know the job's executable by hash).
+    fn announce_job(&mut self, node: NodeId, job: JobId) -> bool {
+        if self.peers.jobs_sent.contains(&(node, job)) {
+            return true;
+        }
+        let Some((fingerprint, Some((sha256, size)))) =
+            self.jobs.get(job).map(|j| (j.fingerprint, j.binary))
+        else {
+            return false;
+        };
+        self.peers.jobs_sent.insert((node, job));
+        self.send_node(
+            node,
+            FromWorker::Job {
+                job,
+                fingerprint,
+                sha256,
+                size,
+            },
+        );
+        true
+    }
+
+    /// Sends queued task `task` to `node` to run there. False if it cannot go there.
+    pub(super) fn forward_task(&mut self, task: ObjectId, node: NodeId) -> bool {
+        let Some(spec) = self.tasks.get(task).map(|t| t.spec.clone()) else {
+            return false;
+        };
+        if !self.announce_job(node, spec.job) {
+            return false;
+        }
+        self.tasks.set_state(task, TaskState::Forwarded { node });
+        self.task_sent(node, &spec.resources);
+        self.send_node(node, FromWorker::SubmitTask(spec));
+        self.await_result(node, task, Vec::new());
+        true
+    }
+
+    /// Asks `node` for the result of `task`, which runs there.
+    pub(super) fn await_result(&mut self, node: NodeId, task: ObjectId, args: Vec<Arg>) {
+        let req = self.peer_request(node, PeerWait::Result { task, args });
+        self.send_node(
+            node,
+            FromWorker::Get {
+                req,
+                ids: vec![task],
+                timeout_ms: None,
+            },
+        );
+    }
+
+    /// Sends an actor's creation to `node`.
+    pub(super) fn forward_actor(&mut self, node: NodeId, spec: crate::protocol::ActorSpec) -> bool {
+        if !self.announce_job(node, spec.job) {
+            return false;
+        }
+        self.send_node(node, FromWorker::CreateActor(spec));
+        true
+    }
+
+    /// Asks `owner` where `actor` runs.
+    pub(super) fn locate_actor(&mut self, owner: NodeId, actor: ActorId) {
+        let req = self.peer_request(owner, PeerWait::Actor(actor));
+        self.send_node(owner, FromWorker::LocateActor { req, actor });
+    }
+
+    /// A reply from `node` to one of this node's requests.
+    pub(crate) fn peer_reply(&mut self, node: NodeId, msg: ToWorker) {
+        log::debug!("{node} replied {msg:?}");
+        match msg {
+            ToWorker::GetReplyPart { req, values } => {
+                self.peers
+                    .parts
+                    .entry((node, req))
+                    .or_default()
+                    .extend(values);
+            }
+            ToWorker::GetReply { req, result } => {
+                let result = match (self.peers.parts.remove(&(node, req)), result) {
+                    (Some(mut first), Ok(rest)) => {
+                        first.extend(rest);
+                        Ok(first)
+                    }
+                    (_, r) => r,
+                };
+                let value = result.and_then(|mut v| {
+                    v.pop().ok_or_else(|| Error::InvalidArgument {
+                        what: "reply".into(),
+                        message: format!("{node} answered with no value"),
+                    })
+                });
+                match self.peers.waits.remove(&(node, req)) {
+                    Some(PeerWait::Result { task, args }) => {
+                        self.result_arrived(node, task, args, value)
+                    }
+                    Some(PeerWait::Value(id)) => self.complete_object(id, value),
+                    Some(PeerWait::Actor(_)) | None => {}
+                }
+            }
+            ToWorker::ActorLocation { req, node: at } => {
+                if let Some(PeerWait::Actor(actor)) = self.peers.waits.remove(&(node, req)) {
+                    self.actor_located(actor, at);
+                }
+            }
+            other => log::debug!("ignored {other:?} from {node}"),
+        }
+    }
+
+    /// This node's session at `node` broke (`why`): what waited on it is retried here or fails.
+    pub(crate) fn peer_unreachable(&mut self, node: NodeId, why: &str) {
+        self.peers.jobs_sent.retain(|(n, _)| *n != node);
+        self.node_left(node);
+        let keys: Vec<(NodeId, u64)> = self
+            .peers
+            .waits
+            .keys()
+            .filter(|(n, _)| *n == node)
+            .copied()
+            .collect();
+        for key in keys {
+            self.peers.parts.remove(&key);
+            match self.peers.waits.remove(&key) {
+                Some(PeerWait::Result { task, args }) => {
+                    let sent_there = matches!(
+                        self.tasks.get(task).map(|t| &t.state),
+                        Some(TaskState::Forwarded { node: n }) if *n == node
+                    );
+                    if sent_there {
+                        // Run it again, here or on another node.
+                        self.requeue(task);
+                    } else {
+                        self.unpin_args(&args);
+                        let err = Error::ActorDied {
+                            actor: "actor".into(),
+                            cause: format!("its node ({node}) became unreachable: {why}"),
+                            restarting: false,
+                        };
+                        self.complete_object(task, Err(err));
+                    }
+                }
+                Some(PeerWait::Value(id)) => {
+                    let err =
+                        Error::object_lost(id, format!("its node ({node}) is unreachable: {why}"));
+                    self.complete_object(id, Err(err));
+                }
+                Some(PeerWait::Actor(actor)) => self.actor_located(actor, None),
+                None => {}
+            }
+        }
+        self.schedule();
+    }
+
+    /// The result of work sent to `node` arrived.
+    fn result_arrived(
+        &mut self,
+        node: NodeId,
+        task: ObjectId,
+        args: Vec<Arg>,
+        value: Result<Value>,
+    ) {
+        // A value stored there stays there (this node holds it there until it frees the
+        // object); anything else was copied here, and `node` may drop its entry.
+        let stored_there = matches!(
+            &value,
+            Ok(Value {
+                data: crate::codec::Data::Remote { .. },
+                ..
+            })
+        );
+        if !stored_there {
+            self.send_node(node, FromWorker::DelRef(RefId::Object(task)));
+        }
+        if let Some(t) = self.tasks.get(task) {
+            if matches!(t.state, TaskState::Forwarded { node: n } if n == node) {
+                let req = t.spec.resources.clone();
+                self.cluster.returned(node, &req);
+            }
+            self.finish_task(task, value);
+        } else {
+            self.unpin_args(&args);
+            self.complete_object(task, value);
+        }
+        if stored_there {
+            if let Some(e) = self.objects.get_mut(task) {
+                e.held_at = Some(node);
+            } else {
+                self.send_node(node, FromWorker::DelRef(RefId::Object(task)));
+            }
+        }
+    }
+
+    /// Another node opened a session here.
+    pub(crate) fn attach_peer(&mut self, node: NodeId) -> Option<ProcId> {
+        if self.shutting_down {
+            return None;
+        }
+        let proc = self.workers.add_peer();
+        self.peers.sessions.insert(proc, node);
+        Some(proc)
+    }
+
+    /// The node whose session `proc` is, if it is one.
+    pub(super) fn peer_of(&self, proc: ProcId) -> Option<NodeId> {
+        self.peers.sessions.get(&proc).copied()
+    }
+
+    pub(super) fn is_peer_session(&self, proc: ProcId) -> bool {
+        self.peers.sessions.contains_key(&proc)
+    }
+
+    /// A session another node held here ended.
+    pub(crate) fn peer_gone(&mut self, proc: ProcId) {
+        self.peers.sessions.remove(&proc);
+        self.driver_gone(proc);
+    }
+
+    /// Makes sure this node knows every object `args` refer to (borrowing those of others).
+    fn know_args(&mut self, args: &[Arg]) {
+        for arg in args {
+            let refs: Vec<ObjectId> = match arg {
+                Arg::Ref(id) => vec![*id],
+                Arg::Value(v) => v
+                    .contained
+                    .iter()
+                    .filter_map(|r| match r {
+                        RefId::Object(o) => Some(*o),
+                        RefId::Actor(_) => None,
+                    })
+                    .collect(),
+            };
+            for id in refs {
+                self.know(id);
+            }
+        }
+    }
+
+    /// A message from the session node `node` holds here (as process `from`).
+    pub(super) fn handle_peer(
+        &mut self,
+        from: ProcId,
+        node: NodeId,
+        msg: FromWorker,
+    ) -> std::result::Result<(), String> {
+        log::debug!("{node} sent {msg:?}");
+        // A session waiting for a job's executable keeps its messages in order.
+        if let Some((_, queue)) = self.peers.blocked.get_mut(&from) {
+            queue.push_back(msg);
+            return Ok(());
+        }
+        let made_there = |id: u128| crate::ids::ObjectId(id).node() == node;
+        match msg {
+            FromWorker::Job {
+                job,
+                fingerprint,
+                sha256,
+                size,
+            } => self.job_announced(node, job, fingerprint, sha256, size),
+            FromWorker::SubmitTask(spec) => {
+                if !made_there(spec.task.0) {
+                    return Err(format!("a task {} not made on {node}", spec.task));
+                }
+                if self.block_until_job(spec.job, from, || FromWorker::SubmitTask(spec.clone()))? {
+                    return Ok(());
+                }
+                self.know_args(&spec.args);
+                self.submit_task(from, spec);
+            }
+            FromWorker::CreateActor(spec) => {
+                if !made_there(spec.actor.0) {
+                    return Err(format!("an actor {} not made on {node}", spec.actor));
+                }
+                if self.block_until_job(spec.job, from, || FromWorker::CreateActor(spec.clone()))? {
+                    return Ok(());
+                }
+                self.know_args(&spec.args);
+                self.create_actor(from, spec);
+            }
+            FromWorker::SubmitActorTask(spec) => {
+                if !made_there(spec.task.0) {
+                    return Err(format!("a call {} not made on {node}", spec.task));
+                }
+                self.know_args(&spec.args);
+                self.submit_actor_task(from, spec);
+            }
+            FromWorker::Get {
+                req,
+                ids,
+                timeout_ms,
+            } => {
+                let reply = Reply::Remote { proc: from, req };
+                let timeout = timeout_ms.map(std::time::Duration::from_millis);
+                self.add_request(ids, ReqKind::Get, 0, reply, timeout);
+            }
+            FromWorker::Wait {
+                req,
+                ids,
+                num_returns,
+                timeout_ms,
+            } => {
+                let reply = Reply::Remote { proc: from, req };
+                let timeout = timeout_ms.map(std::time::Duration::from_millis);
+                self.add_request(ids, ReqKind::Wait, num_returns, reply, timeout);
+            }
+            FromWorker::AddRef(id) => self.add_ref(from, id),
+            // Another node's count may race with the object's end here: not a violation.
+            FromWorker::DelRef(id) => {
+                let _ = self.del_ref(from, id);
+            }
+            FromWorker::KillActor { actor } => self.kill_actor(actor, "killed by ray::kill"),
+            FromWorker::CancelGet { req } => self.cancel_get(from, req),
+            FromWorker::LocateActor { req, actor } => {
+                let node = self.actor_location(actor);
+                self.send(from, ToWorker::ActorLocation { req, node });
+            }
+            FromWorker::Log { job, stderr, line } => {
+                if let Some(driver) = self.jobs.get(job).and_then(|j| j.driver) {
+                    self.send(driver, ToWorker::Log { stderr, line });
+                }
+            }
+            other => return Err(format!("{other:?}, which a node does not send")),
+        }
+        Ok(())
+    }
+
+    /// Work of a job whose executable is still being fetched waits for it, and so does every
+    /// later message of the same session (they stay in order). `Ok(true)` if `make`'s message
+    /// was queued; an error for work of a job the session never announced.
+    fn block_until_job(
+        &mut self,
+        job: JobId,
+        from: ProcId,
+        make: impl FnOnce() -> FromWorker,
+    ) -> std::result::Result<bool, String> {
+        if self.jobs.get(job).is_some() {
+            return Ok(false);
+        }
+        if !self.jobs.is_fetching(job) {
+            return Err(format!("work of {job}, which it did not announce"));
+        }
+        self.peers
+            .blocked
+            .insert(from, (job, std::collections::VecDeque::from([make()])));
+        Ok(true)
+    }
+
+    /// A peer announced a job: known already, or its executable is fetched (from that peer).
+    fn job_announced(
+        &mut self,
+        node: NodeId,
+        job: JobId,
+        fingerprint: u64,
+        sha256: [u8; 32],
+        size: u64,
+    ) {
+        if self.jobs.get(job).is_some() || !self.jobs.start_fetch(job, fingerprint, sha256, size) {
+            return;
+        }
+        self.effects.push(Effect::EnsureJob {
+            job,
+            from: node,
+            sha256,
+            size,
+        });
+    }
+
+    /// The executable of an announced job is here (or could not be had): the sessions that
+    /// waited for it go on, in order.
+    pub(crate) fn job_ready(
+        &mut self,
+        job: JobId,
+        result: std::result::Result<crate::node_manager::remote::CachedBinary, String>,
+    ) {
+        let Some((fingerprint, sha256, size)) = self.jobs.fetched(job) else {
+            return;
+        };
+        let failed = match result {
+            Ok(binary) => {
+                self.add_job(job, binary.path, fingerprint, None);
+                self.jobs.set_binary(job, sha256, size);
+                self.jobs.pin(job, binary.pin);
+                None
+            }
+            Err(reason) => {
+                log::error!("cannot get the executable of {job}: {reason}");
+                Some(reason)
+            }
+        };
+        let waiting: Vec<ProcId> = self
+            .peers
+            .blocked
+            .iter()
+            .filter(|(_, (j, _))| *j == job)
+            .map(|(p, _)| *p)
+            .collect();
+        for from in waiting {
+            let Some((_, queue)) = self.peers.blocked.remove(&from) else {
+                continue;
+            };
+            let Some(node) = self.peer_of(from) else {
+                continue;
+            };
+            for msg in queue {
+                if let (Some(reason), FromWorker::SubmitTask(TaskSpec { task, job: j, .. })) =
+                    (&failed, &msg)
+                {
+                    if *j == job {
+                        let err = Error::WorkerStartFailed {
+                            cause: format!("{job}'s executable could not be fetched: {reason}"),
+                        };
+                        self.objects.create_pending(*task, from);
+                        self.complete_object(*task, Err(err));
+                        continue;
+                    }
+                }
+                if let Err(what) = self.handle_peer(from, node, msg) {
+                    self.violation(from, &what);
+                    break;
+                }
+            }
+        }
+    }
+}
