@@ -19,7 +19,7 @@ use tokio::sync::Semaphore;
 
 use crate::error::{CliError, Result};
 use crate::etcd::Etcd;
-use crate::membership::{self, NodeEvent, NodeRecord, Resources};
+use crate::membership::{self, NodeActivity, NodeEvent, NodeRecord, Resources};
 use crate::pki::ClusterCa;
 
 /// Largest control message.
@@ -76,6 +76,27 @@ pub struct NodeStatus {
     pub resources_total: Resources,
     /// Resources in use (total minus available, as last published).
     pub resources_used: Resources,
+    /// Worker processes, actors by class, and bytes copied in and out, as last published.
+    pub activity: NodeActivity,
+}
+
+/// A job as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobStatus {
+    /// Its id (`node.index`).
+    pub id: String,
+    /// Its driver's program name.
+    pub name: String,
+    /// The node its driver attached to.
+    pub node_id: u64,
+    /// Its driver's pid on its machine.
+    pub driver_pid: u32,
+    /// `RUNNING`, `FINISHED` (its driver went), or `FAILED` (its node is gone while it ran).
+    pub state: String,
+    /// When it started, milliseconds since the Unix epoch.
+    pub start_time_ms: u64,
+    /// When it ended, if it has.
+    pub end_time_ms: Option<u64>,
 }
 
 /// The reply to `Status`.
@@ -85,6 +106,9 @@ pub struct StatusReport {
     pub cluster_id: String,
     /// The nodes, alive first, by id.
     pub nodes: Vec<NodeStatus>,
+    /// The jobs, oldest first.
+    #[serde(default)]
+    pub jobs: Vec<JobStatus>,
 }
 
 /// A reply.
@@ -189,14 +213,15 @@ impl ControlState {
 
     /// A node's record appeared or changed: the node manager and the address book hear.
     fn node_seen(&self, n: &NodeRecord) {
-        if let Ok(addr) = n.address.parse::<SocketAddr>() {
+        let addr = n.address.parse::<SocketAddr>().ok();
+        if let Some(addr) = addr {
             self.addresses
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(n.node_id, addr);
         }
         if let (Some(node), Ok(id)) = (&self.node, u32::try_from(n.node_id)) {
-            node.node_update(id, &n.resources_total, &n.resources_available);
+            node.node_update(id, addr, &n.resources_total, &n.resources_available);
         }
     }
 
@@ -221,9 +246,30 @@ impl ControlState {
                 nodes.push(node_status(n, false));
             }
         }
+        let jobs = crate::jobs::list(&self.etcd, &self.cluster_id)?
+            .into_iter()
+            .map(|j| {
+                let node_alive = alive.iter().any(|n| n.node_id == j.node_id);
+                let state = match (j.end_time_ms, node_alive) {
+                    (Some(_), _) => "FINISHED",
+                    (None, true) => "RUNNING",
+                    (None, false) => "FAILED",
+                };
+                JobStatus {
+                    id: j.id,
+                    name: j.name,
+                    node_id: j.node_id,
+                    driver_pid: j.driver_pid,
+                    state: state.into(),
+                    start_time_ms: j.start_time_ms,
+                    end_time_ms: j.end_time_ms,
+                }
+            })
+            .collect();
         Ok(StatusReport {
             cluster_id: self.cluster_id.clone(),
             nodes,
+            jobs,
         })
     }
 
@@ -294,6 +340,7 @@ fn node_status(n: &NodeRecord, alive: bool) -> NodeStatus {
         incarnation: n.incarnation,
         resources_total: n.resources_total.clone(),
         resources_used,
+        activity: n.activity.clone(),
     }
 }
 

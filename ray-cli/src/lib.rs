@@ -24,6 +24,7 @@ pub mod error;
 pub mod etcd;
 pub mod etcd_server;
 pub mod http;
+pub mod jobs;
 pub mod membership;
 pub mod node;
 pub mod node_manager;

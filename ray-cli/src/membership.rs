@@ -44,6 +44,22 @@ pub struct NodeRecord {
     pub start_time_ms: u64,
     /// The daemon's pid on its machine.
     pub pid: u32,
+    /// What runs there, as last published.
+    #[serde(default)]
+    pub activity: NodeActivity,
+}
+
+/// What runs on a node, published with its availability (at most about once a second).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeActivity {
+    /// Worker processes.
+    pub workers: u64,
+    /// Live actors, by class.
+    pub actors: BTreeMap<String, u64>,
+    /// Bytes of objects copied to this node from others.
+    pub bytes_pulled: u64,
+    /// Bytes of objects copied from this node to others.
+    pub bytes_served: u64,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -129,7 +145,7 @@ struct Shared {
     lease: AtomicI64,
     ttl: Duration,
     /// Latest availability not yet published, and the stop flag.
-    pending: Mutex<(Option<Resources>, bool)>,
+    pending: Mutex<(Option<(Resources, NodeActivity)>, bool)>,
     wake: Condvar,
 }
 
@@ -176,22 +192,23 @@ impl std::fmt::Debug for Membership {
     }
 }
 
-/// Publishes this node's available resources (the node manager calls [`ResourcePublisher::publish`]
-/// as often as it likes; at most about one write a second reaches etcd, the latest value wins).
+/// Publishes this node's available resources and activity (the node manager calls
+/// [`ResourcePublisher::publish`] as often as it likes; at most about one write a second
+/// reaches etcd, the latest value wins).
 #[derive(Clone)]
 pub struct ResourcePublisher {
     shared: Arc<Shared>,
 }
 
 impl ResourcePublisher {
-    /// Records `available` to be published (never blocks on etcd).
-    pub fn publish(&self, available: Resources) {
+    /// Records `available` and `activity` to be published (never blocks on etcd).
+    pub fn publish(&self, available: Resources, activity: NodeActivity) {
         let mut pending = self
             .shared
             .pending
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        pending.0 = Some(available);
+        pending.0 = Some((available, activity));
         self.shared.wake.notify_all();
     }
 }
@@ -351,21 +368,25 @@ fn publish_loop(s: &Shared) {
             }
             pending.0.take()
         };
-        let Some(available) = available else { continue };
-        s.record
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .resources_available = available;
+        let Some((available, activity)) = available else {
+            continue;
+        };
+        {
+            let mut r = s.record.lock().unwrap_or_else(|e| e.into_inner());
+            r.resources_available = available;
+            r.activity = activity;
+        }
         let since = last.elapsed();
         if since < MIN_INTERVAL && s.sleep(MIN_INTERVAL - since) {
             return;
         }
         // Take anything newer that arrived while waiting.
-        if let Some(newer) = s.pending.lock().unwrap_or_else(|e| e.into_inner()).0.take() {
-            s.record
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .resources_available = newer;
+        if let Some((available, activity)) =
+            s.pending.lock().unwrap_or_else(|e| e.into_inner()).0.take()
+        {
+            let mut r = s.record.lock().unwrap_or_else(|e| e.into_inner());
+            r.resources_available = available;
+            r.activity = activity;
         }
         let lease = s.lease.load(Ordering::SeqCst);
         if let Err(e) = s.etcd.put(s.key.as_bytes(), &s.record_json(), lease) {

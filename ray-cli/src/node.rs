@@ -617,6 +617,7 @@ fn bring_up(
         incarnation: 1,
         start_time_ms: membership::now_ms(),
         pid: std::process::id(),
+        activity: Default::default(),
     };
     let membership = Membership::register(
         etcd.clone(),
@@ -659,8 +660,17 @@ fn bring_up(
             format!("node-{node_id}"),
         ),
     };
-    let node = crate::node_manager::start(dir, node_id, &cluster_id, &resources_total, reach)?;
-    let publishing = crate::node_manager::publish_resources(node.clone(), membership.publisher())?;
+    let node =
+        crate::node_manager::start(dir, node_id, &cluster_id, &resources_total, reach, node_ip)?;
+    let publishing = crate::node_manager::publish_resources(
+        node.clone(),
+        crate::node_manager::Publishing {
+            publisher: membership.publisher(),
+            etcd: etcd.clone(),
+            cluster_id: cluster_id.clone(),
+            node_id,
+        },
+    )?;
     let control = Arc::new(ControlState {
         cluster_id: cluster_id.clone(),
         ca,
@@ -819,10 +829,48 @@ pub fn status(args: StatusArgs) -> Result<()> {
                     if n.is_head { "yes" } else { "" },
                     res.join(", ")
                 );
+                let a = &n.activity;
+                let actors: Vec<String> =
+                    a.actors.iter().map(|(k, v)| format!("{k} x{v}")).collect();
+                println!(
+                    "       workers {}, actors: {}; copied in {}, out {}",
+                    a.workers,
+                    if actors.is_empty() {
+                        "none".to_string()
+                    } else {
+                        actors.join(", ")
+                    },
+                    bytes(a.bytes_pulled),
+                    bytes(a.bytes_served)
+                );
+            }
+            if report.jobs.is_empty() {
+                println!("no jobs");
+            } else {
+                println!(
+                    "{:<8} {:<9} {:<6} {:<9} program",
+                    "job", "state", "node", "pid"
+                );
+                for j in &report.jobs {
+                    println!(
+                        "{:<8} {:<9} {:<6} {:<9} {}",
+                        j.id, j.state, j.node_id, j.driver_pid, j.name
+                    );
+                }
             }
         }
     }
     Ok(())
+}
+
+/// `n` bytes, readably.
+fn bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64),
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
 }
 
 /// The temp dir's log directory (for messages).

@@ -11,8 +11,12 @@ use ray_core::__node::{
 
 use crate::binary_cache::{BinaryCache, Sha256, Upload};
 use crate::error::{CliError, Result};
-use crate::membership::{ResourcePublisher, Resources};
+use crate::etcd::Etcd;
+use crate::jobs::JobRecord;
+use crate::membership::{NodeActivity, ResourcePublisher, Resources, now_ms};
 use crate::tempdir::NodeDir;
+use ray_core::__node::JobSummary;
+use std::collections::BTreeMap;
 
 /// Most bytes of drivers' executables kept on a node.
 const BINARY_CACHE_BYTES: u64 = 8 << 30;
@@ -30,6 +34,12 @@ impl BinaryStore for CacheStore {
                 pin: Box::new(pinned),
             })),
             Ok(None) => Ok(None),
+            // A cached copy that no longer matches its hash is never run: it was removed, and
+            // the executable is fetched again from a node that has it.
+            Err(e @ CliError::Tampered { .. }) => {
+                tracing::warn!("{e}; fetching it again");
+                Ok(None)
+            }
             Err(e) => Err(e.to_string()),
         }
     }
@@ -112,6 +122,7 @@ pub fn start(
     cluster_id: &str,
     resources: &Resources,
     reach: Reach,
+    node_ip: std::net::IpAddr,
 ) -> Result<Arc<Node>> {
     let cache = BinaryCache::open(&dir.binaries(), BINARY_CACHE_BYTES)?;
     let whole = |name: &str| resources.get(name).copied().unwrap_or(0.0).max(0.0).round() as usize;
@@ -137,34 +148,101 @@ pub fn start(
             tls: reach.tls,
             handshake: reach.handshake,
         }),
+        node_ip: Some(node_ip),
     })
     .map_err(|e| CliError::NodeManager(e.to_string()))?;
     Ok(Arc::new(node))
 }
 
-/// Publishes the node's available resources about once a second, from a thread of its own,
-/// until `stop` is dropped.
-pub fn publish_resources(
-    node: Arc<Node>,
-    publisher: ResourcePublisher,
-) -> Result<std::sync::mpsc::Sender<()>> {
+/// Where the node's state goes for others to see: its membership record (availability and
+/// activity) and the cluster's job records.
+pub struct Publishing {
+    /// The membership record's publisher (it writes at most about once a second).
+    pub publisher: ResourcePublisher,
+    /// etcd, for job records.
+    pub etcd: Etcd,
+    /// The cluster's id.
+    pub cluster_id: String,
+    /// This node's id.
+    pub node_id: u64,
+}
+
+/// Looks at the node four times a second from a thread of its own, until `stop` is dropped:
+/// changed availability or activity goes to the membership publisher; a driver that attached
+/// is recorded as a job, one that went is marked finished.
+pub fn publish_resources(node: Arc<Node>, out: Publishing) -> Result<std::sync::mpsc::Sender<()>> {
     let (stop, stopped) = std::sync::mpsc::channel::<()>();
     std::thread::Builder::new()
         .name("resource-publish".into())
         .spawn(move || {
             let mut last = None;
+            let mut jobs: BTreeMap<String, JobSummary> = BTreeMap::new();
             loop {
                 let (_, available) = node.resources();
-                if last.as_ref() != Some(&available) {
-                    publisher.publish(available.clone());
-                    last = Some(available);
+                let stats = node.stats();
+                let activity = NodeActivity {
+                    workers: stats.workers as u64,
+                    actors: stats
+                        .actors
+                        .iter()
+                        .map(|(k, v)| (k.clone(), *v as u64))
+                        .collect(),
+                    bytes_pulled: stats.bytes_pulled,
+                    bytes_served: stats.bytes_served,
+                };
+                let now = (available, activity);
+                if last.as_ref() != Some(&now) {
+                    out.publisher.publish(now.0.clone(), now.1.clone());
+                    last = Some(now);
                 }
-                match stopped.recv_timeout(Duration::from_secs(1)) {
+                record_jobs(&out, &mut jobs, stats.jobs);
+                match stopped.recv_timeout(Duration::from_millis(250)) {
                     Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                    _ => return,
+                    _ => {
+                        // The node is stopping: its drivers' jobs end with it.
+                        record_jobs(&out, &mut jobs, Vec::new());
+                        return;
+                    }
                 }
             }
         })
         .map_err(|e| CliError::io("starting the resource publisher", e))?;
     Ok(stop)
+}
+
+/// Records jobs that appeared in `now` and ends those that left. A failed etcd write is
+/// retried on the next look.
+fn record_jobs(out: &Publishing, known: &mut BTreeMap<String, JobSummary>, now: Vec<JobSummary>) {
+    let ended: Vec<String> = known
+        .keys()
+        .filter(|id| !now.iter().any(|j| &j.id == *id))
+        .cloned()
+        .collect();
+    for id in ended {
+        match crate::jobs::record_end(&out.etcd, &out.cluster_id, &id, now_ms()) {
+            Ok(()) => {
+                known.remove(&id);
+            }
+            Err(e) => tracing::warn!("recording the end of job {id}: {e}"),
+        }
+    }
+    for job in now {
+        if known.contains_key(&job.id) {
+            continue;
+        }
+        let record = JobRecord {
+            id: job.id.clone(),
+            name: job.name.clone(),
+            node_id: out.node_id,
+            driver_pid: job.driver_pid,
+            start_time_ms: now_ms(),
+            end_time_ms: None,
+        };
+        match crate::jobs::record_start(&out.etcd, &out.cluster_id, &record) {
+            Ok(_) => {
+                known.insert(job.id.clone(), job);
+            }
+            Err(e) => tracing::warn!("recording job {}: {e}", job.id),
+        }
+    }
 }

@@ -4,9 +4,6 @@
 mod common;
 
 use common::*;
-use std::process::{Command, Stdio};
-
-const MODE: &str = "RAY_CLUSTER_DRIVER";
 
 #[ray::remote]
 fn square(x: u64) -> u64 {
@@ -38,43 +35,6 @@ impl Counter {
         self.n += x;
         self.n
     }
-}
-
-/// Runs this binary as a driver in `mode` against `address`.
-fn driver(mode: &str, address: &str, token: &str) -> std::process::Output {
-    let child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "driver_main", "--nocapture", "--test-threads=1"])
-        .env(MODE, mode)
-        .env("RAY_ADDRESS", address)
-        .env("RAY_RS_AUTH_TOKEN", token)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // A driver that hangs is killed after a generous time, so the test fails instead.
-    let pid = child.id();
-    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-    let watchdog = std::thread::spawn(move || {
-        if done_rx.recv_timeout(WAIT * 3).is_err() {
-            eprintln!(
-                "[driver {pid}] still running after {:?}: killing it",
-                WAIT * 3
-            );
-            // SAFETY: kill has no memory-safety preconditions.
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-        }
-    });
-    let out = child.wait_with_output().unwrap();
-    let _ = done_tx.send(());
-    let _ = watchdog.join();
-    eprintln!(
-        "[driver {mode}] status {}\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 #[test]
@@ -156,68 +116,6 @@ fn driver_main() {
             ray::shutdown();
             println!("DRIVER OK");
         }
-        "multi" => {
-            ray::init(ray::Config::default()).unwrap();
-            let pid = ray::get(&ssd_pid::remote()).unwrap();
-            println!("SSD PID {pid}");
-            println!("SSD DAEMON {}", daemon_of(pid));
-            let big = ray::put_slice(&vec![5u8; 64 << 20]).unwrap();
-            let (_, sum) = ray::get(&on_ssd::remote(&big)).unwrap();
-            assert_eq!(
-                sum,
-                5 * (64u64 << 20),
-                "64 MiB read bit-exact on the other node"
-            );
-            ray::shutdown();
-            println!("MULTI OK");
-        }
         other => panic!("unknown mode {other}"),
     }
-}
-
-#[ray::remote(resources(ssd = 1))]
-fn on_ssd(v: Vec<u8>) -> (u32, u64) {
-    (std::process::id(), v.iter().map(|b| *b as u64).sum())
-}
-
-#[ray::remote(resources(ssd = 1))]
-fn ssd_pid() -> u32 {
-    std::process::id()
-}
-
-/// The pid of the `ray-rs` daemon whose worker `pid` is.
-fn daemon_of(pid: u32) -> i32 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("PPid:"))
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-#[test]
-fn tasks_go_to_the_node_with_their_resources_and_their_arguments_follow() {
-    let head_dir = NodeDir::new("multi-head");
-    let head = Head::start(&head_dir, &["--num-cpus", "1"]);
-    let token = head_dir.token();
-    let ssd_dir = NodeDir::new("multi-ssd");
-    join(
-        &head,
-        &ssd_dir,
-        &token,
-        &["--num-cpus", "2", "--resources", "ssd=1"],
-        &[],
-    );
-    wait_for("two nodes", || {
-        (nodes(&status(&head.address, &head_dir.path, &token, &[])).len() == 2).then_some(())
-    });
-    let out = driver("multi", &head.address, &token);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}");
-    assert!(stdout.contains("MULTI OK"), "{stdout}");
-    let ssd_daemon = ssd_dir.pid("ray-rs.pid").unwrap();
-    assert!(
-        stdout.contains(&format!("SSD DAEMON {ssd_daemon}")),
-        "{stdout} (ssd daemon {ssd_daemon})"
-    );
 }

@@ -143,6 +143,7 @@ fn membership_lease_publisher_and_incarnations() {
         incarnation: 1,
         start_time_ms: membership::now_ms(),
         pid: std::process::id(),
+        activity: Default::default(),
     };
     let m =
         Membership::register(e.clone(), cluster, record.clone(), Duration::from_secs(2)).unwrap();
@@ -163,9 +164,12 @@ fn membership_lease_publisher_and_incarnations() {
     let publisher = m.publisher();
     let started = Instant::now();
     for i in 0..50 {
-        publisher.publish([("CPU".to_string(), f64::from(i % 5))].into());
+        publisher.publish(
+            [("CPU".to_string(), f64::from(i % 5))].into(),
+            Default::default(),
+        );
     }
-    publisher.publish([("CPU".to_string(), 1.5)].into());
+    publisher.publish([("CPU".to_string(), 1.5)].into(), Default::default());
     let mut writes = 0;
     let last = loop {
         let ev = membership::node_event(cluster, recv_timeout(&w)).unwrap();
@@ -179,7 +183,7 @@ fn membership_lease_publisher_and_incarnations() {
     assert!(writes <= 2, "{writes} writes for 51 updates");
     assert_eq!(last.resources_total, total);
     // A second burst is delayed to about a second after the previous write.
-    publisher.publish([("CPU".to_string(), 0.5)].into());
+    publisher.publish([("CPU".to_string(), 0.5)].into(), Default::default());
     loop {
         if let Some(NodeEvent::Up(n)) = membership::node_event(cluster, recv_timeout(&w))
             && n.resources_available["CPU"] == 0.5

@@ -114,11 +114,16 @@ pub(crate) fn connect(address: &str, token: &str) -> Result<ClusterSession> {
             e,
         )
     })?;
+    let name = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "driver".into());
     let info = DriverInfo {
         fingerprint: crate::registry::fingerprint(),
         sha256,
         size,
         pid: std::process::id(),
+        name: name.clone(),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -126,10 +131,6 @@ pub(crate) fn connect(address: &str, token: &str) -> Result<ClusterSession> {
         .enable_all()
         .build()
         .map_err(|e| Error::io("starting the cluster client's runtime", e))?;
-    let name = std::env::current_exe()
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| "driver".into());
     let handshake = ray_net::HandshakeConfig::new(token, None, ray_net::Role::Driver, name);
     let join = async {
         let tls = ray_net::client_config(None, None).map_err(|e| cluster_error(address, e))?;

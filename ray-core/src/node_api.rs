@@ -4,6 +4,7 @@
 
 pub use crate::node_manager::links::{Connecting, Connector, PeerStream};
 pub use crate::node_manager::remote::{BinaryStore, BinaryUpload, CachedBinary};
+pub use crate::node_manager::stats::{JobSummary, NodeStats};
 
 use crate::error::{Error, Result};
 use crate::ids::NodeId;
@@ -35,6 +36,9 @@ pub struct NodeOptions {
     pub binaries: Arc<dyn BinaryStore>,
     /// How this node reaches the others.
     pub connector: Arc<dyn Connector>,
+    /// The IP other nodes reach it at (worker output printed here is tagged with it where it
+    /// differs from the driver's node's).
+    pub node_ip: Option<std::net::IpAddr>,
 }
 
 /// A running node manager.
@@ -72,6 +76,7 @@ impl Node {
         crate::sys::raise_fd_limit();
         let inner = node_manager::start(cfg)?;
         node_manager::install_arena(&inner, object_store::DEFAULT_INLINE_MAX);
+        inner.run(|st| st.cluster.own_ip = opts.node_ip);
         inner.join_cluster(node_manager::links::ClusterIo {
             connector: opts.connector,
             cluster_id: opts.cluster_id.clone(),
@@ -94,15 +99,18 @@ impl Node {
             .serve_session(stream, self.cluster_id.clone(), self.binaries.clone());
     }
 
-    /// Another node's resources as it published them (it joined or they changed).
+    /// Another node's address and resources as it published them (it joined or they
+    /// changed).
     pub fn node_update(
         &self,
         node: u32,
+        address: Option<std::net::SocketAddr>,
         total: &BTreeMap<String, f64>,
         available: &BTreeMap<String, f64>,
     ) {
+        let ip = address.map(|a| a.ip());
         self.inner
-            .run(|st| st.node_update(NodeId(node), total, available));
+            .run(|st| st.node_update(NodeId(node), ip, total, available));
     }
 
     /// Another node left the cluster.
@@ -113,6 +121,13 @@ impl Node {
     /// Bytes of objects this node copied from others, and served to them.
     pub fn transfer_counts(&self) -> (u64, u64) {
         self.inner.transfer_counts()
+    }
+
+    /// Its jobs, actors, workers and transfer counters now.
+    pub fn stats(&self) -> NodeStats {
+        let mut stats = self.inner.run(|st| st.stats());
+        (stats.bytes_pulled, stats.bytes_served) = self.inner.transfer_counts();
+        stats
     }
 
     /// Resources: (total, available), by name (`CPU`, `GPU`, custom).

@@ -269,3 +269,43 @@ pub fn alive(pid: i32) -> bool {
 pub fn nodes(report: &Value) -> Vec<Value> {
     report["nodes"].as_array().unwrap().clone()
 }
+
+/// The variable that tells a test binary's `driver_main` which driver to be.
+pub const MODE: &str = "RAY_CLUSTER_DRIVER";
+
+/// Runs this binary as a driver in `mode` against `address`.
+pub fn driver(mode: &str, address: &str, token: &str) -> std::process::Output {
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "driver_main", "--nocapture", "--test-threads=1"])
+        .env(MODE, mode)
+        .env("RAY_ADDRESS", address)
+        .env("RAY_RS_AUTH_TOKEN", token)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A driver that hangs is killed after a generous time, so the test fails instead.
+    let pid = child.id();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if done_rx.recv_timeout(WAIT * 3).is_err() {
+            eprintln!(
+                "[driver {pid}] still running after {:?}: killing it",
+                WAIT * 3
+            );
+            // SAFETY: kill has no memory-safety preconditions.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    });
+    let out = child.wait_with_output().unwrap();
+    let _ = done_tx.send(());
+    let _ = watchdog.join();
+    eprintln!(
+        "[driver {mode}] status {}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}

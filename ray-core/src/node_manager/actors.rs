@@ -75,6 +75,10 @@ impl Actors {
         self.map.get(&id)
     }
 
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&ActorId, &ActorEntry)> {
+        self.map.iter()
+    }
+
     pub(crate) fn get_mut(&mut self, id: ActorId) -> Option<&mut ActorEntry> {
         self.map.get_mut(&id)
     }

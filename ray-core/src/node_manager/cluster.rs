@@ -102,6 +102,8 @@ impl Capacity {
 /// A live peer.
 #[derive(Debug, Clone)]
 pub(crate) struct PeerNode {
+    /// Its address's IP, if known.
+    ip: Option<std::net::IpAddr>,
     total: Capacity,
     /// Available as last published.
     published: Capacity,
@@ -119,6 +121,8 @@ impl PeerNode {
 #[derive(Default)]
 pub(crate) struct Cluster {
     nodes: BTreeMap<NodeId, PeerNode>,
+    /// This node's IP as its peers reach it, in a cluster.
+    pub own_ip: Option<std::net::IpAddr>,
 }
 
 impl Cluster {
@@ -174,6 +178,7 @@ impl NodeState {
     pub(crate) fn node_update(
         &mut self,
         node: NodeId,
+        ip: Option<std::net::IpAddr>,
         total: &BTreeMap<String, f64>,
         available: &BTreeMap<String, f64>,
     ) {
@@ -184,6 +189,7 @@ impl NodeState {
         let published = Capacity::from_map(available);
         match self.cluster.nodes.get_mut(&node) {
             Some(n) => {
+                n.ip = ip;
                 n.total = total;
                 n.published = published;
             }
@@ -191,6 +197,7 @@ impl NodeState {
                 self.cluster.nodes.insert(
                     node,
                     PeerNode {
+                        ip,
                         total,
                         published,
                         in_flight: Capacity::default(),
@@ -253,6 +260,17 @@ impl NodeState {
             }
         }
         self.cluster.pick(req, &bytes_at)
+    }
+
+    /// How a worker's output printed here is told apart at `home`, the node of its driver:
+    /// `ip=..` when this node's IP differs from that node's, else `node=..` (several nodes on
+    /// one machine).
+    pub(super) fn where_tag(&self, home: NodeId) -> String {
+        let theirs = self.cluster.nodes.get(&home).and_then(|n| n.ip);
+        match (self.cluster.own_ip, theirs) {
+            (Some(mine), Some(theirs)) if mine != theirs => format!("ip={mine}"),
+            _ => format!("node={}", self.node.as_u32()),
+        }
     }
 
     /// A task with `req` went to `node`.

@@ -21,6 +21,22 @@ pub(crate) enum Peer {
     Node(crate::ids::NodeId),
 }
 
+/// Where a worker's output goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum LogTo {
+    /// This process's stdout and stderr (the driver is embedded here).
+    Here,
+    /// A driver connected to this node from its own process.
+    Driver(ProcId),
+    /// The node of the job's driver, each line tagged with where it was printed (`ip=..` when
+    /// this node's address differs from that node's, else `node=..`).
+    Node {
+        node: crate::ids::NodeId,
+        job: crate::ids::JobId,
+        tag: String,
+    },
+}
+
 /// An event the state machine wants to receive after a delay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Timer {
@@ -53,13 +69,12 @@ pub(crate) enum Effect {
         sha256: [u8; 32],
         size: u64,
     },
-    /// Start a worker process for `proc`, running `exe`; its output goes to the connection of
-    /// `log_to` (a remote driver) if given, else to this process's.
+    /// Start a worker process for `proc`, running `exe`; its output goes to `log_to`.
     StartWorker {
         proc: ProcId,
         gpu_ids: Vec<usize>,
         exe: std::path::PathBuf,
-        log_to: Option<ProcId>,
+        log_to: LogTo,
     },
     /// Kill a worker process (SIGKILL).
     Kill(ProcId),

@@ -22,6 +22,9 @@ pub(crate) struct Job {
     pin: Option<Box<dyn std::any::Any + Send + Sync>>,
     /// SHA-256 and size of its executable, when known by hash (to announce it to other nodes).
     pub binary: Option<([u8; 32], u64)>,
+    /// Its driver's program name and pid, when the driver is attached here from its own
+    /// process.
+    pub shown: Option<(String, u32)>,
 }
 
 /// A job another node announced, whose executable is being fetched.
@@ -42,10 +45,22 @@ impl Jobs {
         self.map.get(&job)
     }
 
+    /// Every job known here.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (JobId, &Job)> {
+        self.map.iter().map(|(id, j)| (*id, j))
+    }
+
     /// Keeps `pin` (the job's cached executable) until the job ends.
     pub(crate) fn pin(&mut self, job: JobId, pin: Box<dyn std::any::Any + Send + Sync>) {
         if let Some(j) = self.map.get_mut(&job) {
             j.pin = Some(pin);
+        }
+    }
+
+    /// The job's driver's name and pid, for status.
+    pub(crate) fn show(&mut self, job: JobId, name: String, pid: u32) {
+        if let Some(j) = self.map.get_mut(&job) {
+            j.shown = Some((name, pid));
         }
     }
 
@@ -116,6 +131,7 @@ impl NodeState {
                 driver,
                 pin: None,
                 binary: None,
+                shown: None,
             },
         );
     }

@@ -32,6 +32,7 @@ mod runtime;
 mod scheduler;
 pub(crate) mod spawn;
 mod state;
+pub(crate) mod stats;
 mod store;
 mod tasks;
 #[cfg(test)]

@@ -11,9 +11,9 @@
 //! waits for the state lock, so neither lock is ever taken twice.
 
 use super::conn;
-use super::effects::{Effect, Peer, Timer};
+use super::effects::{Effect, LogTo, Peer, Timer};
 use super::links::{self, ClusterIo, DataLink};
-use super::spawn::{SpawnRequest, SpawnerConfig, spawner_main};
+use super::spawn::{LogSink, SpawnRequest, SpawnerConfig, spawner_main};
 use super::state::{NodeState, Settings};
 use super::store::{SpillDir, Store, remove_stale_spill_dirs};
 use crate::error::{Error, Result};
@@ -298,6 +298,33 @@ impl Inner {
         }
     }
 
+    /// Sends `msg` over this node's control session at `node`, opening it if needed.
+    fn send_node_locked(
+        self: &Arc<Self>,
+        io: &mut Io,
+        node: NodeId,
+        msg: &crate::protocol::worker::FromWorker,
+    ) {
+        let link = io
+            .nodes
+            .entry(node)
+            .or_insert_with(|| links::open_control(self, node));
+        if let Err(e) = link.send(msg) {
+            log::error!("cannot send a message to {node}: {e}");
+        }
+    }
+
+    /// Sends `msg` to `node` now, outside the state machine (worker output on its way to the
+    /// job's driver).
+    pub(super) fn send_node_now(
+        self: &Arc<Self>,
+        node: NodeId,
+        msg: crate::protocol::worker::FromWorker,
+    ) {
+        let mut io = lock(&self.io);
+        self.send_node_locked(&mut io, node, &msg);
+    }
+
     /// This node's control session at `node` ended: the next message opens a new one.
     pub(super) fn forget_node(&self, node: NodeId) {
         lock(&self.io).nodes.remove(&node);
@@ -381,7 +408,19 @@ impl Inner {
                         gpu_ids,
                         exe,
                         killer,
-                        log_sink: log_to.and_then(|d| io.conns.get(&d).cloned()),
+                        log_sink: match log_to {
+                            LogTo::Here => LogSink::Here,
+                            LogTo::Driver(d) => match io.conns.get(&d) {
+                                Some(conn) => LogSink::Driver(conn.clone()),
+                                None => LogSink::Here,
+                            },
+                            LogTo::Node { node, job, tag } => LogSink::Node {
+                                inner: Arc::downgrade(self),
+                                node,
+                                job,
+                                tag,
+                            },
+                        },
                     };
                     let sent = lock(&self.spawn_tx)
                         .as_ref()
@@ -402,15 +441,7 @@ impl Inner {
                         k.notify_one();
                     }
                 }
-                Effect::SendNode(node, msg) => {
-                    let link = io
-                        .nodes
-                        .entry(node)
-                        .or_insert_with(|| links::open_control(self, node));
-                    if let Err(e) = link.send(&msg) {
-                        log::error!("cannot send a message to {node}: {e}");
-                    }
-                }
+                Effect::SendNode(node, msg) => self.send_node_locked(io, node, &msg),
                 Effect::Disconnect(Peer::Worker(p)) => {
                     if let Some(conn) = io.conns.remove(&p) {
                         conn.close();

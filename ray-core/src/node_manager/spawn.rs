@@ -24,7 +24,7 @@ use std::time::Duration;
 
 /// What is known about each running worker's memory, by pid.
 type Watches = Arc<Mutex<HashMap<u32, Watch>>>;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 
 /// Environment variables a worker process is started with. `RAY_RS_NODE_FD` (its end of the
 /// socket pair) is what makes the process a worker.
@@ -42,9 +42,29 @@ pub(crate) struct SpawnRequest {
     /// The executable: its job's.
     pub exe: PathBuf,
     pub killer: Arc<tokio::sync::Notify>,
-    /// Where its output goes when not to this process's (a remote driver's connection).
-    pub log_sink: Option<crate::transport::Conn>,
+    /// Where its output goes.
+    pub log_sink: LogSink,
 }
+
+/// Where a worker's output lines go.
+#[derive(Clone)]
+pub(crate) enum LogSink {
+    /// This process's stdout and stderr.
+    Here,
+    /// The connection of a driver attached to this node.
+    Driver(crate::transport::Conn),
+    /// The node of the job's driver, over this node's session there; `tag` says where the
+    /// line was printed.
+    Node {
+        inner: Weak<Inner>,
+        node: crate::ids::NodeId,
+        job: crate::ids::JobId,
+        tag: String,
+    },
+}
+
+/// Longest line forwarded as one; a longer one is cut into pieces of this size.
+const MAX_LINE: u64 = 64 * 1024;
 
 /// A worker writes this, then a name and a newline, to stdout and stderr when it starts a task
 /// or becomes an actor; the forwarder uses it as the prefix of the lines that follow on that
@@ -193,21 +213,19 @@ async fn monitor(
     }
 }
 
-/// Copies a worker's output to this process's (or to `sink`, a remote driver), a whole line at
-/// a time, with Ray's prefix.
-async fn forward<R: AsyncRead + Unpin>(
-    r: R,
-    pid: u32,
-    is_err: bool,
-    log: bool,
-    sink: Option<crate::transport::Conn>,
-) {
+/// Copies a worker's output to `sink`, a whole line at a time (at most [`MAX_LINE`] bytes),
+/// with Ray's prefix.
+async fn forward<R: AsyncRead + Unpin>(r: R, pid: u32, is_err: bool, log: bool, sink: LogSink) {
     let mut r = BufReader::with_capacity(16 * 1024, r);
     let mut line = Vec::with_capacity(256);
     let mut name = String::new();
+    let tag = match &sink {
+        LogSink::Node { tag, .. } => format!(", {tag}"),
+        _ => String::new(),
+    };
     loop {
         line.clear();
-        match r.read_until(b'\n', &mut line).await {
+        match (&mut r).take(MAX_LINE).read_until(b'\n', &mut line).await {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
@@ -221,28 +239,41 @@ async fn forward<R: AsyncRead + Unpin>(
         if !log {
             continue;
         }
-        let mut out = Vec::with_capacity(line.len() + name.len() + 24);
+        let mut out = Vec::with_capacity(line.len() + name.len() + tag.len() + 24);
         if name.is_empty() {
-            let _ = write!(out, "(pid={pid}) ");
+            let _ = write!(out, "(pid={pid}{tag}) ");
         } else {
-            let _ = write!(out, "({name} pid={pid}) ");
+            let _ = write!(out, "({name} pid={pid}{tag}) ");
         }
         out.extend_from_slice(&line);
         out.push(b'\n');
-        if let Some(sink) = &sink {
-            let msg = crate::protocol::worker::ToWorker::Log {
-                stderr: is_err,
-                line: out,
-            };
-            let _ = sink.send(&msg);
-            continue;
-        }
-        if is_err {
-            let _ = std::io::stderr().lock().write_all(&out);
-        } else {
-            let mut so = std::io::stdout().lock();
-            let _ = so.write_all(&out);
-            let _ = so.flush();
+        match &sink {
+            LogSink::Here if is_err => {
+                let _ = std::io::stderr().lock().write_all(&out);
+            }
+            LogSink::Here => {
+                let mut so = std::io::stdout().lock();
+                let _ = so.write_all(&out);
+                let _ = so.flush();
+            }
+            LogSink::Driver(conn) => {
+                let msg = crate::protocol::worker::ToWorker::Log {
+                    stderr: is_err,
+                    line: out,
+                };
+                let _ = conn.send(&msg);
+            }
+            LogSink::Node {
+                inner, node, job, ..
+            } => {
+                let Some(n) = inner.upgrade() else { return };
+                let msg = crate::protocol::worker::FromWorker::Log {
+                    job: *job,
+                    stderr: is_err,
+                    line: out,
+                };
+                n.send_node_now(*node, msg);
+            }
         }
     }
 }

@@ -1040,7 +1040,7 @@ impl Harness {
     /// A peer publishes its resources (total, available).
     fn peer_publishes(&mut self, node: NodeId, total: &[(&str, f64)], available: &[(&str, f64)]) {
         let (t, a) = (capacity(total), capacity(available));
-        self.with(|st| st.node_update(node, &t, &a));
+        self.with(|st| st.node_update(node, None, &t, &a));
     }
 
     fn ssd_task(&mut self) -> TaskSpec {

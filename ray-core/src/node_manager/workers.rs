@@ -10,7 +10,7 @@
 //! that every message the worker sent before dying counts, or after a grace period if the
 //! socket never ends.
 
-use super::effects::{Effect, Peer, Timer};
+use super::effects::{Effect, LogTo, Peer, Timer};
 use super::state::NodeState;
 use crate::error::Error;
 use crate::ids::{ActorId, IdMap, JobId, NodeId, ObjectId, ProcId};
@@ -253,10 +253,15 @@ impl NodeState {
     ) -> Option<ProcId> {
         let j = self.jobs.get(job)?;
         let exe = j.exe.clone();
-        // Output of a remote driver's workers goes to that driver.
-        let log_to = j
-            .driver
-            .filter(|d| self.workers.get(*d).is_some_and(|w| w.remote));
+        let log_to = match j.driver {
+            Some(d) if self.workers.get(d).is_some_and(|w| w.remote) => LogTo::Driver(d),
+            Some(_) => LogTo::Here,
+            None => LogTo::Node {
+                node: job.node(),
+                job,
+                tag: self.where_tag(job.node()),
+            },
+        };
         let proc = self.workers.add(job, gpu_ids.clone(), assignment);
         self.effects.push(Effect::StartWorker {
             proc,
@@ -343,6 +348,7 @@ impl NodeState {
         self.add_job(job, exe, info.fingerprint, Some(proc));
         self.jobs.pin(job, pin);
         self.jobs.set_binary(job, info.sha256, info.size);
+        self.jobs.show(job, info.shown_name(), info.pid);
         Some((proc, job))
     }
 

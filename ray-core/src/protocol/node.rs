@@ -37,6 +37,27 @@ pub(crate) struct DriverInfo {
     pub size: u64,
     /// Its process id on its machine (for messages).
     pub pid: u32,
+    /// Its program's name (the executable's file name; shown by `ray-rs status`; at most
+    /// [`DRIVER_NAME_MAX`] bytes are kept).
+    pub name: String,
+}
+
+/// Longest driver name a node keeps.
+pub(crate) const DRIVER_NAME_MAX: usize = 128;
+
+impl DriverInfo {
+    /// Its name as a node shows it: printable characters only, at most [`DRIVER_NAME_MAX`]
+    /// bytes.
+    pub(crate) fn shown_name(&self) -> String {
+        let mut out = String::new();
+        for c in self.name.chars().filter(|c| !c.is_control()) {
+            if out.len() + c.len_utf8() > DRIVER_NAME_MAX {
+                break;
+            }
+            out.push(c);
+        }
+        out
+    }
 }
 
 /// Why a peer was refused.

@@ -1,0 +1,413 @@
+//! One program on a four-node cluster: `ray-rs` daemons on loopback, each with its own temp
+//! dir and resources, etcd started by the head, and this test binary run again as the driver.
+//! What runs where is read from the process tree (a worker's parent is its node's daemon) and
+//! from `ray-rs status` (transfer counters, jobs).
+//!
+//! Nodes: head (1 CPU), A (2 CPUs, `zone_a`), B (2 CPUs, `zone_b`), C (2 CPUs, `zone_c`).
+
+mod common;
+
+use common::*;
+use ray::ObjectRef;
+use std::time::{Duration, Instant};
+
+/// A large value made on node A: it stays there.
+#[ray::remote(resources(zone_a = 1))]
+fn make_on_a(len: usize) -> Vec<u8> {
+    vec![7u8; len]
+}
+
+/// Reads a value on node B: its worker pid and the sum of its bytes.
+#[ray::remote(resources(zone_b = 1))]
+fn sum_on_b(v: Vec<u8>) -> (u32, u64) {
+    (std::process::id(), v.iter().map(|b| *b as u64).sum())
+}
+
+/// Reads the driver's `put_slice` zero-copy on node B.
+#[ray::remote(resources(zone_b = 1))]
+fn slice_on_b(refs: Vec<ObjectRef<Vec<u8>>>) -> (u32, u64, bool) {
+    let view = ray::get_slice(&refs[0]).expect("get_slice on node B");
+    let all_fives = view.iter().all(|b| *b == 5);
+    (std::process::id(), view.len() as u64, all_fives)
+}
+
+/// Runs on A and submits a child that must run on B: (A's worker pid, B's worker pid).
+#[ray::remote(resources(zone_a = 1))]
+fn parent_on_a() -> (u32, u32) {
+    let child = ray::get(&child_on_b::remote()).expect("the child's result");
+    (std::process::id(), child)
+}
+
+#[ray::remote(resources(zone_b = 1))]
+fn child_on_b() -> u32 {
+    std::process::id()
+}
+
+/// Waits (up to a minute) until `n` tasks are running at once, each having dropped a file in
+/// `dir`: only a cluster that spread them over enough nodes gets there.
+#[ray::remote]
+fn rendezvous(dir: String, n: usize) -> (u32, bool) {
+    let pid = std::process::id();
+    std::fs::write(format!("{dir}/{pid}"), b"").expect("write the marker");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let here = std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
+        if here >= n {
+            return (pid, true);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (pid, false)
+}
+
+#[ray::remote(resources(tpu = 1))]
+fn needs_a_tpu() -> u32 {
+    0
+}
+
+#[ray::remote(resources(zone_c = 1))]
+struct Ledger {
+    entries: Vec<u64>,
+}
+
+#[ray::remote]
+impl Ledger {
+    fn new() -> Self {
+        println!("ledger open");
+        Ledger {
+            entries: Vec::new(),
+        }
+    }
+    fn append(&mut self, x: u64) -> usize {
+        self.entries.push(x);
+        self.entries.len()
+    }
+    fn entries(&self) -> Vec<u64> {
+        self.entries.clone()
+    }
+    fn pid(&self) -> u32 {
+        std::process::id()
+    }
+}
+
+/// The pid of the `ray-rs` daemon whose worker `pid` is.
+fn daemon_of(pid: u32) -> i32 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The driver. A no-op unless `RAY_CLUSTER_DRIVER` is set.
+#[test]
+fn driver_main() {
+    let Ok(mode) = std::env::var(MODE) else {
+        return;
+    };
+    ray::init(ray::Config::default()).expect("joins the cluster");
+    match mode.as_str() {
+        "everything" => everything(),
+        "again" => {
+            let (pid, sum) = ray::get(&sum_on_b::remote(vec![1u8; 10])).unwrap();
+            println!("AGAIN B {}", daemon_of(pid));
+            assert_eq!(sum, 10);
+            let v = ray::get(&make_on_a::remote(3)).unwrap();
+            assert_eq!(v, vec![7, 7, 7]);
+            println!("AGAIN OK");
+        }
+        other => panic!("unknown mode {other}"),
+    }
+    ray::shutdown();
+}
+
+fn everything() {
+    // Placement by custom resources, and an object made on A consumed on B: it goes from A's
+    // store to B's, not through the driver or the head.
+    let on_a = make_on_a::remote(32 << 20);
+    let (pid, sum) = ray::get(&sum_on_b::remote(&on_a)).unwrap();
+    assert_eq!(
+        sum,
+        7 * (32u64 << 20),
+        "32 MiB made on A, read bit-exact on B"
+    );
+    println!("A TO B ON {}", daemon_of(pid));
+
+    // A 64 MiB put_slice in the driver, read zero-copy on B.
+    let big = ray::put_slice(&vec![5u8; 64 << 20]).unwrap();
+    let (pid, len, all_fives) = ray::get(&slice_on_b::remote(vec![big.clone()])).unwrap();
+    assert_eq!(len, 64 << 20);
+    assert!(all_fives, "64 MiB read bit-exact on B");
+    println!("SLICE ON {}", daemon_of(pid));
+
+    // Nested tasks across nodes: A's task submits B's.
+    let (parent, child) = ray::get(&parent_on_a::remote()).unwrap();
+    println!("NESTED {} {}", daemon_of(parent), daemon_of(child));
+
+    // Spreading: six tasks that only finish when all six run at once (1 CPU here, 2 on each
+    // other node).
+    let dir = std::env::temp_dir().join(format!("ray-rendezvous-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.to_str().unwrap().to_string();
+    let refs: Vec<_> = (0..6)
+        .map(|_| rendezvous::remote(path.clone(), 6))
+        .collect();
+    let met = ray::get_all(&refs).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        met.iter().all(|(_, ok)| *ok),
+        "all six ran at once: {met:?}"
+    );
+    let mut daemons: Vec<i32> = met.iter().map(|(pid, _)| daemon_of(*pid)).collect();
+    daemons.sort();
+    daemons.dedup();
+    println!(
+        "SPREAD {}",
+        daemons
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+
+    // 300 ordered calls to an actor on C; its output reaches this driver tagged with its node.
+    let ledger = Ledger::remote();
+    let appends: Vec<_> = (0..300u64).map(|i| ledger.append(i)).collect();
+    let lens = ray::get_all(&appends).unwrap();
+    assert_eq!(
+        lens,
+        (1..=300usize).collect::<Vec<_>>(),
+        "in order, none lost"
+    );
+    let entries = ray::get(&ledger.entries()).unwrap();
+    assert_eq!(entries, (0..300u64).collect::<Vec<_>>());
+    let pid = ray::get(&ledger.pid()).unwrap();
+    println!("LEDGER ON {}", daemon_of(pid));
+
+    // Infeasible everywhere: fails at once, naming what every node has.
+    match ray::get(&needs_a_tpu::remote()) {
+        Err(ray::Error::Infeasible {
+            requested,
+            available,
+            ..
+        }) => {
+            assert_eq!(requested, "tpu: 1");
+            for zone in ["zone_a", "zone_b", "zone_c"] {
+                assert!(available.contains(zone), "{available}");
+            }
+            println!("INFEASIBLE OK");
+        }
+        other => panic!("expected Infeasible, got {other:?}"),
+    }
+    println!("EVERYTHING OK");
+}
+
+struct Cluster {
+    head: Head,
+    head_dir: NodeDir,
+    a: NodeDir,
+    b: NodeDir,
+    c: NodeDir,
+    token: String,
+}
+
+impl Cluster {
+    fn start(label: &str) -> Cluster {
+        let head_dir = NodeDir::new(&format!("{label}-head"));
+        let head = Head::start(&head_dir, &["--num-cpus", "1"]);
+        let token = head_dir.token();
+        let mut dirs = Vec::new();
+        for zone in ["zone_a", "zone_b", "zone_c"] {
+            let dir = NodeDir::new(&format!("{label}-{zone}"));
+            let res = format!("{zone}=1");
+            join(
+                &head,
+                &dir,
+                &token,
+                &["--num-cpus", "2", "--resources", &res],
+                &[],
+            );
+            dirs.push(dir);
+        }
+        let c = dirs.pop().unwrap();
+        let b = dirs.pop().unwrap();
+        let a = dirs.pop().unwrap();
+        let cluster = Cluster {
+            head,
+            head_dir,
+            a,
+            b,
+            c,
+            token,
+        };
+        wait_for("four live nodes", || {
+            let report = cluster.status();
+            let alive = nodes(&report)
+                .iter()
+                .filter(|n| n["alive"].as_bool() == Some(true))
+                .count();
+            (alive == 4).then_some(())
+        });
+        cluster
+    }
+
+    fn status(&self) -> serde_json::Value {
+        status(&self.head.address, &self.head_dir.path, &self.token, &[])
+    }
+
+    fn daemon(dir: &NodeDir) -> i32 {
+        dir.pid("ray-rs.pid").expect("the node's pid file")
+    }
+
+    /// Node `dir`'s entry in a status report.
+    fn node_in(report: &serde_json::Value, dir: &NodeDir) -> serde_json::Value {
+        let pid = std::fs::read_to_string(dir.path.join("node.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["node_id"].as_u64())
+            .expect("node.json names the node's id");
+        nodes(report)
+            .into_iter()
+            .find(|n| n["node_id"].as_u64() == Some(pid))
+            .expect("the node is in the report")
+    }
+}
+
+fn line_after<'a>(stdout: &'a str, marker: &str) -> &'a str {
+    stdout
+        .lines()
+        .find_map(|l| l.split_once(marker).map(|(_, rest)| rest.trim()))
+        .unwrap_or_else(|| panic!("no {marker:?} in the driver's output:\n{stdout}"))
+}
+
+#[test]
+fn one_program_uses_every_node_of_a_four_node_cluster() {
+    let cluster = Cluster::start("everything");
+    let (head, a, b, c) = (
+        Cluster::daemon(&cluster.head_dir),
+        Cluster::daemon(&cluster.a),
+        Cluster::daemon(&cluster.b),
+        Cluster::daemon(&cluster.c),
+    );
+    let out = driver("everything", &cluster.head.address, &cluster.token);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("EVERYTHING OK"), "{stdout}");
+
+    // Placement by custom resources, nested tasks across nodes.
+    assert_eq!(line_after(&stdout, "A TO B ON "), b.to_string());
+    assert_eq!(line_after(&stdout, "SLICE ON "), b.to_string());
+    assert_eq!(line_after(&stdout, "NESTED "), format!("{a} {b}"));
+    assert_eq!(line_after(&stdout, "LEDGER ON "), c.to_string());
+    // Six tasks at once need every node (at most two fit on each).
+    let spread: Vec<i32> = line_after(&stdout, "SPREAD ")
+        .split(' ')
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert!(spread.len() >= 3, "spread over {spread:?}");
+    for d in &spread {
+        assert!([head, a, b, c].contains(d), "{d} is one of the daemons");
+    }
+    // The actor's output, printed on C, reached the driver with its prefix and C's node.
+    let c_id = Cluster::node_in(&cluster.status(), &cluster.c)["node_id"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        stdout.lines().any(|l| l.starts_with("(Ledger pid=")
+            && l.contains(&format!(", node={c_id})"))
+            && l.ends_with("ledger open")),
+        "C's actor output with its prefix: {stdout}"
+    );
+
+    // Transfer counters: the 32 MiB went A -> B, the 64 MiB head -> B; the head copied nothing
+    // in (the driver never read a large value).
+    let counters = wait_for("transfer counters published", || {
+        let report = cluster.status();
+        let of = |dir: &NodeDir, what: &str| {
+            Cluster::node_in(&report, dir)["activity"][what]
+                .as_u64()
+                .unwrap_or(0)
+        };
+        let c = (
+            of(&cluster.a, "bytes_served"),
+            of(&cluster.b, "bytes_pulled"),
+            of(&cluster.head_dir, "bytes_served"),
+            of(&cluster.head_dir, "bytes_pulled"),
+        );
+        (c.1 >= (96 << 20)).then_some(c)
+    });
+    let (a_served, b_pulled, head_served, head_pulled) = counters;
+    assert!(a_served >= 32 << 20, "A served {a_served}");
+    assert!(head_served >= 64 << 20, "head served {head_served}");
+    assert_eq!(head_pulled, 0, "nothing large passed through the head");
+    assert!(b_pulled >= 96 << 20, "B pulled {b_pulled}");
+
+    // Every node is in status, and the job is recorded (finished: its driver went).
+    let report = wait_for("the job marked finished", || {
+        let report = cluster.status();
+        let done = report["jobs"]
+            .as_array()
+            .is_some_and(|j| j.iter().any(|j| j["state"] == "FINISHED"));
+        done.then_some(report)
+    });
+    assert_eq!(nodes(&report).len(), 4);
+    let jobs = report["jobs"].as_array().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let name = exe.file_name().unwrap().to_str().unwrap();
+    assert!(
+        jobs.iter().any(|j| j["name"] == name),
+        "the job shows its program: {jobs:?}"
+    );
+    let text = ray_rs(
+        &[
+            "status",
+            "--address",
+            &cluster.head.address,
+            "--temp-dir",
+            cluster.head_dir.arg(),
+        ],
+        Some(&cluster.token),
+        &[],
+    );
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert_eq!(text.matches(" alive ").count(), 4, "{text}");
+    assert!(text.contains("FINISHED"), "{text}");
+
+    // The executable is cached by hash on every node that ran its work; a tampered copy is
+    // never run: it is removed and fetched again.
+    let bytes = std::fs::read(&exe).unwrap();
+    let hash = ray_cli::binary_cache::Sha256::of(&bytes).to_hex();
+    for dir in [&cluster.head_dir, &cluster.a, &cluster.b, &cluster.c] {
+        let cached = dir.path.join("binaries").join(&hash);
+        let got = std::fs::read(&cached).unwrap_or_else(|e| panic!("{cached:?}: {e}"));
+        assert!(got == bytes, "{cached:?} is the driver's executable");
+    }
+    let cached_on_b = cluster.b.path.join("binaries").join(&hash);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&cached_on_b, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let mut tampered = bytes.clone();
+    tampered.extend_from_slice(b"tampered");
+    std::fs::write(&cached_on_b, &tampered).unwrap();
+    std::fs::set_permissions(&cached_on_b, std::fs::Permissions::from_mode(0o500)).unwrap();
+    let out = driver("again", &cluster.head.address, &cluster.token);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success() && stdout.contains("AGAIN OK"),
+        "{stdout}"
+    );
+    assert_eq!(line_after(&stdout, "AGAIN B "), b.to_string());
+    assert!(
+        std::fs::read(&cached_on_b).unwrap() == bytes,
+        "B fetched a good copy again"
+    );
+    let b_log = std::fs::read_dir(cluster.b.path.join("logs"))
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect::<String>();
+    assert!(
+        b_log.contains("does not match") || b_log.contains("tampered"),
+        "B's log says it refused the tampered copy"
+    );
+}
