@@ -18,6 +18,7 @@ pub struct Config {
     pub(crate) spill_dir: Option<std::path::PathBuf>,
     pub(crate) max_inline_object_size: Option<usize>,
     pub(crate) gpu_detector: Option<fn() -> usize>,
+    pub(crate) namespace: Option<String>,
 }
 
 impl Default for Config {
@@ -33,6 +34,7 @@ impl Default for Config {
             spill_dir: None,
             max_inline_object_size: None,
             gpu_detector: None,
+            namespace: None,
         }
     }
 }
@@ -106,6 +108,13 @@ impl Config {
     /// GPU, so programs that use none never pay for it.
     pub fn gpu_detector(mut self, detect: fn() -> usize) -> Self {
         self.gpu_detector = Some(detect);
+        self
+    }
+
+    /// The job's namespace: where its actor names live unless an actor's options name another
+    /// (Ray's `ray.init(namespace=..)`). Default: an anonymous namespace of the job's own.
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = Some(namespace.into());
         self
     }
 

@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::ids::{self, ActorId, NodeId, ObjectId, ProcId, RefId, RequestKey};
 use crate::node_manager::{self, NodeConfig, NodeManager};
 use crate::object_store;
+use crate::protocol::worker::{Control, ControlReply};
 use crate::protocol::{ActorSpec, ActorTaskSpec, TaskSpec};
 use crate::resources::Amount;
 use crate::slot::Slot;
@@ -72,6 +73,14 @@ fn is_main_thread() -> bool {
 
 /// Checks the settings and turns them into a node manager's configuration.
 fn node_config(config: &Config, node: NodeId) -> Result<NodeConfig> {
+    if let Some(ns) = &config.namespace {
+        crate::options::check_name("a namespace", ns).map_err(|message| {
+            Error::InvalidArgument {
+                what: "Config::namespace".into(),
+                message,
+            }
+        })?;
+    }
     let cpus = config.num_cpus.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -163,6 +172,9 @@ pub(crate) fn init(config: Config) -> Result<()> {
     })));
     if !is_main_thread() {
         GUARD.with(|guard| *guard.borrow_mut() = Some(ThreadGuard(epoch)));
+    }
+    if let Some(ns) = config.namespace.clone() {
+        driver.node.run(|st| st.set_namespace(ns));
     }
     let prestart = config.prestart_workers.unwrap_or(cpus.min(8));
     driver.node.prestart(prestart);
@@ -297,5 +309,13 @@ impl Client for DriverClient {
 
     fn gpu_ids(&self) -> Vec<usize> {
         Vec::new()
+    }
+
+    fn control(&self, op: Control) -> Result<ControlReply> {
+        self.node.control_local(self.me, op)
+    }
+
+    fn adopt(&self, _id: RefId) {
+        // The driver's references are counted by the node manager itself, one per handle.
     }
 }

@@ -265,7 +265,9 @@ impl<T> Hash for ObjectRef<T> {
 
 impl<T> Serialize for ObjectRef<T> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        codec::note_contained(RefId::Object(self.id()));
+        if !codec::note_contained(RefId::Object(self.id())) {
+            refcount::escaped(RefId::Object(self.id()));
+        }
         self.id().serialize(s)
     }
 }

@@ -79,6 +79,7 @@ impl NodeFuzzer {
                         ..Default::default()
                     },
                     max_retries: 1,
+                    ext: Default::default(),
                 },
             );
         }

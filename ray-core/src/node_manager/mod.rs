@@ -13,15 +13,23 @@
 //! This file dispatches a worker's messages, after checking each against who sent it.
 
 mod actors;
+mod cancel;
 mod conn;
-
+mod control;
 mod effects;
+mod escapes;
 pub(crate) mod exits;
 #[cfg(feature = "testing")]
 pub(crate) mod fuzz;
+mod generators;
+mod introspect;
 mod local;
+mod names;
 mod objects;
+mod placement;
 mod requests;
+mod retries;
+mod returns;
 mod runtime;
 mod scheduler;
 pub(crate) mod spawn;
@@ -30,6 +38,7 @@ mod store;
 mod tasks;
 #[cfg(test)]
 mod tests;
+mod unhandled;
 mod workers;
 
 pub(crate) use runtime::{NodeConfig, NodeManager, install_arena, start};
@@ -84,6 +93,7 @@ impl NodeState {
             FromWorker::Hello { .. } => return Err("a second hello".into()),
             FromWorker::SubmitTask(spec) => {
                 self.fresh(from, RefId::Object(spec.task))?;
+                self.fresh_returns(from, spec.task, &spec.ext.returns)?;
                 self.check_args(from, &spec.args)?;
                 self.submit_task(from, spec);
             }
@@ -94,6 +104,7 @@ impl NodeState {
             }
             FromWorker::SubmitActorTask(spec) => {
                 self.fresh(from, RefId::Object(spec.task))?;
+                self.fresh_returns(from, spec.task, &spec.returns)?;
                 self.check_args(from, &spec.args)?;
                 self.may_use_actor(from, spec.actor)?;
                 self.submit_actor_task(from, spec);
@@ -140,6 +151,18 @@ impl NodeState {
             }
             FromWorker::Release(ids) => self.release_mapped(from, &ids)?,
             FromWorker::CancelGet { req } => self.cancel_get(from, req),
+            FromWorker::Control { req, op } => {
+                let to = control::Answer::Remote { proc: from, req };
+                self.control(from, to, op)?;
+            }
+            FromWorker::TaskReturns { task, result } => self.task_returns(from, task, result)?,
+            FromWorker::Yield {
+                req,
+                task,
+                index,
+                item,
+                value,
+            } => self.stream_yield(from, req, task, index, item, value)?,
         }
         Ok(())
     }

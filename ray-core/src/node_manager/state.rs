@@ -10,13 +10,29 @@
 //! | `requests` | open get/wait requests, CPU lending | [`super::requests`] |
 //! | `store` | shared-memory allocation, sealing, spilling | [`super::store`] |
 //! | `scheduler` | ready queue, scheduling passes, GPU count | [`super::scheduler`] |
-//! | `resources` | the node's resources, free and total | [`crate::resources`] |
+//! | `resources` | the node's resources, free and total (and placement groups' bundles) | [`crate::resources`], [`crate::bundles`] |
+//! | `names` | named actors' names and the job's namespace | [`super::names`] |
+//! | `cancels` | cancelled running tasks, tasks' children | [`super::cancel`] |
+//! | `returns` | calls with several return values | [`super::returns`] |
+//! | `generators` | streaming calls' items and backpressure | [`super::generators`] |
+//! | `placement` | placement groups | [`super::placement`] |
+//! | `escapes` | references serialized out of ray, kept for their owner | [`super::escapes`] |
+//! | `unhandled` | failed objects whose error was never read | [`super::unhandled`] |
+//! | `retries` | `max_calls` counts | [`super::retries`] |
 //!
 //! This module does no I/O: handlers push [`Effect`]s into `effects`, which the
 //! [`NodeManager`](super::NodeManager) carries out after releasing the lock.
 
 use super::actors::Actors;
+use super::cancel::Cancels;
 use super::effects::{Effect, Peer};
+use super::escapes::Escapes;
+use super::generators::Generators;
+use super::names::Names;
+use super::placement::PlacementGroups;
+use super::retries::Retries;
+use super::returns::MultiReturns;
+use super::unhandled::Unhandled;
 use super::objects::ObjectDirectory;
 use super::requests::Requests;
 use super::scheduler::Scheduler;
@@ -48,6 +64,14 @@ pub(crate) struct NodeState {
     pub store: Store,
     pub scheduler: Scheduler,
     pub resources: NodeResources,
+    pub names: Names,
+    pub cancels: Cancels,
+    pub returns: MultiReturns,
+    pub generators: Generators,
+    pub placement: PlacementGroups,
+    pub escapes: Escapes,
+    pub unhandled: Unhandled,
+    pub retries: Retries,
     pub shutting_down: bool,
     /// What to do once the lock is released, in order.
     pub effects: Vec<Effect>,
@@ -71,6 +95,14 @@ impl NodeState {
             store,
             scheduler: Scheduler::default(),
             resources,
+            names: Names::new(node),
+            cancels: Cancels::default(),
+            returns: MultiReturns::default(),
+            generators: Generators::default(),
+            placement: PlacementGroups::default(),
+            escapes: Escapes::default(),
+            unhandled: Unhandled::default(),
+            retries: Retries::default(),
             shutting_down: false,
             effects: Vec::new(),
         }
@@ -96,6 +128,7 @@ impl NodeState {
             self.retire(proc);
         }
         self.fail_all_requests();
+        self.fail_stream_waiters();
     }
 
     /// Kills every worker that is left (at the end of a shutdown's grace period).

@@ -80,6 +80,7 @@ impl Harness {
                     self.woken += 1;
                 }
                 Effect::Resolve(slot, r) => slot.fill(r),
+                Effect::Answer(slot, r) => slot.fill(r),
                 Effect::DetectGpus | Effect::WorkersChanged => {}
             }
         }
@@ -173,6 +174,7 @@ impl Harness {
                 ..Default::default()
             },
             max_retries: 3,
+            ext: Default::default(),
         }
     }
 
@@ -366,6 +368,7 @@ fn actor_spec(h: &mut Harness, from: ProcId, max_restarts: u32) -> ActorSpec {
         max_concurrency: 1,
         max_restarts,
         invalid: None,
+        ext: Default::default(),
     }
 }
 
@@ -376,6 +379,7 @@ fn call(h: &mut Harness, actor: ActorId, method: &str) -> ObjectId {
         task,
         method: method.into(),
         args: vec![],
+        returns: Default::default(),
     };
     h.with(|st| st.submit_actor_task(DRIVER, spec));
     task
@@ -998,3 +1002,7 @@ fn workers_of_another_build_or_version_are_refused_saying_why() {
     h.msg(p, FromWorker::AddRef(RefId::Object(ObjectId(5))));
     assert_stopped(&h, p);
 }
+
+// The rest of the core API (issue 12): names, cancel, returns, streams, placement groups...
+#[path = "tests_core_api.rs"]
+mod core_api;
