@@ -583,6 +583,44 @@ pub use ray_core::*;
 /// for the guide and for what the macro generates.
 pub use ray_macros::remote;
 
+/// Options of one method of an actor, inside its `#[ray::remote]` impl block:
+/// `num_returns = n` (the method returns a tuple of `n` values and its handle method a tuple
+/// of `n` `ObjectRef`s) or `streaming` (it returns an iterator, and its handle method an
+/// [`ObjectRefGenerator`]).
+///
+/// ```
+/// #[ray::remote]
+/// struct Splitter {}
+///
+/// #[ray::remote]
+/// impl Splitter {
+///     fn new() -> Self {
+///         Splitter {}
+///     }
+///     #[ray::method(num_returns = 2)]
+///     fn halves(&self, v: Vec<u32>) -> (Vec<u32>, Vec<u32>) {
+///         let (a, b) = v.split_at(v.len() / 2);
+///         (a.to_vec(), b.to_vec())
+///     }
+///     #[ray::method(streaming)]
+///     fn each(&self, n: u32) -> impl Iterator<Item = u32> {
+///         0..n
+///     }
+/// }
+///
+/// fn main() -> ray::Result<()> {
+///     ray::init(ray::Config::default().num_cpus(1))?;
+///     let s = Splitter::remote();
+///     let (a, b) = s.halves(vec![1, 2, 3, 4]);
+///     assert_eq!((ray::get(&a)?, ray::get(&b)?), (vec![1, 2], vec![3, 4]));
+///     let items: Vec<u32> = s.each(3).map(|r| ray::get(&r).unwrap()).collect();
+///     assert_eq!(items, [0, 1, 2]);
+///     ray::shutdown();
+///     Ok(())
+/// }
+/// ```
+pub use ray_macros::method;
+
 /// Runs a function once in every worker process, before the worker's first task or actor:
 /// Ray's `worker_process_setup_hook`, for the logging, tracing or other process-wide state that
 /// `main` sets up in the driver (a worker never runs `main`).

@@ -2,10 +2,10 @@
 
 use crate::codec;
 use crate::context;
+use crate::generator::ObjectRefGenerator;
 use crate::ids::{ActorId, ObjectId, RefId};
 use crate::object_ref::ObjectRef;
 use crate::options::RawActorOptions;
-use crate::generator::ObjectRefGenerator;
 use crate::protocol::{ActorTaskSpec, Returns};
 use crate::refcount;
 use crate::submit::ArgsBuilder;

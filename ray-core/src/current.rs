@@ -71,8 +71,7 @@ pub(crate) fn is_cancelled() -> bool {
 
 /// Whether `task` was cancelled.
 pub(crate) fn was_cancelled(task: ObjectId) -> bool {
-    ANY_CANCELLED.load(Ordering::Relaxed)
-        && cancelled().as_ref().is_some_and(|s| s.contains(&task))
+    ANY_CANCELLED.load(Ordering::Relaxed) && cancelled().as_ref().is_some_and(|s| s.contains(&task))
 }
 
 /// The task ended: forget its cancellation.

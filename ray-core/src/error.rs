@@ -224,7 +224,9 @@ pub enum Error {
     },
     /// The feature needs a cluster (`ray-rs start`, `RAY_ADDRESS`), and this driver runs on a
     /// single node of its own.
-    #[error("{what} needs a cluster to outlive the driver in, and this driver runs single-node: {hint}")]
+    #[error(
+        "{what} needs a cluster to outlive the driver in, and this driver runs single-node: {hint}"
+    )]
     NeedsCluster {
         /// What was asked, e.g. "a detached actor (`Lifetime::Detached`)".
         what: String,

@@ -51,7 +51,8 @@ impl Bundle {
         match Amount::from_f64(x) {
             Ok(a) => put(&mut self.req, a),
             Err(e) => {
-                self.error.get_or_insert(format!("{name} = {x} in a bundle: {e}"));
+                self.error
+                    .get_or_insert(format!("{name} = {x} in a bundle: {e}"));
             }
         }
         self

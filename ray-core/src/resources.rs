@@ -301,7 +301,11 @@ impl NodeResources {
         let free_cpu = Amount(self.free_cpu.max(0) as u64);
         let gpu_free: u64 = self.gpu_free.iter().map(|a| a.0).sum();
         let mut out = vec![
-            ("CPU".to_string(), self.total_cpu.as_f64(), free_cpu.as_f64()),
+            (
+                "CPU".to_string(),
+                self.total_cpu.as_f64(),
+                free_cpu.as_f64(),
+            ),
             (
                 "GPU".to_string(),
                 self.gpu_free.len() as f64,

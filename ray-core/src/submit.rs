@@ -4,11 +4,11 @@ use crate::actor::{ActorHandle, RawActorHandle, RemoteActor};
 use crate::codec::{self, Encoded};
 use crate::context;
 use crate::error::{Error, Result};
+use crate::generator::{ObjectRefGenerator, generator_of};
 use crate::ids::{ActorId, ObjectId, RefId};
 use crate::object_ref::{IntoArg, ObjectRef};
 use crate::object_store;
 use crate::options::{RawActorOptions, RawTaskOptions};
-use crate::generator::{ObjectRefGenerator, generator_of};
 use crate::protocol::worker::{Control, ControlReply};
 use crate::protocol::{ActorSpec, Arg, TaskSpec};
 use crate::refcount::Pins;
@@ -43,7 +43,9 @@ impl ArgsBuilder {
     /// Adds a value, encoded from a borrow.
     pub(crate) fn push_value<V: Serialize + ?Sized>(&mut self, v: &V) {
         match codec::encode(v) {
-            Ok(Encoded { value, pins, .. }) if (value.len() as usize) < object_store::inline_max() => {
+            Ok(Encoded { value, pins, .. })
+                if (value.len() as usize) < object_store::inline_max() =>
+            {
                 self.args.push(Arg::Value(value));
                 self.pins.push(pins);
             }

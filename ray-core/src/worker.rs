@@ -395,7 +395,9 @@ fn run_actor(
         };
         let started = async_actor::prepare();
         let result = started.as_ref().map(|_| ()).map_err(|e| e.clone());
-        let _ = core.sender.send(&FromWorker::ActorCreated { actor, result });
+        let _ = core
+            .sender
+            .send(&FromWorker::ActorCreated { actor, result });
         return match started {
             Ok((rt, jobs)) => async_actor::run(core, rt, jobs, call, this, &short, max_concurrency),
             Err(_) => 0,

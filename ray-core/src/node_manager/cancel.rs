@@ -77,16 +77,18 @@ impl NodeState {
     /// (default: `TaskCancelled`).
     pub(super) fn stop_task(&mut self, task: ObjectId, force: bool, error: Option<Error>) {
         let name = self.producer_of(task).unwrap_or_else(|| "?".into());
-        let make = |how: &str| error.clone().unwrap_or_else(|| cancelled(task, name.clone(), how));
+        let make = |how: &str| {
+            error
+                .clone()
+                .unwrap_or_else(|| cancelled(task, name.clone(), how))
+        };
         if let Some(te) = self.tasks.get(task) {
             let started = matches!(te.state, TaskState::Assigned { .. })
                 .then(|| self.worker_running(task))
                 .flatten();
             match started {
                 None => {
-                    let NodeState {
-                        scheduler, ..
-                    } = self;
+                    let NodeState { scheduler, .. } = self;
                     scheduler.queue.retain(|t| *t != task);
                     self.finish_task(task, Err(make(" before it ran")));
                 }
@@ -116,9 +118,10 @@ impl NodeState {
 
     /// The worker a started task runs on (`None` while its worker is still starting).
     fn worker_running(&self, task: ObjectId) -> Option<ProcId> {
-        self.workers.procs().into_iter().find(|p| {
-            matches!(self.workers.state(*p), Some(WorkerState::Busy(t)) if t == task)
-        })
+        self.workers
+            .procs()
+            .into_iter()
+            .find(|p| matches!(self.workers.state(*p), Some(WorkerState::Busy(t)) if t == task))
     }
 
     /// What a task's result becomes: the error it was stopped with, if it was.
@@ -146,5 +149,4 @@ impl NodeState {
             self.cancels.children.remove(&task);
         }
     }
-
 }

@@ -102,7 +102,9 @@ impl NodeState {
     /// `from` names object `id` (to cancel it, read its stream): it must hold it, if it exists.
     fn may_name(&self, from: ProcId, id: ObjectId) -> Result<(), String> {
         if self.objects.get(id).is_some() && !self.holds(from, RefId::Object(id)) {
-            return Err(format!("a request about object {id}, which it does not hold"));
+            return Err(format!(
+                "a request about object {id}, which it does not hold"
+            ));
         }
         Ok(())
     }
@@ -125,10 +127,11 @@ impl NodeManager {
             if st.shutting_down {
                 return Err(Error::shut_down());
             }
-            st.control(me, to, op).map_err(|what| Error::InvalidArgument {
-                what: "request".into(),
-                message: format!("the driver sent {what}"),
-            })
+            st.control(me, to, op)
+                .map_err(|what| Error::InvalidArgument {
+                    what: "request".into(),
+                    message: format!("the driver sent {what}"),
+                })
         });
         checked?;
         slot.wait(None).unwrap_or_else(|| Err(Error::shut_down()))

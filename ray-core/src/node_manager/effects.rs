@@ -53,10 +53,7 @@ pub(crate) enum Effect {
     /// A worker process is gone (for a shutdown waiting for all of them).
     WorkersChanged,
     /// Answer a control request of a driver thread.
-    Answer(
-        Arc<Slot<Result<ControlReply>>>,
-        Result<ControlReply>,
-    ),
+    Answer(Arc<Slot<Result<ControlReply>>>, Result<ControlReply>),
 }
 
 impl Effect {

@@ -263,8 +263,8 @@ impl NodeState {
         };
         stream.abandoned = true;
         let owner = stream.owner;
-        let untaken: Vec<ObjectId> = stream.items[stream.taken.min(stream.items.len() as u64) as usize..]
-            .to_vec();
+        let untaken: Vec<ObjectId> =
+            stream.items[stream.taken.min(stream.items.len() as u64) as usize..].to_vec();
         stream.items.clear();
         stream.taken = 0;
         let ended = stream.ended.is_some();

@@ -118,14 +118,14 @@ impl NodeState {
                 self.actors.add_holder(holder, from);
                 return ControlReply::Actor(holder);
             }
-            Err((holder, class)) if spec.ext.get_if_exists => {
-                Some(class_mismatch(&name, &spec.class, &class).unwrap_or(Error::ActorNameTaken {
+            Err((holder, class)) if spec.ext.get_if_exists => Some(
+                class_mismatch(&name, &spec.class, &class).unwrap_or(Error::ActorNameTaken {
                     name: name.name.clone(),
                     namespace: name.namespace.clone(),
                     holder,
                     class,
-                }))
-            }
+                }),
+            ),
             Err((holder, class)) => Some(Error::ActorNameTaken {
                 name: name.name.clone(),
                 namespace: name.namespace.clone(),

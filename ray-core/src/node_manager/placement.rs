@@ -222,7 +222,13 @@ impl NodeState {
             });
         };
         let bundles: Vec<(usize, &ResourceRequest)> = match at.index {
-            Some(i) => g.spec.bundles.get(i as usize).map(|b| (i as usize, b)).into_iter().collect(),
+            Some(i) => g
+                .spec
+                .bundles
+                .get(i as usize)
+                .map(|b| (i as usize, b))
+                .into_iter()
+                .collect(),
             None => g.spec.bundles.iter().enumerate().collect(),
         };
         let fits = |b: &ResourceRequest| {

@@ -115,7 +115,10 @@ impl NodeState {
                 .map(|_| {
                     Err(Error::object_lost(
                         id,
-                        format!("the call sent one value, but it has {} return values", n + 1),
+                        format!(
+                            "the call sent one value, but it has {} return values",
+                            n + 1
+                        ),
                     ))
                 })
                 .collect(),

@@ -78,7 +78,10 @@ pub(crate) enum FromWorker {
     Release(Vec<ObjectId>),
     /// A request of the rest of Ray's core API (names, cancel, placement groups, streams,
     /// introspection), answered by `ControlReply`.
-    Control { req: u64, op: Control },
+    Control {
+        req: u64,
+        op: Control,
+    },
     /// The values of a task or call with several return values (instead of `TaskDone`): one
     /// per return value, in order.
     TaskReturns {
@@ -104,11 +107,19 @@ pub(crate) enum Control {
     /// `get_if_exists` the one that has the name).
     CreateNamedActor(ActorSpec),
     /// The actor registered under `name`, which must be of `class`.
-    GetActor { name: ActorName, class: String },
+    GetActor {
+        name: ActorName,
+        class: String,
+    },
     /// Names of the named actors (in one namespace, or all).
-    ListNamedActors { namespace: Option<String> },
+    ListNamedActors {
+        namespace: Option<String>,
+    },
     /// `ray::kill` with a choice: `no_restart: false` lets the actor restart.
-    KillActor { actor: ActorId, no_restart: bool },
+    KillActor {
+        actor: ActorId,
+        no_restart: bool,
+    },
     /// `ray::cancel`.
     Cancel {
         task: ObjectId,
@@ -122,7 +133,10 @@ pub(crate) enum Control {
     /// The resources held by what the sender runs now.
     AssignedResources,
     /// Item `index` of a stream (answered once it is produced or the stream ended).
-    StreamNext { generator: ObjectId, index: u64 },
+    StreamNext {
+        generator: ObjectId,
+        index: u64,
+    },
     CreatePlacementGroup(PlacementGroupSpec),
     RemovePlacementGroup(PlacementGroupId),
     /// A reference left ray serialized (serde outside ray): keep it alive until its owner
@@ -249,5 +263,7 @@ pub(crate) enum ToWorker {
     },
     /// `ray::cancel` of a task or call this worker is running: `ray::is_cancelled()` says so
     /// from now on (an async call is stopped at its next `.await`).
-    Cancel { task: ObjectId },
+    Cancel {
+        task: ObjectId,
+    },
 }
