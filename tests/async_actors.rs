@@ -118,7 +118,9 @@ fn async_methods_await_refs_fail_alone_and_can_be_cancelled() {
     let a = AsyncBarrier::remote();
     assert_eq!(ray::get(&a.add_one(slow_value::remote(41))).unwrap(), 42);
     match ray::get(&a.fail()) {
-        Err(Error::TaskFailed { function, message, .. }) => {
+        Err(Error::TaskFailed {
+            function, message, ..
+        }) => {
             assert_eq!(function, "AsyncBarrier.fail");
             assert!(message.contains("async failure"));
         }
@@ -126,9 +128,15 @@ fn async_methods_await_refs_fail_alone_and_can_be_cancelled() {
     }
     let stuck = a.until_cancelled();
     let (x, y) = a.pair();
-    assert_eq!((ray::get(&x).unwrap(), ray::get(&y).unwrap()), (1, "one".to_string()));
+    assert_eq!(
+        (ray::get(&x).unwrap(), ray::get(&y).unwrap()),
+        (1, "one".to_string())
+    );
     ray::cancel(&stuck).unwrap();
     assert!(matches!(ray::get(&stuck), Err(Error::TaskCancelled { .. })));
-    assert!(ray::get(&a.add_one(ray::put(1u64).unwrap())).unwrap() == 2, "still alive");
+    assert!(
+        ray::get(&a.add_one(ray::put(1u64).unwrap())).unwrap() == 2,
+        "still alive"
+    );
     ray::shutdown();
 }

@@ -12,7 +12,10 @@ const LONG: Duration = Duration::from_secs(60);
 
 #[ray::remote]
 fn assigned() -> BTreeMap<String, f64> {
-    ray::runtime_context().unwrap().assigned_resources().unwrap()
+    ray::runtime_context()
+        .unwrap()
+        .assigned_resources()
+        .unwrap()
 }
 
 #[ray::remote]
@@ -67,26 +70,53 @@ fn bundles_are_reserved_and_tasks_run_in_them() {
     let free = ray::available_resources().unwrap();
     assert_eq!(free["CPU"], 1.0);
     assert_eq!(free["GPU"], 1.0);
-    let a = ray::get(&assigned::options().num_cpus(2).placement_group(&pg, Some(1)).remote())
-        .unwrap();
+    let a = ray::get(
+        &assigned::options()
+            .num_cpus(2)
+            .placement_group(&pg, Some(1))
+            .remote(),
+    )
+    .unwrap();
     assert_eq!(a["CPU"], 2.0);
-    let g = ray::get(&gpus::options().num_cpus(1).num_gpus(1).placement_group(&pg, Some(0)).remote())
-        .unwrap();
+    let g = ray::get(
+        &gpus::options()
+            .num_cpus(1)
+            .num_gpus(1)
+            .placement_group(&pg, Some(0))
+            .remote(),
+    )
+    .unwrap();
     assert_eq!(g.len(), 1, "the bundle's GPU");
-    let actor = InBundle::options().num_gpus(1).placement_group(&pg, None).remote();
-    assert_eq!(ray::get(&actor.gpus()).unwrap(), g, "the same device, reserved for the group");
+    let actor = InBundle::options()
+        .num_gpus(1)
+        .placement_group(&pg, None)
+        .remote();
+    assert_eq!(
+        ray::get(&actor.gpus()).unwrap(),
+        g,
+        "the same device, reserved for the group"
+    );
     drop(actor);
     // Larger than any bundle: infeasible in the group, even though the node could run it.
-    let too_big = assigned::options().num_cpus(3).placement_group(&pg, None).remote();
-    assert!(matches!(ray::get(&too_big), Err(Error::Infeasible { available, .. }) if available.contains("bundle 1")));
+    let too_big = assigned::options()
+        .num_cpus(3)
+        .placement_group(&pg, None)
+        .remote();
+    assert!(
+        matches!(ray::get(&too_big), Err(Error::Infeasible { available, .. }) if available.contains("bundle 1"))
+    );
     // A bundle index out of range is refused at once.
     let bad = assigned::options().placement_group(&pg, Some(2)).remote();
-    assert!(matches!(ray::get(&bad), Err(Error::InvalidArgument { message, .. }) if message.contains("out of range")));
+    assert!(
+        matches!(ray::get(&bad), Err(Error::InvalidArgument { message, .. }) if message.contains("out of range"))
+    );
     ray::remove_placement_group(&pg).unwrap();
     ray::remove_placement_group(&pg).unwrap();
     assert!(eventually(LONG, || cpu_free() == 4.0));
     let after = assigned::options().placement_group(&pg, Some(0)).remote();
-    assert!(matches!(ray::get(&after), Err(Error::PlacementGroupRemoved { group, .. }) if group == pg.id()));
+    assert!(
+        matches!(ray::get(&after), Err(Error::PlacementGroupRemoved { group, .. }) if group == pg.id())
+    );
     ray::shutdown();
 }
 
@@ -97,17 +127,27 @@ fn removal_stops_what_runs_in_the_group_and_groups_wait_for_room() {
     ray::init(ray::Config::default().num_cpus(2)).unwrap();
     let pg = ray::placement_group([Bundle::new().num_cpus(1)], PlacementStrategy::StrictPack);
     assert!(pg.wait(LONG).unwrap());
-    let running = hold_until_cancelled::options().placement_group(&pg, Some(0)).remote();
-    let waiting = hold_until_cancelled::options().placement_group(&pg, Some(0)).remote();
+    let running = hold_until_cancelled::options()
+        .placement_group(&pg, Some(0))
+        .remote();
+    let waiting = hold_until_cancelled::options()
+        .placement_group(&pg, Some(0))
+        .remote();
     // The other CPU is busy too: a second group waits for room.
     let outside = hold_until_cancelled::remote();
     let second = ray::placement_group([Bundle::new().num_cpus(1)], PlacementStrategy::Pack);
     assert!(!second.wait(Duration::from_millis(300)).unwrap());
     ray::remove_placement_group(&pg).unwrap();
     for r in [&running, &waiting] {
-        assert!(matches!(ray::get(r), Err(Error::PlacementGroupRemoved { .. })));
+        assert!(matches!(
+            ray::get(r),
+            Err(Error::PlacementGroupRemoved { .. })
+        ));
     }
-    assert!(second.wait(LONG).unwrap(), "reserved once the first group's CPU came back");
+    assert!(
+        second.wait(LONG).unwrap(),
+        "reserved once the first group's CPU came back"
+    );
     ray::cancel(&outside).unwrap();
     ray::shutdown();
 }
@@ -121,8 +161,13 @@ fn infeasible_groups_fail_at_once_saying_why() {
         PlacementStrategy::StrictSpread,
     );
     match ray::get(&spread.ready()) {
-        Err(Error::Infeasible { name, requested, .. }) => {
-            assert!(name.contains("STRICT_SPREAD") || name.contains("StrictSpread"), "{name}");
+        Err(Error::Infeasible {
+            name, requested, ..
+        }) => {
+            assert!(
+                name.contains("STRICT_SPREAD") || name.contains("StrictSpread"),
+                "{name}"
+            );
             assert!(requested.contains("2 different nodes"), "{requested}");
         }
         other => panic!("expected Infeasible, got {other:?}"),
@@ -134,13 +179,26 @@ fn infeasible_groups_fail_at_once_saying_why() {
         PlacementStrategy::Pack,
     );
     assert!(matches!(too_much.wait(LONG), Err(Error::Infeasible { .. })));
-    let unknown = ray::placement_group([Bundle::new().resource("gpu_x", 1)], PlacementStrategy::Spread);
-    assert!(matches!(ray::get(&unknown.ready()), Err(Error::Infeasible { requested, .. }) if requested.contains("gpu_x")));
+    let unknown = ray::placement_group(
+        [Bundle::new().resource("gpu_x", 1)],
+        PlacementStrategy::Spread,
+    );
+    assert!(
+        matches!(ray::get(&unknown.ready()), Err(Error::Infeasible { requested, .. }) if requested.contains("gpu_x"))
+    );
     let empty = ray::placement_group([], PlacementStrategy::Pack);
-    assert!(matches!(ray::get(&empty.ready()), Err(Error::InvalidArgument { .. })));
+    assert!(matches!(
+        ray::get(&empty.ready()),
+        Err(Error::InvalidArgument { .. })
+    ));
     let empty_bundle = ray::placement_group([Bundle::new()], PlacementStrategy::Pack);
-    assert!(matches!(ray::get(&empty_bundle.ready()), Err(Error::InvalidArgument { message, .. }) if message.contains("bundle 0 is empty")));
-    let custom = ray::placement_group([Bundle::new().resource("custom", 0.001)], PlacementStrategy::Pack);
+    assert!(
+        matches!(ray::get(&empty_bundle.ready()), Err(Error::InvalidArgument { message, .. }) if message.contains("bundle 0 is empty"))
+    );
+    let custom = ray::placement_group(
+        [Bundle::new().resource("custom", 0.001)],
+        PlacementStrategy::Pack,
+    );
     assert!(custom.wait(LONG).unwrap());
     ray::remove_placement_group(&custom).unwrap();
     ray::shutdown();

@@ -40,7 +40,8 @@ pub fn method(_attr: TokenStream, item: TokenStream) -> TokenStream {
     let item: TokenStream2 = item.into();
     let err = syn::Error::new(
         Span::call_site(),
-        "`#[ray::method(..)]` goes on a method inside an actor's `impl` block that has          `#[ray::remote]` (which reads it): put `#[ray::remote]` on the impl block",
+        "`#[ray::method(..)]` goes on a method inside an actor's `impl` block that has \
+         `#[ray::remote]` (which reads it): put `#[ray::remote]` on the impl block",
     )
     .to_compile_error();
     quote! { #item #err }.into()

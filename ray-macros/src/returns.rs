@@ -82,7 +82,8 @@ impl Shape {
                 );
                 return Shape::One;
             }
-            let item: Type = syn::parse_quote!(<#ret as ::core::iter::IntoIterator>::Item);
+            let item: Type = vec_element(ret)
+                .unwrap_or_else(|| syn::parse_quote!(<#ret as ::core::iter::IntoIterator>::Item));
             return Shape::Stream {
                 item,
                 opaque: false,
@@ -213,6 +214,22 @@ impl Shape {
                 }
             }
         }
+    }
+}
+
+/// `T` of `Vec<T>` (the common concrete iterable, named plainly in signatures).
+fn vec_element(ty: &Type) -> Option<Type> {
+    let Type::Path(p) = ty else { return None };
+    let seg = p.path.segments.last()?;
+    if seg.ident != "Vec" || p.qself.is_some() {
+        return None;
+    }
+    let PathArguments::AngleBracketed(a) = &seg.arguments else {
+        return None;
+    };
+    match a.args.first() {
+        Some(GenericArgument::Type(t)) if a.args.len() == 1 => Some(t.clone()),
+        _ => None,
     }
 }
 

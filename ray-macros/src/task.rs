@@ -71,6 +71,11 @@ pub(crate) fn expand(attr: TokenStream, f: &ItemFn, errors: &mut Errors) -> Toke
     let shape = Shape::of(&opts, &sig.output, &ret, errors);
     let checked = match &shape {
         Shape::Stream { item, opaque: true } => Some(item),
+        // A streaming return that was refused (reported by `Shape::of`).
+        _ if opts.streaming.is_some() => {
+            callable &= !matches!(ret, Type::ImplTrait(_));
+            None
+        }
         _ => match &sig.output {
             ReturnType::Type(..) => Some(&ret),
             ReturnType::Default => None,
@@ -134,7 +139,7 @@ impl Task<'_> {
         let doc_remote = format!(
             " Runs `{name_str}(..)` in a worker process; returns a reference to its result at once."
         );
-        let doc_options = " Per-call options (`num_cpus`, `num_gpus`, `resource`, `max_retries`, ...), then `.remote(..)`.";
+        let doc_options = " Per-call options (`num_cpus`, `num_gpus`, `resource`, `max_retries`), then `.remote(..)`.";
         let doc_caller = format!(
             " What `{name_str}::options()` dereferences to: `remote(..)` with those options."
         );
