@@ -91,13 +91,13 @@ impl NodeState {
             ..
         } = self;
         let stream = generators.map.get_mut(&task).expect("checked above");
+        let owner_gone = stream.owner != driver && workers.get(stream.owner).is_none();
         let produced = stream.items.len() as u64;
-        if index > produced {
+        if !(stream.abandoned || owner_gone) && index > produced {
             return Err(format!(
                 "item {index} of task {task} after {produced} items (out of order)"
             ));
         }
-        let owner_gone = stream.owner != driver && workers.get(stream.owner).is_none();
         if index < produced || stream.abandoned || owner_gone {
             // Sent again by a retried call, or nobody will take it.
             self.stored(item, &value, false);

@@ -52,4 +52,9 @@ impl NodeState {
             );
         }
     }
+
+    #[cfg(test)]
+    pub(crate) fn unhandled_count(&self) -> usize {
+        self.unhandled.unread.len()
+    }
 }
