@@ -208,19 +208,18 @@ pub enum Error {
     /// The actor registered under the name is of another class than the handle asked for.
     #[error(
         "the actor named {name:?} in namespace {namespace:?} is a `{found}`, not a `{expected}`: \
-         ask for `ray::get_actor::<{found_short}>(..)`"
+         ask for `ray::get_actor::<{}>(..)`",
+        short_name(.found)
     )]
     ActorClassMismatch {
         /// The name.
         name: String,
         /// Its namespace.
         namespace: String,
-        /// The class asked for.
+        /// The class asked for (without its module path).
         expected: String,
-        /// The class of the actor that has the name.
+        /// The class of the actor that has the name (with its module path).
         found: String,
-        /// `found` without its module path.
-        found_short: String,
     },
     /// The feature needs a cluster (`ray-rs start`, `RAY_ADDRESS`), and this driver runs on a
     /// single node of its own.
@@ -241,6 +240,11 @@ pub enum Error {
         /// What was affected, e.g. "task `f` was scheduled into it".
         detail: String,
     },
+}
+
+/// A registered name without its module path.
+fn short_name(name: &str) -> &str {
+    name.rsplit("::").next().unwrap_or(name)
 }
 
 /// `io::ErrorKind` on the wire: the kinds the runtime meets, anything else as `Other`.

@@ -8,7 +8,11 @@ use crate::protocol::worker::{Control, ControlReply};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-fn resources() -> Result<(Vec<(String, f64)>, Vec<(String, f64)>)> {
+/// Resource names and amounts.
+type Amounts = Vec<(String, f64)>;
+
+/// The node's resources: (total, free).
+fn resources() -> Result<(Amounts, Amounts)> {
     match context::client()?.control(Control::Resources)? {
         ControlReply::Resources { total, available } => Ok((total, available)),
         other => Err(unexpected(other)),

@@ -232,7 +232,7 @@ pub fn create_actor<A: RemoteActor>(opts: &RawActorOptions, args: ArgsBuilder) -
         return ActorHandle::from_raw(RawActorHandle::adopt(actor, A::NAME));
     }
     // A name needs an answer: the name may be taken, or (`get_if_exists`) name another actor.
-    let id = match client.control(Control::CreateNamedActor(spec)) {
+    let id = match client.control(Control::CreateNamedActor(Box::new(spec))) {
         Ok(ControlReply::Actor(id)) => {
             client.adopt(RefId::Actor(id));
             id

@@ -289,7 +289,7 @@ pub(crate) fn expand_impl(attr: TokenStream, imp: &ItemImpl, errors: &mut Errors
         };
         let shape = Shape::of(&method_opts, &sig.output, &ret, errors);
         let checked = match &shape {
-            Shape::Stream { item, opaque: true } => Some(item),
+            Shape::Stream { item, opaque: true } => Some(&**item),
             _ if method_opts.streaming.is_some() => {
                 if matches!(ret, Type::ImplTrait(_)) {
                     continue;

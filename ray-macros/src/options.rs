@@ -293,10 +293,9 @@ fn num_returns(meta: &Meta, errors: &mut Errors) -> Option<(u32, Span)> {
                      `#[ray::remote(streaming)] fn f() -> impl Iterator<Item = u64>`"
                         .to_string()
                 } else {
-                    format!(
-                        "`num_returns` takes a whole number such as `2`, not a string; for a \
-                         streaming call write `streaming`"
-                    )
+                    "`num_returns` takes a whole number such as `2`, not a string; for a \
+                     streaming call write `streaming`"
+                        .to_string()
                 };
                 errors.push(syn::Error::new_spanned(&nv.value, msg));
                 return None;

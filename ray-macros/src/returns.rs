@@ -17,7 +17,7 @@ pub(crate) enum Shape {
     Many(Vec<Type>),
     /// `ObjectRefGenerator<T>`: the item type, and whether the return type is
     /// `impl Iterator<..>` (which the type checks must not refuse).
-    Stream { item: Type, opaque: bool },
+    Stream { item: Box<Type>, opaque: bool },
 }
 
 /// The item type of `impl Iterator<Item = T>` (or `IntoIterator`, ...), if `ty` is one.
@@ -69,7 +69,10 @@ impl Shape {
                 return Shape::One;
             }
             if let Some(item) = impl_iterator_item(ret) {
-                return Shape::Stream { item, opaque: true };
+                return Shape::Stream {
+                    item: Box::new(item),
+                    opaque: true,
+                };
             }
             if let Type::ImplTrait(_) = ret {
                 at(
@@ -85,7 +88,7 @@ impl Shape {
             let item: Type = vec_element(ret)
                 .unwrap_or_else(|| syn::parse_quote!(<#ret as ::core::iter::IntoIterator>::Item));
             return Shape::Stream {
-                item,
+                item: Box::new(item),
                 opaque: false,
             };
         }
@@ -133,7 +136,7 @@ impl Shape {
         match self {
             Shape::One => vec![ret],
             Shape::Many(types) => types.iter().collect(),
-            Shape::Stream { item, .. } => vec![item],
+            Shape::Stream { item, .. } => vec![&**item],
         }
     }
 

@@ -70,7 +70,7 @@ pub(crate) fn expand(attr: TokenStream, f: &ItemFn, errors: &mut Errors) -> Toke
     };
     let shape = Shape::of(&opts, &sig.output, &ret, errors);
     let checked = match &shape {
-        Shape::Stream { item, opaque: true } => Some(item),
+        Shape::Stream { item, opaque: true } => Some(&**item),
         // A streaming return that was refused (reported by `Shape::of`).
         _ if opts.streaming.is_some() => {
             callable &= !matches!(ret, Type::ImplTrait(_));

@@ -44,7 +44,7 @@ impl NodeState {
                 if spec.ext.name.is_none() {
                     return Err("a named actor creation without a name".into());
                 }
-                Ok(self.create_named_actor(from, spec))
+                Ok(self.create_named_actor(from, *spec))
             }
             Control::GetActor { name, class } => self.get_named_actor(from, name, &class),
             Control::ListNamedActors { namespace } => {

@@ -231,7 +231,7 @@ pub fn fuzz_seeds() -> Vec<Vec<u8>> {
             ),
             control(
                 15,
-                Control::CreateNamedActor(ActorSpec {
+                Control::CreateNamedActor(Box::new(ActorSpec {
                     actor: ActorId(mine.0 + 3),
                     class: "C".into(),
                     args: vec![],
@@ -247,7 +247,7 @@ pub fn fuzz_seeds() -> Vec<Vec<u8>> {
                         get_if_exists: true,
                         max_task_retries: 1,
                     },
-                }),
+                })),
             ),
         ];
         for m in msgs {

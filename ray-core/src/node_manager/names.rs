@@ -219,6 +219,5 @@ fn class_mismatch(name: &ActorName, expected: &str, found: &str) -> Option<Error
         namespace: name.namespace.clone(),
         expected: super::short_name(expected).to_string(),
         found: found.to_string(),
-        found_short: super::short_name(found).to_string(),
     })
 }

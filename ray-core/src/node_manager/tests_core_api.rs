@@ -35,7 +35,7 @@ fn named(h: &mut Harness, name: &str, get_if_exists: bool) -> (ActorId, ActorId)
         name: name.into(),
     });
     spec.ext.get_if_exists = get_if_exists;
-    match control(h, Control::CreateNamedActor(spec)) {
+    match control(h, Control::CreateNamedActor(Box::new(spec))) {
         Some(Ok(ControlReply::Actor(a))) => (new, a),
         other => panic!("expected an actor, got {other:?}"),
     }

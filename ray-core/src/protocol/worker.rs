@@ -105,7 +105,7 @@ pub(crate) enum FromWorker {
 pub(crate) enum Control {
     /// Creates a named actor (answered with the actor to hold: the new one, or with
     /// `get_if_exists` the one that has the name).
-    CreateNamedActor(ActorSpec),
+    CreateNamedActor(Box<ActorSpec>),
     /// The actor registered under `name`, which must be of `class`.
     GetActor {
         name: ActorName,
