@@ -198,19 +198,19 @@ mod tests {
         let b1 = node.try_acquire(&req(1.0, 0.0)).unwrap();
         node.bundles.add(g, vec![b0, b1]);
         let mut in0 = req(1.0, 0.5);
-        in0.bundle = Some(BundleRef {
+        in0.bundle = Some(Box::new(BundleRef {
             group: g,
             index: Some(0),
-        });
+        }));
         let a = node.try_acquire(&in0).unwrap();
         let b = node.try_acquire(&in0).unwrap();
         assert_eq!(a.gpu_ids(), b.gpu_ids(), "two halves of the bundle's GPU");
         assert!(node.try_acquire(&in0).is_none(), "bundle 0 is used up");
         let mut any = req(1.0, 0.0);
-        any.bundle = Some(BundleRef {
+        any.bundle = Some(Box::new(BundleRef {
             group: g,
             index: None,
-        });
+        }));
         let c = node.try_acquire(&any).unwrap();
         assert_eq!(c.bundle, Some((g, 1)), "the first bundle that fits");
         node.release(&a);

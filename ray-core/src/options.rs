@@ -264,7 +264,7 @@ impl<F: RemoteFunction> TaskOptions<F> {
     pub fn placement_group(mut self, pg: &PlacementGroup, bundle: Option<u32>) -> Self {
         let raw = self.caller.as_mut();
         match bundle_ref(pg, bundle) {
-            Ok(b) => raw.resources.bundle = Some(b),
+            Ok(b) => raw.resources.bundle = Some(Box::new(b)),
             Err(e) => raw.error = Some(e),
         }
         self
@@ -332,10 +332,10 @@ impl<A: RemoteActor> ActorOptions<A> {
         if let Err(e) = check_name("an actor name", name) {
             raw.error = Some(e);
         }
-        raw.ext.name = Some(ActorName {
+        raw.ext.name = Some(Box::new(ActorName {
             namespace: String::new(),
             name: name.to_string(),
-        });
+        }));
         self
     }
 
@@ -391,7 +391,7 @@ impl<A: RemoteActor> ActorOptions<A> {
     pub fn placement_group(mut self, pg: &PlacementGroup, bundle: Option<u32>) -> Self {
         let raw = self.creator.as_mut();
         match bundle_ref(pg, bundle) {
-            Ok(b) => raw.resources.bundle = Some(b),
+            Ok(b) => raw.resources.bundle = Some(Box::new(b)),
             Err(e) => raw.error = Some(e),
         }
         self

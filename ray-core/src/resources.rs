@@ -89,7 +89,7 @@ pub struct ResourceRequest {
     /// Custom resources, sorted by name, no zero amounts.
     pub(crate) custom: Vec<(String, Amount)>,
     /// Taken from a bundle of a placement group instead of the node.
-    pub(crate) bundle: Option<BundleRef>,
+    pub(crate) bundle: Option<Box<BundleRef>>,
 }
 
 impl ResourceRequest {

@@ -171,7 +171,10 @@ impl Actors {
             .iter()
             .filter(|(_, e)| {
                 !matches!(e.state, ActorState::Dead(_))
-                    && e.resources.bundle.is_some_and(|b| b.group == group)
+                    && e.resources
+                        .bundle
+                        .as_ref()
+                        .is_some_and(|b| b.group == group)
             })
             .map(|(id, _)| *id)
             .collect()

@@ -240,10 +240,10 @@ pub fn fuzz_seeds() -> Vec<Vec<u8>> {
                     max_restarts: 0,
                     invalid: None,
                     ext: ActorExt {
-                        name: Some(ActorName {
+                        name: Some(Box::new(ActorName {
                             namespace: String::new(),
                             name: "a".into(),
-                        }),
+                        })),
                         get_if_exists: true,
                         max_task_retries: 1,
                     },

@@ -111,7 +111,7 @@ impl NodeState {
             self.create_actor(from, spec);
             return ControlReply::Actor(id);
         };
-        let name = self.names.resolve(name);
+        let name = self.names.resolve(*name);
         let taken = match self.names.table.claim(&name, spec.actor, &spec.class) {
             Ok(()) => None,
             Err((holder, class)) if spec.ext.get_if_exists && class == spec.class => {
@@ -123,20 +123,18 @@ impl NodeState {
                     name: name.name.clone(),
                     namespace: name.namespace.clone(),
                     holder,
-                    class,
                 }),
             ),
-            Err((holder, class)) => Some(Error::ActorNameTaken {
+            Err((holder, _)) => Some(Error::ActorNameTaken {
                 name: name.name.clone(),
                 namespace: name.namespace.clone(),
                 holder,
-                class: super::short_name(&class).to_string(),
             }),
         };
         if taken.is_some() {
             spec.invalid = taken;
         } else {
-            spec.ext.name = Some(name);
+            spec.ext.name = Some(Box::new(name));
         }
         let id = spec.actor;
         self.create_actor(from, spec);
@@ -216,7 +214,6 @@ impl NodeState {
 fn class_mismatch(name: &ActorName, expected: &str, found: &str) -> Option<Error> {
     (expected != found).then(|| Error::ActorClassMismatch {
         name: name.name.clone(),
-        namespace: name.namespace.clone(),
         expected: super::short_name(expected).to_string(),
         found: found.to_string(),
     })

@@ -65,7 +65,13 @@ impl Tasks {
     pub(super) fn in_group(&self, group: crate::ids::PlacementGroupId) -> Vec<ObjectId> {
         self.map
             .iter()
-            .filter(|(_, t)| t.spec.resources.bundle.is_some_and(|b| b.group == group))
+            .filter(|(_, t)| {
+                t.spec
+                    .resources
+                    .bundle
+                    .as_ref()
+                    .is_some_and(|b| b.group == group)
+            })
             .map(|(id, _)| *id)
             .collect()
     }

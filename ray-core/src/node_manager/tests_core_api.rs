@@ -30,10 +30,10 @@ fn worker_control(h: &mut Harness, w: ProcId, req: u64, op: Control) -> Option<C
 fn named(h: &mut Harness, name: &str, get_if_exists: bool) -> (ActorId, ActorId) {
     let mut spec = actor_spec(h, DRIVER, 0);
     let new = spec.actor;
-    spec.ext.name = Some(ActorName {
+    spec.ext.name = Some(Box::new(ActorName {
         namespace: String::new(),
         name: name.into(),
-    });
+    }));
     spec.ext.get_if_exists = get_if_exists;
     match control(h, Control::CreateNamedActor(Box::new(spec))) {
         Some(Ok(ControlReply::Actor(a))) => (new, a),
@@ -553,10 +553,10 @@ fn placement_groups_reserve_wait_for_room_run_tasks_and_are_removed() {
     ));
     // A task in bundle 1.
     let mut spec = h.task(DRIVER, "m::in_group", vec![]);
-    spec.resources.bundle = Some(BundleRef {
+    spec.resources.bundle = Some(Box::new(BundleRef {
         group: id,
         index: Some(1),
-    });
+    }));
     let t = h.submit(DRIVER, spec);
     let w = h.connect_all()[0];
     assert!(matches!(h.executing(w), Some(Execute::Task { task, .. }) if task == t));

@@ -76,7 +76,7 @@ pub(crate) struct ActorName {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct ActorExt {
     /// Registered under this name (unique in its namespace) while it lives.
-    pub name: Option<ActorName>,
+    pub name: Option<Box<ActorName>>,
     /// With a name: if an actor of the same class holds it, the creator gets that one.
     pub get_if_exists: bool,
     /// Calls in flight when the actor's process dies are run again on the restarted actor,
