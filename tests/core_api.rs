@@ -363,6 +363,16 @@ impl Pairs {
     fn new() -> Self {
         Pairs {}
     }
+    /// Calls a multi-return task from the actor's worker (which lives on) and drops what it
+    /// got.
+    fn nested_pairs(&self, n: u32) -> u32 {
+        let mut sum = 0;
+        for _ in 0..n {
+            let (a, b) = two_or_panic::remote(false);
+            sum += ray::get(&a).unwrap() + ray::get(&b).unwrap();
+        }
+        sum
+    }
     #[ray::method(num_returns = 2)]
     fn split(&self, s: String) -> (String, String) {
         let (a, b) = s.split_at(s.len() / 2);
@@ -391,6 +401,13 @@ fn several_return_values_are_objects_of_their_own() {
     let (x, y) = two_or_panic::remote(false);
     assert_eq!((ray::get(&y).unwrap(), ray::get(&x).unwrap()), (2, 1));
     let p = Pairs::remote();
+    // Refs a worker got from a multi-return call are freed once it drops them.
+    let before = ray::__private::object_stats().unwrap().0;
+    assert_eq!(ray::get(&p.nested_pairs(5)).unwrap(), 15);
+    assert!(eventually(LONG, || ray::__private::object_stats()
+        .unwrap()
+        .0
+        <= before));
     let (l, r) = p.split("abcdef");
     assert_eq!(
         (ray::get(&l).unwrap(), ray::get(&r).unwrap()),

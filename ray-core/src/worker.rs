@@ -618,7 +618,9 @@ fn timeout_ms(t: Option<Duration>) -> Option<u64> {
 
 impl Client for WorkerCore {
     fn submit_task(&self, spec: TaskSpec) {
-        self.owned(RefId::Object(spec.task));
+        for i in 0..=spec.ext.returns.extra {
+            self.owned(RefId::Object(spec.task.nth_return(i)));
+        }
         self.send(&FromWorker::SubmitTask(spec));
     }
 
@@ -628,7 +630,9 @@ impl Client for WorkerCore {
     }
 
     fn submit_actor_task(&self, spec: ActorTaskSpec) {
-        self.owned(RefId::Object(spec.task));
+        for i in 0..=spec.returns.extra {
+            self.owned(RefId::Object(spec.task.nth_return(i)));
+        }
         self.send(&FromWorker::SubmitActorTask(spec));
     }
 
