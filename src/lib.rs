@@ -400,7 +400,9 @@
 //! Inside, `.await` an `ObjectRef` to wait for another task without blocking the other calls.
 //! Since calls share the actor, its methods take `&self` (a `&mut self` method is a compile
 //! error): keep changing state in a `Cell`, `RefCell` or `Mutex`. A panic fails that call
-//! only; [`cancel`] stops a running call at its next `.await`.
+//! only; [`cancel`] stops a running call at its next `.await`. Blocking calls inside a method
+//! (`ray::get`, a streaming method waiting for its caller, `std::thread::sleep`) hold up every
+//! call of the actor meanwhile, as in Ray: `.await` instead.
 //!
 //! ```
 //! use std::cell::Cell;

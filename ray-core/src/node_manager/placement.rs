@@ -46,6 +46,9 @@ impl NodeState {
     ) -> ControlReply {
         let ready = spec.ready;
         self.objects.create_pending(ready, from);
+        for b in &spec.bundles {
+            self.need_gpus(b);
+        }
         if let Err(e) = self.placement_feasible(&spec) {
             self.complete_object(ready, Err(e));
             return ControlReply::Done;
@@ -76,6 +79,11 @@ impl NodeState {
             ));
         }
         for (i, b) in spec.bundles.iter().enumerate() {
+            if b.bundle.is_some() {
+                return Err(invalid(format!(
+                    "bundle {i} asks to be placed in another placement group's bundle"
+                )));
+            }
             if b.cpu.is_zero() && b.gpu.is_zero() && b.custom.is_empty() {
                 return Err(invalid(format!(
                     "bundle {i} is empty: a bundle reserves some resource, e.g. \
@@ -148,6 +156,13 @@ impl NodeState {
             let Some(group) = self.placement.map.get(&id) else {
                 continue;
             };
+            // Judged again: the GPUs may have been counted since it was created.
+            if let Err(e) = self.placement_feasible(&group.spec) {
+                let ready = group.spec.ready;
+                self.placement.map.remove(&id);
+                self.complete_object(ready, Err(e));
+                continue;
+            }
             let bundles = group.spec.bundles.clone();
             let mut got: Vec<Allocation> = Vec::new();
             for b in &bundles {

@@ -662,3 +662,32 @@ fn resources_and_assigned_resources_are_reported() {
         Some(ControlReply::Assigned(vec![("CPU".into(), 1.0)]))
     );
 }
+
+#[test]
+fn a_placement_group_asking_for_gpus_is_judged_once_they_are_counted() {
+    let mut h = Harness::new(cpus(2).gpus_unknown());
+    h.st.settings.can_detect_gpus = true;
+    let mut pg = group(&mut h, &[1], PlacementStrategy::Pack);
+    pg.bundles[0].gpu = Amount::ONE;
+    let ready = pg.ready;
+    control(&mut h, Control::CreatePlacementGroup(pg));
+    assert!(matches!(
+        h.state(ready),
+        Some(super::super::objects::ObjState::Pending)
+    ));
+    h.with(|st| st.gpus_detected(0));
+    assert!(
+        matches!(h.failed(ready), Some(Error::Infeasible { requested, .. }) if requested.contains("GPU"))
+    );
+    let mut pg = group(&mut h, &[1], PlacementStrategy::Pack);
+    pg.bundles[0].bundle = Some(Box::new(BundleRef {
+        group: PlacementGroupId(1),
+        index: None,
+    }));
+    let ready = pg.ready;
+    control(&mut h, Control::CreatePlacementGroup(pg));
+    assert!(matches!(
+        h.failed(ready),
+        Some(Error::InvalidArgument { .. })
+    ));
+}
