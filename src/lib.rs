@@ -165,11 +165,6 @@
 //!   [`put_slice`] and [`get_slice`] move plain-old-data slices (`f32`, `u8`, ...) without
 //!   serde, and read large ones straight from the node's shared-memory store
 //!   ([Zero-copy](#zero-copy)).
-//! - An `ObjectRef` serialized by other code than ray's (serde into JSON, a file, another
-//!   program) leaves ray's reference counting: its object is then kept until its owner (the
-//!   process that made the ref) exits, so that the serialized ref can be read back later, as in
-//!   Ray.
-//!
 //! ```
 //! use std::time::Duration;
 //!
@@ -185,6 +180,24 @@
 //!     let (ready, pending) = ray::wait(&sums, 3, Some(Duration::from_secs(10)));
 //!     assert_eq!((ready.len(), pending.len()), (3, 0));
 //!     assert_eq!(ray::get_all(&ready)?, [500.0; 3]);
+//!     ray::shutdown();
+//!     Ok(())
+//! }
+//! ```
+//!
+//! An `ObjectRef` serialized by other code than ray's (serde into JSON, a file, another
+//! program) leaves ray's reference counting: its object is then kept until its owner (the
+//! process that made the ref) exits, so that the serialized ref can be read back later, as in
+//! Ray:
+//!
+//! ```
+//! fn main() -> ray::Result<()> {
+//!     ray::init(ray::Config::default().num_cpus(1))?;
+//!     let r = ray::put(String::from("still here"))?;
+//!     let saved = serde_json::to_string(&r).unwrap(); // the ref leaves ray
+//!     drop(r); // no ObjectRef is left, but the object is kept for its owner
+//!     let back: ray::ObjectRef<String> = serde_json::from_str(&saved).unwrap();
+//!     assert_eq!(ray::get(&back)?, "still here");
 //!     ray::shutdown();
 //!     Ok(())
 //! }
@@ -386,6 +399,8 @@
 //!     assert_eq!(ray::list_named_actors()?, ["registry"]);
 //!     let other = Registry::options().name("registry").remote();
 //!     assert!(matches!(ray::get(&other.add("b")), Err(ray::Error::ActorNameTaken { .. })));
+//!     let detached = Registry::options().lifetime(ray::Lifetime::Detached).remote();
+//!     assert!(matches!(ray::get(&detached.add("c")), Err(ray::Error::NeedsCluster { .. })));
 //!     drop(registry);
 //!     ray::shutdown();
 //!     Ok(())
@@ -453,7 +468,39 @@
 //! one that has not started never runs; a running one sees [`is_cancelled`] turn true (and an
 //! async call is stopped at its next `.await`), or with `force` its worker process is killed;
 //! with `recursive` (the default) the tasks it submitted are cancelled too. Its result reads
-//! as [`Error::TaskCancelled`]. The example on [`cancel`] runs one of each.
+//! as [`Error::TaskCancelled`].
+//!
+//! ```
+//! use ray::CancelOptions;
+//!
+//! #[ray::remote(max_retries = 0)]
+//! fn search(limit: u64) -> u64 {
+//!     let mut n = 0;
+//!     while n < limit && !ray::is_cancelled() {
+//!         n += 1; // some work, checking now and then whether to stop
+//!         std::thread::sleep(std::time::Duration::from_micros(100));
+//!     }
+//!     n
+//! }
+//!
+//! #[ray::remote(max_retries = 0)]
+//! fn stuck() -> u64 {
+//!     std::thread::sleep(std::time::Duration::from_secs(3600)); // never checks
+//!     0
+//! }
+//!
+//! fn main() -> ray::Result<()> {
+//!     ray::init(ray::Config::default().num_cpus(2))?;
+//!     let (a, b) = (search::remote(u64::MAX), stuck::remote());
+//!     ray::cancel(&a)?; // a stops at its next check
+//!     ray::cancel_with(&b, CancelOptions::new().force(true))?; // b's worker is killed
+//!     for r in [&a, &b] {
+//!         assert!(matches!(ray::get(r), Err(ray::Error::TaskCancelled { .. })));
+//!     }
+//!     ray::shutdown();
+//!     Ok(())
+//! }
+//! ```
 //!
 //! # Several return values and streams
 //!
@@ -530,8 +577,46 @@
 //! reserved, or fails with [`Error::Infeasible`] at once if they never can be. Tasks and actors
 //! run in a bundle with `.options().placement_group(&pg, Some(i))` (`None`: any bundle),
 //! holding the bundle's resources; [`remove_placement_group`] gives them back and stops what
-//! runs in the group. On one node every bundle is on that node. The example on
-//! [`PlacementGroup`] runs one.
+//! runs in the group. On one node every bundle is on that node.
+//!
+//! ```
+//! use ray::{Bundle, PlacementStrategy};
+//!
+//! #[ray::remote]
+//! struct Shard {}
+//!
+//! #[ray::remote]
+//! impl Shard {
+//!     fn new() -> Self {
+//!         Shard {}
+//!     }
+//!     fn cpus(&self) -> f64 {
+//!         ray::runtime_context().unwrap().assigned_resources().unwrap()["CPU"]
+//!     }
+//! }
+//!
+//! fn main() -> ray::Result<()> {
+//!     ray::init(ray::Config::default().num_cpus(4))?;
+//!     let pg = ray::placement_group(
+//!         [Bundle::new().num_cpus(2), Bundle::new().num_cpus(2)],
+//!         PlacementStrategy::Spread,
+//!     );
+//!     ray::get(&pg.ready())?; // both bundles are reserved
+//!     let shards: Vec<_> = (0..2)
+//!         .map(|i| Shard::options().num_cpus(2).placement_group(&pg, Some(i)).remote())
+//!         .collect();
+//!     assert_eq!(ray::get(&shards[1].cpus())?, 2.0);
+//!     ray::remove_placement_group(&pg)?; // the shards are stopped, the CPUs given back
+//!     assert!(ray::get(&shards[0].cpus()).is_err());
+//!     let spread = ray::placement_group(
+//!         [Bundle::new().num_cpus(1), Bundle::new().num_cpus(1)],
+//!         PlacementStrategy::StrictSpread, // one node per bundle: not on a single node
+//!     );
+//!     assert!(matches!(ray::get(&spread.ready()), Err(ray::Error::Infeasible { .. })));
+//!     ray::shutdown();
+//!     Ok(())
+//! }
+//! ```
 //!
 //! # Introspection
 //!
