@@ -4,8 +4,9 @@
 #     <name> | ours <x> | ray <y> | ratio <x/y>
 #
 #   scripts/bench-vs-ray.sh            every metric (Ray's full suite takes ~10 minutes)
-#   scripts/bench-vs-ray.sh --quick    tasks sync/async, 1:1 actor sync/async, put and get calls,
-#                                      put gigabytes (a few minutes)
+#   scripts/bench-vs-ray.sh --quick    tasks sync/async, 1:1 actor and async-actor sync/async,
+#                                      put and get calls, put gigabytes, placement group
+#                                      create/removal (a few minutes)
 #
 # Ray is installed from PyPI into a throwaway virtualenv ($RAY_VENV, default /tmp/ray-bench-venv;
 # reused if it is there). Results go to $BENCH_OUT (default target/bench-vs-ray/).
@@ -30,6 +31,9 @@ quick_metrics=(
     "single client tasks async"
     "1:1 actor calls sync"
     "1:1 actor calls async"
+    "1:1 async-actor calls sync"
+    "1:1 async-actor calls async"
+    "placement group create/removal"
     "single client put calls"
     "single client get calls"
     "single client put gigabytes"

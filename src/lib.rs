@@ -90,6 +90,10 @@
 //! | `num_gpus = 1` | GPUs held while it runs (`0.5` shares one GPU) | 0 |
 //! | `resources(disk = 1, ..)` | custom resources declared with [`Config::resource`] | none |
 //! | `max_retries = 3` | how often the task is retried when its worker process dies | 3 |
+//! | `retry_exceptions = true` | a panic is retried like a crash, within `max_retries` | false |
+//! | `max_calls = 10` | a worker runs the function this often, then a fresh one takes over | no limit |
+//! | `num_returns = 2` | the function returns a tuple; the caller gets one `ObjectRef` per value | 1 |
+//! | `streaming` | the function returns an iterator; the caller gets each item as it is made | off |
 //!
 //! Tasks can submit tasks of their own, and call [`get`], [`put`] and [`wait`]: a worker that
 //! waits lends its CPU back to the node, so nested tasks cannot deadlock it.
@@ -161,7 +165,6 @@
 //!   [`put_slice`] and [`get_slice`] move plain-old-data slices (`f32`, `u8`, ...) without
 //!   serde, and read large ones straight from the node's shared-memory store
 //!   ([Zero-copy](#zero-copy)).
-//!
 //! ```
 //! use std::time::Duration;
 //!
@@ -177,6 +180,24 @@
 //!     let (ready, pending) = ray::wait(&sums, 3, Some(Duration::from_secs(10)));
 //!     assert_eq!((ready.len(), pending.len()), (3, 0));
 //!     assert_eq!(ray::get_all(&ready)?, [500.0; 3]);
+//!     ray::shutdown();
+//!     Ok(())
+//! }
+//! ```
+//!
+//! An `ObjectRef` serialized by other code than ray's (serde into JSON, a file, another
+//! program) leaves ray's reference counting: its object is then kept until its owner (the
+//! process that made the ref) exits, so that the serialized ref can be read back later, as in
+//! Ray:
+//!
+//! ```
+//! fn main() -> ray::Result<()> {
+//!     ray::init(ray::Config::default().num_cpus(1))?;
+//!     let r = ray::put(String::from("still here"))?;
+//!     let saved = serde_json::to_string(&r).unwrap(); // the ref leaves ray
+//!     drop(r); // no ObjectRef is left, but the object is kept for its owner
+//!     let back: ray::ObjectRef<String> = serde_json::from_str(&saved).unwrap();
+//!     assert_eq!(ray::get(&back)?, "still here");
 //!     ray::shutdown();
 //!     Ok(())
 //! }
@@ -291,9 +312,13 @@
 //!   [`kill`].
 //!
 //! Options go on the struct: `num_cpus`, `num_gpus` and `resources(..)` as for tasks (held for
-//! the actor's whole life; by default an actor holds no CPU), `max_restarts` (default 0) and
-//! `max_concurrency` (default 1: one call at a time; more runs `&self` methods on that many
-//! threads, so the struct must be `Send + Sync`).
+//! the actor's whole life; by default an actor holds no CPU), `max_restarts` (default 0),
+//! `max_task_retries` (default 0: how often a call running when the actor's process died runs
+//! again on the restarted actor; `-1` for always) and `max_concurrency` (default 1: one call at
+//! a time; more runs `&self` methods on that many threads, so the struct must be
+//! `Send + Sync`). [`#[ray::method(..)]`](method) on a method sets `num_returns` or `streaming`
+//! for it, as for tasks. Per actor, [`ActorOptions`] also gives it a name (see
+//! [Named actors](#named-actors)) or places it in a placement group.
 //!
 //! ```
 //! use ray::ActorHandle;
@@ -326,6 +351,293 @@
 //!     assert_eq!(ray::get(&tally.hit())?, 3);
 //!     ray::kill(&tally);
 //!     assert!(matches!(ray::get(&tally.hit()), Err(ray::Error::ActorDied { .. })));
+//!     ray::shutdown();
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Named actors
+//!
+//! `Type::options().name("ledger")` registers an actor under a name, unique in its namespace
+//! while the actor lives; [`get_actor::<Type>`](get_actor) gives a typed handle to it from the
+//! driver, a task or another actor (a name of another class is [`Error::ActorClassMismatch`],
+//! an unknown one [`Error::ActorNotFound`]). A second actor with a taken name is dead on
+//! arrival: its calls fail with [`Error::ActorNameTaken`], naming the holder, unless
+//! `.get_if_exists(true)` asks for the holder instead. Names live in the job's namespace
+//! ([`Config::namespace`]) unless `.namespace(..)` names another ([`get_actor_in`] looks
+//! there). The name is free again once the actor is dead or all its handles are dropped.
+//! `.lifetime(Lifetime::Detached)` (an actor that outlives its driver) needs a cluster: in
+//! single-node mode its calls fail with [`Error::NeedsCluster`], which says so.
+//!
+//! ```
+//! #[ray::remote]
+//! struct Registry {
+//!     entries: Vec<String>,
+//! }
+//!
+//! #[ray::remote]
+//! impl Registry {
+//!     fn new() -> Self {
+//!         Registry { entries: Vec::new() }
+//!     }
+//!     fn add(&mut self, entry: String) -> usize {
+//!         self.entries.push(entry);
+//!         self.entries.len()
+//!     }
+//! }
+//!
+//! #[ray::remote]
+//! fn register(entry: String) -> usize {
+//!     let registry = ray::get_actor::<Registry>("registry").unwrap();
+//!     ray::get(&registry.add(entry)).unwrap()
+//! }
+//!
+//! fn main() -> ray::Result<()> {
+//!     ray::init(ray::Config::default().num_cpus(1).namespace("docs"))?;
+//!     let registry = Registry::options().name("registry").remote();
+//!     assert_eq!(ray::get(&register::remote("a"))?, 1);
+//!     assert_eq!(ray::list_named_actors()?, ["registry"]);
+//!     let other = Registry::options().name("registry").remote();
+//!     assert!(matches!(ray::get(&other.add("b")), Err(ray::Error::ActorNameTaken { .. })));
+//!     let detached = Registry::options().lifetime(ray::Lifetime::Detached).remote();
+//!     assert!(matches!(ray::get(&detached.add("c")), Err(ray::Error::NeedsCluster { .. })));
+//!     drop(registry);
+//!     ray::shutdown();
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Async actors
+//!
+//! An actor whose `impl` has `async fn` methods runs its calls as futures on an async runtime
+//! (tokio, one thread) in its worker: calls interleave at their `.await`s, up to
+//! `max_concurrency` at once (1000 unless [`ActorOptions::max_concurrency`] says otherwise).
+//! Inside, `.await` an `ObjectRef` to wait for another task without blocking the other calls.
+//! Since calls share the actor, its methods take `&self` (a `&mut self` method is a compile
+//! error): keep changing state in a `Cell`, `RefCell` or `Mutex`. A panic fails that call
+//! only; [`cancel`] stops a running call at its next `.await`. Blocking calls inside a method
+//! (`ray::get`, a streaming method waiting for its caller, `std::thread::sleep`) hold up every
+//! call of the actor meanwhile, as in Ray: `.await` instead.
+//!
+//! ```
+//! use std::cell::Cell;
+//!
+//! #[ray::remote]
+//! fn slow_double(x: u64) -> u64 {
+//!     std::thread::sleep(std::time::Duration::from_millis(20));
+//!     2 * x
+//! }
+//!
+//! #[ray::remote]
+//! struct Fetcher {
+//!     in_flight: Cell<u32>,
+//!     most: Cell<u32>,
+//! }
+//!
+//! #[ray::remote]
+//! impl Fetcher {
+//!     fn new() -> Self {
+//!         Fetcher { in_flight: Cell::new(0), most: Cell::new(0) }
+//!     }
+//!     async fn fetch(&self, x: u64) -> u64 {
+//!         self.in_flight.set(self.in_flight.get() + 1);
+//!         self.most.set(self.most.get().max(self.in_flight.get()));
+//!         let doubled = slow_double::remote(x).await.unwrap(); // other calls run meanwhile
+//!         self.in_flight.set(self.in_flight.get() - 1);
+//!         doubled
+//!     }
+//!     fn most_at_once(&self) -> u32 {
+//!         self.most.get()
+//!     }
+//! }
+//!
+//! fn main() -> ray::Result<()> {
+//!     ray::init(ray::Config::default().num_cpus(4))?;
+//!     let f = Fetcher::remote();
+//!     let refs: Vec<_> = (0..4).map(|x| f.fetch(x)).collect();
+//!     assert_eq!(ray::get_all(&refs)?, [0, 2, 4, 6]);
+//!     assert!(ray::get(&f.most_at_once())? > 1, "the calls interleaved");
+//!     ray::shutdown();
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Cancelling
+//!
+//! [`cancel`] (and [`cancel_with`] for Ray's `force` and `recursive`) stops a task or actor call:
+//! one that has not started never runs; a running one sees [`is_cancelled`] turn true (and an
+//! async call is stopped at its next `.await`), or with `force` its worker process is killed;
+//! with `recursive` (the default) the tasks it submitted are cancelled too. Its result reads
+//! as [`Error::TaskCancelled`].
+//!
+//! ```
+//! use ray::CancelOptions;
+//!
+//! #[ray::remote(max_retries = 0)]
+//! fn search(limit: u64) -> u64 {
+//!     let mut n = 0;
+//!     while n < limit && !ray::is_cancelled() {
+//!         n += 1; // some work, checking now and then whether to stop
+//!         std::thread::sleep(std::time::Duration::from_micros(100));
+//!     }
+//!     n
+//! }
+//!
+//! #[ray::remote(max_retries = 0)]
+//! fn stuck() -> u64 {
+//!     std::thread::sleep(std::time::Duration::from_secs(3600)); // never checks
+//!     0
+//! }
+//!
+//! fn main() -> ray::Result<()> {
+//!     ray::init(ray::Config::default().num_cpus(2))?;
+//!     let (a, b) = (search::remote(u64::MAX), stuck::remote());
+//!     ray::cancel(&a)?; // a stops at its next check
+//!     ray::cancel_with(&b, CancelOptions::new().force(true))?; // b's worker is killed
+//!     for r in [&a, &b] {
+//!         assert!(matches!(ray::get(r), Err(ray::Error::TaskCancelled { .. })));
+//!     }
+//!     ray::shutdown();
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Several return values and streams
+//!
+//! `#[ray::remote(num_returns = 2)]` on a function returning a tuple `(A, B)` makes
+//! `f::remote(..)` return `(ObjectRef<A>, ObjectRef<B>)`: each value is an object of its own,
+//! read and freed on its own. `#[ray::remote(streaming)]` on a function returning an iterator
+//! (`impl Iterator<Item = T>`, or a type such as `Vec<T>`) makes it return an
+//! [`ObjectRefGenerator<T>`]: an iterator of `ObjectRef<T>`, each given out as soon as the
+//! worker produced it, the producer staying a few items ahead at most (backpressure); a panic
+//! after some items ends the stream with a ref that reads as the error. `#[ray::method(..)]`
+//! does the same for actor methods.
+//!
+//! ```
+//! #[ray::remote(num_returns = 2)]
+//! fn split(text: String) -> (String, usize) {
+//!     let words = text.split_whitespace().count();
+//!     (text.to_uppercase(), words)
+//! }
+//!
+//! #[ray::remote(streaming)]
+//! fn squares(n: u64) -> impl Iterator<Item = u64> {
+//!     (1..=n).map(|i| i * i)
+//! }
+//!
+//! fn main() -> ray::Result<()> {
+//!     ray::init(ray::Config::default().num_cpus(1))?;
+//!     let (upper, words) = split::remote("two words");
+//!     assert_eq!(ray::get(&words)?, 2);
+//!     assert_eq!(ray::get(&upper)?, "TWO WORDS");
+//!     let mut total = 0;
+//!     for square in squares::remote(3) {
+//!         total += ray::get(&square)?; // 1, then 4, then 9, as each is made
+//!     }
+//!     assert_eq!(total, 14);
+//!     ray::shutdown();
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Retries
+//!
+//! A task whose worker process dies is retried `max_retries` times (3); with
+//! `retry_exceptions = true` a panic is retried too. Calls that an actor was running when its
+//! process died run again on the restarted actor within `max_task_retries` (with
+//! `max_restarts` left; [`kill_and_restart`] kills it that way on purpose). `max_calls = n`
+//! replaces a task worker after `n` calls of the function, for native code that leaks.
+//!
+//! ```
+//! use std::sync::atomic::{AtomicU32, Ordering};
+//!
+//! static CALLS: AtomicU32 = AtomicU32::new(0); // per worker process
+//!
+//! #[ray::remote(retry_exceptions = true, max_retries = 2)]
+//! fn flaky() -> u32 {
+//!     let n = CALLS.fetch_add(1, Ordering::SeqCst) + 1;
+//!     if n < 3 {
+//!         panic!("attempt {n} failed");
+//!     }
+//!     n
+//! }
+//!
+//! fn main() -> ray::Result<()> {
+//!     ray::init(ray::Config::default().num_cpus(1).prestart_workers(1))?;
+//!     assert_eq!(ray::get(&flaky::remote())?, 3, "the third attempt succeeded");
+//!     ray::shutdown();
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Placement groups
+//!
+//! [`placement_group`] reserves bundles of resources together ([`Bundle`], with a
+//! [`PlacementStrategy`]); its [`ready`](PlacementGroup::ready) object completes once they are
+//! reserved, or fails with [`Error::Infeasible`] at once if they never can be. Tasks and actors
+//! run in a bundle with `.options().placement_group(&pg, Some(i))` (`None`: any bundle),
+//! holding the bundle's resources; [`remove_placement_group`] gives them back and stops what
+//! runs in the group. On one node every bundle is on that node.
+//!
+//! ```
+//! use ray::{Bundle, PlacementStrategy};
+//!
+//! #[ray::remote]
+//! struct Shard {}
+//!
+//! #[ray::remote]
+//! impl Shard {
+//!     fn new() -> Self {
+//!         Shard {}
+//!     }
+//!     fn cpus(&self) -> f64 {
+//!         ray::runtime_context().unwrap().assigned_resources().unwrap()["CPU"]
+//!     }
+//! }
+//!
+//! fn main() -> ray::Result<()> {
+//!     ray::init(ray::Config::default().num_cpus(4))?;
+//!     let pg = ray::placement_group(
+//!         [Bundle::new().num_cpus(2), Bundle::new().num_cpus(2)],
+//!         PlacementStrategy::Spread,
+//!     );
+//!     ray::get(&pg.ready())?; // both bundles are reserved
+//!     let shards: Vec<_> = (0..2)
+//!         .map(|i| Shard::options().num_cpus(2).placement_group(&pg, Some(i)).remote())
+//!         .collect();
+//!     assert_eq!(ray::get(&shards[1].cpus())?, 2.0);
+//!     ray::remove_placement_group(&pg)?; // the shards are stopped, the CPUs given back
+//!     assert!(ray::get(&shards[0].cpus()).is_err());
+//!     let spread = ray::placement_group(
+//!         [Bundle::new().num_cpus(1), Bundle::new().num_cpus(1)],
+//!         PlacementStrategy::StrictSpread, // one node per bundle: not on a single node
+//!     );
+//!     assert!(matches!(ray::get(&spread.ready()), Err(ray::Error::Infeasible { .. })));
+//!     ray::shutdown();
+//!     Ok(())
+//! }
+//! ```
+//!
+//! # Introspection
+//!
+//! [`cluster_resources`] and [`available_resources`] map resource names to amounts (total, and
+//! free now), [`nodes`] lists the nodes, and [`runtime_context`] tells the calling code where
+//! it runs: node, job, task or actor, process, and the resources it holds.
+//!
+//! ```
+//! #[ray::remote(num_cpus = 0.5)]
+//! fn where_am_i() -> (u32, f64) {
+//!     let ctx = ray::runtime_context().unwrap();
+//!     (ctx.worker_pid(), ctx.assigned_resources().unwrap()["CPU"])
+//! }
+//!
+//! fn main() -> ray::Result<()> {
+//!     ray::init(ray::Config::default().num_cpus(2))?;
+//!     assert_eq!(ray::cluster_resources()?["CPU"], 2.0);
+//!     let (pid, cpu) = ray::get(&where_am_i::remote())?;
+//!     assert!(pid != std::process::id());
+//!     assert_eq!(cpu, 0.5);
+//!     assert_eq!(ray::nodes()?.len(), 1);
 //!     ray::shutdown();
 //!     Ok(())
 //! }
@@ -377,8 +689,14 @@
 //! - a worker process that dies (abort, segfault, OOM kill) gives [`Error::WorkerDied`] once the
 //!   task's retries are used up; a dead actor gives [`Error::ActorDied`];
 //! - [`Error::Infeasible`], [`Error::Timeout`], [`Error::ObjectStoreFull`],
-//!   [`Error::Serialization`], [`Error::NotInitialized`] and [`Error::WorkerSetupFailed`] say
-//!   what they mean.
+//!   [`Error::Serialization`], [`Error::NotInitialized`], [`Error::WorkerSetupFailed`],
+//!   [`Error::TaskCancelled`], [`Error::ActorNotFound`], [`Error::ActorNameTaken`],
+//!   [`Error::ActorClassMismatch`], [`Error::PlacementGroupRemoved`] and
+//!   [`Error::NeedsCluster`] say what they mean.
+//!
+//! A failed task whose error nobody reads is printed on stderr when its last reference goes
+//! ("Unhandled error", once per object, as Ray does; `RAY_RS_IGNORE_UNHANDLED_ERRORS=1` turns it
+//! off).
 //!
 //! Errors travel through dependencies: a task whose argument is a failed object does not run,
 //! and its own result reads as that same error, so a panic upstream comes back, unchanged, from
@@ -582,6 +900,44 @@ pub use ray_core::*;
 /// at the offending token that say what would be right. See the [crate documentation](crate)
 /// for the guide and for what the macro generates.
 pub use ray_macros::remote;
+
+/// Options of one method of an actor, inside its `#[ray::remote]` impl block:
+/// `num_returns = n` (the method returns a tuple of `n` values and its handle method a tuple
+/// of `n` `ObjectRef`s) or `streaming` (it returns an iterator, and its handle method an
+/// [`ObjectRefGenerator`]).
+///
+/// ```
+/// #[ray::remote]
+/// struct Splitter {}
+///
+/// #[ray::remote]
+/// impl Splitter {
+///     fn new() -> Self {
+///         Splitter {}
+///     }
+///     #[ray::method(num_returns = 2)]
+///     fn halves(&self, v: Vec<u32>) -> (Vec<u32>, Vec<u32>) {
+///         let (a, b) = v.split_at(v.len() / 2);
+///         (a.to_vec(), b.to_vec())
+///     }
+///     #[ray::method(streaming)]
+///     fn each(&self, n: u32) -> impl Iterator<Item = u32> {
+///         0..n
+///     }
+/// }
+///
+/// fn main() -> ray::Result<()> {
+///     ray::init(ray::Config::default().num_cpus(1))?;
+///     let s = Splitter::remote();
+///     let (a, b) = s.halves(vec![1, 2, 3, 4]);
+///     assert_eq!((ray::get(&a)?, ray::get(&b)?), (vec![1, 2], vec![3, 4]));
+///     let items: Vec<u32> = s.each(3).map(|r| ray::get(&r).unwrap()).collect();
+///     assert_eq!(items, [0, 1, 2]);
+///     ray::shutdown();
+///     Ok(())
+/// }
+/// ```
+pub use ray_macros::method;
 
 /// Runs a function once in every worker process, before the worker's first task or actor:
 /// Ray's `worker_process_setup_hook`, for the logging, tracing or other process-wide state that

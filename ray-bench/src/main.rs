@@ -141,6 +141,31 @@ impl ConcurrentActor {
     }
 }
 
+/// Ray's `AsyncActor`: async methods on the actor's event loop.
+#[ray::remote]
+struct AsyncActor {}
+
+#[ray::remote]
+impl AsyncActor {
+    fn new() -> Self {
+        AsyncActor {}
+    }
+    async fn small_value(&self) -> Vec<u8> {
+        b"ok".to_vec()
+    }
+    async fn small_value_with_arg(&self, _x: i64) -> Vec<u8> {
+        b"ok".to_vec()
+    }
+}
+
+#[ray::remote]
+fn async_actor_work(actors: Vec<ActorHandle<AsyncActor>>, n: usize) {
+    let refs: Vec<ObjectRef<Vec<u8>>> = (0..n)
+        .map(|i| actors[i % actors.len()].small_value())
+        .collect();
+    ray::get_all(&refs).unwrap();
+}
+
 /// Ray's `Client(num_cpus=0)`: calls its servers.
 #[ray::remote(num_cpus = 0)]
 struct Client {
@@ -356,6 +381,62 @@ fn main() -> ray::Result<()> {
             },
         );
     }
+
+    if bench.wanted("1:1 async-actor calls sync") {
+        let a = AsyncActor::remote();
+        bench.timeit("1:1 async-actor calls sync", 1.0, || {
+            ray::get(&a.small_value()).unwrap();
+        });
+    }
+    if bench.wanted("1:1 async-actor calls async") {
+        let a = AsyncActor::remote();
+        bench.timeit("1:1 async-actor calls async", 1000.0, || {
+            let refs: Vec<_> = (0..1000).map(|_| a.small_value()).collect();
+            ray::get_all(&refs).unwrap();
+        });
+    }
+    if bench.wanted("1:1 async-actor calls with args async") {
+        let a = AsyncActor::remote();
+        bench.timeit("1:1 async-actor calls with args async", 1000.0, || {
+            let refs: Vec<_> = (0..1000).map(|i| a.small_value_with_arg(i)).collect();
+            ray::get_all(&refs).unwrap();
+        });
+    }
+    if bench.wanted("n:n async-actor calls async") {
+        let (n, m) = (5000, 4);
+        let actors: Vec<ActorHandle<AsyncActor>> =
+            (0..n_cpu).map(|_| AsyncActor::remote()).collect();
+        bench.timeit("n:n async-actor calls async", (m * n) as f64, || {
+            let refs: Vec<_> = (0..m)
+                .map(|_| async_actor_work::remote(actors.clone(), n))
+                .collect();
+            ray::get_all(&refs).unwrap();
+        });
+    }
+    ray::shutdown();
+
+    // Ray's placement group metric runs on a runtime of its own with a custom resource.
+    if bench.wanted("placement group create/removal") {
+        ray::init(ray::Config::default().resource("custom", 100.0))?;
+        let (num_pgs, num_bundles) = (100, 1);
+        bench.timeit("placement group create/removal", num_pgs as f64, || {
+            let pgs: Vec<ray::PlacementGroup> = (0..num_pgs)
+                .map(|_| {
+                    let bundles =
+                        (0..num_bundles).map(|_| ray::Bundle::new().resource("custom", 0.001));
+                    ray::placement_group(bundles, ray::PlacementStrategy::Pack)
+                })
+                .collect();
+            for pg in &pgs {
+                assert!(pg.wait(Duration::from_secs(30)).unwrap());
+            }
+            for pg in &pgs {
+                ray::remove_placement_group(pg).unwrap();
+            }
+        });
+        ray::shutdown();
+    }
+    ray::init(ray::Config::default())?;
 
     // Figures Ray's suite has no line for.
     let mut extra: Vec<(String, f64, &str)> = Vec::new();

@@ -2,10 +2,11 @@
 
 use crate::codec;
 use crate::context;
+use crate::generator::ObjectRefGenerator;
 use crate::ids::{ActorId, ObjectId, RefId};
 use crate::object_ref::ObjectRef;
 use crate::options::RawActorOptions;
-use crate::protocol::ActorTaskSpec;
+use crate::protocol::{ActorTaskSpec, Returns};
 use crate::refcount;
 use crate::submit::ArgsBuilder;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -36,6 +37,9 @@ pub trait ActorClass: Sized + 'static {
 pub trait RemoteActor: ActorClass {
     /// Registered name: module path and type name.
     const NAME: &'static str;
+    /// It has `async fn` methods: its calls interleave on an async runtime in its worker.
+    #[doc(hidden)]
+    const ASYNC: bool = false;
     #[doc(hidden)]
     type Creator: From<RawActorOptions> + AsMut<RawActorOptions>;
     #[doc(hidden)]
@@ -80,17 +84,42 @@ impl RawActorHandle {
 
     /// Submits a method call. Calls from one caller run in the order they were made.
     pub fn call<R>(&self, method: &'static str, args: ArgsBuilder) -> ObjectRef<R> {
+        ObjectRef::adopt(self.submit(method, args, Returns::default()))
+    }
+
+    /// Submits a call of a method with `num_returns = n`: the ids of its `n` results.
+    pub fn call_returns(&self, method: &'static str, args: ArgsBuilder, n: u32) -> Vec<ObjectId> {
+        let extra = n.saturating_sub(1);
+        let returns = Returns {
+            extra,
+            stream: None,
+        };
+        crate::submit::returns_of(self.submit(method, args, returns), extra)
+    }
+
+    /// Submits a call of a streaming method.
+    pub fn call_stream<T>(&self, method: &'static str, args: ArgsBuilder) -> ObjectRefGenerator<T> {
+        let returns = Returns {
+            extra: 0,
+            stream: Some(crate::options::DEFAULT_STREAM_BACKPRESSURE),
+        };
+        crate::generator::generator_of(self.submit(method, args, returns))
+    }
+
+    fn submit(&self, method: &'static str, args: ArgsBuilder, returns: Returns) -> ObjectId {
         let client = match context::client() {
             Ok(c) => c,
-            Err(_) => return ObjectRef::null(),
+            Err(_) => return ObjectId::NULL,
         };
-        let task = ObjectId::new();
+        let task = ObjectId::new_returns(1 + returns.extra);
         let (args, _pins) = args.finish();
         let args = match args {
             Ok(a) => a,
             Err(e) => {
-                client.put(task, Err(e));
-                return ObjectRef::adopt(task);
+                for id in crate::submit::returns_of(task, returns.extra) {
+                    client.put(id, Err(e.clone()));
+                }
+                return task;
             }
         };
         client.submit_actor_task(ActorTaskSpec {
@@ -98,8 +127,9 @@ impl RawActorHandle {
             task,
             method: method.to_string(),
             args,
+            returns,
         });
-        ObjectRef::adopt(task)
+        task
     }
 }
 
@@ -168,7 +198,9 @@ impl<A: RemoteActor> fmt::Debug for ActorHandle<A> {
 
 impl<A: RemoteActor> Serialize for ActorHandle<A> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        codec::note_contained(RefId::Actor(self.raw().id));
+        if !codec::note_contained(RefId::Actor(self.raw().id)) {
+            refcount::escaped(RefId::Actor(self.raw().id));
+        }
         self.raw().id.serialize(s)
     }
 }

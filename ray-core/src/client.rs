@@ -7,7 +7,7 @@ use crate::context::{self, Client, GetToken};
 use crate::error::{Error, Result};
 use crate::ids::{ActorId, JobId, ObjectId, RefId};
 use crate::object_store;
-use crate::protocol::worker::FromWorker;
+use crate::protocol::worker::{Control, ControlReply, FromWorker};
 use crate::protocol::{ActorSpec, ActorTaskSpec, TaskSpec};
 use crate::refcount::{LocalCounts, Transition};
 use crate::slot::Slot;
@@ -51,6 +51,7 @@ pub(crate) enum Reply {
     Get(Result<Vec<Value>>),
     Wait(Vec<u32>),
     Alloc(Result<u64>),
+    Control(Result<ControlReply>),
 }
 
 type Pending = Box<dyn FnOnce(Reply) + Send>;
@@ -169,8 +170,21 @@ impl ProcessClient {
     }
 
     pub(crate) fn send_done(&self, task: ObjectId, result: Result<Encoded>) {
+        crate::current::finished(task);
         match result {
-            Ok(Encoded { value, pins }) => {
+            Ok(Encoded { value, pins, rest }) if !rest.is_empty() => {
+                // Several return values: all in one message.
+                let mut keep = vec![pins];
+                let mut values = vec![object_store::place(self, value)];
+                for e in rest {
+                    values.push(object_store::place(self, e.value));
+                    keep.push(e.pins);
+                }
+                let result = values.into_iter().collect();
+                self.send(&FromWorker::TaskReturns { task, result });
+                drop(keep);
+            }
+            Ok(Encoded { value, pins, .. }) => {
                 let result = object_store::place(self, value);
                 self.send(&FromWorker::TaskDone { task, result });
                 drop(pins);
@@ -226,7 +240,9 @@ fn timeout_ms(t: Option<Duration>) -> Option<u64> {
 
 impl Client for ProcessClient {
     fn submit_task(&self, spec: TaskSpec) {
-        self.owned(RefId::Object(spec.task));
+        for i in 0..=spec.ext.returns.extra {
+            self.owned(RefId::Object(spec.task.nth_return(i)));
+        }
         self.send(&FromWorker::SubmitTask(spec));
     }
 
@@ -236,7 +252,9 @@ impl Client for ProcessClient {
     }
 
     fn submit_actor_task(&self, spec: ActorTaskSpec) {
-        self.owned(RefId::Object(spec.task));
+        for i in 0..=spec.returns.extra {
+            self.owned(RefId::Object(spec.task.nth_return(i)));
+        }
         self.send(&FromWorker::SubmitActorTask(spec));
     }
 
@@ -389,5 +407,56 @@ impl Client for ProcessClient {
 
     fn job(&self) -> JobId {
         self.job
+    }
+
+    fn control(&self, op: Control) -> Result<ControlReply> {
+        let slot = Arc::new(Slot::new());
+        let s2 = slot.clone();
+        self.request(
+            Box::new(move |r| match r {
+                Reply::Control(v) => s2.fill(v),
+                // The connection was lost.
+                Reply::Get(Err(e)) => s2.fill(Err(e)),
+                _ => {}
+            }),
+            |req| FromWorker::Control { req, op },
+        );
+        slot.wait(None).unwrap_or_else(|| Err(Error::shut_down()))
+    }
+
+    fn adopt(&self, id: RefId) {
+        let mut refs = self.refs.lock().unwrap_or_else(|e| e.into_inner());
+        if refs.adopt(id) {
+            self.send(&FromWorker::DelRef(id));
+        }
+    }
+}
+
+impl ProcessClient {
+    /// Sends item `index` of the streaming call `task` and waits until the caller may take
+    /// more (backpressure).
+    pub(crate) fn yield_item(&self, task: ObjectId, index: u64, item: Encoded) -> Result<()> {
+        let Encoded { value, pins, .. } = item;
+        let value = object_store::place(self, value)?;
+        let slot = Arc::new(Slot::new());
+        let s2 = slot.clone();
+        self.request(
+            Box::new(move |r| match r {
+                Reply::Control(v) => s2.fill(v),
+                Reply::Get(Err(e)) => s2.fill(Err(e)),
+                _ => {}
+            }),
+            |req| FromWorker::Yield {
+                req,
+                task,
+                index,
+                item: ObjectId::new(),
+                value,
+            },
+        );
+        drop(pins);
+        slot.wait(None)
+            .unwrap_or_else(|| Err(Error::shut_down()))
+            .map(|_| ())
     }
 }

@@ -241,6 +241,7 @@ async fn read_replies<R: AsyncRead + Unpin>(client: Arc<ProcessClient>, rd: R) {
             ToWorker::GetReply { req, result } => client.get_reply(req, result),
             ToWorker::WaitReply { req, ready } => client.complete(req, Reply::Wait(ready)),
             ToWorker::Allocated { req, result } => client.complete(req, Reply::Alloc(result)),
+            ToWorker::ControlReply { req, result } => client.complete(req, Reply::Control(result)),
             ToWorker::Log { stderr, line } => {
                 if stderr {
                     let _ = std::io::stderr().lock().write_all(&line);
@@ -254,6 +255,7 @@ async fn read_replies<R: AsyncRead + Unpin>(client: Arc<ProcessClient>, rd: R) {
             ToWorker::Welcome { .. }
             | ToWorker::Refused { .. }
             | ToWorker::Execute(_)
+            | ToWorker::Cancel { .. }
             | ToWorker::ActorLocation { .. } => {}
         }
     };

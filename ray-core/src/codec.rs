@@ -99,12 +99,17 @@ thread_local! {
 }
 
 /// Called by `ObjectRef`/`ActorHandle` serialization: records `id` if a value is being encoded.
-pub(crate) fn note_contained(id: RefId) {
+/// False when no ray value is being encoded: the reference is serialized by other code (serde
+/// to JSON, ...) and escapes ray's reference counting.
+pub(crate) fn note_contained(id: RefId) -> bool {
     COLLECTING.with(|c| {
         if let Some(list) = c.borrow_mut().as_mut() {
             list.push(id);
+            true
+        } else {
+            false
         }
-    });
+    })
 }
 
 /// A value ready to send. The references it contains stay pinned in this process (counted as
@@ -114,6 +119,8 @@ pub(crate) fn note_contained(id: RefId) {
 pub struct Encoded {
     pub(crate) value: Value,
     pub(crate) pins: crate::refcount::Pins,
+    /// The other return values of a call with `num_returns > 1`, in order.
+    pub(crate) rest: Vec<Encoded>,
 }
 
 /// Encodes a user value, collecting the references it contains.
@@ -132,6 +139,7 @@ pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Encoded> {
             contained,
         },
         pins,
+        rest: Vec::new(),
     })
 }
 

@@ -20,6 +20,7 @@ pub struct Config {
     pub(crate) gpu_detector: Option<fn() -> usize>,
     pub(crate) address: Option<String>,
     pub(crate) auth_token: Option<Secret>,
+    pub(crate) namespace: Option<String>,
 }
 
 /// A secret that never shows in `Debug` output.
@@ -47,6 +48,7 @@ impl Default for Config {
             gpu_detector: None,
             address: None,
             auth_token: None,
+            namespace: None,
         }
     }
 }
@@ -140,6 +142,13 @@ impl Config {
     /// cluster; it never crosses the network and never appears in errors or logs.
     pub fn auth_token(mut self, token: impl Into<String>) -> Self {
         self.auth_token = Some(Secret(token.into()));
+        self
+    }
+
+    /// The job's namespace: where its actor names live unless an actor's options name another
+    /// (Ray's `ray.init(namespace=..)`). Default: an anonymous namespace of the job's own.
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = Some(namespace.into());
         self
     }
 

@@ -4,6 +4,7 @@
 use crate::codec::Value;
 use crate::error::{Error, Result};
 use crate::ids::{ActorId, JobId, ObjectId, RefId};
+use crate::protocol::worker::{Control, ControlReply};
 use crate::protocol::{ActorSpec, ActorTaskSpec, TaskSpec};
 use crate::slot::Slot;
 use std::num::NonZeroU64;
@@ -45,6 +46,12 @@ pub(crate) trait Client: Send + Sync + 'static {
     fn gpu_ids(&self) -> Vec<usize>;
     /// The job this process runs code of.
     fn job(&self) -> JobId;
+    /// A request of the rest of the core API (names, cancel, placement groups, streams,
+    /// introspection); blocks until answered. Ids in the answer are counted as held by this
+    /// process: take them with [`adopt`](Client::adopt).
+    fn control(&self, op: Control) -> Result<ControlReply>;
+    /// Takes over a reference the node manager counted for this process in an answer.
+    fn adopt(&self, id: RefId);
 }
 
 static CURRENT: RwLock<Option<Arc<dyn Client>>> = RwLock::new(None);

@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::ids::{self, ActorId, JobId, NodeId, ObjectId, ProcId, RefId, RequestKey};
 use crate::node_manager::{self, NodeConfig, NodeManager};
 use crate::object_store;
+use crate::protocol::worker::{Control, ControlReply};
 use crate::protocol::{ActorSpec, ActorTaskSpec, TaskSpec};
 use crate::resources::Amount;
 use crate::slot::Slot;
@@ -76,6 +77,14 @@ fn is_main_thread() -> bool {
 
 /// Checks the settings and turns them into a node manager's configuration.
 fn node_config(config: &Config, node: NodeId) -> Result<NodeConfig> {
+    if let Some(ns) = &config.namespace {
+        crate::options::check_name("a namespace", ns).map_err(|message| {
+            Error::InvalidArgument {
+                what: "Config::namespace".into(),
+                message,
+            }
+        })?;
+    }
     let cpus = config.num_cpus.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -199,6 +208,9 @@ pub(crate) fn init(config: Config) -> Result<()> {
             Some(me),
         )
     });
+    if let Some(ns) = config.namespace.clone() {
+        node.run(|st| st.set_namespace(ns));
+    }
     let prestart = config.prestart_workers.unwrap_or(cpus.min(8));
     node.prestart(job, prestart);
     Ok(())
@@ -391,5 +403,13 @@ impl Client for DriverClient {
 
     fn job(&self) -> JobId {
         JobId::of_driver(self.me)
+    }
+
+    fn control(&self, op: Control) -> Result<ControlReply> {
+        self.node.control_local(self.me, op)
+    }
+
+    fn adopt(&self, _id: RefId) {
+        // The driver's references are counted by the node manager itself, one per handle.
     }
 }

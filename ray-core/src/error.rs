@@ -1,6 +1,6 @@
 //! The one error type of ray for Rust.
 
-use crate::ids::ObjectId;
+use crate::ids::{ActorId, ObjectId, PlacementGroupId};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -175,6 +175,81 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// The task or actor call was cancelled with `ray::cancel` before it produced its result.
+    #[error("task `{function}` (object {task}) was cancelled{how}")]
+    TaskCancelled {
+        /// The task's (first) return object.
+        task: ObjectId,
+        /// Registered name of the function, or `Actor.method`.
+        function: String,
+        /// How: `" before it ran"`, `" while it ran"`, `" by killing its worker (force)"`.
+        how: String,
+    },
+    /// No actor is registered under this name (it never was, or it died).
+    #[error(
+        "no actor named {name:?} in namespace {namespace:?}: it was never created there or it \
+         has died{hint}"
+    )]
+    ActorNotFound {
+        /// The name looked up.
+        name: String,
+        /// The namespace it was looked up in.
+        namespace: String,
+        /// What might be meant instead, e.g. the same name in another namespace.
+        hint: String,
+    },
+    /// Another live actor holds the name: names are unique in a namespace.
+    #[error(
+        "the actor name {name:?} in namespace {namespace:?} is taken by actor {holder}: use \
+         another name, get that actor with `ray::get_actor`, or create with \
+         `.get_if_exists(true)` to reuse it"
+    )]
+    ActorNameTaken {
+        /// The name.
+        name: String,
+        /// Its namespace.
+        namespace: String,
+        /// The actor that holds it.
+        holder: ActorId,
+    },
+    /// The actor registered under the name is of another class than the handle asked for.
+    #[error(
+        "the actor named {name:?} is a `{found}`, not a `{expected}`: ask for \
+         `ray::get_actor::<{}>(..)`",
+        short_name(.found)
+    )]
+    ActorClassMismatch {
+        /// The name.
+        name: String,
+        /// The class asked for (without its module path).
+        expected: String,
+        /// The class of the actor that has the name (with its module path).
+        found: String,
+    },
+    /// The feature needs a cluster (`ray-rs start`, `RAY_ADDRESS`), and this driver runs on a
+    /// single node of its own.
+    #[error(
+        "{what} needs a cluster to outlive the driver in, and this driver runs single-node: {hint}"
+    )]
+    NeedsCluster {
+        /// What was asked, e.g. "a detached actor (`Lifetime::Detached`)".
+        what: String,
+        /// What to do instead.
+        hint: String,
+    },
+    /// The placement group was removed (or never existed on this node).
+    #[error("placement group {group} was removed (or never existed): {detail}")]
+    PlacementGroupRemoved {
+        /// The group.
+        group: PlacementGroupId,
+        /// What was affected, e.g. "task `f` was scheduled into it".
+        detail: String,
+    },
+}
+
+/// A registered name without its module path.
+fn short_name(name: &str) -> &str {
+    name.rsplit("::").next().unwrap_or(name)
 }
 
 /// `io::ErrorKind` on the wire: the kinds the runtime meets, anything else as `Other`.
@@ -267,5 +342,15 @@ pub(crate) fn fd_limit_hint() -> String {
         )
     } else {
         " (the open-files limit is reached: raise it with `ulimit -n`)".into()
+    }
+}
+#[cfg(test)]
+mod tests {
+    /// Results travel through every call (`Result<Value, Error>` in messages and effects):
+    /// new variants must not make the enum larger (as of issue 12: 80 bytes, set by
+    /// `Infeasible`'s three strings).
+    #[test]
+    fn the_error_stays_small() {
+        assert!(std::mem::size_of::<super::Error>() <= 80);
     }
 }

@@ -138,6 +138,11 @@ fn next_id() -> u128 {
     compose(this_proc(), COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
+/// `n` consecutive fresh ids (the first one's number; the others follow it).
+fn next_ids(n: u64) -> u128 {
+    compose(this_proc(), COUNTER.fetch_add(n.max(1), Ordering::Relaxed))
+}
+
 /// Identifies an object (and the task that produces it).
 #[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ObjectId(pub(crate) u128);
@@ -146,8 +151,17 @@ pub struct ObjectId(pub(crate) u128);
 #[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ActorId(pub(crate) u128);
 
+/// Identifies a task: the same number as the [`ObjectId`] of its (first) return value.
+#[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TaskId(pub(crate) u128);
+
+/// Identifies a placement group.
+#[derive(Copy, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PlacementGroupId(pub(crate) u128);
+
 macro_rules! id_impls {
     ($t:ident, $name:literal) => {
+        #[allow(dead_code)]
         impl $t {
             pub(crate) fn new() -> Self {
                 $t(next_id())
@@ -193,6 +207,33 @@ macro_rules! id_impls {
 
 id_impls!(ObjectId, "ObjectId");
 id_impls!(ActorId, "ActorId");
+id_impls!(TaskId, "TaskId");
+id_impls!(PlacementGroupId, "PlacementGroupId");
+
+impl ObjectId {
+    /// The ids of `n` values returned by one call: `n` consecutive fresh ids, the first of
+    /// which is also the task's id.
+    pub(crate) fn new_returns(n: u32) -> Self {
+        ObjectId(next_ids(n as u64))
+    }
+
+    /// The `i`-th return value of the task whose first return value is `self`.
+    pub(crate) fn nth_return(self, i: u32) -> ObjectId {
+        ObjectId(self.0 + i as u128)
+    }
+
+    /// The task that makes this object (for a task's first return value, the same number).
+    pub(crate) fn task(self) -> TaskId {
+        TaskId(self.0)
+    }
+}
+
+impl TaskId {
+    /// The object this task returns (its first return value).
+    pub fn return_object(self) -> ObjectId {
+        ObjectId(self.0)
+    }
+}
 
 /// Identifies an open get/wait request of the node manager.
 #[derive(Copy, Clone, PartialEq, Eq, Hash, Debug)]

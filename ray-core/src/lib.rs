@@ -7,22 +7,29 @@
 
 mod actor;
 mod api;
+mod bundles;
+mod cancel;
 mod client;
 #[cfg(feature = "cluster")]
 mod cluster_client;
 mod codec;
 mod config;
 mod context;
+mod current;
 mod driver;
 mod error;
+mod generator;
 mod gpu_detect;
 mod ids;
+mod introspect;
 mod log;
+mod named;
 mod node_api;
 mod node_manager;
 mod object_ref;
 mod object_store;
 mod options;
+mod placement;
 mod pod;
 mod protocol;
 mod refcount;
@@ -40,12 +47,24 @@ pub use api::{
     Readable, Storable, get, get_all, get_gpu_ids, get_with_timeout, init, is_initialized, kill,
     put, shutdown, wait,
 };
+pub use cancel::{CancelOptions, cancel, cancel_with, is_cancelled};
 pub use config::Config;
 pub use error::{Error, Result};
-pub use ids::{ActorId, JobId, NodeId, ObjectId};
+pub use generator::ObjectRefGenerator;
+pub use ids::{ActorId, JobId, NodeId, ObjectId, PlacementGroupId, TaskId};
+pub use introspect::{
+    NodeInfo, RuntimeContext, available_resources, cluster_resources, nodes, runtime_context,
+};
+pub use named::{get_actor, get_actor_in, kill_and_restart, list_named_actors};
 pub use node_manager::spawn::ENV_GPU_IDS;
 pub use object_ref::{AnyObjectRef, GetFuture, IntoArg, ObjectRef, Waitable};
-pub use options::{ActorOptions, RemoteFunction, ResourceAmount, TaskOptions};
+pub use options::{
+    ActorOptions, DEFAULT_STREAM_BACKPRESSURE, Lifetime, RemoteFunction, ResourceAmount,
+    TaskOptions,
+};
+pub use placement::{
+    Bundle, PlacementGroup, PlacementStrategy, placement_group, remove_placement_group,
+};
 pub use pod::{PodView, get_slice, put_slice};
 
 /// Helpers for the code `#[ray::remote]` generates. Not a public API.

@@ -22,7 +22,9 @@ use std::task::{Context, Poll};
 /// A reference to a value that a task returns or `ray::put` stores, possibly not computed yet.
 ///
 /// Cheap to clone, `Send`, and serializable: it can travel inside task arguments and return
-/// values. The value is freed when no `ObjectRef` to it remains in any process. Read it with
+/// values. The value is freed when no `ObjectRef` to it remains in any process, unless the ref
+/// was serialized by other code than ray's (serde into JSON, a file...): such a value is kept
+/// until the process that made the ref exits, so the serialized ref can be read back. Read it with
 /// [`get`](crate::get) or `.await` it; [`erase`](ObjectRef::erase) it to [`wait`](crate::wait)
 /// on refs of different types together.
 ///
@@ -265,7 +267,9 @@ impl<T> Hash for ObjectRef<T> {
 
 impl<T> Serialize for ObjectRef<T> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        codec::note_contained(RefId::Object(self.id()));
+        if !codec::note_contained(RefId::Object(self.id())) {
+            refcount::escaped(RefId::Object(self.id()));
+        }
         self.id().serialize(s)
     }
 }

@@ -1,8 +1,15 @@
 //! Per-task and per-actor options: resources, retries, restarts, concurrency.
 
 use crate::actor::{ActorClass, RemoteActor};
+use crate::bundles::BundleRef;
+use crate::placement::PlacementGroup;
+use crate::protocol::{ActorExt, ActorName, TaskExt};
 use crate::resources::{Amount, ResourceRequest};
 use std::ops::Deref;
+
+/// Items a streaming task or call may produce ahead of the caller taking them, unless its
+/// options say otherwise (see [`TaskOptions::stream_backpressure`]).
+pub const DEFAULT_STREAM_BACKPRESSURE: u32 = 16;
 
 /// A resource amount: integers and floats alike, so `.num_cpus(2)` and `.num_cpus(0.5)` both
 /// compile.
@@ -45,6 +52,26 @@ pub struct RawTaskOptions {
     pub max_retries: u32,
     /// An invalid option, reported when the result is read.
     pub error: Option<String>,
+    pub(crate) ext: TaskExt,
+}
+
+impl RawTaskOptions {
+    /// `num_returns = n` (the macro checks `n >= 1` and the tuple).
+    pub fn num_returns(&mut self, n: u32) {
+        self.ext.returns.extra = n.saturating_sub(1);
+    }
+    /// `streaming`.
+    pub fn streaming(&mut self) {
+        self.ext.returns.stream = Some(DEFAULT_STREAM_BACKPRESSURE);
+    }
+    /// `retry_exceptions = true`.
+    pub fn retry_exceptions(&mut self, yes: bool) {
+        self.ext.retry_exceptions = yes;
+    }
+    /// `max_calls = n`.
+    pub fn max_calls(&mut self, n: u32) {
+        self.ext.max_calls = n;
+    }
 }
 
 impl Default for RawTaskOptions {
@@ -57,6 +84,7 @@ impl Default for RawTaskOptions {
             },
             max_retries: 3,
             error: None,
+            ext: TaskExt::default(),
         }
     }
 }
@@ -88,20 +116,75 @@ resource_setters!(RawTaskOptions, RawActorOptions);
 pub struct RawActorOptions {
     pub resources: ResourceRequest,
     pub max_restarts: u32,
+    /// 0: the default (1 call at a time; 1000 interleaved calls for an async actor).
     pub max_concurrency: u32,
     pub error: Option<String>,
+    pub(crate) ext: ActorExt,
+    /// `Lifetime::Detached` was asked for.
+    pub(crate) detached: bool,
+    /// The name's namespace, if one was given (else the job's).
+    pub(crate) namespace: Option<String>,
+}
+
+impl RawActorOptions {
+    /// `max_task_retries = n`.
+    pub fn max_task_retries(&mut self, n: u32) {
+        self.ext.max_task_retries = n;
+    }
 }
 
 impl Default for RawActorOptions {
-    /// Actors hold no CPU while alive (as in Ray), no restarts, one call at a time.
+    /// Actors hold no CPU while alive (as in Ray), no restarts, the default concurrency.
     fn default() -> Self {
         RawActorOptions {
             resources: ResourceRequest::default(),
             max_restarts: 0,
-            max_concurrency: 1,
+            max_concurrency: 0,
             error: None,
+            ext: ActorExt::default(),
+            detached: false,
+            namespace: None,
         }
     }
+}
+
+/// How long an actor lives (Ray's `lifetime` option).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Lifetime {
+    /// Until no handle to it is left (or `ray::kill`), and at most as long as its driver.
+    #[default]
+    NonDetached,
+    /// In a cluster, beyond its driver, until `ray::kill`. A single-node driver has no cluster
+    /// to leave it in: creating one there fails with [`Error::NeedsCluster`](crate::Error).
+    Detached,
+}
+
+/// Checks a name or namespace as Ray does: not empty, not only spaces.
+pub(crate) fn check_name(what: &str, name: &str) -> Result<(), String> {
+    if name.trim().is_empty() {
+        return Err(format!(
+            "{what} cannot be an empty string (or only spaces): give a name such as \"ledger\""
+        ));
+    }
+    Ok(())
+}
+
+fn bundle_ref(pg: &PlacementGroup, bundle: Option<u32>) -> Result<BundleRef, String> {
+    if let Some(i) = bundle {
+        if i as usize >= pg.bundle_count() {
+            return Err(format!(
+                "bundle index {i} is out of range: placement group {} has {} bundle(s), \
+                 indices 0 to {}",
+                pg.id(),
+                pg.bundle_count(),
+                pg.bundle_count().saturating_sub(1)
+            ));
+        }
+    }
+    Ok(BundleRef {
+        group: pg.id(),
+        index: bundle,
+    })
 }
 
 /// A remote function, implemented by `#[ray::remote]` on a `fn` for the type it generates.
@@ -160,6 +243,42 @@ impl<F: RemoteFunction> TaskOptions<F> {
         self.caller.as_mut().max_retries = n;
         self
     }
+
+    /// Whether a panic is retried like a crash, within `max_retries` (default false; Ray's
+    /// `retry_exceptions=True`).
+    pub fn retry_exceptions(mut self, yes: bool) -> Self {
+        self.caller.as_mut().ext.retry_exceptions = yes;
+        self
+    }
+
+    /// After this many calls of this function, a worker is replaced by a fresh process (for
+    /// native code that leaks); 0, the default, never replaces it.
+    pub fn max_calls(mut self, n: u32) -> Self {
+        self.caller.as_mut().ext.max_calls = n;
+        self
+    }
+
+    /// Runs the task in a bundle of a placement group: `Some(i)` in bundle `i`, `None` in
+    /// any bundle that fits (Ray's `placement_group_bundle_index=-1`). It then holds the
+    /// bundle's resources instead of the node's, and waits until the group is reserved.
+    pub fn placement_group(mut self, pg: &PlacementGroup, bundle: Option<u32>) -> Self {
+        let raw = self.caller.as_mut();
+        match bundle_ref(pg, bundle) {
+            Ok(b) => raw.resources.bundle = Some(Box::new(b)),
+            Err(e) => raw.error = Some(e),
+        }
+        self
+    }
+
+    /// For a streaming task: how many items it may produce that the caller has not taken yet
+    /// before it waits (default 16; 0: no limit).
+    pub fn stream_backpressure(mut self, items: u32) -> Self {
+        let returns = &mut self.caller.as_mut().ext.returns;
+        if returns.stream.is_some() {
+            returns.stream = Some(items);
+        }
+        self
+    }
 }
 
 impl<F: RemoteFunction> Deref for TaskOptions<F> {
@@ -199,6 +318,82 @@ impl<A: RemoteActor> ActorOptions<A> {
     /// An amount of a custom resource (whole above 1).
     pub fn resource(mut self, name: &str, amount: impl ResourceAmount) -> Self {
         self.creator.as_mut().resource(name, amount.to_f64());
+        self
+    }
+
+    /// Registers the actor under `name`, unique in its namespace: other code gets a handle
+    /// with [`ray::get_actor`](crate::get_actor), from any task or actor. A second live actor
+    /// with the same name cannot be made (its calls fail with
+    /// [`Error::ActorNameTaken`](crate::Error::ActorNameTaken), naming the holder) unless
+    /// [`get_if_exists`](Self::get_if_exists) is set. The name is free again once the actor
+    /// is dead or all its handles are dropped.
+    pub fn name(mut self, name: &str) -> Self {
+        let raw = self.creator.as_mut();
+        if let Err(e) = check_name("an actor name", name) {
+            raw.error = Some(e);
+        }
+        raw.ext.name = Some(Box::new(ActorName {
+            namespace: String::new(),
+            name: name.to_string(),
+        }));
+        self
+    }
+
+    /// The namespace of the actor's name (default: the job's, see
+    /// [`Config::namespace`](crate::Config::namespace)).
+    pub fn namespace(mut self, namespace: &str) -> Self {
+        let raw = self.creator.as_mut();
+        if let Err(e) = check_name("a namespace", namespace) {
+            raw.error = Some(e);
+        }
+        raw.namespace = Some(namespace.to_string());
+        self
+    }
+
+    /// With a [`name`](Self::name): if a live actor of this class already has the name, the
+    /// handle returned is that actor's (and nothing new is started); otherwise a new one is
+    /// made. Ray's `get_if_exists=True`.
+    pub fn get_if_exists(mut self, yes: bool) -> Self {
+        self.creator.as_mut().ext.get_if_exists = yes;
+        self
+    }
+
+    /// How long the actor lives; see [`Lifetime`].
+    pub fn lifetime(mut self, lifetime: Lifetime) -> Self {
+        self.creator.as_mut().detached = lifetime == Lifetime::Detached;
+        self
+    }
+
+    /// How often the actor is restarted when its process dies (default: the struct's
+    /// `max_restarts`, else 0).
+    pub fn max_restarts(mut self, n: u32) -> Self {
+        self.creator.as_mut().max_restarts = n;
+        self
+    }
+
+    /// How often a call that was running when the actor's process died is run again on the
+    /// restarted actor (default 0: it fails with `ActorDied { restarting: true, .. }`).
+    pub fn max_task_retries(mut self, n: u32) -> Self {
+        self.creator.as_mut().ext.max_task_retries = n;
+        self
+    }
+
+    /// How many calls an async actor interleaves (default 1000). For a threaded actor
+    /// (`max_concurrency` on its struct) this sets how many of its threads take calls, at most
+    /// the struct's number.
+    pub fn max_concurrency(mut self, n: u32) -> Self {
+        self.creator.as_mut().max_concurrency = n.max(1);
+        self
+    }
+
+    /// Places the actor in a bundle of a placement group (see
+    /// [`TaskOptions::placement_group`]); it holds the bundle's resources for its life.
+    pub fn placement_group(mut self, pg: &PlacementGroup, bundle: Option<u32>) -> Self {
+        let raw = self.creator.as_mut();
+        match bundle_ref(pg, bundle) {
+            Ok(b) => raw.resources.bundle = Some(Box::new(b)),
+            Err(e) => raw.error = Some(e),
+        }
         self
     }
 }

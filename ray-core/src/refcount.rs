@@ -31,6 +31,32 @@ fn is_null(id: RefId) -> bool {
     id.is_null()
 }
 
+/// A reference was serialized by code other than ray's own encoding (serde into a string, a
+/// file, another program): no process may hold it while it is away, so the node manager keeps
+/// the object (or actor) alive until its owner (the process that made it) exits, as Ray does.
+/// Once per id per process.
+pub(crate) fn escaped(id: RefId) {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static SEEN: Mutex<Option<HashSet<RefId>>> = Mutex::new(None);
+    if is_null(id) {
+        return;
+    }
+    let Some(c) = context::try_client() else {
+        return;
+    };
+    let first = SEEN
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(HashSet::new)
+        .insert(id);
+    if first {
+        if let Err(e) = c.control(crate::protocol::worker::Control::Escape(id)) {
+            crate::log::debug!("keeping {id:?} alive after it escaped: {e}");
+        }
+    }
+}
+
 /// Holds an extra local reference to each id while alive.
 pub(crate) struct Pins(Vec<RefId>);
 
@@ -70,6 +96,15 @@ impl LocalCounts {
     pub(crate) fn owned(&mut self, id: RefId) -> Transition {
         *self.counts.entry(id).or_insert(0) += 1;
         Transition::None
+    }
+
+    /// A reference the node manager counted for this process in an answer. True if this
+    /// process already held it: then the node's extra count must be dropped (`DelRef`), as
+    /// the node counts each process once.
+    pub(crate) fn adopt(&mut self, id: RefId) -> bool {
+        let n = self.counts.entry(id).or_insert(0);
+        *n += 1;
+        *n > 1
     }
 
     pub(crate) fn inc(&mut self, id: RefId) -> Transition {

@@ -40,7 +40,20 @@ pub struct ActorEntry {
     pub call_ref: fn(&dyn Any, &str, &mut Args) -> Result<Encoded>,
     /// `Some(true)` for `&mut self` methods, `Some(false)` for `&self`, `None` if unknown.
     pub method_is_mut: fn(&str) -> Option<bool>,
+    /// For an actor with `async fn` methods: runs any method, as a future on the actor's
+    /// async runtime (the instance lives as long as the worker, hence `'static`).
+    pub call_async: Option<AsyncCall>,
 }
+
+/// A call of an async actor's method: its arguments are decoded at once, the future runs on
+/// the actor's (single-threaded) runtime.
+#[doc(hidden)]
+pub type AsyncCall = fn(&'static dyn Any, &str, &mut Args) -> Result<LocalFuture>;
+
+/// What an async actor's method call runs.
+#[doc(hidden)]
+pub type LocalFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Encoded>> + 'static>>;
 
 #[doc(hidden)]
 #[linkme::distributed_slice]

@@ -4,6 +4,7 @@
 //! GPUs add up exactly. GPUs are handed out by id: a request of `n >= 1` GPUs takes `n` whole
 //! devices, a fraction below 1 shares one device with other fractions.
 
+use crate::bundles::{BundleRef, Bundles};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -55,12 +56,20 @@ impl Amount {
         self.0 == 0
     }
 
-    fn is_whole(self) -> bool {
+    pub(crate) fn is_whole(self) -> bool {
         self.0 % SCALE == 0
     }
 
-    fn units(self) -> usize {
+    pub(crate) fn units(self) -> usize {
         (self.0 / SCALE) as usize
+    }
+
+    pub(crate) fn raw(self) -> u64 {
+        self.0
+    }
+
+    pub(crate) fn from_raw(raw: u64) -> Amount {
+        Amount(raw)
     }
 }
 
@@ -87,6 +96,8 @@ pub struct ResourceRequest {
     pub(crate) gpu: Amount,
     /// Custom resources, sorted by name, no zero amounts.
     pub(crate) custom: Vec<(String, Amount)>,
+    /// Taken from a bundle of a placement group instead of the node.
+    pub(crate) bundle: Option<Box<BundleRef>>,
 }
 
 impl ResourceRequest {
@@ -105,6 +116,9 @@ impl fmt::Display for ResourceRequest {
         for (name, amount) in &self.custom {
             write!(f, ", {name}: {amount}")?;
         }
+        if let Some(b) = &self.bundle {
+            write!(f, " ({b})")?;
+        }
         Ok(())
     }
 }
@@ -115,6 +129,8 @@ pub(crate) struct Allocation {
     pub cpu: Amount,
     pub gpus: Vec<(usize, Amount)>,
     pub custom: Vec<(String, Amount)>,
+    /// Taken from this bundle (placement group, index) rather than from the node.
+    pub bundle: Option<(crate::ids::PlacementGroupId, u32)>,
 }
 
 impl Allocation {
@@ -135,6 +151,8 @@ pub(crate) struct NodeResources {
     gpus_known: bool,
     custom_total: BTreeMap<String, Amount>,
     custom_free: BTreeMap<String, Amount>,
+    /// Resources reserved by placement groups, taken out of the free amounts above.
+    pub(crate) bundles: Bundles,
 }
 
 impl NodeResources {
@@ -147,6 +165,7 @@ impl NodeResources {
             gpus_known: true,
             custom_free: custom_total.clone(),
             custom_total,
+            bundles: Bundles::default(),
         }
     }
 
@@ -203,6 +222,10 @@ impl NodeResources {
 
     /// Can this request ever run here? `Err` says what was asked that cannot be had.
     pub(crate) fn check_feasible(&self, req: &ResourceRequest) -> Result<(), String> {
+        if req.bundle.is_some() {
+            // Judged against the bundles (`node_manager/placement.rs`).
+            return Ok(());
+        }
         let mut missing = Vec::new();
         if req.cpu > self.total_cpu {
             missing.push(format!("CPU: {}", req.cpu));
@@ -238,6 +261,9 @@ impl NodeResources {
 
     /// Takes the request if it fits now.
     pub(crate) fn try_acquire(&mut self, req: &ResourceRequest) -> Option<Allocation> {
+        if let Some(b) = &req.bundle {
+            return self.bundles.try_acquire(req, b);
+        }
         if (req.cpu.0 as i64) > self.free_cpu {
             return None;
         }
@@ -260,6 +286,7 @@ impl NodeResources {
             cpu: req.cpu,
             gpus,
             custom: req.custom.clone(),
+            bundle: None,
         })
     }
 
@@ -288,6 +315,10 @@ impl NodeResources {
     }
 
     pub(crate) fn release(&mut self, alloc: &Allocation) {
+        if alloc.bundle.is_some() {
+            self.bundles.release(alloc);
+            return;
+        }
         self.free_cpu += alloc.cpu.0 as i64;
         for (id, amount) in &alloc.gpus {
             self.gpu_free[*id].0 += amount.0;
@@ -297,6 +328,30 @@ impl NodeResources {
                 free.0 += amount.0;
             }
         }
+    }
+
+    /// `(name, total, free)` of every resource the node has (CPU, GPU, custom), for
+    /// `ray::cluster_resources` and `ray::available_resources`.
+    pub(crate) fn amounts(&self) -> Vec<(String, f64, f64)> {
+        let free_cpu = Amount(self.free_cpu.max(0) as u64);
+        let gpu_free: u64 = self.gpu_free.iter().map(|a| a.0).sum();
+        let mut out = vec![
+            (
+                "CPU".to_string(),
+                self.total_cpu.as_f64(),
+                free_cpu.as_f64(),
+            ),
+            (
+                "GPU".to_string(),
+                self.gpu_free.len() as f64,
+                Amount(gpu_free).as_f64(),
+            ),
+        ];
+        for (name, total) in &self.custom_total {
+            let free = self.custom_free.get(name).copied().unwrap_or_default();
+            out.push((name.clone(), total.as_f64(), free.as_f64()));
+        }
+        out
     }
 
     /// A worker blocked in `get` lends its CPU back to the node.
@@ -319,6 +374,7 @@ mod tests {
             cpu: Amount::from_f64(cpu).unwrap(),
             gpu: Amount::from_f64(gpu).unwrap(),
             custom: vec![],
+            bundle: None,
         }
     }
 

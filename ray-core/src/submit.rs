@@ -4,10 +4,12 @@ use crate::actor::{ActorHandle, RawActorHandle, RemoteActor};
 use crate::codec::{self, Encoded};
 use crate::context;
 use crate::error::{Error, Result};
+use crate::generator::{ObjectRefGenerator, generator_of};
 use crate::ids::{ActorId, ObjectId, RefId};
 use crate::object_ref::{IntoArg, ObjectRef};
 use crate::object_store;
 use crate::options::{RawActorOptions, RawTaskOptions};
+use crate::protocol::worker::{Control, ControlReply};
 use crate::protocol::{ActorSpec, Arg, TaskSpec};
 use crate::refcount::Pins;
 use serde::Serialize;
@@ -41,11 +43,13 @@ impl ArgsBuilder {
     /// Adds a value, encoded from a borrow.
     pub(crate) fn push_value<V: Serialize + ?Sized>(&mut self, v: &V) {
         match codec::encode(v) {
-            Ok(Encoded { value, pins }) if (value.len() as usize) < object_store::inline_max() => {
+            Ok(Encoded { value, pins, .. })
+                if (value.len() as usize) < object_store::inline_max() =>
+            {
                 self.args.push(Arg::Value(value));
                 self.pins.push(pins);
             }
-            Ok(Encoded { value, pins }) => {
+            Ok(Encoded { value, pins, .. }) => {
                 // A large value goes to the object store once, like `ray::put`; the task gets a
                 // reference to it.
                 match put_value(value) {
@@ -98,10 +102,56 @@ pub fn submit_task<R>(
     opts: &RawTaskOptions,
     args: ArgsBuilder,
 ) -> ObjectRef<R> {
+    ObjectRef::adopt(submit(function, opts, args))
+}
+
+/// Submits a task with `num_returns = n`: the ids of its `n` results (see
+/// [`adopt_ref`]).
+#[doc(hidden)]
+pub fn submit_task_returns(
+    function: &'static str,
+    opts: &RawTaskOptions,
+    args: ArgsBuilder,
+) -> Vec<ObjectId> {
+    let first = submit(function, opts, args);
+    returns_of(first, opts.ext.returns.extra)
+}
+
+/// Submits a streaming task.
+#[doc(hidden)]
+pub fn submit_task_stream<T>(
+    function: &'static str,
+    opts: &RawTaskOptions,
+    args: ArgsBuilder,
+) -> ObjectRefGenerator<T> {
+    generator_of(submit(function, opts, args))
+}
+
+/// The ids of a call's return values, from the first.
+pub(crate) fn returns_of(first: ObjectId, extra: u32) -> Vec<ObjectId> {
+    (0..=extra)
+        .map(|i| {
+            if first.is_null() {
+                first
+            } else {
+                first.nth_return(i)
+            }
+        })
+        .collect()
+}
+
+/// A reference this process holds one count of (a return value of a call it made).
+#[doc(hidden)]
+pub fn adopt_ref<T>(id: ObjectId) -> ObjectRef<T> {
+    ObjectRef::adopt(id)
+}
+
+fn submit(function: &'static str, opts: &RawTaskOptions, args: ArgsBuilder) -> ObjectId {
     let Ok(client) = context::client() else {
-        return ObjectRef::null();
+        return ObjectId::NULL;
     };
-    let task = ObjectId::new();
+    let ext = opts.ext.clone();
+    let task = ObjectId::new_returns(1 + ext.returns.extra);
     let (args, _pins) = args.finish();
     let args = match (args, &opts.error) {
         (_, Some(message)) => Err(Error::InvalidArgument {
@@ -118,10 +168,15 @@ pub fn submit_task<R>(
             args,
             resources: opts.resources.clone(),
             max_retries: opts.max_retries,
+            ext,
         }),
-        Err(e) => client.put(task, Err(e)),
+        Err(e) => {
+            for id in returns_of(task, ext.returns.extra) {
+                client.put(id, Err(e.clone()));
+            }
+        }
     }
-    ObjectRef::adopt(task)
+    task
 }
 
 /// Starts an actor; calls on the handle say `NotInitialized` if ray is not running.
@@ -137,24 +192,60 @@ pub fn create_actor<A: RemoteActor>(opts: &RawActorOptions, args: ArgsBuilder) -
             what: format!("options of actor `{}`", A::NAME),
             message: message.clone(),
         }),
+        (_, None) if opts.detached => Err(Error::NeedsCluster {
+            what: format!(
+                "a detached actor (`{}` with `Lifetime::Detached`)",
+                crate::node_manager::short_name(A::NAME)
+            ),
+            hint: "start a cluster (`ray-rs start --head`) and run the driver with RAY_ADDRESS \
+                   set, or drop `.lifetime(Lifetime::Detached)`: a single-node actor lives as \
+                   long as its handles and its driver"
+                .into(),
+        }),
         (args, None) => args,
     };
     let (args, invalid) = match args {
         Ok(a) => (a, None),
         Err(e) => (Vec::new(), Some(e)),
     };
-    client.create_actor(ActorSpec {
+    let mut ext = opts.ext.clone();
+    if let (Some(name), Some(ns)) = (&mut ext.name, &opts.namespace) {
+        name.namespace = ns.clone();
+    }
+    let max_concurrency = match opts.max_concurrency {
+        0 if A::ASYNC => DEFAULT_ASYNC_CONCURRENCY,
+        0 => 1,
+        n => n,
+    };
+    let named = ext.name.is_some() && invalid.is_none();
+    let spec = ActorSpec {
         actor,
         job: client.job(),
         class: A::NAME.to_string(),
         args,
         resources: opts.resources.clone(),
-        max_concurrency: opts.max_concurrency.max(1),
+        max_concurrency,
         max_restarts: opts.max_restarts,
         invalid,
-    });
-    ActorHandle::from_raw(RawActorHandle::adopt(actor, A::NAME))
+        ext,
+    };
+    if !named {
+        client.create_actor(spec);
+        return ActorHandle::from_raw(RawActorHandle::adopt(actor, A::NAME));
+    }
+    // A name needs an answer: the name may be taken, or (`get_if_exists`) name another actor.
+    let id = match client.control(Control::CreateNamedActor(Box::new(spec))) {
+        Ok(ControlReply::Actor(id)) => {
+            client.adopt(RefId::Actor(id));
+            id
+        }
+        _ => ActorId::NULL,
+    };
+    ActorHandle::from_raw(RawActorHandle::adopt(id, A::NAME))
 }
+
+/// Calls an async actor interleaves unless `max_concurrency` says otherwise (Ray's default).
+pub const DEFAULT_ASYNC_CONCURRENCY: u32 = 1000;
 
 /// Stores an encoded value as a new object owned by this process.
 fn put_value(value: crate::codec::Value) -> Result<ObjectRef<()>> {

@@ -13,6 +13,7 @@ use crate::client::{OnLost, ProcessClient, Reply};
 use crate::codec::{Data, Encoded};
 use crate::context;
 use crate::error::{Error, Result};
+use crate::ids::ObjectId;
 use crate::ids::{self, ActorId};
 use crate::node_manager::exits::{EXIT_BAD_ENV, EXIT_LOST_NODE, EXIT_REFUSED};
 use crate::node_manager::spawn::{
@@ -29,6 +30,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
+
+mod async_actor;
 
 static IN_WORKER: AtomicBool = AtomicBool::new(false);
 
@@ -162,7 +165,6 @@ fn run() -> i32 {
         OnLost::Exit(EXIT_LOST_NODE),
     ));
     context::set(Some(core.clone()));
-    #[cfg(feature = "testing")]
     let _ = CORE.set(core.clone());
     let (tx, rx) = std::sync::mpsc::channel();
     let reader_core = core.clone();
@@ -179,6 +181,21 @@ fn run() -> i32 {
 enum Job {
     Run(Execute),
     Exit,
+}
+
+/// Where the reader hands jobs once this worker is an async actor (its runtime reads them).
+static ASYNC_JOBS: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<Job>> =
+    std::sync::OnceLock::new();
+
+fn send_job(tx: &Sender<Job>, job: Job) {
+    match ASYNC_JOBS.get() {
+        Some(async_tx) => {
+            let _ = async_tx.send(job);
+        }
+        None => {
+            let _ = tx.send(job);
+        }
+    }
 }
 
 /// Reads messages from the node manager. When the connection ends (the node manager exited or
@@ -210,11 +227,12 @@ fn read_loop(
             buf = Vec::new();
         }
         match msg {
-            ToWorker::Execute(e) => {
-                let _ = tx.send(Job::Run(e));
-            }
-            ToWorker::Exit => {
-                let _ = tx.send(Job::Exit);
+            ToWorker::Execute(e) => send_job(&tx, Job::Run(e)),
+            ToWorker::Exit => send_job(&tx, Job::Exit),
+            ToWorker::ControlReply { req, result } => core.complete(req, Reply::Control(result)),
+            ToWorker::Cancel { task } => {
+                crate::current::mark_cancelled(task);
+                async_actor::cancel(task);
             }
             ToWorker::GetReplyPart { req, values } => core.reply_part(req, values),
             ToWorker::GetReply { req, result } => core.get_reply(req, result),
@@ -280,9 +298,11 @@ fn execute_loop(core: &Arc<ProcessClient>, rx: Receiver<Job>) -> i32 {
             }) => {
                 *core.gpu_ids.lock().unwrap_or_else(|e| e.into_inner()) = gpu_ids;
                 set_log_label(crate::node_manager::short_name(&function));
-                let result = registry::task(&function).and_then(|entry| {
-                    guarded(&function, core.pid, || {
-                        (entry.invoke)(&mut Args::new(&function, args))
+                let result = crate::current::run_as(task, || {
+                    registry::task(&function).and_then(|entry| {
+                        guarded(&function, core.pid, || {
+                            (entry.invoke)(&mut Args::new(&function, args))
+                        })
                     })
                 });
                 core.send_done(task, result);
@@ -292,10 +312,11 @@ fn execute_loop(core: &Arc<ProcessClient>, rx: Receiver<Job>) -> i32 {
                 class,
                 args,
                 gpu_ids,
-                max_concurrency: _,
+                max_concurrency,
             }) => {
                 *core.gpu_ids.lock().unwrap_or_else(|e| e.into_inner()) = gpu_ids;
-                return run_actor(core, actor, &class, args, rx);
+                crate::current::set_actor(actor);
+                return run_actor(core, actor, &class, args, max_concurrency, rx);
             }
             Job::Run(Execute::ActorTask { task, method, .. }) => core.send_done(
                 task,
@@ -314,6 +335,7 @@ fn run_actor(
     actor: ActorId,
     class: &str,
     args: Vec<Data>,
+    max_concurrency: u32,
     rx: Receiver<Job>,
 ) -> i32 {
     let short = crate::node_manager::short_name(class).to_string();
@@ -353,6 +375,23 @@ fn run_actor(
             return 0;
         }
     };
+    if let Some(call) = entry.call_async {
+        // An async actor: its calls run as futures on a runtime of its own. The reader hands
+        // jobs to that runtime from before `ActorCreated` (no call is sent until then).
+        let this: &'static dyn Any = match instance {
+            ActorInstance::Single(b) => Box::leak(b),
+            ActorInstance::Threaded { instance, .. } => Box::leak(instance),
+        };
+        let started = async_actor::prepare();
+        let result = started.as_ref().map(|_| ()).map_err(|e| e.clone());
+        let _ = core
+            .sender
+            .send(&FromWorker::ActorCreated { actor, result });
+        return match started {
+            Ok((rt, jobs)) => async_actor::run(core, rt, jobs, call, this, &short, max_concurrency),
+            Err(_) => 0,
+        };
+    }
     let _ = core.sender.send(&FromWorker::ActorCreated {
         actor,
         result: Ok(()),
@@ -364,8 +403,10 @@ fn run_actor(
                     Job::Exit => return 0,
                     Job::Run(Execute::ActorTask { task, method, args }) => {
                         let name = format!("{short}.{method}");
-                        let result = guarded(&name, core.pid, || {
-                            (entry.call_mut)(&mut *this, &method, &mut Args::new(&name, args))
+                        let result = crate::current::run_as(task, || {
+                            guarded(&name, core.pid, || {
+                                (entry.call_mut)(&mut *this, &method, &mut Args::new(&name, args))
+                            })
                         });
                         core.send_done(task, result);
                     }
@@ -376,8 +417,11 @@ fn run_actor(
         }
         ActorInstance::Threaded {
             instance,
-            max_concurrency,
-        } => run_threaded(core, entry, &short, instance, max_concurrency, rx),
+            max_concurrency: threads,
+        } => {
+            let threads = threads.min(max_concurrency.max(1));
+            run_threaded(core, entry, &short, instance, threads, rx)
+        }
     }
 }
 
@@ -420,7 +464,7 @@ fn run_threaded(
                         *active.0.lock().unwrap_or_else(|e| e.into_inner()) += 1;
                         let name = format!("{short}.{method}");
                         let mut args = Args::new(&name, args);
-                        let result =
+                        let result = crate::current::run_as(task, || {
                             guarded(&name, core.pid, || match (entry.method_is_mut)(&method) {
                                 Some(false) => {
                                     let guard = instance.read().unwrap_or_else(|e| e.into_inner());
@@ -431,7 +475,8 @@ fn run_threaded(
                                         instance.write().unwrap_or_else(|e| e.into_inner());
                                     (entry.call_mut)(&mut **guard, &method, &mut args)
                                 }
-                            });
+                            })
+                        });
                         core.send_done(task, result);
                         let (count, cv) = &*active;
                         *count.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
@@ -460,5 +505,26 @@ pub(crate) fn send_raw(bytes: &[u8]) -> Result<()> {
     core.sender.send_raw(bytes)
 }
 
-#[cfg(feature = "testing")]
+/// This worker's client (set once it is welcomed).
 static CORE: std::sync::OnceLock<Arc<ProcessClient>> = std::sync::OnceLock::new();
+
+/// Runs a streaming task's items through the caller's stream (what `#[ray::remote(streaming)]`
+/// generates): each item is encoded and sent as soon as the iterator yields it, waiting when
+/// the caller is too far behind. The call's own result is `()`.
+#[doc(hidden)]
+pub fn stream<I: IntoIterator>(
+    items: I,
+    mut encode: impl FnMut(&I::Item) -> Result<Encoded>,
+) -> Result<Encoded> {
+    let not_streaming = || Error::InvalidArgument {
+        what: "streaming call".into(),
+        message: "items are streamed only by a task or actor call running in a worker".into(),
+    };
+    let task: ObjectId = crate::current::task().ok_or_else(not_streaming)?;
+    let core = CORE.get().ok_or_else(not_streaming)?;
+    for (index, item) in items.into_iter().enumerate() {
+        let encoded = encode(&item)?;
+        core.yield_item(task, index as u64, encoded)?;
+    }
+    crate::codec::encode(&())
+}

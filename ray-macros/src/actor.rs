@@ -7,13 +7,13 @@
 
 use crate::checks::{self, Position};
 use crate::options::{self, Kind};
+use crate::returns::Shape;
 use crate::{
     Errors, Param, decode_args, local, new_args, passthrough_attrs, push_args, stub_params,
     unique_name,
 };
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
-use syn::spanned::Spanned;
 use syn::{FnArg, ImplItem, ImplItemFn, ItemImpl, ItemStruct, ReturnType, Type};
 
 pub(crate) fn expand_struct(attr: TokenStream, s: &ItemStruct, errors: &mut Errors) -> TokenStream {
@@ -67,6 +67,49 @@ struct Method<'a> {
     mutable: bool,
     params: Vec<Param>,
     ret: Type,
+    /// One, several or a stream of return values (`#[ray::method(..)]`).
+    shape: Shape,
+    /// An `async fn`: it runs as a future on the actor's async runtime.
+    is_async: bool,
+}
+
+/// Whether an attribute is `#[ray::method(..)]` (or `#[method(..)]` with the macro imported).
+fn is_method_attr(a: &syn::Attribute) -> bool {
+    let segs: Vec<String> = a
+        .path()
+        .segments
+        .iter()
+        .map(|s| s.ident.to_string())
+        .collect();
+    segs == ["ray", "method"] || segs == ["method"]
+}
+
+/// The options of `#[ray::method(..)]` on a method, if it has the attribute.
+fn method_options(f: &ImplItemFn, errors: &mut Errors) -> options::Options {
+    let mut attrs = f.attrs.iter().filter(|a| is_method_attr(a));
+    let Some(first) = attrs.next() else {
+        return options::Options::default();
+    };
+    for extra in attrs {
+        errors.push(syn::Error::new_spanned(
+            extra,
+            "`#[ray::method(..)]` is given twice: put all of this method's options in one",
+        ));
+    }
+    match &first.meta {
+        syn::Meta::List(l) => options::parse(l.tokens.clone(), Kind::Method, errors),
+        _ => options::Options::default(),
+    }
+}
+
+/// The impl block as the user wrote it, less the `#[ray::method(..)]` attributes (which only
+/// `#[ray::remote]` reads).
+pub(crate) fn strip_method_attrs(imp: &mut ItemImpl) {
+    for item in &mut imp.items {
+        if let ImplItem::Fn(f) = item {
+            f.attrs.retain(|a| !is_method_attr(a));
+        }
+    }
 }
 
 /// Names a remote method cannot have, and why.
@@ -110,13 +153,6 @@ fn returns_self(sig: &syn::Signature, self_ty: &Type) -> bool {
 fn params_of(f: &ImplItemFn, self_ty: &Type, errors: &mut Errors) -> Option<Vec<Param>> {
     let sig = &f.sig;
     let mut usable = true;
-    if let Some(a) = &sig.asyncness {
-        errors.push(syn::Error::new_spanned(
-            a,
-            "actor methods cannot be `async`: make it a plain `fn` (calls from one caller run in \
-             order on the actor's thread); async callers can `.await` the `ObjectRef` it returns",
-        ));
-    }
     if let Some(u) = &sig.unsafety {
         errors.push(syn::Error::new_spanned(
             u,
@@ -187,6 +223,20 @@ pub(crate) fn expand_impl(attr: TokenStream, imp: &ItemImpl, errors: &mut Errors
             }
         }
         if name == "new" {
+            if let Some(a) = f.attrs.iter().find(|a| is_method_attr(a)) {
+                errors.push(syn::Error::new_spanned(
+                    a,
+                    "`#[ray::method(..)]` goes on the actor's methods, not on its constructor \
+                     `fn new`: it runs once and returns the actor itself",
+                ));
+            }
+            if let Some(a) = &sig.asyncness {
+                errors.push(syn::Error::new_spanned(
+                    a,
+                    "the constructor `fn new(..)` cannot be `async`: it runs once, before any call; \
+                     methods may be `async fn`",
+                ));
+            }
             if let Some(r) = receiver {
                 errors.push(syn::Error::new_spanned(
                     r,
@@ -206,7 +256,17 @@ pub(crate) fn expand_impl(attr: TokenStream, imp: &ItemImpl, errors: &mut Errors
             ctor = Some((f, params_of(f, self_ty, errors)));
             continue;
         }
-        let Some(receiver) = receiver else { continue }; // associated functions stay local
+        let Some(receiver) = receiver else {
+            // Associated functions stay local.
+            if let Some(a) = f.attrs.iter().find(|a| is_method_attr(a)) {
+                errors.push(syn::Error::new_spanned(
+                    a,
+                    "`#[ray::method(..)]` goes on methods that take `&self` or `&mut self`; an \
+                     associated function without `self` stays a local function",
+                ));
+            }
+            continue;
+        };
         let shorthand = receiver.colon_token.is_none();
         if !shorthand || receiver.reference.is_none() {
             let msg = if shorthand {
@@ -219,24 +279,56 @@ pub(crate) fn expand_impl(attr: TokenStream, imp: &ItemImpl, errors: &mut Errors
             errors.push(syn::Error::new_spanned(receiver, msg));
             continue;
         }
+        let method_opts = method_options(f, errors);
         let Some(params) = params_of(f, self_ty, errors) else {
             continue;
         };
         let ret: Type = match &sig.output {
             ReturnType::Default => syn::parse_quote!(()),
-            ReturnType::Type(_, t) => {
-                if checks::check_type(t, Position::Return, errors).unusable {
+            ReturnType::Type(_, t) => checks::replace_self(t, self_ty),
+        };
+        let shape = Shape::of(&method_opts, &sig.output, &ret, errors);
+        let checked = match &shape {
+            Shape::Stream { item, opaque: true } => Some(&**item),
+            _ if method_opts.streaming.is_some() => {
+                if matches!(ret, Type::ImplTrait(_)) {
                     continue;
                 }
-                checks::replace_self(t, self_ty)
+                None
             }
+            _ => match &sig.output {
+                ReturnType::Type(..) => Some(&ret),
+                ReturnType::Default => None,
+            },
         };
+        if let Some(t) = checked {
+            if checks::check_type(t, Position::Return, errors).unusable {
+                continue;
+            }
+        }
         methods.push(Method {
             f,
             mutable: receiver.mutability.is_some(),
             params,
             ret,
+            shape,
+            is_async: sig.asyncness.is_some(),
         });
+    }
+    if let Some(first_async) = methods.iter().find(|m| m.is_async) {
+        let name = first_async.f.sig.ident.to_string();
+        for m in methods.iter().filter(|m| m.mutable) {
+            if let Some(r) = m.f.sig.receiver() {
+                errors.push(syn::Error::new_spanned(
+                    r,
+                    format!(
+                        "an actor with `async fn` methods (such as `{name}`) runs its calls \
+                         interleaved, so its methods share the actor: take `&self`, and keep state \
+                         that changes in a `Cell`, `RefCell` or `Mutex`"
+                    ),
+                ));
+            }
+        }
     }
     let ctor = match ctor {
         Some((f, params)) => params.map(|p| (f, p)),
@@ -380,13 +472,15 @@ impl Actor<'_> {
             } else {
                 checks::static_lifetimes(&m.ret)
             };
+            let caller_type = m.shape.caller_type(&ret);
             let body = if self.ok {
                 let new_args = new_args(&m.params, &args);
                 let pushes = push_args(&m.params, &args);
+                let call = m.shape.call_method(&name, &args);
                 quote! {
                     #new_args
                     #(#pushes)*
-                    self.0.call(#name, #args)
+                    #call
                 }
             } else {
                 quote! { ::core::unreachable!() }
@@ -394,14 +488,17 @@ impl Actor<'_> {
             quote! {
                 #(#attrs)*
                 #unused
-                #vis fn #ident #stub_generics(&self, #(#stub_params),*) -> ::ray::ObjectRef<#ret> {
+                #vis fn #ident #stub_generics(&self, #(#stub_params),*) -> #caller_type {
                     #body
                 }
             }
         });
+        let is_async = self.methods.iter().any(|m| m.is_async);
+        let async_const = is_async.then(|| quote! { const ASYNC: bool = true; });
         let caller_internals = quote! {
             impl ::ray::RemoteActor for #self_ty {
                 const NAME: &'static str = ::core::concat!(::core::module_path!(), #path_suffix);
+                #async_const
                 type Creator = #creator;
                 type Methods = #methods_ty;
             }
@@ -455,6 +552,7 @@ impl Actor<'_> {
         let ctor_decodes = decode_args(ctor_params, &args);
         let mut arms_mut = Vec::new();
         let mut arms_ref = Vec::new();
+        let mut arms_async = Vec::new();
         let mut kinds = Vec::new();
         // Types are checked once each; those of a method with `#[cfg]` under the same `#[cfg]`.
         let mut unconditional: Vec<&Type> = ctor_params.iter().map(|p| &p.ty).collect();
@@ -467,23 +565,47 @@ impl Actor<'_> {
             let ret = &m.ret;
             let locals: Vec<&syn::Ident> = m.params.iter().map(|p| &p.local).collect();
             let decodes = decode_args(&m.params, &args);
-            let encode = quote_spanned! {ret.span()=>
-                ::ray::__private::Wire::<#ret>::new().encode(&#this.#ident(#(#locals),*))
-            };
-            let arm = quote! {
-                #(#cfg)*
-                #name => {
-                    #(#decodes)*
-                    #encode
+            if m.is_async {
+                let encode = m
+                    .shape
+                    .encode(quote! { #this.#ident(#(#locals),*).await }, ret);
+                arms_async.push(quote! {
+                    #(#cfg)*
+                    #name => {
+                        #(#decodes)*
+                        ::ray::__private::boxed_future(async move { #encode })
+                    }
+                });
+            } else {
+                let encode = m.shape.encode(quote! { #this.#ident(#(#locals),*) }, ret);
+                let arm = quote! {
+                    #(#cfg)*
+                    #name => {
+                        #(#decodes)*
+                        #encode
+                    }
+                };
+                // In an async actor, a plain method runs at once on the runtime's thread.
+                let result = local("result");
+                arms_async.push(quote! {
+                    #(#cfg)*
+                    #name => {
+                        let #result = { #(#decodes)* #encode };
+                        ::ray::__private::boxed_future(async move { #result })
+                    }
+                });
+                if !m.mutable {
+                    arms_ref.push(arm.clone());
                 }
-            };
-            if !m.mutable {
-                arms_ref.push(arm.clone());
+                arms_mut.push(arm);
             }
-            arms_mut.push(arm);
             let mutable = m.mutable;
             kinds.push(quote! { #(#cfg)* #name => ::core::option::Option::Some(#mutable), });
-            let types = m.params.iter().map(|p| &p.ty).chain([ret]);
+            let types = m
+                .params
+                .iter()
+                .map(|p| &p.ty)
+                .chain(m.shape.transferred(ret));
             if cfg.is_empty() {
                 unconditional.extend(types);
             } else {
@@ -532,6 +654,24 @@ impl Actor<'_> {
         };
         let call_mut = dispatch(&arms_mut, quote!(downcast_mut), any_args(true));
         let call_ref = dispatch(&arms_ref, quote!(downcast_ref), any_args(false));
+        let call_async = if is_async {
+            let with_args = if self.methods.iter().any(|m| !m.params.is_empty()) {
+                quote!(#args)
+            } else {
+                quote!(_)
+            };
+            quote! {
+                ::core::option::Option::Some(|#this, #method, #with_args| {
+                    let #this = ::ray::__private::downcast_static::<#self_ty>(#this)?;
+                    match #method {
+                        #(#arms_async)*
+                        #unknown
+                    }
+                })
+            }
+        } else {
+            quote! { ::core::option::Option::None }
+        };
         let doc_registration = format!(
             " Registers `{type_name}` by name: a worker creates it with `new`, then runs methods by name."
         );
@@ -560,6 +700,7 @@ impl Actor<'_> {
                         #(#kinds)*
                         _ => ::core::option::Option::None,
                     },
+                    call_async: #call_async,
                 };
 
                 /// Compile-time check that each parameter and result implements serde's traits.

@@ -14,6 +14,7 @@
 mod actor;
 mod checks;
 mod options;
+mod returns;
 mod setup;
 mod task;
 
@@ -30,6 +31,20 @@ use syn::spanned::Spanned;
 #[proc_macro_attribute]
 pub fn remote(attr: TokenStream, item: TokenStream) -> TokenStream {
     expand(attr.into(), item.into()).into()
+}
+
+/// The `#[ray::method(..)]` attribute: read by `#[ray::remote]` on an actor's impl block (which
+/// removes it); anywhere else it is an error that says where it goes.
+#[proc_macro_attribute]
+pub fn method(_attr: TokenStream, item: TokenStream) -> TokenStream {
+    let item: TokenStream2 = item.into();
+    let err = syn::Error::new(
+        Span::call_site(),
+        "`#[ray::method(..)]` goes on a method inside an actor's `impl` block that has \
+         `#[ray::remote]` (which reads it): put `#[ray::remote]` on the impl block",
+    )
+    .to_compile_error();
+    quote! { #item #err }.into()
 }
 
 /// The `#[ray::worker_setup]` attribute is implemented in the `ray-macros` crate; use it
@@ -91,9 +106,17 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> TokenStream2 {
             TokenStream2::new()
         }
     };
-    // The user's item is always emitted, so the rest of their code still type-checks.
+    // The user's item is always emitted, so the rest of their code still type-checks (an
+    // impl block without the `#[ray::method]` attributes only this macro reads).
     let errors = errors.into_compile_error();
-    quote! { #parsed #generated #errors }
+    let emitted = match parsed {
+        syn::Item::Impl(mut i) => {
+            actor::strip_method_attrs(&mut i);
+            quote! { #i }
+        }
+        other => quote! { #other },
+    };
+    quote! { #emitted #generated #errors }
 }
 
 fn describe_item(item: &syn::Item) -> (&'static str, Span) {

@@ -14,16 +14,29 @@ use syn::{Expr, Lit, Meta, Token, UnOp};
 pub(crate) enum Kind {
     Task,
     Actor,
+    /// `#[ray::method(..)]` on a method of an actor's impl block.
+    Method,
 }
 
-const TASK_OPTIONS: &[&str] = &["num_cpus", "num_gpus", "resources", "max_retries"];
+const TASK_OPTIONS: &[&str] = &[
+    "num_cpus",
+    "num_gpus",
+    "resources",
+    "max_retries",
+    "retry_exceptions",
+    "max_calls",
+    "num_returns",
+    "streaming",
+];
 const ACTOR_OPTIONS: &[&str] = &[
     "num_cpus",
     "num_gpus",
     "resources",
     "max_restarts",
     "max_concurrency",
+    "max_task_retries",
 ];
+const METHOD_OPTIONS: &[&str] = &["num_returns", "streaming"];
 
 /// Options as parsed; unset ones keep the runtime's defaults.
 #[derive(Default)]
@@ -35,6 +48,14 @@ pub(crate) struct Options {
     pub max_restarts: Option<u32>,
     /// The value and where it was written (errors about threads point there).
     pub max_concurrency: Option<(u32, Span)>,
+    pub retry_exceptions: Option<bool>,
+    pub max_calls: Option<u32>,
+    /// `num_returns = n` and where it was written (errors about the return type point there).
+    pub num_returns: Option<(u32, Span)>,
+    /// `streaming`, where it was written.
+    pub streaming: Option<Span>,
+    /// `u32::MAX` for `-1` (forever).
+    pub max_task_retries: Option<u32>,
 }
 
 fn list(names: &[&str]) -> String {
@@ -93,10 +114,12 @@ pub(crate) fn parse(attr: TokenStream, kind: Kind, errors: &mut Errors) -> Optio
     let valid = match kind {
         Kind::Task => TASK_OPTIONS,
         Kind::Actor => ACTOR_OPTIONS,
+        Kind::Method => METHOD_OPTIONS,
     };
     let what = match kind {
         Kind::Task => "a task",
         Kind::Actor => "an actor",
+        Kind::Method => "a method",
     };
     let metas =
         match syn::parse::Parser::parse2(Punctuated::<Meta, Token![,]>::parse_terminated, attr) {
@@ -134,6 +157,33 @@ pub(crate) fn parse(attr: TokenStream, kind: Kind, errors: &mut Errors) -> Optio
                     "`{name}` is an actor option (put it on the actor's `struct`); a task accepts {}",
                     list(TASK_OPTIONS)
                 ),
+                (Kind::Task, "max_task_retries") => format!(
+                    "`max_task_retries` is an actor option (on its `struct`: calls running when the \
+                     actor restarts are run again); a task's retries are `max_retries`, and \
+                     `retry_exceptions = true` retries panics too; a task accepts {}",
+                    list(TASK_OPTIONS)
+                ),
+                (Kind::Actor, "num_returns" | "streaming") => format!(
+                    "`{name}` is set per method: put `#[ray::method({name}{})]` on the method in the \
+                     actor's `impl` block; the struct accepts {}",
+                    if name == "streaming" { "" } else { " = 2" },
+                    list(ACTOR_OPTIONS)
+                ),
+                (Kind::Actor, "retry_exceptions" | "max_calls") => format!(
+                    "`{name}` is a task option; an actor accepts {} (calls in flight when the actor \
+                     restarts are retried with `max_task_retries`)",
+                    list(ACTOR_OPTIONS)
+                ),
+                (Kind::Actor, "name" | "namespace" | "lifetime" | "get_if_exists") => format!(
+                    "`{name}` is chosen for each actor when it is created, not for its class: \
+                     `Type::options().{name}(..).remote(..)`; the struct accepts {}",
+                    list(ACTOR_OPTIONS)
+                ),
+                (Kind::Method, _) if ACTOR_OPTIONS.contains(&name.as_str()) => format!(
+                    "`{name}` is an option of the whole actor: put it on the actor's `struct` \
+                     (`#[ray::remote({name} = ..)]`); a method accepts {}",
+                    list(METHOD_OPTIONS)
+                ),
                 (Kind::Actor, "max_retries") => format!(
                     "`max_retries` is a task option; an actor accepts {} (an actor's restarts are `max_restarts`)",
                     list(ACTOR_OPTIONS)
@@ -157,10 +207,102 @@ pub(crate) fn parse(attr: TokenStream, kind: Kind, errors: &mut Errors) -> Optio
             "num_gpus" => out.num_gpus = amount(&meta, &name, errors),
             "max_retries" => out.max_retries = count(&meta, &name, 0, errors).map(|(v, _)| v),
             "max_restarts" => out.max_restarts = count(&meta, &name, 0, errors).map(|(v, _)| v),
+            "retry_exceptions" => out.retry_exceptions = flag(&meta, &name, errors),
+            "max_calls" => out.max_calls = count(&meta, &name, 0, errors).map(|(v, _)| v),
+            "max_task_retries" => out.max_task_retries = retries(&meta, &name, errors),
+            "num_returns" => out.num_returns = num_returns(&meta, errors),
+            "streaming" => {
+                if flag(&meta, &name, errors) == Some(true) {
+                    out.streaming = Some(meta.span());
+                }
+            }
             _ => out.max_concurrency = count(&meta, &name, 1, errors),
         }
     }
+    if let (Some((_, at)), Some(_)) = (out.num_returns, out.streaming) {
+        errors.push(syn::Error::new(
+            at,
+            "a streaming call yields its items one by one, as objects of their own: it has no \
+             `num_returns`; keep `streaming` or `num_returns`, not both",
+        ));
+        out.num_returns = None;
+    }
     out
+}
+
+/// A flag: `name`, `name = true` or `name = false`.
+fn flag(meta: &Meta, name: &str, errors: &mut Errors) -> Option<bool> {
+    match meta {
+        Meta::Path(_) => Some(true),
+        Meta::NameValue(nv) => match &nv.value {
+            Expr::Lit(l) => match &l.lit {
+                Lit::Bool(b) => Some(b.value),
+                _ => {
+                    errors.push(syn::Error::new_spanned(
+                        &nv.value,
+                        format!(
+                            "`{name}` takes `true` or `false` (or write just `{name}`), found {}",
+                            describe(&nv.value)
+                        ),
+                    ));
+                    None
+                }
+            },
+            other => {
+                errors.push(syn::Error::new_spanned(
+                    other,
+                    format!("`{name}` takes `true` or `false` (or write just `{name}`)"),
+                ));
+                None
+            }
+        },
+        Meta::List(l) => {
+            errors.push(syn::Error::new_spanned(
+                l,
+                format!("write `{name}` or `{name} = true`"),
+            ));
+            None
+        }
+    }
+}
+
+/// `max_task_retries`: a whole number, or `-1` for forever (as in Ray).
+fn retries(meta: &Meta, name: &str, errors: &mut Errors) -> Option<u32> {
+    if let Meta::NameValue(nv) = meta {
+        let minus_one = match &nv.value {
+            Expr::Unary(u) if matches!(u.op, UnOp::Neg(_)) => {
+                matches!(&*u.expr, Expr::Lit(l) if matches!(&l.lit, Lit::Int(i) if i.base10_digits() == "1"))
+            }
+            Expr::Lit(l) => matches!(&l.lit, Lit::Int(i) if i.base10_digits() == "-1"),
+            _ => false,
+        };
+        if minus_one {
+            return Some(u32::MAX);
+        }
+    }
+    count(meta, name, 0, errors).map(|(v, _)| v)
+}
+
+/// `num_returns = n` (n >= 1); `"streaming"` is spelled `streaming` here.
+fn num_returns(meta: &Meta, errors: &mut Errors) -> Option<(u32, Span)> {
+    if let Meta::NameValue(nv) = meta {
+        if let Expr::Lit(l) = &nv.value {
+            if let Lit::Str(s) = &l.lit {
+                let msg = if s.value() == "streaming" {
+                    "write `streaming` for a streaming call (Ray's `num_returns=\"streaming\"`), e.g. \
+                     `#[ray::remote(streaming)] fn f() -> impl Iterator<Item = u64>`"
+                        .to_string()
+                } else {
+                    "`num_returns` takes a whole number such as `2`, not a string; for a \
+                     streaming call write `streaming`"
+                        .to_string()
+                };
+                errors.push(syn::Error::new_spanned(&nv.value, msg));
+                return None;
+            }
+        }
+    }
+    count(meta, "num_returns", 1, errors)
 }
 
 fn name_value<'a>(
@@ -419,6 +561,21 @@ impl Options {
         }
         if let Some((v, span)) = self.max_concurrency {
             s.extend(quote_spanned! {span=> #o.max_concurrency = #v; });
+        }
+        if let Some(v) = self.retry_exceptions {
+            s.extend(quote! { #o.retry_exceptions(#v); });
+        }
+        if let Some(v) = self.max_calls {
+            s.extend(quote! { #o.max_calls(#v); });
+        }
+        if let Some((v, _)) = self.num_returns.filter(|(n, _)| *n > 1) {
+            s.extend(quote! { #o.num_returns(#v); });
+        }
+        if self.streaming.is_some() {
+            s.extend(quote! { #o.streaming(); });
+        }
+        if let Some(v) = self.max_task_retries {
+            s.extend(quote! { #o.max_task_retries(#v); });
         }
         s
     }

@@ -2,13 +2,13 @@
 
 use crate::checks::{self, Position};
 use crate::options::{self, Kind};
+use crate::returns::Shape;
 use crate::{
     Errors, Param, camel, decode_args, local, new_args, passthrough_attrs, push_args, stub_params,
     unique_name,
 };
 use proc_macro2::TokenStream;
-use quote::{quote, quote_spanned};
-use syn::spanned::Spanned;
+use quote::quote;
 use syn::{FnArg, ItemFn, ReturnType, Type};
 
 pub(crate) fn expand(attr: TokenStream, f: &ItemFn, errors: &mut Errors) -> TokenStream {
@@ -66,11 +66,24 @@ pub(crate) fn expand(attr: TokenStream, f: &ItemFn, errors: &mut Errors) -> Toke
     }
     let ret: Type = match &sig.output {
         ReturnType::Default => syn::parse_quote!(()),
-        ReturnType::Type(_, t) => {
-            callable &= !checks::check_type(t, Position::Return, errors).unusable;
-            (**t).clone()
-        }
+        ReturnType::Type(_, t) => (**t).clone(),
     };
+    let shape = Shape::of(&opts, &sig.output, &ret, errors);
+    let checked = match &shape {
+        Shape::Stream { item, opaque: true } => Some(&**item),
+        // A streaming return that was refused (reported by `Shape::of`).
+        _ if opts.streaming.is_some() => {
+            callable &= !matches!(ret, Type::ImplTrait(_));
+            None
+        }
+        _ => match &sig.output {
+            ReturnType::Type(..) => Some(&ret),
+            ReturnType::Default => None,
+        },
+    };
+    if let Some(t) = checked {
+        callable &= !checks::check_type(t, Position::Return, errors).unusable;
+    }
     if !callable {
         return TokenStream::new();
     }
@@ -80,6 +93,7 @@ pub(crate) fn expand(attr: TokenStream, f: &ItemFn, errors: &mut Errors) -> Toke
         opts: &opts,
         params: &params,
         ret: &ret,
+        shape: &shape,
         ok: errors.is_empty(),
     }
     .emit()
@@ -90,6 +104,7 @@ struct Task<'a> {
     opts: &'a options::Options,
     params: &'a [Param],
     ret: &'a Type,
+    shape: &'a Shape,
     /// No errors: emit everything. Otherwise only the caller side, with bodies that never
     /// run, so that the user's calls still type-check while the errors are reported.
     ok: bool,
@@ -114,6 +129,7 @@ impl Task<'_> {
         } else {
             checks::static_lifetimes(self.ret)
         };
+        let caller_type = self.shape.caller_type(&ret);
         let args = local("args");
         let options = local("options");
 
@@ -134,10 +150,15 @@ impl Task<'_> {
         let caller_body = if self.ok {
             let new_args = new_args(self.params, &args);
             let pushes = push_args(self.params, &args);
+            let submit = self.shape.submit_task(
+                quote!(<#name as ::ray::RemoteFunction>::NAME),
+                quote!(&self.0),
+                &args,
+            );
             quote! {
                 #new_args
                 #(#pushes)*
-                ::ray::__private::submit_task(<#name as ::ray::RemoteFunction>::NAME, &self.0, #args)
+                #submit
             }
         } else {
             quote! { ::core::unreachable!() }
@@ -162,7 +183,7 @@ impl Task<'_> {
             #[allow(dead_code)]
             impl #name {
                 #[doc = #doc_remote]
-                #vis fn remote #stub_generics(#(#stub_params),*) -> ::ray::ObjectRef<#ret> {
+                #vis fn remote #stub_generics(#(#stub_params),*) -> #caller_type {
                     Self::options().remote(#(#names),*)
                 }
 
@@ -187,7 +208,7 @@ impl Task<'_> {
             impl #caller {
                 #[doc = #doc_remote]
                 #unused
-                pub fn remote #stub_generics(&self, #(#stub_params),*) -> ::ray::ObjectRef<#ret> {
+                pub fn remote #stub_generics(&self, #(#stub_params),*) -> #caller_type {
                     #caller_body
                 }
             }
@@ -214,10 +235,8 @@ impl Task<'_> {
 
         let decoded: Vec<syn::Ident> = self.params.iter().map(|p| p.local.clone()).collect();
         let decodes = decode_args(self.params, &args);
-        let encode = quote_spanned! {ret.span()=>
-            ::ray::__private::Wire::<#ret>::new().encode(&#name(#(#decoded),*))
-        };
-        let checks = checks::transferable(types.iter().chain([&ret]));
+        let encode = self.shape.encode(quote! { #name(#(#decoded),*) }, &ret);
+        let checks = checks::transferable(types.iter().chain(self.shape.transferred(&ret)));
         let signature = checks::signature(&f.sig);
         let doc_registration = format!(
             " Registers `{name_str}` by name: a worker decodes the arguments, calls it, encodes the result."

@@ -22,7 +22,12 @@ use std::collections::VecDeque;
 pub(crate) struct ActorCall {
     task: ObjectId,
     method: String,
-    args: Vec<Arg>,
+    pub(super) args: Vec<Arg>,
+    /// Who made the call (its queue), and how often it was run again after a restart.
+    caller: ProcId,
+    retries: u32,
+    /// How it returns its values (kept to forward it to the actor's node).
+    returns: crate::protocol::Returns,
 }
 
 #[derive(Debug)]
@@ -55,6 +60,8 @@ pub(crate) struct ActorEntry {
     /// Restarts allowed after its process dies, and used so far.
     max_restarts: u32,
     restarts: u32,
+    /// Runs of a call after a restart (`max_task_retries`).
+    max_task_retries: u32,
 }
 
 impl ActorEntry {
@@ -153,9 +160,66 @@ impl Actors {
         })
     }
 
+    /// A call that has not been sent to the actor yet, taken out of its queue (cancelled).
+    pub(super) fn take_queued_call(&mut self, task: ObjectId) -> Option<ActorCall> {
+        self.map.values_mut().find_map(|e| {
+            e.callers.iter_mut().find_map(|(_, q)| {
+                let i = q.iter().position(|c| c.task == task)?;
+                q.remove(i)
+            })
+        })
+    }
+
+    /// The worker running call `task`, if it was sent to its actor.
+    pub(super) fn running_call(&self, task: ObjectId) -> Option<ProcId> {
+        self.map.values().find_map(|e| match e.state {
+            ActorState::Alive(p) if e.inflight.contains_key(&task) => Some(p),
+            _ => None,
+        })
+    }
+
+    /// Actors (not dead) placed in a bundle of `group`.
+    pub(super) fn in_group(&self, group: crate::ids::PlacementGroupId) -> Vec<ActorId> {
+        self.map
+            .iter()
+            .filter(|(_, e)| {
+                !matches!(e.state, ActorState::Dead(_))
+                    && e.resources
+                        .bundle
+                        .as_ref()
+                        .is_some_and(|b| b.group == group)
+            })
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.map.len()
+    }
+}
+
+impl ActorEntry {
+    /// The actor's process died and it restarts: calls it was running that may run again go
+    /// back to the front of their callers' queues, in order; the others are returned (they
+    /// fail).
+    fn requeue_for_retry(&mut self) -> Vec<ActorCall> {
+        let mut inflight: Vec<ActorCall> = self.inflight.drain().map(|(_, c)| c).collect();
+        inflight.sort_by_key(|c| c.task);
+        let mut failed = Vec::new();
+        for mut call in inflight.into_iter().rev() {
+            if call.retries >= self.max_task_retries {
+                failed.push(call);
+                continue;
+            }
+            call.retries += 1;
+            let caller = call.caller;
+            match self.callers.iter_mut().find(|(p, _)| *p == caller) {
+                Some((_, q)) => q.push_front(call),
+                None => self.callers.push((caller, VecDeque::from([call]))),
+            }
+        }
+        failed
     }
 }
 
@@ -188,8 +252,11 @@ impl NodeState {
             pins: 0,
             max_restarts: spec.max_restarts,
             restarts: 0,
+            max_task_retries: spec.ext.max_task_retries,
         };
         let dead = if let Some(e) = spec.invalid {
+            Some(e)
+        } else if let Err(e) = self.check_placement(&entry.resources, &entry.class) {
             Some(e)
         } else if let Err((missing, available)) = self.feasible_in_cluster(&entry.resources) {
             Some(Error::Infeasible {
@@ -201,7 +268,10 @@ impl NodeState {
             self.pin_args(&spec.args).err()
         };
         match dead {
-            Some(e) => entry.state = ActorState::Dead(e),
+            Some(e) => {
+                entry.state = ActorState::Dead(e);
+                self.release_actor_name(actor);
+            }
             None => {
                 entry.ctor_args = Some(spec.args);
                 self.actors.pending.push_back(actor);
@@ -217,6 +287,7 @@ impl NodeState {
             return;
         }
         self.know_actor(spec.actor);
+        self.open_returns(from, task, &spec.returns);
         let dead = match self.actors.get(spec.actor) {
             None => Some(Error::ActorDied {
                 actor: format!("actor {}", spec.actor),
@@ -240,6 +311,9 @@ impl NodeState {
             task,
             method: spec.method,
             args: spec.args,
+            caller: from,
+            retries: 0,
+            returns: spec.returns,
         };
         let entry = self.actors.get_mut(spec.actor).expect("checked above");
         match entry.callers.iter_mut().find(|(p, _)| *p == from) {
@@ -417,6 +491,7 @@ impl NodeState {
 
     /// The actor is dead: fail everything queued or running, free its resources and worker.
     pub(super) fn actor_dead(&mut self, actor: ActorId, err: Error) {
+        self.release_actor_name(actor);
         let Some(entry) = self.actors.get_mut(actor) else {
             return;
         };
@@ -495,7 +570,7 @@ impl NodeState {
             ),
             restarting: true,
         };
-        let inflight: Vec<ActorCall> = entry.inflight.drain().map(|(_, c)| c).collect();
+        let inflight: Vec<ActorCall> = entry.requeue_for_retry();
         entry.state = ActorState::Pending;
         if let Some(alloc) = entry.alloc.take() {
             self.resources.release(&alloc);
@@ -553,6 +628,7 @@ impl NodeState {
                     self.resources.release(&alloc);
                 }
                 self.actors.map.remove(&actor);
+                self.release_actor_name(actor);
                 if self.workers.get(proc).is_some() {
                     self.retire(proc);
                     if let Some(w) = self.workers.get_mut(proc) {
@@ -594,6 +670,7 @@ impl NodeState {
                 pins: 0,
                 max_restarts: 0,
                 restarts: 0,
+                max_task_retries: 0,
             },
         );
         self.locate_actor(owner, actor);
@@ -646,6 +723,7 @@ impl NodeState {
                 task: call.task,
                 method: call.method,
                 args: call.args.clone(),
+                returns: call.returns,
             };
             self.send_node(node, FromWorker::SubmitActorTask(spec));
             self.await_result(node, call.task, call.args);
@@ -672,6 +750,12 @@ impl NodeState {
             max_concurrency: entry.max_concurrency,
             max_restarts: entry.max_restarts,
             invalid: None,
+            // Its name, if any, is held here, by its creator's node.
+            ext: crate::protocol::ActorExt {
+                name: None,
+                get_if_exists: false,
+                max_task_retries: entry.max_task_retries,
+            },
         };
         if !self.forward_actor(node, spec) {
             return false;

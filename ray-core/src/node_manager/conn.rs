@@ -73,8 +73,16 @@ pub(super) async fn serve(node: Weak<Inner>, proc: ProcId, stream: std::os::unix
         match transport::read_frame_async(&mut rd, &mut buf, MAX_FROM_WORKER).await {
             Ok(Some(())) => {}
             Ok(None) => break,
-            // Its process died in the middle of a frame.
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            // Its process died in the middle of a frame, or was killed with messages of ours
+            // still unread (the kernel then resets the connection).
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                break;
+            }
             Err(e) => {
                 if let Some(n) = node.upgrade() {
                     let what = format!("an unreadable frame ({e})");

@@ -7,7 +7,7 @@
 use crate::codec::Value;
 use crate::error::Result;
 use crate::ids::{ProcId, RequestKey};
-use crate::protocol::worker::ToWorker;
+use crate::protocol::worker::{ControlReply, ToWorker};
 use crate::slot::Slot;
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,6 +93,8 @@ pub(crate) enum Effect {
     Resolve(Arc<Slot<Result<Value>>>, Result<Value>),
     /// A worker process is gone (for a shutdown waiting for all of them).
     WorkersChanged,
+    /// Answer a control request of a driver thread.
+    Answer(Arc<Slot<Result<ControlReply>>>, Result<ControlReply>),
 }
 
 impl Effect {
@@ -128,6 +130,7 @@ impl std::fmt::Debug for Effect {
             Effect::Wake(_) => f.write_str("Wake"),
             Effect::Resolve(_, r) => write!(f, "Resolve({r:?})"),
             Effect::WorkersChanged => f.write_str("WorkersChanged"),
+            Effect::Answer(_, r) => write!(f, "Answer({r:?})"),
         }
     }
 }

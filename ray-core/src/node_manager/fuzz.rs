@@ -8,7 +8,7 @@ use super::store::{SpillDir, Store};
 use crate::codec;
 use crate::ids::{JobId, NodeId, ObjectId, ProcId};
 use crate::object_store::Arena;
-use crate::protocol::worker::FromWorker;
+use crate::protocol::worker::{Control, FromWorker};
 use crate::protocol::{Arg, PROTOCOL_VERSION, TaskSpec};
 use crate::resources::{Amount, NodeResources, ResourceRequest};
 use std::sync::Arc;
@@ -81,6 +81,7 @@ impl NodeFuzzer {
                         ..Default::default()
                     },
                     max_retries: 1,
+                    ext: Default::default(),
                 },
             );
         }
@@ -125,9 +126,14 @@ impl NodeFuzzer {
     }
 }
 
+fn control(req: u64, op: Control) -> FromWorker {
+    FromWorker::Control { req, op }
+}
+
 /// Valid inputs to start fuzzing from: one per message type, from each worker.
 pub fn fuzz_seeds() -> Vec<Vec<u8>> {
-    use crate::ids::{ActorId, RefId};
+    use crate::ids::{ActorId, PlacementGroupId, RefId};
+    use crate::protocol::{ActorExt, ActorName, ActorSpec, PlacementGroupSpec};
     let f = NodeFuzzer::new();
     let mut seeds = Vec::new();
     for (i, w) in f.workers.iter().enumerate() {
@@ -161,6 +167,91 @@ pub fn fuzz_seeds() -> Vec<Vec<u8>> {
                 actor: ActorId(mine.0),
             },
             FromWorker::CancelGet { req: 1 },
+            FromWorker::TaskReturns {
+                task: ObjectId(((NODE.0 as u128) << 96) | 10),
+                result: Ok(vec![v.clone(), v.clone()]),
+            },
+            FromWorker::Yield {
+                req: 4,
+                task: ObjectId(((NODE.0 as u128) << 96) | 10),
+                index: 0,
+                item: mine,
+                value: v.clone(),
+            },
+            control(
+                5,
+                Control::Cancel {
+                    task: f.guarded,
+                    force: true,
+                    recursive: true,
+                },
+            ),
+            control(
+                6,
+                Control::StreamNext {
+                    generator: f.guarded,
+                    index: 0,
+                },
+            ),
+            control(7, Control::Escape(RefId::Object(f.guarded))),
+            control(8, Control::Resources),
+            control(9, Control::AssignedResources),
+            control(10, Control::ListNamedActors { namespace: None }),
+            control(
+                11,
+                Control::GetActor {
+                    name: ActorName {
+                        namespace: String::new(),
+                        name: "a".into(),
+                    },
+                    class: "C".into(),
+                },
+            ),
+            control(
+                12,
+                Control::KillActor {
+                    actor: ActorId(mine.0),
+                    no_restart: false,
+                },
+            ),
+            control(
+                13,
+                Control::CreatePlacementGroup(PlacementGroupSpec {
+                    id: PlacementGroupId(mine.0 + 1),
+                    ready: ObjectId(mine.0 + 2),
+                    bundles: vec![ResourceRequest {
+                        cpu: Amount::ONE,
+                        ..Default::default()
+                    }],
+                    strategy: crate::placement::PlacementStrategy::Pack,
+                    name: String::new(),
+                }),
+            ),
+            control(
+                14,
+                Control::RemovePlacementGroup(PlacementGroupId(mine.0 + 1)),
+            ),
+            control(
+                15,
+                Control::CreateNamedActor(Box::new(ActorSpec {
+                    actor: ActorId(mine.0 + 3),
+                    job: JobId::of_driver(ProcId::driver(NODE)),
+                    class: "C".into(),
+                    args: vec![],
+                    resources: ResourceRequest::default(),
+                    max_concurrency: 1,
+                    max_restarts: 0,
+                    invalid: None,
+                    ext: ActorExt {
+                        name: Some(Box::new(ActorName {
+                            namespace: String::new(),
+                            name: "a".into(),
+                        })),
+                        get_if_exists: true,
+                        max_task_retries: 1,
+                    },
+                })),
+            ),
         ];
         for m in msgs {
             let mut frame = Vec::new();

@@ -14,20 +14,28 @@
 
 mod actors;
 mod borrow;
+mod cancel;
 mod cluster;
 mod conn;
-
+mod control;
 mod effects;
+mod escapes;
 pub(crate) mod exits;
 #[cfg(feature = "testing")]
 pub(crate) mod fuzz;
+mod generators;
+mod introspect;
 mod jobs;
 pub(crate) mod links;
 mod local;
+mod names;
 mod objects;
 mod peers;
+mod placement;
 pub(crate) mod remote;
 mod requests;
+mod retries;
+mod returns;
 mod runtime;
 mod scheduler;
 pub(crate) mod spawn;
@@ -37,6 +45,7 @@ mod store;
 mod tasks;
 #[cfg(test)]
 mod tests;
+mod unhandled;
 mod workers;
 
 pub(crate) use runtime::{NodeConfig, NodeManager, install_arena, start};
@@ -98,6 +107,7 @@ impl NodeState {
             FromWorker::SubmitTask(spec) => {
                 self.fresh(from, RefId::Object(spec.task))?;
                 self.own_job(from, spec.job)?;
+                self.fresh_returns(from, spec.task, &spec.ext.returns)?;
                 self.check_args(from, &spec.args)?;
                 self.submit_task(from, spec);
             }
@@ -109,6 +119,7 @@ impl NodeState {
             }
             FromWorker::SubmitActorTask(spec) => {
                 self.fresh(from, RefId::Object(spec.task))?;
+                self.fresh_returns(from, spec.task, &spec.returns)?;
                 self.check_args(from, &spec.args)?;
                 self.may_use_actor(from, spec.actor)?;
                 self.submit_actor_task(from, spec);
@@ -166,6 +177,18 @@ impl NodeState {
             FromWorker::Job { .. } | FromWorker::LocateActor { .. } | FromWorker::Log { .. } => {
                 return Err("a message only nodes send".into());
             }
+            FromWorker::Control { req, op } => {
+                let to = control::Answer::Remote { proc: from, req };
+                self.control(from, to, op)?;
+            }
+            FromWorker::TaskReturns { task, result } => self.task_returns(from, task, result)?,
+            FromWorker::Yield {
+                req,
+                task,
+                index,
+                item,
+                value,
+            } => self.stream_yield(from, req, task, index, item, value)?,
         }
         Ok(())
     }

@@ -352,7 +352,7 @@ impl NodeState {
         }
     }
 
-    fn pin_ref(&mut self, id: RefId) -> bool {
+    pub(super) fn pin_ref(&mut self, id: RefId) -> bool {
         match id {
             RefId::Object(o) => self.objects.pin(o),
             RefId::Actor(a) => self.actors.pin(a),
@@ -361,7 +361,7 @@ impl NodeState {
 
     /// Unpins each reference on the work list, freeing what that leaves unreferenced and
     /// adding the references inside freed objects to the list.
-    fn release_refs(&mut self, mut work: Vec<RefId>) {
+    pub(super) fn release_refs(&mut self, mut work: Vec<RefId>) {
         while let Some(id) = work.pop() {
             match id {
                 RefId::Object(o) => {
@@ -509,6 +509,7 @@ impl NodeState {
     /// Sets an object's value (or error), tells its waiters, and pins what it contains. A value
     /// that is on another node is pulled here first for the waiters that need its bytes.
     pub(super) fn complete_object(&mut self, id: ObjectId, result: Result<Value>) {
+        self.on_completed(id, &result);
         let (contained, data) = match &result {
             Ok(v) => (v.contained.clone(), Some(v.clone())),
             Err(_) => (Vec::new(), None),

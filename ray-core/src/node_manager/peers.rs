@@ -16,7 +16,7 @@ use crate::codec::Value;
 use crate::error::{Error, Result};
 use crate::ids::{ActorId, IdMap, JobId, NodeId, ObjectId, ProcId, RefId};
 use crate::log;
-use crate::protocol::worker::{FromWorker, ToWorker};
+use crate::protocol::worker::{Control, FromWorker, ToWorker};
 use crate::protocol::{Arg, TaskSpec};
 use std::collections::{HashMap, HashSet};
 
@@ -376,6 +376,14 @@ impl NodeState {
                 let _ = self.del_ref(from, id);
             }
             FromWorker::KillActor { actor } => self.kill_actor(actor, "killed by ray::kill"),
+            // What a node asks of an actor or task of its own that runs here.
+            FromWorker::Control {
+                req,
+                op: op @ (Control::KillActor { .. } | Control::Cancel { .. }),
+            } => {
+                let to = super::control::Answer::Remote { proc: from, req };
+                self.control(from, to, op)?;
+            }
             FromWorker::CancelGet { req } => self.cancel_get(from, req),
             FromWorker::LocateActor { req, actor } => {
                 let node = self.actor_location(actor);

@@ -387,7 +387,11 @@ impl NodeState {
                         "no such object: it was freed or belongs to an earlier ray runtime",
                     ));
                 }
-                Some(ObjState::Failed(e)) => return Err(e.clone()),
+                Some(ObjState::Failed(e)) => {
+                    let e = e.clone();
+                    self.error_read(*id);
+                    return Err(e);
+                }
                 Some(ObjState::Pending) => return Ok(None),
                 Some(ObjState::Ready(_) | ObjState::Spilled { .. }) => {}
             }

@@ -502,6 +502,7 @@ impl Inner {
                 Effect::Wake(slot) => slot.fill(()),
                 Effect::Resolve(slot, result) => slot.fill(result),
                 Effect::WorkersChanged => self.workers_changed.notify_all(),
+                Effect::Answer(slot, result) => slot.fill(result),
                 ordered => {
                     debug_assert!(false, "{ordered:?} must be executed in order");
                 }

@@ -94,6 +94,7 @@ impl NodeState {
         loop {
             self.scheduler.again = false;
             if !self.shutting_down {
+                self.schedule_placement_groups();
                 self.schedule_actors();
                 for (task, alloc) in self.scheduler.queue.take_fitting(&mut self.resources) {
                     self.assign_task(task, alloc);

@@ -14,20 +14,37 @@
 //! | `resources` | the node's resources, free and total | [`crate::resources`] |
 //! | `cluster` | other nodes' resources, placement elsewhere | [`super::cluster`] |
 //! | `peers` | work sent to other nodes, their sessions here | [`super::peers`] |
+//! | `resources` | the node's resources, free and total (and placement groups' bundles) | [`crate::resources`], [`crate::bundles`] |
+//! | `names` | named actors' names and the job's namespace | [`super::names`] |
+//! | `cancels` | cancelled running tasks, tasks' children | [`super::cancel`] |
+//! | `returns` | calls with several return values | [`super::returns`] |
+//! | `generators` | streaming calls' items and backpressure | [`super::generators`] |
+//! | `placement` | placement groups | [`super::placement`] |
+//! | `escapes` | references serialized out of ray, kept for their owner | [`super::escapes`] |
+//! | `unhandled` | failed objects whose error was never read | [`super::unhandled`] |
+//! | `retries` | `max_calls` counts | [`super::retries`] |
 //!
 //! This module does no I/O: handlers push [`Effect`]s into `effects`, which the
 //! [`NodeManager`](super::NodeManager) carries out after releasing the lock.
 
 use super::actors::Actors;
+use super::cancel::Cancels;
 use super::cluster::Cluster;
 use super::effects::{Effect, Peer};
+use super::escapes::Escapes;
+use super::generators::Generators;
 use super::jobs::Jobs;
+use super::names::Names;
 use super::objects::ObjectDirectory;
 use super::peers::Peers;
+use super::placement::PlacementGroups;
 use super::requests::Requests;
+use super::retries::Retries;
+use super::returns::MultiReturns;
 use super::scheduler::Scheduler;
 use super::store::Store;
 use super::tasks::Tasks;
+use super::unhandled::Unhandled;
 use super::workers::Pool;
 use crate::ids::{NodeId, ProcId};
 use crate::protocol::worker::ToWorker;
@@ -55,6 +72,14 @@ pub(crate) struct NodeState {
     pub resources: NodeResources,
     pub cluster: Cluster,
     pub peers: Peers,
+    pub names: Names,
+    pub cancels: Cancels,
+    pub returns: MultiReturns,
+    pub generators: Generators,
+    pub placement: PlacementGroups,
+    pub escapes: Escapes,
+    pub unhandled: Unhandled,
+    pub retries: Retries,
     pub shutting_down: bool,
     /// What to do once the lock is released, in order.
     pub effects: Vec<Effect>,
@@ -81,6 +106,14 @@ impl NodeState {
             resources,
             cluster: Cluster::default(),
             peers: Peers::default(),
+            names: Names::new(node),
+            cancels: Cancels::default(),
+            returns: MultiReturns::default(),
+            generators: Generators::default(),
+            placement: PlacementGroups::default(),
+            escapes: Escapes::default(),
+            unhandled: Unhandled::default(),
+            retries: Retries::default(),
             shutting_down: false,
             effects: Vec::new(),
         }
@@ -106,6 +139,7 @@ impl NodeState {
             self.retire(proc);
         }
         self.fail_all_requests();
+        self.fail_stream_waiters();
     }
 
     /// Kills every worker that is left (at the end of a shutdown's grace period).

@@ -193,6 +193,7 @@ impl NodeState {
 
     /// Releases what a freed object occupied.
     pub(super) fn release_storage(&mut self, id: ObjectId, state: &ObjState) {
+        self.object_left(id, state);
         match state {
             ObjState::Ready(Value {
                 data: Data::Shm { region, pad, len },
@@ -296,7 +297,11 @@ impl NodeState {
                 ));
             }
             Some(ObjState::Pending) => return Ok(None),
-            Some(ObjState::Failed(e)) => return Err(e.clone()),
+            Some(ObjState::Failed(e)) => {
+                let e = e.clone();
+                self.error_read(id);
+                return Err(e);
+            }
             Some(ObjState::Spilled { .. }) => {
                 if let Err(e) = self.restore(id) {
                     if let Error::ObjectLost { .. } = &e {

@@ -23,6 +23,13 @@ pub(crate) struct TaskEntry {
     pub state: TaskState,
 }
 
+impl TaskEntry {
+    /// How many times it was started.
+    pub(crate) fn attempts(&self) -> u32 {
+        self.attempts
+    }
+}
+
 pub(crate) enum TaskState {
     WaitingDeps,
     Queued,
@@ -67,6 +74,21 @@ impl Tasks {
             .collect()
     }
 
+    /// Tasks (not finished) that run or wait to run in a bundle of `group`.
+    pub(super) fn in_group(&self, group: crate::ids::PlacementGroupId) -> Vec<ObjectId> {
+        self.map
+            .iter()
+            .filter(|(_, t)| {
+                t.spec
+                    .resources
+                    .bundle
+                    .as_ref()
+                    .is_some_and(|b| b.group == group)
+            })
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.map.len()
@@ -79,7 +101,13 @@ impl NodeState {
         if !self.objects.create_pending(task, from) {
             return;
         }
+        self.open_returns(from, task, &spec.ext.returns);
+        self.note_parent(from, task);
         self.need_gpus(&spec.resources);
+        if let Err(e) = self.check_placement(&spec.resources, &spec.function) {
+            self.complete_object(task, Err(e));
+            return;
+        }
         if let Err((missing, available)) = self.feasible_in_cluster(&spec.resources) {
             let err = Error::Infeasible {
                 name: spec.function.clone(),
@@ -219,10 +247,13 @@ impl NodeState {
                 "the worker that ran its task sent an invalid result and was stopped",
             )),
         };
+        let result = self.doomed_result(task, result);
         match actor {
             None if checked.is_ok() => {
-                self.make_idle(from);
-                self.finish_task(task, result);
+                self.task_worker_done(from, task);
+                if !self.retry_panic(task, &result) {
+                    self.finish_task(task, result);
+                }
             }
             None => {
                 self.retire(from);
@@ -246,6 +277,9 @@ impl NodeState {
 
     /// The worker running `task` died: run it again within `max_retries`, else fail it.
     pub(super) fn retry_or_fail(&mut self, task: ObjectId, pid: u32, cause: &str) {
+        if let Some(e) = self.doomed(task) {
+            return self.finish_task(task, Err(e));
+        }
         let Some(te) = self.tasks.map.get(&task) else {
             return;
         };

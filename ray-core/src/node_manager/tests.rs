@@ -101,6 +101,7 @@ impl Harness {
                 } => self.pulls.push((id, from, len, region)),
                 Effect::Disconnect(Peer::Node(n)) => self.dropped_nodes.push(n),
                 Effect::EnsureJob { .. } | Effect::DetectGpus | Effect::WorkersChanged => {}
+                Effect::Answer(slot, r) => slot.fill(r),
             }
         }
     }
@@ -194,6 +195,7 @@ impl Harness {
                 ..Default::default()
             },
             max_retries: 3,
+            ext: Default::default(),
         }
     }
 
@@ -388,6 +390,7 @@ fn actor_spec(h: &mut Harness, from: ProcId, max_restarts: u32) -> ActorSpec {
         max_concurrency: 1,
         max_restarts,
         invalid: None,
+        ext: Default::default(),
     }
 }
 
@@ -398,6 +401,7 @@ fn call(h: &mut Harness, actor: ActorId, method: &str) -> ObjectId {
         task,
         method: method.into(),
         args: vec![],
+        returns: Default::default(),
     };
     h.with(|st| st.submit_actor_task(DRIVER, spec));
     task
@@ -1307,3 +1311,6 @@ fn a_large_result_stays_on_the_peer_and_is_pulled_once_when_read_here() {
         "the peer was told"
     );
 }
+// The rest of the core API (issue 12): names, cancel, returns, streams, placement groups...
+#[path = "tests_core_api.rs"]
+mod core_api;

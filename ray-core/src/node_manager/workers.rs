@@ -446,6 +446,15 @@ impl NodeState {
         self.effects.push(Effect::Kill(proc));
     }
 
+    /// Stops a worker on purpose (`why` is how its exit is reported): its process is killed,
+    /// what it ran fails or is retried as for a crash.
+    pub(crate) fn stop_worker(&mut self, proc: ProcId, why: String) {
+        if let Some(w) = self.workers.get_mut(proc) {
+            w.stopped_because.get_or_insert(why);
+            self.effects.push(Effect::Kill(proc));
+        }
+    }
+
     /// A worker's connection reached its end (every frame it sent was handled). If its
     /// process has already exited, handle that now; otherwise make sure it goes.
     pub(crate) fn connection_closed(&mut self, proc: ProcId) {
@@ -555,6 +564,8 @@ impl NodeState {
         if w.state == WorkerState::Driver {
             self.end_job(JobId::of_driver(proc));
         }
+        self.owner_gone(proc);
+        self.forget_calls(proc);
         self.schedule();
     }
 }

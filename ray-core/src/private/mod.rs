@@ -4,9 +4,13 @@
 pub use crate::actor::{ActorInstance, RawActorHandle};
 pub use crate::codec::Encoded;
 pub use crate::options::{RawActorOptions, RawTaskOptions};
-pub use crate::registry::{ACTORS, ActorEntry, Args, TASKS, TaskEntry};
+pub use crate::registry::{ACTORS, ActorEntry, Args, AsyncCall, LocalFuture, TASKS, TaskEntry};
 pub use crate::setup_hook::{WORKER_SETUP, WorkerSetup};
-pub use crate::submit::{ArgsBuilder, create_actor, encode_return, submit_task};
+pub use crate::submit::{
+    ArgsBuilder, adopt_ref, create_actor, encode_return, submit_task, submit_task_returns,
+    submit_task_stream,
+};
+pub use crate::worker::stream;
 pub use linkme;
 
 use crate::error::{Error, Result};
@@ -22,6 +26,34 @@ pub fn unknown_method(actor: &str, method: &str) -> Error {
 /// The actor instance as its concrete type.
 pub fn downcast_mut<T: 'static>(this: &mut dyn std::any::Any) -> Result<&mut T> {
     this.downcast_mut::<T>()
+        .ok_or_else(|| Error::InvalidArgument {
+            what: "actor instance".into(),
+            message: format!("the actor is not a `{}`", std::any::type_name::<T>()),
+        })
+}
+
+/// The values of a call with `num_returns > 1`, in order, as one result.
+pub fn returns(values: Vec<Encoded>) -> Result<Encoded> {
+    let mut it = values.into_iter();
+    let mut first = it.next().ok_or_else(|| Error::InvalidArgument {
+        what: "return values".into(),
+        message: "a call returned no values".into(),
+    })?;
+    first.rest = it.collect();
+    Ok(first)
+}
+
+/// An async actor's method call as a boxed future (what `call_async` returns).
+pub fn boxed_future(
+    f: impl std::future::Future<Output = Result<Encoded>> + 'static,
+) -> Result<LocalFuture> {
+    Ok(Box::pin(f))
+}
+
+/// The actor instance as its concrete type, borrowed for the life of the worker (async
+/// actors' futures hold it).
+pub fn downcast_static<T: 'static>(this: &'static dyn std::any::Any) -> Result<&'static T> {
+    this.downcast_ref::<T>()
         .ok_or_else(|| Error::InvalidArgument {
             what: "actor instance".into(),
             message: format!("the actor is not a `{}`", std::any::type_name::<T>()),

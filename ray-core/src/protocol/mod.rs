@@ -16,7 +16,7 @@ pub(crate) mod worker;
 
 use crate::codec::Value;
 use crate::error::Error;
-use crate::ids::{ActorId, JobId, ObjectId};
+use crate::ids::{ActorId, JobId, ObjectId, PlacementGroupId};
 use crate::resources::ResourceRequest;
 use serde::{Deserialize, Serialize};
 
@@ -41,6 +41,60 @@ pub(crate) struct TaskSpec {
     pub args: Vec<Arg>,
     pub resources: ResourceRequest,
     pub max_retries: u32,
+    /// What issue 12 added: returns, retries of panics, worker reuse.
+    pub ext: TaskExt,
+}
+
+/// How a call returns its values.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Returns {
+    /// Return values beyond the first (`num_returns - 1`): objects `task + 1 ..= task + extra`
+    /// (see [`ObjectId::nth_return`]), made by the caller with the task's id.
+    pub extra: u32,
+    /// A streaming call (Ray's generators): its items are objects of their own, handed to the
+    /// caller as they are produced; `Some(n)`: at most `n` items produced and not yet taken
+    /// (backpressure, 0 for none).
+    pub stream: Option<u32>,
+}
+
+/// Options of a normal task beyond resources and `max_retries`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct TaskExt {
+    pub returns: Returns,
+    /// A panic is retried like a crash, within `max_retries`.
+    pub retry_exceptions: bool,
+    /// A worker runs this function at most this many times, then is replaced (0: no limit).
+    pub max_calls: u32,
+}
+
+/// A named actor's name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub(crate) struct ActorName {
+    pub namespace: String,
+    pub name: String,
+}
+
+/// Options of an actor beyond resources, restarts and concurrency.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct ActorExt {
+    /// Registered under this name (unique in its namespace) while it lives.
+    pub name: Option<Box<ActorName>>,
+    /// With a name: if an actor of the same class holds it, the creator gets that one.
+    pub get_if_exists: bool,
+    /// Calls in flight when the actor's process dies are run again on the restarted actor,
+    /// this many times each.
+    pub max_task_retries: u32,
+}
+
+/// A placement group as its creator describes it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct PlacementGroupSpec {
+    pub id: PlacementGroupId,
+    /// Resolved when every bundle is reserved (or failed when it never can be).
+    pub ready: ObjectId,
+    pub bundles: Vec<ResourceRequest>,
+    pub strategy: crate::placement::PlacementStrategy,
+    pub name: String,
 }
 
 /// Creation of an actor.
@@ -56,6 +110,7 @@ pub(crate) struct ActorSpec {
     pub max_restarts: u32,
     /// Set when the options or arguments were invalid: the actor is dead on arrival.
     pub invalid: Option<Error>,
+    pub ext: ActorExt,
 }
 
 /// A method call on an actor.
@@ -65,4 +120,5 @@ pub(crate) struct ActorTaskSpec {
     pub task: ObjectId,
     pub method: String,
     pub args: Vec<Arg>,
+    pub returns: Returns,
 }

@@ -5,10 +5,10 @@
 //! worker's first message is [`FromWorker::Hello`]; the node manager answers
 //! [`ToWorker::Welcome`] (with the worker's [`ProcId`]) or [`ToWorker::Refused`].
 
-use super::{ActorSpec, ActorTaskSpec, TaskSpec};
+use super::{ActorName, ActorSpec, ActorTaskSpec, PlacementGroupSpec, TaskSpec};
 use crate::codec::{Data, Value};
 use crate::error::Error;
-use crate::ids::{ActorId, JobId, NodeId, ObjectId, ProcId, RefId};
+use crate::ids::{ActorId, JobId, NodeId, ObjectId, PlacementGroupId, ProcId, RefId};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -96,6 +96,98 @@ pub(crate) enum FromWorker {
         stderr: bool,
         line: Vec<u8>,
     },
+    /// A request of the rest of Ray's core API (names, cancel, placement groups, streams,
+    /// introspection), answered by `ControlReply`.
+    Control {
+        req: u64,
+        op: Control,
+    },
+    /// The values of a task or call with several return values (instead of `TaskDone`): one
+    /// per return value, in order.
+    TaskReturns {
+        task: ObjectId,
+        result: Result<Vec<Value>, Error>,
+    },
+    /// The next item of a streaming task or call: `item` is a new object id of the sender's
+    /// making. Answered by `ControlReply` once the caller has taken enough items
+    /// (backpressure).
+    Yield {
+        req: u64,
+        task: ObjectId,
+        index: u64,
+        item: ObjectId,
+        value: Value,
+    },
+}
+
+/// What a `FromWorker::Control` asks for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum Control {
+    /// Creates a named actor (answered with the actor to hold: the new one, or with
+    /// `get_if_exists` the one that has the name).
+    CreateNamedActor(Box<ActorSpec>),
+    /// The actor registered under `name`, which must be of `class`.
+    GetActor {
+        name: ActorName,
+        class: String,
+    },
+    /// Names of the named actors (in one namespace, or all).
+    ListNamedActors {
+        namespace: Option<String>,
+    },
+    /// `ray::kill` with a choice: `no_restart: false` lets the actor restart.
+    KillActor {
+        actor: ActorId,
+        no_restart: bool,
+    },
+    /// `ray::cancel`.
+    Cancel {
+        task: ObjectId,
+        force: bool,
+        recursive: bool,
+    },
+    /// The node's resources: total and free.
+    Resources,
+    /// The nodes of the cluster.
+    Nodes,
+    /// The resources held by what the sender runs now.
+    AssignedResources,
+    /// Item `index` of a stream (answered once it is produced or the stream ended).
+    StreamNext {
+        generator: ObjectId,
+        index: u64,
+    },
+    CreatePlacementGroup(PlacementGroupSpec),
+    RemovePlacementGroup(PlacementGroupId),
+    /// A reference left ray serialized (serde outside ray): keep it alive until its owner
+    /// exits.
+    Escape(RefId),
+}
+
+/// The answer to a `Control`. Ids in it are counted as held by the receiver.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) enum ControlReply {
+    Done,
+    Actor(ActorId),
+    Names(Vec<ActorName>),
+    Resources {
+        total: Vec<(String, f64)>,
+        available: Vec<(String, f64)>,
+    },
+    Nodes(Vec<crate::introspect::NodeInfo>),
+    Assigned(Vec<(String, f64)>),
+    Item(StreamItem),
+}
+
+/// The next item of a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub(crate) enum StreamItem {
+    /// The item's object.
+    Ref(ObjectId),
+    /// The stream ended with an error: the generator's own object holds it.
+    Failed,
+    /// The stream ended.
+    End,
 }
 
 /// What a worker is asked to run.
@@ -196,5 +288,15 @@ pub(crate) enum ToWorker {
     ActorLocation {
         req: u64,
         node: Option<NodeId>,
+    },
+    /// The answer to a `Control` (or the go-ahead after a `Yield`).
+    ControlReply {
+        req: u64,
+        result: Result<ControlReply, Error>,
+    },
+    /// `ray::cancel` of a task or call this worker is running: `ray::is_cancelled()` says so
+    /// from now on (an async call is stopped at its next `.await`).
+    Cancel {
+        task: ObjectId,
     },
 }

@@ -134,6 +134,7 @@ const _: () = {
             "get" => ::core::option::Option::Some(false),
             _ => ::core::option::Option::None,
         },
+        call_async: ::core::option::Option::None,
     };
     /// Compile-time check that each parameter and result implements serde's traits.
     const _: fn() = || {

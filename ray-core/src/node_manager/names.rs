@@ -1,0 +1,231 @@
+//! Named actors: the table of names, and creating and finding actors by name.
+//!
+//! A name is unique in its namespace while its actor lives (pending, restarting or alive);
+//! it is free again once the actor is dead or out of scope. The table sits behind
+//! [`NameTable`], so that a cluster can back it with a shared store whose compare-and-swap
+//! makes `claim` atomic across nodes; [`LocalNames`] is the single-node table.
+
+use super::state::NodeState;
+use crate::error::{Error, Result};
+use crate::ids::{ActorId, IdMap, NodeId, ProcId};
+use crate::protocol::worker::ControlReply;
+use crate::protocol::{ActorName, ActorSpec};
+use std::collections::BTreeMap;
+
+/// Where actor names live.
+pub(crate) trait NameTable: Send {
+    /// Registers `name` for `actor` (of `class`) unless a live actor has it: then `Err` with
+    /// the holder and its class.
+    fn claim(
+        &mut self,
+        name: &ActorName,
+        actor: ActorId,
+        class: &str,
+    ) -> Result<(), (ActorId, String)>;
+    /// The actor that has `name`, and its class.
+    fn lookup(&self, name: &ActorName) -> Option<(ActorId, String)>;
+    /// The actor is gone: its name (if it had one) is free.
+    fn release(&mut self, actor: ActorId);
+    /// Every name, in one namespace or all, sorted.
+    fn list(&self, namespace: Option<&str>) -> Vec<ActorName>;
+}
+
+/// The names of one node's actors.
+#[derive(Default)]
+pub(crate) struct LocalNames {
+    by_name: BTreeMap<ActorName, (ActorId, String)>,
+    by_actor: IdMap<ActorId, ActorName>,
+}
+
+impl NameTable for LocalNames {
+    fn claim(
+        &mut self,
+        name: &ActorName,
+        actor: ActorId,
+        class: &str,
+    ) -> Result<(), (ActorId, String)> {
+        if let Some((holder, class)) = self.by_name.get(name) {
+            return Err((*holder, class.clone()));
+        }
+        self.by_name
+            .insert(name.clone(), (actor, class.to_string()));
+        self.by_actor.insert(actor, name.clone());
+        Ok(())
+    }
+
+    fn lookup(&self, name: &ActorName) -> Option<(ActorId, String)> {
+        self.by_name.get(name).cloned()
+    }
+
+    fn release(&mut self, actor: ActorId) {
+        if self.by_actor.is_empty() {
+            return;
+        }
+        if let Some(name) = self.by_actor.remove(&actor) {
+            self.by_name.remove(&name);
+        }
+    }
+
+    fn list(&self, namespace: Option<&str>) -> Vec<ActorName> {
+        self.by_name
+            .keys()
+            .filter(|n| namespace.is_none_or(|ns| n.namespace == ns))
+            .cloned()
+            .collect()
+    }
+}
+
+/// The name table and the job's namespace.
+pub(crate) struct Names {
+    pub table: Box<dyn NameTable>,
+    /// Where names without a namespace go: the job's (`Config::namespace`), else an
+    /// anonymous one of its own.
+    pub default_namespace: String,
+}
+
+impl Names {
+    pub(crate) fn new(node: NodeId) -> Self {
+        Names {
+            table: Box::new(LocalNames::default()),
+            default_namespace: format!("anonymous-job-{}", node.as_u32()),
+        }
+    }
+
+    /// The name with its namespace filled in.
+    fn resolve(&self, mut name: ActorName) -> ActorName {
+        if name.namespace.is_empty() {
+            name.namespace = self.default_namespace.clone();
+        }
+        name
+    }
+}
+
+impl NodeState {
+    /// Creates an actor with a name (`spec.ext.name`). The answer is the actor the creator now
+    /// holds: the new one; with `get_if_exists`, the live one of the same class that has the
+    /// name; or, if the name is taken, a new actor that is dead on arrival with the error
+    /// (so that `Type::options().name(..).remote()` returns a handle whose calls say why).
+    pub(super) fn create_named_actor(&mut self, from: ProcId, mut spec: ActorSpec) -> ControlReply {
+        let Some(name) = spec.ext.name.take() else {
+            let id = spec.actor;
+            self.create_actor(from, spec);
+            return ControlReply::Actor(id);
+        };
+        let name = self.names.resolve(*name);
+        let taken = match self.names.table.claim(&name, spec.actor, &spec.class) {
+            Ok(()) => None,
+            Err((holder, class)) if spec.ext.get_if_exists && class == spec.class => {
+                self.actors.add_holder(holder, from);
+                return ControlReply::Actor(holder);
+            }
+            Err((holder, class)) if spec.ext.get_if_exists => Some(
+                class_mismatch(&name, &spec.class, &class).unwrap_or(Error::ActorNameTaken {
+                    name: name.name.clone(),
+                    namespace: name.namespace.clone(),
+                    holder,
+                }),
+            ),
+            Err((holder, _)) => Some(Error::ActorNameTaken {
+                name: name.name.clone(),
+                namespace: name.namespace.clone(),
+                holder,
+            }),
+        };
+        if taken.is_some() {
+            spec.invalid = taken;
+        } else {
+            spec.ext.name = Some(Box::new(name));
+        }
+        let id = spec.actor;
+        self.create_actor(from, spec);
+        ControlReply::Actor(id)
+    }
+
+    /// `ray::get_actor`: the live actor named `name`, which must be a `class`. The asker
+    /// holds a handle to it from now on.
+    pub(super) fn get_named_actor(
+        &mut self,
+        from: ProcId,
+        name: ActorName,
+        class: &str,
+    ) -> Result<ControlReply> {
+        let name = self.names.resolve(name);
+        let Some((actor, found)) = self.names.table.lookup(&name) else {
+            let elsewhere: Vec<String> = self
+                .names
+                .table
+                .list(None)
+                .into_iter()
+                .filter(|n| n.name == name.name)
+                .map(|n| format!("{:?}", n.namespace))
+                .collect();
+            let hint = if elsewhere.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (an actor of that name lives in namespace {}: use `ray::get_actor_in`)",
+                    elsewhere.join(", ")
+                )
+            };
+            return Err(Error::ActorNotFound {
+                name: name.name,
+                namespace: name.namespace,
+                hint,
+            });
+        };
+        if let Some(e) = class_mismatch(&name, class, &found) {
+            return Err(e);
+        }
+        self.actors.add_holder(actor, from);
+        Ok(ControlReply::Actor(actor))
+    }
+
+    pub(super) fn list_named_actors(&self, namespace: Option<String>) -> Vec<ActorName> {
+        let ns = namespace.unwrap_or_else(|| self.names.default_namespace.clone());
+        self.names.table.list(Some(&ns))
+    }
+
+    /// The actor is dead or gone: its name is free.
+    pub(super) fn release_actor_name(&mut self, actor: ActorId) {
+        self.names.table.release(actor);
+    }
+
+    /// The job's namespace (`Config::namespace`).
+    pub(crate) fn set_namespace(&mut self, namespace: String) {
+        self.names.default_namespace = namespace;
+    }
+
+    /// Ray's `ray.kill(actor, no_restart=False)`: the actor's process is killed; it restarts
+    /// if it has restarts left.
+    pub(super) fn kill_actor_process(&mut self, actor: ActorId) {
+        use super::actors::ActorState;
+        let Some(entry) = self.actors.get(actor) else {
+            return;
+        };
+        match entry.state {
+            ActorState::Starting(p) | ActorState::Creating(p) | ActorState::Alive(p) => {
+                self.stop_worker(p, "was killed by ray::kill_and_restart".into());
+            }
+            ActorState::Remote(node) => {
+                // Its node kills it there; the answer is not waited for.
+                let op = crate::protocol::worker::Control::KillActor {
+                    actor,
+                    no_restart: false,
+                };
+                self.send_node(
+                    node,
+                    crate::protocol::worker::FromWorker::Control { req: 0, op },
+                );
+            }
+            ActorState::Pending | ActorState::Locating | ActorState::Dead(_) => {}
+        }
+    }
+}
+
+fn class_mismatch(name: &ActorName, expected: &str, found: &str) -> Option<Error> {
+    (expected != found).then(|| Error::ActorClassMismatch {
+        name: name.name.clone(),
+        expected: super::short_name(expected).to_string(),
+        found: found.to_string(),
+    })
+}
