@@ -7,6 +7,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Incremental compilation keeps a second copy of every crate's intermediate files: a one-off
+# build of the whole suite does not need it, and CI disks are small.
+export CARGO_INCREMENTAL=0
+df -h . | tail -1 | awk '{print "== disk before the build: " $4 " free"}'
+
 scripts/install-gpu-deps.sh
 scripts/install-cluster-deps.sh
 
@@ -15,4 +20,6 @@ cargo clippy --workspace --all-targets -- -D warnings
 # Internal docs link with intra-doc links, so renamed items break the build of the docs.
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --document-private-items --quiet
 cargo test --workspace
+df -h . | tail -1 | awk '{print "== disk after the tests: " $4 " free"}'
+du -sh target 2>/dev/null | awk '{print "== target/: " $1}'
 scripts/fuzz.sh

@@ -80,6 +80,30 @@ fn a_wrong_token_is_refused_and_runs_nothing() {
     );
 }
 
+#[test]
+fn a_missing_token_is_refused_and_runs_nothing() {
+    let dir = NodeDir::new("drivers-no-token");
+    let head = Head::start(&dir, &["--num-cpus", "1"]);
+    let out = driver_with_token("basic", &head.address, None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "init failed: {stderr}");
+    assert!(stderr.contains("no cluster token"), "{stderr}");
+    assert!(stderr.contains("RAY_RS_AUTH_TOKEN"), "says how: {stderr}");
+    // An empty one is no token either.
+    let out = driver_with_token("basic", &head.address, Some(""));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "init failed: {stderr}");
+    assert!(stderr.contains("no cluster token"), "{stderr}");
+    assert!(
+        !dir.path.join("binaries").exists()
+            || std::fs::read_dir(dir.path.join("binaries"))
+                .unwrap()
+                .count()
+                == 0,
+        "nothing was shipped"
+    );
+}
+
 /// The driver. A no-op unless `RAY_CLUSTER_DRIVER` is set.
 #[test]
 fn driver_main() {

@@ -20,7 +20,7 @@ fn make_on_a(len: usize) -> Vec<u8> {
 /// Reads a value on node B: its worker pid and the sum of its bytes.
 #[ray::remote(resources(zone_b = 1))]
 fn sum_on_b(v: Vec<u8>) -> (u32, u64) {
-    (std::process::id(), v.iter().map(|b| *b as u64).sum())
+    (my_daemon(), v.iter().map(|b| *b as u64).sum())
 }
 
 /// Reads the driver's `put_slice` zero-copy on node B.
@@ -28,19 +28,31 @@ fn sum_on_b(v: Vec<u8>) -> (u32, u64) {
 fn slice_on_b(refs: Vec<ObjectRef<Vec<u8>>>) -> (u32, u64, bool) {
     let view = ray::get_slice(&refs[0]).expect("get_slice on node B");
     let all_fives = view.iter().all(|b| *b == 5);
-    (std::process::id(), view.len() as u64, all_fives)
+    (my_daemon(), view.len() as u64, all_fives)
 }
 
 /// Runs on A and submits a child that must run on B: (A's worker pid, B's worker pid).
 #[ray::remote(resources(zone_a = 1))]
 fn parent_on_a() -> (u32, u32) {
     let child = ray::get(&child_on_b::remote()).expect("the child's result");
-    (std::process::id(), child)
+    (my_daemon(), child)
 }
 
 #[ray::remote(resources(zone_b = 1))]
 fn child_on_b() -> u32 {
-    std::process::id()
+    my_daemon()
+}
+
+/// What a task on B sees of where it runs: (node id, job id, pid, in a task).
+#[ray::remote(resources(zone_b = 1))]
+fn context_on_b() -> (u32, String, u32, bool) {
+    let ctx = ray::runtime_context().expect("a runtime context in a task");
+    (
+        ctx.node_id().as_u32(),
+        ctx.job_id().to_string(),
+        ctx.worker_pid(),
+        ctx.task_id().is_some(),
+    )
 }
 
 /// Waits (up to a minute) until `n` tasks are running at once, each having dropped a file in
@@ -49,15 +61,16 @@ fn child_on_b() -> u32 {
 fn rendezvous(dir: String, n: usize) -> (u32, bool) {
     let pid = std::process::id();
     std::fs::write(format!("{dir}/{pid}"), b"").expect("write the marker");
+    let daemon = my_daemon();
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         let here = std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
         if here >= n {
-            return (pid, true);
+            return (daemon, true);
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    (pid, false)
+    (daemon, false)
 }
 
 #[ray::remote(resources(tpu = 1))]
@@ -86,11 +99,17 @@ impl Ledger {
         self.entries.clone()
     }
     fn pid(&self) -> u32 {
-        std::process::id()
+        my_daemon()
     }
 }
 
-/// The pid of the `ray-rs` daemon whose worker `pid` is.
+/// Run in a worker: the pid of the `ray-rs` daemon that started it (its parent), read while
+/// the worker surely lives.
+fn my_daemon() -> u32 {
+    daemon_of(std::process::id()) as u32
+}
+
+/// The parent of process `pid`.
 fn daemon_of(pid: u32) -> i32 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
@@ -111,7 +130,7 @@ fn driver_main() {
         "everything" => everything(),
         "again" => {
             let (pid, sum) = ray::get(&sum_on_b::remote(vec![1u8; 10])).unwrap();
-            println!("AGAIN B {}", daemon_of(pid));
+            println!("AGAIN B {pid}");
             assert_eq!(sum, 10);
             let v = ray::get(&make_on_a::remote(3)).unwrap();
             assert_eq!(v, vec![7, 7, 7]);
@@ -132,18 +151,27 @@ fn everything() {
         7 * (32u64 << 20),
         "32 MiB made on A, read bit-exact on B"
     );
-    println!("A TO B ON {}", daemon_of(pid));
+    println!("A TO B ON {pid}");
 
     // A 64 MiB put_slice in the driver, read zero-copy on B.
     let big = ray::put_slice(&vec![5u8; 64 << 20]).unwrap();
     let (pid, len, all_fives) = ray::get(&slice_on_b::remote(vec![big.clone()])).unwrap();
     assert_eq!(len, 64 << 20);
     assert!(all_fives, "64 MiB read bit-exact on B");
-    println!("SLICE ON {}", daemon_of(pid));
+    println!("SLICE ON {pid}");
 
     // Nested tasks across nodes: A's task submits B's.
     let (parent, child) = ray::get(&parent_on_a::remote()).unwrap();
-    println!("NESTED {} {}", daemon_of(parent), daemon_of(child));
+    println!("NESTED {parent} {child}");
+
+    // runtime_context on another node: that node's id, this driver's job.
+    let mine = ray::runtime_context().unwrap();
+    let (node, job, pid, in_task) = ray::get(&context_on_b::remote()).unwrap();
+    assert_eq!(job, mine.job_id().to_string(), "the driver's job");
+    assert!(in_task && pid != std::process::id());
+    assert_ne!(node, mine.node_id().as_u32(), "not the driver's node");
+    println!("CONTEXT ON {node}");
+    println!("DRIVER NODE {}", mine.node_id().as_u32());
 
     // Spreading: six tasks that only finish when all six run at once (1 CPU here, 2 on each
     // other node).
@@ -159,7 +187,7 @@ fn everything() {
         met.iter().all(|(_, ok)| *ok),
         "all six ran at once: {met:?}"
     );
-    let mut daemons: Vec<i32> = met.iter().map(|(pid, _)| daemon_of(*pid)).collect();
+    let mut daemons: Vec<u32> = met.iter().map(|(daemon, _)| *daemon).collect();
     daemons.sort();
     daemons.dedup();
     println!(
@@ -183,7 +211,7 @@ fn everything() {
     let entries = ray::get(&ledger.entries()).unwrap();
     assert_eq!(entries, (0..300u64).collect::<Vec<_>>());
     let pid = ray::get(&ledger.pid()).unwrap();
-    println!("LEDGER ON {}", daemon_of(pid));
+    println!("LEDGER ON {pid}");
 
     // Infeasible everywhere: fails at once, naming what every node has.
     match ray::get(&needs_a_tpu::remote()) {
@@ -300,6 +328,20 @@ fn one_program_uses_every_node_of_a_four_node_cluster() {
     assert_eq!(line_after(&stdout, "SLICE ON "), b.to_string());
     assert_eq!(line_after(&stdout, "NESTED "), format!("{a} {b}"));
     assert_eq!(line_after(&stdout, "LEDGER ON "), c.to_string());
+    let node_id_of = |dir: &NodeDir| {
+        Cluster::node_in(&cluster.status(), dir)["node_id"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(
+        line_after(&stdout, "CONTEXT ON "),
+        node_id_of(&cluster.b).to_string()
+    );
+    assert_eq!(
+        line_after(&stdout, "DRIVER NODE "),
+        node_id_of(&cluster.head_dir).to_string(),
+        "a driver is on the node it attached to"
+    );
     // Six tasks at once need every node (at most two fit on each).
     let spread: Vec<i32> = line_after(&stdout, "SPREAD ")
         .split(' ')
@@ -385,29 +427,36 @@ fn one_program_uses_every_node_of_a_four_node_cluster() {
     }
     let cached_on_b = cluster.b.path.join("binaries").join(&hash);
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&cached_on_b, std::fs::Permissions::from_mode(0o700)).unwrap();
     let mut tampered = bytes.clone();
     tampered.extend_from_slice(b"tampered");
-    std::fs::write(&cached_on_b, &tampered).unwrap();
-    std::fs::set_permissions(&cached_on_b, std::fs::Permissions::from_mode(0o500)).unwrap();
+    // Replaced by rename, as an attacker with write access to the directory would: writing
+    // in place may fail while a worker still runs the file (ETXTBSY).
+    let swap = cached_on_b.with_extension("swap");
+    std::fs::write(&swap, &tampered).unwrap();
+    std::fs::set_permissions(&swap, std::fs::Permissions::from_mode(0o500)).unwrap();
+    std::fs::rename(&swap, &cached_on_b).unwrap();
     let out = driver("again", &cluster.head.address, &cluster.token);
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
         out.status.success() && stdout.contains("AGAIN OK"),
         "{stdout}"
     );
-    assert_eq!(line_after(&stdout, "AGAIN B "), b.to_string());
-    assert!(
-        std::fs::read(&cached_on_b).unwrap() == bytes,
-        "B fetched a good copy again"
-    );
     let b_log = std::fs::read_dir(cluster.b.path.join("logs"))
         .unwrap()
         .flatten()
         .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
         .collect::<String>();
+    assert_eq!(
+        line_after(&stdout, "AGAIN B "),
+        b.to_string(),
+        "{stdout}\nB's log:\n{b_log}"
+    );
     assert!(
-        b_log.contains("does not match") || b_log.contains("tampered"),
+        std::fs::read(&cached_on_b).unwrap() == bytes,
+        "B fetched a good copy again"
+    );
+    assert!(
+        b_log.contains("was modified on disk"),
         "B's log says it refused the tampered copy"
     );
 }

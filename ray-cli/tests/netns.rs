@@ -1,12 +1,45 @@
 //! A node in its own network namespace reaches the head by its address on a veth pair (a
 //! private subnet of this test's own), not through a shared loopback. Needs root and `ip`
-//! (iproute2), as in CI; everything is removed afterwards, also when the test fails.
+//! (iproute2), as in CI; everything is removed afterwards, also when the test fails. A driver
+//! then runs work in the namespace and moves a large object across the veth pair.
 
 mod common;
 
 use std::process::Command;
 
 use common::*;
+
+/// A large value made by the node in the namespace: it stays there.
+#[ray::remote(resources(netns = 1))]
+fn make_in_the_namespace(len: usize) -> Vec<u8> {
+    vec![9u8; len]
+}
+
+/// Reads it on the head: node to node, across the veth pair.
+#[ray::remote(resources(host = 1))]
+fn sum_on_the_head(v: Vec<u8>) -> u64 {
+    v.iter().map(|b| *b as u64).sum()
+}
+
+/// The driver. A no-op unless `RAY_CLUSTER_DRIVER` is set.
+#[test]
+fn driver_main() {
+    if std::env::var(MODE).is_err() {
+        return;
+    }
+    ray::init(ray::Config::default()).expect("joins the cluster");
+    let len = 16usize << 20;
+    let made = make_in_the_namespace::remote(len);
+    let sum = ray::get(&sum_on_the_head::remote(&made)).unwrap();
+    assert_eq!(sum, 9 * len as u64, "read bit-exact on the head");
+    let here = ray::get_slice(&made).unwrap();
+    assert!(
+        here.len() == len && here.iter().all(|b| *b == 9),
+        "and here"
+    );
+    ray::shutdown();
+    println!("NETNS DRIVER OK");
+}
 
 fn ip(args: &[&str]) -> std::process::Output {
     Command::new("ip")
@@ -109,6 +142,8 @@ fn a_node_in_another_network_namespace_joins_by_address() {
             "1",
             "--num-gpus",
             "0",
+            "--resources",
+            "host=1",
             "--lease-ttl",
             "3",
         ],
@@ -151,6 +186,26 @@ fn a_node_in_another_network_namespace_joins_by_address() {
     // And the head reaches the node's own listener across the veth pair.
     let via_node = status(address, &head_dir.path, &token, &[]);
     assert_eq!(nodes(&via_node).len(), 2);
+
+    // A driver on this side: a 16 MiB value made in the namespace, read on the head (which
+    // pulls it from the node's address across the veth pair) and in the driver.
+    let out = driver("netns", &head.address, &token);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("NETNS DRIVER OK"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pulled = wait_for("the head's pull counted", || {
+        let report = status(&head.address, &head_dir.path, &token, &[]);
+        let head_node = nodes(&report)
+            .into_iter()
+            .find(|n| n["is_head"] == true)
+            .unwrap();
+        let pulled = head_node["activity"]["bytes_pulled"].as_u64().unwrap_or(0);
+        (pulled >= 16 << 20).then_some(pulled)
+    });
+    assert!(pulled >= 16 << 20, "the head pulled {pulled}");
 
     let node_pid = node_dir.pid("ray-rs.pid").unwrap();
     assert!(

@@ -268,12 +268,15 @@ fn join_cluster(config: &Config, address: &str, epoch: u32) -> Result<Arc<Driver
     }
     let token = match &config.auth_token {
         Some(t) => t.0.clone(),
-        None => std::env::var("RAY_RS_AUTH_TOKEN").map_err(|_| Error::Cluster {
-            address: address.to_string(),
-            message: "no cluster token: set RAY_RS_AUTH_TOKEN (the head wrote it to \
+        None => std::env::var("RAY_RS_AUTH_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| Error::Cluster {
+                address: address.to_string(),
+                message: "no cluster token: set RAY_RS_AUTH_TOKEN (the head wrote it to \
                       <temp-dir>/auth_token) or Config::auth_token"
-                .into(),
-        })?,
+                    .into(),
+            })?,
     };
     let session = crate::cluster_client::connect(address, &token)?;
     ids::set_this_proc(session.proc);

@@ -275,11 +275,20 @@ pub const MODE: &str = "RAY_CLUSTER_DRIVER";
 
 /// Runs this binary as a driver in `mode` against `address`.
 pub fn driver(mode: &str, address: &str, token: &str) -> std::process::Output {
-    let child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "driver_main", "--nocapture", "--test-threads=1"])
+    driver_with_token(mode, address, Some(token))
+}
+
+/// [`driver`], with `RAY_RS_AUTH_TOKEN` set to `token` or, for `None`, unset.
+pub fn driver_with_token(mode: &str, address: &str, token: Option<&str>) -> std::process::Output {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", "driver_main", "--nocapture", "--test-threads=1"])
         .env(MODE, mode)
-        .env("RAY_ADDRESS", address)
-        .env("RAY_RS_AUTH_TOKEN", token)
+        .env("RAY_ADDRESS", address);
+    match token {
+        Some(t) => cmd.env("RAY_RS_AUTH_TOKEN", t),
+        None => cmd.env_remove("RAY_RS_AUTH_TOKEN"),
+    };
+    let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -718,6 +718,21 @@ impl NodeState {
             calls.extend(queue.drain(..));
         }
         for call in calls {
+            if call.returns.extra > 0 || call.returns.stream.is_some() {
+                // Their extra objects would be delivered only on the actor's node.
+                self.unpin_args(&call.args);
+                let err = Error::InvalidArgument {
+                    what: format!(
+                        "call of `{}` on an actor on another node ({node})",
+                        call.method
+                    ),
+                    message: "several return values and streaming returns work with actors on \
+                              the caller's node only, for now: return a tuple or a Vec instead"
+                        .into(),
+                };
+                self.complete_object(call.task, Err(err));
+                continue;
+            }
             let spec = ActorTaskSpec {
                 actor,
                 task: call.task,

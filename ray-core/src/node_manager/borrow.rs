@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::ids::{NodeId, ObjectId, RefId};
 use crate::log;
 use crate::object_store::PAD;
+use crate::protocol::Arg;
 use crate::protocol::worker::FromWorker;
 
 impl NodeState {
@@ -68,12 +69,37 @@ impl NodeState {
         false
     }
 
+    /// Starts copying here every argument in `args` whose bytes are on another node, and
+    /// registers `waiter` on each (once per occurrence, or with `once` once per object);
+    /// returns how many it waits for.
+    pub(super) fn fetch_args(&mut self, args: &[Arg], waiter: Waiter, once: bool) -> usize {
+        if self.cluster.is_empty() {
+            return 0;
+        }
+        let mut missing = 0;
+        for arg in args {
+            if let Arg::Ref(id) = arg {
+                if !self.ensure_local(*id) {
+                    if let Some(e) = self.objects.get_mut(*id) {
+                        if !once || !e.waiters.contains(&waiter) {
+                            e.waiters.push(waiter);
+                        }
+                        missing += 1;
+                    }
+                }
+            }
+        }
+        missing
+    }
+
     /// A value that just arrived is on another node: the waiters that only want to know it is
-    /// done (nodes asking for it) hear now; the others after it is pulled here.
+    /// done (nodes asking for it, tasks and pending actors, which are placed first and fetch
+    /// their arguments where they run) hear now; the others after it is pulled here.
     pub(super) fn wait_for_pull(&mut self, id: ObjectId, waiters: Vec<Waiter>) -> Vec<Waiter> {
         let (now, later): (Vec<Waiter>, Vec<Waiter>) = waiters.into_iter().partition(|w| match w {
             Waiter::Request(k) => self.request_accepts_remote(*k),
-            _ => false,
+            Waiter::Task(_) => true,
+            Waiter::Actor(a) => self.actors.is_pending(*a),
         });
         if !later.is_empty() {
             if let Some(e) = self.objects.get_mut(id) {

@@ -242,9 +242,42 @@ impl NodeState {
     /// (and tells [`Cluster::sent`] or [`Cluster::placed_actor`] through `task_sent` /
     /// `actor_sent`).
     pub(super) fn place_elsewhere(&self, req: &ResourceRequest, args: &[Arg]) -> Option<NodeId> {
-        if self.cluster.is_empty() {
+        if self.cluster.is_empty() || req.bundle.is_some() {
             return None;
         }
+        self.cluster.pick(req, &self.bytes_by_node(args))
+    }
+
+    /// How a worker's output printed here is told apart at `home`, the node of its driver:
+    /// `ip=..` when this node's IP differs from that node's, else `node=..` (several nodes on
+    /// one machine).
+    pub(super) fn where_tag(&self, home: NodeId) -> String {
+        let theirs = self.cluster.nodes.get(&home).and_then(|n| n.ip);
+        match (self.cluster.own_ip, theirs) {
+            (Some(mine), Some(theirs)) if mine != theirs => format!("ip={mine}"),
+            _ => format!("node={}", self.node.as_u32()),
+        }
+    }
+
+    /// Where a task whose arguments are done should run for their bytes: the peer holding
+    /// more of them than this node, if it has room for `req` now. `None`: decide here (run
+    /// here if it fits, else spill).
+    pub(super) fn place_by_locality(&self, req: &ResourceRequest, args: &[Arg]) -> Option<NodeId> {
+        if self.cluster.is_empty() || req.bundle.is_some() {
+            return None;
+        }
+        let bytes_at = self.bytes_by_node(args);
+        let (&best, &most) = bytes_at.iter().max_by_key(|(_, b)| **b)?;
+        let here = bytes_at.get(&self.node).copied().unwrap_or(0);
+        if best == self.node || most <= here {
+            return None;
+        }
+        let room = self.cluster.nodes.get(&best)?.available();
+        room.fits(req).then_some(best)
+    }
+
+    /// Bytes of `args`' done values by the node that holds them.
+    fn bytes_by_node(&self, args: &[Arg]) -> BTreeMap<NodeId, u64> {
         let mut bytes_at: BTreeMap<NodeId, u64> = BTreeMap::new();
         for arg in args {
             if let Arg::Ref(id) = arg {
@@ -259,18 +292,7 @@ impl NodeState {
                 }
             }
         }
-        self.cluster.pick(req, &bytes_at)
-    }
-
-    /// How a worker's output printed here is told apart at `home`, the node of its driver:
-    /// `ip=..` when this node's IP differs from that node's, else `node=..` (several nodes on
-    /// one machine).
-    pub(super) fn where_tag(&self, home: NodeId) -> String {
-        let theirs = self.cluster.nodes.get(&home).and_then(|n| n.ip);
-        match (self.cluster.own_ip, theirs) {
-            (Some(mine), Some(theirs)) if mine != theirs => format!("ip={mine}"),
-            _ => format!("node={}", self.node.as_u32()),
-        }
+        bytes_at
     }
 
     /// A task with `req` went to `node`.

@@ -458,8 +458,8 @@ impl NodeState {
         let mut missing = 0;
         for arg in args {
             if let Arg::Ref(id) = arg {
-                if !self.ensure_local(*id) {
-                    if let Some(e) = self.objects.get_mut(*id) {
+                if let Some(e) = self.objects.get_mut(*id) {
+                    if !e.is_done() {
                         if !once || !e.waiters.contains(&waiter) {
                             e.waiters.push(waiter);
                         }

@@ -117,8 +117,8 @@ impl NodeState {
         for (shape, tasks) in self.scheduler.queue.waiting() {
             for task in tasks {
                 let args = match self.tasks.get(task) {
-                    Some(t) => t.spec.args.clone(),
-                    None => continue,
+                    Some(t) if !t.spec.stays_with_caller() => t.spec.args.clone(),
+                    _ => continue,
                 };
                 let Some(node) = self.place_elsewhere(&shape, &args) else {
                     break;
@@ -148,6 +148,11 @@ impl NodeState {
                 continue;
             }
             match self.resources.try_acquire(&req) {
+                // It would start here: first its arguments on other nodes are copied here.
+                Some(alloc) if self.fetch_args(&args, Waiter::Actor(a), true) > 0 => {
+                    self.resources.release(&alloc);
+                    still_pending.push_back(a);
+                }
                 Some(alloc) => {
                     let key = alloc.gpu_ids();
                     match self.start_worker(job, key, Some(Assignment::Actor(a))) {

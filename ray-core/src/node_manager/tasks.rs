@@ -1,9 +1,11 @@
 //! Normal tasks: submission, dispatch to a worker, completion, retries.
 //!
 //! [`Tasks`] owns the tasks this node runs, from submission until their result is stored. A
-//! task is `WaitingDeps` until its `ObjectRef` arguments are done, then `Queued` in the ready
-//! queue ([`super::scheduler`]), then `Assigned` with the resources it holds. Only the worker
-//! a task was given may report its result.
+//! task is `WaitingDeps` until its `ObjectRef` arguments are done (wherever their bytes are),
+//! then `Queued` in the ready queue ([`super::scheduler`]) — or `Forwarded` at once to the
+//! peer that holds most of its arguments' bytes, if that peer has room. A task the scheduler
+//! picks here is `Fetching` (holding its resources) while arguments on other nodes are copied
+//! here, then `Assigned` to a worker. Only the worker a task was given may report its result.
 
 use super::objects::Waiter;
 use super::state::NodeState;
@@ -33,6 +35,10 @@ impl TaskEntry {
 pub(crate) enum TaskState {
     WaitingDeps,
     Queued,
+    /// Picked to run here; arguments on other nodes are being copied here.
+    Fetching {
+        alloc: Allocation,
+    },
     Assigned {
         alloc: Allocation,
     },
@@ -108,7 +114,20 @@ impl NodeState {
             self.complete_object(task, Err(e));
             return;
         }
-        if let Err((missing, available)) = self.feasible_in_cluster(&spec.resources) {
+        let feasible =
+            if spec.stays_with_caller() && !self.cluster.is_empty() {
+                self.resources.check_feasible(&spec.resources).map_err(|missing| {
+                let available = format!(
+                    "{} (on this node: a task with several return values or a stream runs on \
+                     its caller's node in a cluster)",
+                    self.resources.describe_total()
+                );
+                (missing, available)
+            })
+            } else {
+                self.feasible_in_cluster(&spec.resources)
+            };
+        if let Err((missing, available)) = feasible {
             let err = Error::Infeasible {
                 name: spec.function.clone(),
                 requested: missing,
@@ -122,46 +141,83 @@ impl NodeState {
             return;
         }
         let missing_deps = self.register_deps(&spec.args, Waiter::Task(task), false);
-        let state = if missing_deps == 0 {
-            self.scheduler.queue.push(&spec.resources, task);
-            TaskState::Queued
-        } else {
-            TaskState::WaitingDeps
-        };
         self.tasks.map.insert(
             task,
             TaskEntry {
                 spec,
                 missing_deps,
                 attempts: 0,
-                state,
+                state: TaskState::WaitingDeps,
             },
         );
         if missing_deps == 0 {
+            self.task_ready(task);
             self.schedule();
         }
     }
 
-    /// One of a task's arguments is done; true if the task is now ready to run.
+    /// Every argument of `task` is done: it goes to the peer holding most of their bytes if
+    /// that peer has room now, else into the ready queue here.
+    fn task_ready(&mut self, task: ObjectId) {
+        let Some(te) = self.tasks.map.get(&task) else {
+            return;
+        };
+        let elsewhere = match te.spec.stays_with_caller() {
+            true => None,
+            false => self.place_by_locality(&te.spec.resources, &te.spec.args),
+        };
+        if let Some(node) = elsewhere {
+            if self.forward_task(task, node) {
+                return;
+            }
+        }
+        let te = self.tasks.map.get_mut(&task).expect("present");
+        te.state = TaskState::Queued;
+        self.scheduler.queue.push(&te.spec.resources, task);
+    }
+
+    /// One of a task's arguments is done (or, while `Fetching`, copied here); true if the
+    /// task is now ready to be scheduled.
     pub(super) fn dependency_done(&mut self, task: ObjectId) -> bool {
         let Some(te) = self.tasks.map.get_mut(&task) else {
             return false;
         };
         te.missing_deps = te.missing_deps.saturating_sub(1);
-        if te.missing_deps == 0 && matches!(te.state, TaskState::WaitingDeps) {
-            te.state = TaskState::Queued;
-            self.scheduler.queue.push(&te.spec.resources, task);
-            return true;
+        if te.missing_deps > 0 {
+            return false;
         }
-        false
+        match std::mem::replace(&mut te.state, TaskState::Queued) {
+            TaskState::WaitingDeps => {
+                te.state = TaskState::WaitingDeps;
+                self.task_ready(task);
+                true
+            }
+            TaskState::Fetching { alloc } => {
+                self.assign_task(task, alloc);
+                false
+            }
+            other => {
+                te.state = other;
+                false
+            }
+        }
     }
 
-    /// The scheduler picked `task` and reserved `alloc` for it: give it a worker.
+    /// The scheduler picked `task` and reserved `alloc` for it: once its arguments are here,
+    /// give it a worker.
     pub(super) fn assign_task(&mut self, task: ObjectId, alloc: Allocation) {
-        let Some(te) = self.tasks.map.get_mut(&task) else {
+        let Some(te) = self.tasks.map.get(&task) else {
             self.resources.release(&alloc);
             return;
         };
+        let args = te.spec.args.clone();
+        let fetching = self.fetch_args(&args, Waiter::Task(task), false);
+        let te = self.tasks.map.get_mut(&task).expect("present");
+        if fetching > 0 {
+            te.missing_deps = fetching;
+            te.state = TaskState::Fetching { alloc };
+            return;
+        }
         let key = (te.spec.job, alloc.gpu_ids());
         te.state = TaskState::Assigned { alloc };
         if let Some(proc) = self.workers.find_idle(&key) {
@@ -214,7 +270,7 @@ impl NodeState {
         let Some(te) = self.tasks.map.remove(&task) else {
             return;
         };
-        if let TaskState::Assigned { alloc } = &te.state {
+        if let TaskState::Assigned { alloc } | TaskState::Fetching { alloc } = &te.state {
             self.resources.release(alloc);
         }
         self.unpin_args(&te.spec.args);
@@ -269,7 +325,9 @@ impl NodeState {
         let Some(te) = self.tasks.map.get_mut(&task) else {
             return;
         };
-        if let TaskState::Assigned { alloc } = std::mem::replace(&mut te.state, TaskState::Queued) {
+        if let TaskState::Assigned { alloc } | TaskState::Fetching { alloc } =
+            std::mem::replace(&mut te.state, TaskState::Queued)
+        {
             self.resources.release(&alloc);
         }
         self.scheduler.queue.push(&te.spec.resources, task);

@@ -1314,3 +1314,120 @@ fn a_large_result_stays_on_the_peer_and_is_pulled_once_when_read_here() {
 // The rest of the core API (issue 12): names, cancel, returns, streams, placement groups...
 #[path = "tests_core_api.rs"]
 mod core_api;
+
+/// A result of `PEER`'s making that stays there: `len` bytes.
+fn result_on_peer(h: &mut Harness, len: u64) -> ObjectId {
+    let spec = h.ssd_task();
+    let t = h.submit(DRIVER, spec);
+    let sent = h.sent_to_node(PEER);
+    let req = Harness::result_request(&sent, t);
+    let remote = Value {
+        data: Data::Remote { node: PEER, len },
+        contained: vec![],
+    };
+    h.peer_answers(PEER, req, Ok(remote));
+    t
+}
+
+#[test]
+fn a_task_goes_to_the_peer_holding_its_argument_without_copying_it_here() {
+    let mut h = Harness::in_cluster(cpus(4));
+    h.peer_publishes(
+        PEER,
+        &[("CPU", 2.0), ("ssd", 1.0)],
+        &[("CPU", 2.0), ("ssd", 1.0)],
+    );
+    let arg = result_on_peer(&mut h, 1 << 20);
+    // It fits here too, but its argument's bytes are on the peer, which has room.
+    let spec = h.task(DRIVER, "m::reads", vec![Arg::Ref(arg)]);
+    let t = h.submit(DRIVER, spec);
+    let sent = h.sent_to_node(PEER);
+    assert!(
+        sent.iter()
+            .any(|m| matches!(m, FromWorker::SubmitTask(s) if s.task == t)),
+        "sent to the data: {sent:?}"
+    );
+    assert!(h.pulls.is_empty(), "nothing copied here: {:?}", h.pulls);
+    assert!(h.started.is_empty(), "nothing started here");
+}
+
+#[test]
+fn a_task_run_here_waits_holding_its_resources_while_its_argument_is_copied_here() {
+    let mut h = Harness::in_cluster(cpus(1));
+    h.peer_publishes(
+        PEER,
+        &[("CPU", 2.0), ("ssd", 1.0)],
+        &[("CPU", 2.0), ("ssd", 1.0)],
+    );
+    let arg = result_on_peer(&mut h, 1 << 20);
+    // The peer is full now (as it publishes), so the task runs here.
+    h.peer_publishes(
+        PEER,
+        &[("CPU", 2.0), ("ssd", 1.0)],
+        &[("CPU", 0.0), ("ssd", 1.0)],
+    );
+    let spec = h.task(DRIVER, "m::reads", vec![Arg::Ref(arg)]);
+    let t = h.submit(DRIVER, spec);
+    assert!(
+        !h.sent_to_node(PEER)
+            .iter()
+            .any(|m| matches!(m, FromWorker::SubmitTask(s) if s.task == t))
+    );
+    let [(id, from, _, region)] = h.pulls[..] else {
+        panic!("one pull: {:?}", h.pulls)
+    };
+    assert_eq!((id, from), (arg, PEER));
+    assert!(
+        h.started.is_empty(),
+        "no worker before the argument is here"
+    );
+    assert!(
+        matches!(
+            h.st.tasks.get(t).map(|te| &te.state),
+            Some(super::tasks::TaskState::Fetching { .. })
+        ),
+        "fetching, holding its CPU"
+    );
+    h.with(|st| st.pull_done(arg, region, Ok(())));
+    let w = h.connect_all()[0];
+    match h.executing(w) {
+        Some(Execute::Task { task, args, .. }) => {
+            assert_eq!(task, t);
+            assert!(
+                matches!(args[0], Data::Shm { len, .. } if len == 1 << 20),
+                "the copy here: {:?}",
+                args[0]
+            );
+        }
+        other => panic!("expected the task, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_task_with_several_returns_stays_on_its_callers_node_and_says_so_when_it_cannot_fit() {
+    let mut h = Harness::in_cluster(cpus(4));
+    h.peer_publishes(
+        PEER,
+        &[("CPU", 2.0), ("ssd", 1.0)],
+        &[("CPU", 2.0), ("ssd", 1.0)],
+    );
+    let mut spec = h.ssd_task();
+    spec.ext.returns.extra = 1;
+    let t = h.submit(DRIVER, spec);
+    assert!(
+        !h.sent_to_node(PEER)
+            .iter()
+            .any(|m| matches!(m, FromWorker::SubmitTask(_))),
+        "not sent to the peer"
+    );
+    match h.failed(t) {
+        Some(Error::Infeasible { available, .. }) => {
+            assert!(available.contains("caller's node"), "{available}")
+        }
+        other => panic!("expected Infeasible, got {other:?}"),
+    }
+    assert!(matches!(
+        h.failed(t.nth_return(1)),
+        Some(Error::Infeasible { .. })
+    ));
+}

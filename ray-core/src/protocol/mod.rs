@@ -45,6 +45,14 @@ pub(crate) struct TaskSpec {
     pub ext: TaskExt,
 }
 
+impl TaskSpec {
+    /// A task with several return values or a stream runs on its caller's node in a cluster:
+    /// their extra objects are delivered only there (forwarding awaits the first return only).
+    pub(crate) fn stays_with_caller(&self) -> bool {
+        self.ext.returns.extra > 0 || self.ext.returns.stream.is_some()
+    }
+}
+
 /// How a call returns its values.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Returns {
