@@ -47,6 +47,20 @@ pub enum Error {
         /// How the worker ended, e.g. `killed by signal 6 (SIGABRT)`.
         cause: String,
     },
+    /// The node running the task went away (killed, cut off, stopped) on every attempt.
+    #[error(
+        "task `{function}` was lost with its node ({node}) {attempts} time(s), giving up: {cause}"
+    )]
+    NodeDied {
+        /// Registered name of the function.
+        function: String,
+        /// The node it ran on last.
+        node: String,
+        /// How many times the task was started.
+        attempts: u32,
+        /// How the node was lost.
+        cause: String,
+    },
     /// The actor is dead: its process died, it was killed, or its constructor panicked. With
     /// `restarting`, the call failed because the actor's process died while running it, and
     /// the actor is starting again (later calls go to the new instance).

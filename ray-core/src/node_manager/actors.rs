@@ -741,7 +741,7 @@ impl NodeState {
                 returns: call.returns,
             };
             self.send_node(node, FromWorker::SubmitActorTask(spec));
-            self.await_result(node, call.task, call.args);
+            self.await_result(node, call.task, call.args, Some(actor));
         }
     }
 
@@ -781,5 +781,76 @@ impl NodeState {
         }
         self.pump_actor(actor);
         true
+    }
+}
+
+impl NodeState {
+    /// The actors this node created that run on `node`.
+    pub(super) fn actors_placed_on(&self, node: NodeId) -> Vec<ActorId> {
+        self.actors
+            .map
+            .iter()
+            .filter(|(id, e)| {
+                matches!(e.state, ActorState::Remote(n) if n == node) && id.node() == self.node
+            })
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// `actor`, which this node placed on `node`, was lost with that node: within
+    /// `max_restarts` it is placed again (its constructor runs again, here or on another
+    /// node); beyond that it is dead.
+    pub(super) fn actor_node_died(&mut self, actor: ActorId, node: NodeId, why: &str) {
+        let Some(entry) = self.actors.get_mut(actor) else {
+            return;
+        };
+        let class = entry.class.clone();
+        if entry.restarts >= entry.max_restarts || entry.ctor_args.is_none() {
+            let err = actor_died(&class, format!("its node ({node}) is gone: {why}"));
+            self.actor_dead(actor, err);
+            return;
+        }
+        entry.restarts += 1;
+        log::warn!(
+            "actor {class}: its node ({node}) is gone ({why}); restarting ({} of {})",
+            entry.restarts,
+            entry.max_restarts
+        );
+        entry.state = ActorState::Pending;
+        self.actors.pending.push_back(actor);
+    }
+
+    /// The error of a call sent to `node` and lost with it.
+    pub(super) fn call_lost_with_node(
+        &self,
+        actor: Option<ActorId>,
+        node: NodeId,
+        why: &str,
+    ) -> Error {
+        let entry = actor.and_then(|a| self.actors.get(a));
+        let name = entry.map_or("actor".to_string(), |e| {
+            super::short_name(&e.class).to_string()
+        });
+        let restarting = entry.is_some_and(|e| {
+            let gone_with_it = match e.state {
+                ActorState::Dead(_) => true,
+                ActorState::Remote(n) => n == node,
+                _ => false,
+            };
+            !gone_with_it && e.restarts > 0
+        });
+        let cause = match entry {
+            Some(e) if restarting => format!(
+                "its node ({node}) is gone ({why}) while running this call; the actor is \
+                 restarting ({} of {} restarts)",
+                e.restarts, e.max_restarts
+            ),
+            _ => format!("its node ({node}) became unreachable: {why}"),
+        };
+        Error::ActorDied {
+            actor: name,
+            cause,
+            restarting,
+        }
     }
 }

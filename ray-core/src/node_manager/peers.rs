@@ -23,8 +23,12 @@ use std::collections::{HashMap, HashSet};
 /// What a request to another node waits for.
 pub(crate) enum PeerWait {
     /// The result of a task or actor call sent there (`args`: an actor call's, pinned here
-    /// until then; a task keeps its own).
-    Result { task: ObjectId, args: Vec<Arg> },
+    /// until then; a task keeps its own; `actor`: the actor called).
+    Result {
+        task: ObjectId,
+        args: Vec<Arg>,
+        actor: Option<ActorId>,
+    },
     /// The value of an object this node borrows.
     Value(ObjectId),
     /// Where an actor runs.
@@ -99,15 +103,22 @@ impl NodeState {
             return false;
         }
         self.tasks.set_state(task, TaskState::Forwarded { node });
+        self.tasks.count_attempt(task);
         self.task_sent(node, &spec.resources);
         self.send_node(node, FromWorker::SubmitTask(spec));
-        self.await_result(node, task, Vec::new());
+        self.await_result(node, task, Vec::new(), None);
         true
     }
 
-    /// Asks `node` for the result of `task`, which runs there.
-    pub(super) fn await_result(&mut self, node: NodeId, task: ObjectId, args: Vec<Arg>) {
-        let req = self.peer_request(node, PeerWait::Result { task, args });
+    /// Asks `node` for the result of `task` (a call of `actor`, if any), which runs there.
+    pub(super) fn await_result(
+        &mut self,
+        node: NodeId,
+        task: ObjectId,
+        args: Vec<Arg>,
+        actor: Option<ActorId>,
+    ) {
+        let req = self.peer_request(node, PeerWait::Result { task, args, actor });
         self.send_node(
             node,
             FromWorker::Get {
@@ -159,7 +170,7 @@ impl NodeState {
                     })
                 });
                 match self.peers.waits.remove(&(node, req)) {
-                    Some(PeerWait::Result { task, args }) => {
+                    Some(PeerWait::Result { task, args, .. }) => {
                         self.result_arrived(node, task, args, value)
                     }
                     Some(PeerWait::Value(id)) => self.complete_object(id, value),
@@ -175,10 +186,16 @@ impl NodeState {
         }
     }
 
-    /// This node's session at `node` broke (`why`): what waited on it is retried here or fails.
+    /// This node's session at `node` broke (`why`): the node is gone. Tasks sent there run
+    /// again elsewhere within their `max_retries`; actors this node placed there start again
+    /// elsewhere within their `max_restarts` (calls they were running fail with `ActorDied`,
+    /// later calls wait for the new instance); what else waited on it fails.
     pub(crate) fn peer_unreachable(&mut self, node: NodeId, why: &str) {
         self.peers.jobs_sent.retain(|(n, _)| *n != node);
         self.node_left(node);
+        for actor in self.actors_placed_on(node) {
+            self.actor_node_died(actor, node, why);
+        }
         let keys: Vec<(NodeId, u64)> = self
             .peers
             .waits
@@ -189,21 +206,16 @@ impl NodeState {
         for key in keys {
             self.peers.parts.remove(&key);
             match self.peers.waits.remove(&key) {
-                Some(PeerWait::Result { task, args }) => {
+                Some(PeerWait::Result { task, args, actor }) => {
                     let sent_there = matches!(
                         self.tasks.get(task).map(|t| &t.state),
                         Some(TaskState::Forwarded { node: n }) if *n == node
                     );
                     if sent_there {
-                        // Run it again, here or on another node.
-                        self.requeue(task);
+                        self.task_node_died(task, node, why);
                     } else {
                         self.unpin_args(&args);
-                        let err = Error::ActorDied {
-                            actor: "actor".into(),
-                            cause: format!("its node ({node}) became unreachable: {why}"),
-                            restarting: false,
-                        };
+                        let err = self.call_lost_with_node(actor, node, why);
                         self.complete_object(task, Err(err));
                     }
                 }
@@ -217,6 +229,36 @@ impl NodeState {
             }
         }
         self.schedule();
+    }
+
+    /// A task sent to `node` was lost with it: it runs again within its `max_retries`.
+    fn task_node_died(&mut self, task: ObjectId, node: NodeId, why: &str) {
+        let Some(te) = self.tasks.get(task) else {
+            return;
+        };
+        let (attempts, max_retries) = (te.attempts(), te.spec.max_retries);
+        let function = te.spec.function.clone();
+        if let TaskState::Forwarded { .. } = te.state {
+            let req = te.spec.resources.clone();
+            self.cluster.returned(node, &req);
+        }
+        if attempts <= max_retries && !self.shutting_down {
+            log::warn!(
+                "`{function}` was running on {node}, which is gone ({why}); retrying (attempt {} \
+                 of {})",
+                attempts + 1,
+                max_retries + 1
+            );
+            self.requeue(task);
+        } else {
+            let err = Error::NodeDied {
+                function,
+                node: node.to_string(),
+                attempts,
+                cause: why.to_string(),
+            };
+            self.finish_task(task, Err(err));
+        }
     }
 
     /// The result of work sent to `node` arrived.

@@ -68,6 +68,13 @@ impl Tasks {
         }
     }
 
+    /// The task was started once more (here, or sent to a peer).
+    pub(crate) fn count_attempt(&mut self, id: ObjectId) {
+        if let Some(t) = self.map.get_mut(&id) {
+            t.attempts += 1;
+        }
+    }
+
     /// Tasks not yet running that ask for a GPU (judged once the GPUs are counted).
     pub(super) fn waiting_for_gpus(&self) -> Vec<ObjectId> {
         self.map

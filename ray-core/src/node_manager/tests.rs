@@ -1431,3 +1431,124 @@ fn a_task_with_several_returns_stays_on_its_callers_node_and_says_so_when_it_can
         Some(Error::Infeasible { .. })
     ));
 }
+
+// ----- a peer is lost (issue 11) ------------------------------------------------------------
+
+const PEER2: NodeId = NodeId(3);
+
+#[test]
+fn a_task_lost_with_its_node_runs_again_on_another_within_max_retries() {
+    let mut h = Harness::in_cluster(cpus(1));
+    for peer in [PEER, PEER2] {
+        h.peer_publishes(
+            peer,
+            &[("CPU", 1.0), ("ssd", 1.0)],
+            &[("CPU", 1.0), ("ssd", 1.0)],
+        );
+    }
+    let mut spec = h.ssd_task();
+    spec.max_retries = 1;
+    let t = h.submit(DRIVER, spec);
+    let first = if h
+        .sent_to_node(PEER)
+        .iter()
+        .any(|m| matches!(m, FromWorker::SubmitTask(s) if s.task == t))
+    {
+        PEER
+    } else {
+        PEER2
+    };
+    let second = if first == PEER { PEER2 } else { PEER };
+    h.to_nodes.clear();
+    h.with(|st| st.peer_unreachable(first, "connection reset"));
+    let sent = h.sent_to_node(second);
+    assert!(
+        sent.iter()
+            .any(|m| matches!(m, FromWorker::SubmitTask(s) if s.task == t)),
+        "retried on the other peer: {sent:?}"
+    );
+    assert!(h.failed(t).is_none(), "not failed yet");
+    // That node is lost too: its one retry is used up.
+    h.with(|st| st.peer_unreachable(second, "connection reset"));
+    match h.failed(t) {
+        Some(Error::NodeDied {
+            attempts, cause, ..
+        }) => {
+            assert_eq!(attempts, 2);
+            assert!(cause.contains("connection reset"), "{cause}");
+        }
+        other => panic!("expected NodeDied, got {other:?}"),
+    }
+    assert_eq!(h.st.tasks.len(), 0, "nothing left behind");
+}
+
+/// An actor that needs `ssd` (only peers have it), created by the driver here.
+fn ssd_actor(h: &mut Harness, max_restarts: u32) -> ActorId {
+    let mut spec = actor_spec(h, DRIVER, max_restarts);
+    spec.resources.custom = vec![("ssd".into(), Amount::ONE)];
+    let a = spec.actor;
+    h.with(|st| st.create_actor(DRIVER, spec));
+    a
+}
+
+fn created_on(h: &mut Harness, node: NodeId, a: ActorId) -> bool {
+    h.sent_to_node(node)
+        .iter()
+        .any(|m| matches!(m, FromWorker::CreateActor(s) if s.actor == a))
+}
+
+#[test]
+fn an_actor_lost_with_its_node_starts_again_on_another_and_its_running_call_fails() {
+    let mut h = Harness::in_cluster(cpus(1));
+    h.peer_publishes(
+        PEER,
+        &[("CPU", 1.0), ("ssd", 1.0)],
+        &[("CPU", 1.0), ("ssd", 1.0)],
+    );
+    let a = ssd_actor(&mut h, 1);
+    assert!(created_on(&mut h, PEER, a), "placed on the peer");
+    let running = call(&mut h, a, "incr");
+    assert!(
+        h.sent_to_node(PEER)
+            .iter()
+            .any(|m| matches!(m, FromWorker::SubmitActorTask(s) if s.task == running))
+    );
+    // The peer is lost; another has room.
+    h.peer_publishes(
+        PEER2,
+        &[("CPU", 1.0), ("ssd", 1.0)],
+        &[("CPU", 1.0), ("ssd", 1.0)],
+    );
+    h.with(|st| st.peer_unreachable(PEER, "connection reset"));
+    match h.failed(running) {
+        Some(Error::ActorDied {
+            restarting, cause, ..
+        }) => {
+            assert!(restarting, "{cause}");
+            assert!(cause.contains("restarting (1 of 1"), "{cause}");
+        }
+        other => panic!("expected ActorDied, got {other:?}"),
+    }
+    assert!(
+        created_on(&mut h, PEER2, a),
+        "started again on the other peer"
+    );
+    // Later calls go to the new instance.
+    let later = call(&mut h, a, "incr");
+    let sent = h.sent_to_node(PEER2);
+    let req = Harness::result_request(&sent, later);
+    h.peer_answers(PEER2, req, Ok(value(1)));
+    assert_eq!(h.value_of(later), Some(1));
+    // Lost again: no restarts left, so the actor is dead and says why.
+    h.with(|st| st.peer_unreachable(PEER2, "connection reset"));
+    let after = call(&mut h, a, "incr");
+    match h.failed(after) {
+        Some(Error::ActorDied {
+            restarting, cause, ..
+        }) => {
+            assert!(!restarting);
+            assert!(cause.contains("is gone"), "{cause}");
+        }
+        other => panic!("expected ActorDied, got {other:?}"),
+    }
+}

@@ -1,0 +1,303 @@
+//! A node lost under running work (issue 11, first part): its daemon is SIGKILLed (its workers
+//! die with it) while a task or an actor runs there. The task runs again on another node and
+//! gives the right value; the actor starts again on another node with fresh state, the call
+//! it was running fails with `ActorDied { restarting: true }`, later calls reach the new
+//! instance.
+//!
+//! Nodes: head (1 CPU), A and B (1 CPU and `spare = 1` each); the work needs `spare`, so it
+//! runs on A or B, and after one is killed only the other is left.
+
+mod common;
+
+use common::*;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The pid of the `ray-rs` daemon that started this worker.
+fn my_daemon() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Drops a marker named after its node's daemon, then waits (up to a minute) for `go`.
+#[ray::remote(resources(spare = 1), max_retries = 2)]
+fn square_when_told(x: u64, dir: String) -> (u64, u32) {
+    let daemon = my_daemon();
+    std::fs::write(format!("{dir}/task-{daemon}"), b"").expect("the marker");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !Path::new(&format!("{dir}/go")).exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (x * x, daemon)
+}
+
+#[ray::remote(resources(spare = 1), max_restarts = 1)]
+struct Tally {
+    n: u64,
+    dir: String,
+}
+
+#[ray::remote]
+impl Tally {
+    fn new(dir: String) -> Self {
+        Tally { n: 0, dir }
+    }
+    /// Adds `x`; drops a marker naming its node's daemon.
+    fn add(&mut self, x: u64) -> (u64, u32) {
+        self.n += x;
+        let daemon = my_daemon();
+        std::fs::write(format!("{}/actor-{daemon}", self.dir), b"").expect("the marker");
+        (self.n, daemon)
+    }
+}
+
+/// The driver. A no-op unless `RAY_CLUSTER_DRIVER` is set.
+#[test]
+fn driver_main() {
+    let Ok(mode) = std::env::var(MODE) else {
+        return;
+    };
+    let dir = std::env::var("FAILURES_DIR").expect("FAILURES_DIR");
+    ray::init(ray::Config::default()).expect("joins the cluster");
+    match mode.as_str() {
+        "task" => {
+            let (value, daemon) = ray::get(&square_when_told::remote(12, dir)).unwrap();
+            println!("TASK {value} ON {daemon}");
+        }
+        "actor" => {
+            let tally = Tally::remote(dir);
+            let (n, first) = ray::get(&tally.add(1)).unwrap();
+            assert_eq!(n, 1);
+            println!("ACTOR ON {first}");
+            // Calls until one reaches an instance on another node (the test kills this one's
+            // node meanwhile): a call lost with the node says the actor is restarting.
+            let deadline = Instant::now() + Duration::from_secs(90);
+            let mut lost = 0;
+            loop {
+                assert!(Instant::now() < deadline, "the actor never came back");
+                match ray::get(&tally.add(1)) {
+                    Ok((n, daemon)) if daemon != first => {
+                        println!("RESTARTED ON {daemon} WITH {n} LOST {lost}");
+                        break;
+                    }
+                    Ok(_) => std::thread::sleep(Duration::from_millis(20)),
+                    Err(ray::Error::ActorDied {
+                        restarting, cause, ..
+                    }) => {
+                        assert!(restarting, "{cause}");
+                        lost += 1;
+                    }
+                    Err(e) => panic!("unexpected {e}"),
+                }
+            }
+        }
+        other => panic!("unknown mode {other}"),
+    }
+    ray::shutdown();
+    println!("FAILURES OK");
+}
+
+struct Cluster {
+    head: Head,
+    head_dir: NodeDir,
+    a: NodeDir,
+    b: NodeDir,
+    token: String,
+    work: std::path::PathBuf,
+}
+
+impl Cluster {
+    fn start(label: &str) -> Cluster {
+        let head_dir = NodeDir::new(&format!("{label}-head"));
+        let head = Head::start(&head_dir, &["--num-cpus", "1", "--num-gpus", "0"]);
+        let token = head_dir.token();
+        let mut dirs = Vec::new();
+        for n in ["a", "b"] {
+            let dir = NodeDir::new(&format!("{label}-{n}"));
+            join(
+                &head,
+                &dir,
+                &token,
+                &[
+                    "--num-cpus",
+                    "1",
+                    "--num-gpus",
+                    "0",
+                    "--resources",
+                    "spare=1",
+                ],
+                &[],
+            );
+            dirs.push(dir);
+        }
+        let b = dirs.pop().unwrap();
+        let a = dirs.pop().unwrap();
+        let work = head_dir.path.with_extension("work");
+        std::fs::create_dir_all(&work).unwrap();
+        let cluster = Cluster {
+            head,
+            head_dir,
+            a,
+            b,
+            token,
+            work,
+        };
+        wait_for("three live nodes", || {
+            let report = status(
+                &cluster.head.address,
+                &cluster.head_dir.path,
+                &cluster.token,
+                &[],
+            );
+            (nodes(&report).len() == 3).then_some(())
+        });
+        cluster
+    }
+
+    /// Starts the driver in `mode` without waiting for it.
+    fn spawn_driver(&self, mode: &str) -> Child {
+        Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "driver_main", "--nocapture", "--test-threads=1"])
+            .env(MODE, mode)
+            .env("RAY_ADDRESS", &self.head.address)
+            .env("RAY_RS_AUTH_TOKEN", &self.token)
+            .env("FAILURES_DIR", &self.work)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// The daemon named by the first marker `prefix-<pid>` in the work dir.
+    fn marked(&self, prefix: &str) -> i32 {
+        wait_for(&format!("a {prefix} marker"), || {
+            std::fs::read_dir(&self.work)
+                .ok()?
+                .flatten()
+                .find_map(|e| e.file_name().to_str()?.strip_prefix(prefix)?.parse().ok())
+        })
+    }
+
+    fn daemons(&self) -> [i32; 2] {
+        [
+            self.a.pid("ray-rs.pid").unwrap(),
+            self.b.pid("ray-rs.pid").unwrap(),
+        ]
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.work);
+    }
+}
+
+/// Processes whose command line names something under `dir`.
+fn processes_under(dir: &Path) -> Vec<u32> {
+    let needle = dir.to_str().unwrap().as_bytes().to_vec();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.windows(needle.len()).any(|w| w == needle.as_slice()))
+        })
+        .collect()
+}
+
+fn sigkill(pid: i32) {
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+}
+
+/// Waits for the driver, killing it if it hangs.
+fn finish(child: Child) -> (bool, String) {
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if rx.recv_timeout(WAIT * 3).is_err() {
+            sigkill(pid);
+        }
+    });
+    let out = child.wait_with_output().unwrap();
+    let _ = tx.send(());
+    let _ = watchdog.join();
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+fn line_after<'a>(text: &'a str, marker: &str) -> &'a str {
+    text.lines()
+        .find_map(|l| l.split_once(marker).map(|(_, rest)| rest.trim()))
+        .unwrap_or_else(|| panic!("no {marker:?} in the driver's output:\n{text}"))
+}
+
+#[test]
+fn a_task_whose_node_is_killed_runs_again_on_another_node() {
+    let cluster = Cluster::start("fail-task");
+    let driver = cluster.spawn_driver("task");
+    let victim = cluster.marked("task-");
+    assert!(cluster.daemons().contains(&victim), "ran on A or B");
+    sigkill(victim);
+    std::fs::write(cluster.work.join("go"), b"").unwrap();
+    let (ok, out) = finish(driver);
+    assert!(ok && out.contains("FAILURES OK"), "{out}");
+    let survivor = cluster
+        .daemons()
+        .into_iter()
+        .find(|d| *d != victim)
+        .unwrap();
+    assert_eq!(
+        line_after(&out, "TASK "),
+        format!("144 ON {survivor}"),
+        "{out}"
+    );
+    // The killed daemon's workers did not outlive it (they run its cached binary, under its
+    // temp dir).
+    let victim_dir = if cluster.daemons()[0] == victim {
+        &cluster.a
+    } else {
+        &cluster.b
+    };
+    wait_for("the killed node's workers gone", || {
+        processes_under(&victim_dir.path).is_empty().then_some(())
+    });
+    // The head, which sent the task there, says so in its log.
+    wait_for("the head's warning", || cluster.head.said("retrying").then_some(()));
+}
+
+#[test]
+fn an_actor_whose_node_is_killed_starts_again_on_another_node_with_fresh_state() {
+    let cluster = Cluster::start("fail-actor");
+    let driver = cluster.spawn_driver("actor");
+    let victim = cluster.marked("actor-");
+    assert!(cluster.daemons().contains(&victim), "placed on A or B");
+    sigkill(victim);
+    let (ok, out) = finish(driver);
+    assert!(ok && out.contains("FAILURES OK"), "{out}");
+    let survivor = cluster
+        .daemons()
+        .into_iter()
+        .find(|d| *d != victim)
+        .unwrap();
+    let restarted = line_after(&out, "RESTARTED ON ");
+    // Fresh state: the constructor ran again, so the first call there counts 1.
+    assert!(
+        restarted.starts_with(&format!("{survivor} WITH 1 ")),
+        "{restarted}\n{out}"
+    );
+    wait_for("the head's warning", || {
+        cluster.head.said("restarting (1 of 1)").then_some(())
+    });
+}
