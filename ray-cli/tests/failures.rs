@@ -36,6 +36,11 @@ fn square_when_told(x: u64, dir: String) -> (u64, u32) {
     (x * x, daemon)
 }
 
+#[ray::remote(resources(spare = 1))]
+fn make_big(len: usize) -> Vec<u8> {
+    vec![1u8; len]
+}
+
 #[ray::remote(resources(spare = 1), max_restarts = 1)]
 struct Tally {
     n: u64,
@@ -95,6 +100,18 @@ fn driver_main() {
                     Err(e) => panic!("unexpected {e}"),
                 }
             }
+        }
+        "dies" => {
+            // Work on A and B, an actor and a large value there; then the test kills this
+            // driver with SIGKILL.
+            let dir2 = dir.clone();
+            let tally = Tally::remote(dir);
+            ray::get(&tally.add(1)).unwrap();
+            let big = make_big::remote(8 << 20);
+            ray::wait(&[big.clone()], 1, None);
+            std::fs::write(format!("{dir2}/driver-ready"), b"").unwrap();
+            std::thread::sleep(Duration::from_secs(300));
+            drop(big);
         }
         other => panic!("unknown mode {other}"),
     }
@@ -274,7 +291,9 @@ fn a_task_whose_node_is_killed_runs_again_on_another_node() {
         processes_under(&victim_dir.path).is_empty().then_some(())
     });
     // The head, which sent the task there, says so in its log.
-    wait_for("the head's warning", || cluster.head.said("retrying").then_some(()));
+    wait_for("the head's warning", || {
+        cluster.head.said("retrying").then_some(())
+    });
 }
 
 #[test]
@@ -299,5 +318,65 @@ fn an_actor_whose_node_is_killed_starts_again_on_another_node_with_fresh_state()
     );
     wait_for("the head's warning", || {
         cluster.head.said("restarting (1 of 1)").then_some(())
+    });
+}
+
+#[test]
+fn a_killed_drivers_workers_are_gone_from_every_node() {
+    let cluster = Cluster::start("fail-driver");
+    let mut driver = cluster.spawn_driver("dies");
+    wait_for("the driver's work placed", || {
+        cluster.work.join("driver-ready").exists().then_some(())
+    });
+    let dirs = [&cluster.head_dir, &cluster.a, &cluster.b];
+    let workers = |d: &NodeDir| {
+        processes_under(&d.path)
+            .into_iter()
+            .filter(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/cmdline"))
+                    .is_ok_and(|c| c.contains("--ray-worker"))
+            })
+            .count()
+    };
+    // The actor's worker and the task's, on A or B.
+    assert!(
+        workers(&cluster.a) + workers(&cluster.b) >= 1,
+        "workers on the nodes"
+    );
+    sigkill(driver.id() as i32);
+    let _ = driver.wait();
+    // No worker is left (a worker runs its node's cached copy of the executable, under the
+    // node's temp dir, with `--ray-worker`).
+    let left = || -> Vec<String> {
+        dirs.iter()
+            .flat_map(|d| processes_under(&d.path))
+            .map(|p| {
+                let cmd = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+                format!("{p}: {}", String::from_utf8_lossy(&cmd).replace('\0', " "))
+            })
+            .filter(|cmd| cmd.contains("--ray-worker"))
+            .collect()
+    };
+    let deadline = Instant::now() + WAIT;
+    while !left().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the dead driver's processes are still there: {:#?}",
+            left()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // And the nodes say so.
+    wait_for("no workers in status", || {
+        let report = status(
+            &cluster.head.address,
+            &cluster.head_dir.path,
+            &cluster.token,
+            &[],
+        );
+        nodes(&report)
+            .iter()
+            .all(|n| n["activity"]["workers"].as_u64().unwrap_or(0) == 0)
+            .then_some(())
     });
 }

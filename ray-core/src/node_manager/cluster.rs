@@ -130,6 +130,11 @@ impl Cluster {
         self.nodes.contains_key(&node)
     }
 
+    /// The live peers.
+    pub(crate) fn peers(&self) -> Vec<NodeId> {
+        self.nodes.keys().copied().collect()
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.nodes.is_empty()
     }

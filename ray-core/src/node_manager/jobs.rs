@@ -5,9 +5,10 @@
 //! [`Jobs`] owns the table. A job ends when its driver goes (in a cluster: disconnects or its
 //! node dies): its queued work is dropped and its workers are told to exit.
 
+use super::actors::ActorState;
 use super::state::NodeState;
 use super::workers::WorkerState;
-use crate::ids::{IdMap, JobId, ProcId};
+use crate::ids::{ActorId, IdMap, JobId, NodeId, ProcId};
 use crate::log;
 use std::path::PathBuf;
 
@@ -143,13 +144,29 @@ impl NodeState {
             .or_else(|| self.workers.get(proc).map(|w| w.job))
     }
 
-    /// The job ended: its queued tasks are dropped and its idle workers told to exit (busy ones
-    /// exit when their driver's objects are gone; their results have nobody to go to).
+    /// The job ended: its actors are dead, its idle workers told to exit and the others
+    /// stopped (their results have nobody to go to). The node of its driver tells every other
+    /// node, which does the same.
     pub(crate) fn end_job(&mut self, job: JobId) {
         if self.jobs.map.remove(&job).is_none() {
             return;
         }
         log::info!("{job} ended");
+        if job.node() == self.node {
+            let peers: Vec<NodeId> = self.cluster.peers();
+            for node in peers {
+                self.send_node(node, crate::protocol::worker::FromWorker::JobEnded { job });
+            }
+        }
+        let actors: Vec<ActorId> = self
+            .actors
+            .iter()
+            .filter(|(_, a)| a.job == job && !matches!(a.state, ActorState::Dead(_)))
+            .map(|(id, _)| *id)
+            .collect();
+        for actor in actors {
+            self.kill_actor(actor, &format!("its driver's {job} ended"));
+        }
         for proc in self.workers.procs() {
             let Some(w) = self.workers.get(proc) else {
                 continue;

@@ -174,7 +174,10 @@ impl NodeState {
             }
             FromWorker::Release(ids) => self.release_mapped(from, &ids)?,
             FromWorker::CancelGet { req } => self.cancel_get(from, req),
-            FromWorker::Job { .. } | FromWorker::LocateActor { .. } | FromWorker::Log { .. } => {
+            FromWorker::Job { .. }
+            | FromWorker::JobEnded { .. }
+            | FromWorker::LocateActor { .. }
+            | FromWorker::Log { .. } => {
                 return Err("a message only nodes send".into());
             }
             FromWorker::Control { req, op } => {

@@ -431,6 +431,12 @@ impl NodeState {
                 let node = self.actor_location(actor);
                 self.send(from, ToWorker::ActorLocation { req, node });
             }
+            FromWorker::JobEnded { job } => {
+                if job.node() != node {
+                    return Err(format!("the end of {job}, whose driver is not on {node}"));
+                }
+                self.end_job(job);
+            }
             FromWorker::Log { job, stderr, line } => {
                 if let Some(driver) = self.jobs.get(job).and_then(|j| j.driver) {
                     self.send(driver, ToWorker::Log { stderr, line });
