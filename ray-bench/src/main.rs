@@ -12,10 +12,20 @@
 //! come figures Ray's suite has no line for: the time from `ray::init` to the first task result,
 //! and how long a zero-copy `get` of a large object takes as the object grows.
 //! `scripts/bench-vs-ray.sh` runs Ray's suite and this one side by side.
+//!
+//! Two more modes, for `scripts/bench-cluster.sh`:
+//!
+//! ```text
+//! RAY_ADDRESS=H:P RAY_RS_AUTH_TOKEN=.. ray-bench --cluster   # cluster metrics (see `cluster`)
+//! ray-bench --loopback                                       # TCP and TLS on 127.0.0.1
+//! ```
 
 #![warn(clippy::undocumented_unsafe_blocks)]
 use ray::{ActorHandle, ObjectRef};
 use std::time::{Duration, Instant};
+
+mod cluster;
+mod loopback;
 
 #[ray::remote]
 fn small_value() -> Vec<u8> {
@@ -194,6 +204,7 @@ impl Client {
     }
 }
 
+/// Which metrics to run, how long to time them, and the results so far (name, mean, sd).
 struct Bench {
     only: Vec<String>,
     results: Vec<(String, f64, f64)>,
@@ -249,12 +260,16 @@ fn main() -> ray::Result<()> {
         sleep: Duration::ZERO,
     };
     let mut json = None;
+    let (mut cluster, mut loopback, mut quick) = (false, false, false);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--only" => bench.only.push(args.next().expect("--only PATTERN")),
             "--json" => json = args.next(),
+            "--cluster" => cluster = true,
+            "--loopback" => loopback = true,
             "--quick" => {
+                quick = true;
                 bench.warmup = Duration::from_millis(300);
                 bench.round = Duration::from_millis(500);
             }
@@ -264,12 +279,24 @@ fn main() -> ray::Result<()> {
                 )
             }
             other => panic!(
-                "unknown argument {other:?}; expected --only PATTERN, --json PATH, --quick, --sleep SECS"
+                "unknown argument {other:?}; expected --only PATTERN, --json PATH, --quick, --sleep SECS, --cluster, --loopback"
             ),
         }
     }
     if let Ok(p) = std::env::var("TESTS_TO_RUN") {
         bench.only.push(p);
+    }
+    if cluster || loopback {
+        if cluster {
+            cluster::run(&mut bench, quick)?;
+        }
+        if loopback {
+            loopback::run(&mut bench, quick);
+        }
+        if let Some(path) = json {
+            write_json(&path, &bench, &[]);
+        }
+        return Ok(());
     }
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -472,20 +499,25 @@ fn main() -> ray::Result<()> {
     }
 
     if let Some(path) = json {
-        let mut s = String::from("{\n");
-        let mut entries: Vec<String> = bench
-            .results
-            .iter()
-            .map(|(name, mean, std)| {
-                format!("  \"{name}\": {{\"mean\": {mean:.2}, \"std\": {std:.2}}}")
-            })
-            .collect();
-        entries.extend(extra.iter().map(|(name, v, unit)| {
-            format!("  \"{name}\": {{\"value\": {v:.3}, \"unit\": \"{unit}\"}}")
-        }));
-        s.push_str(&entries.join(",\n"));
-        s.push_str("\n}\n");
-        std::fs::write(&path, s).expect("writing the JSON results");
+        write_json(&path, &bench, &extra);
     }
     Ok(())
+}
+
+/// Writes the results (and the extra figures, with their units) to `path` as JSON.
+fn write_json(path: &str, bench: &Bench, extra: &[(String, f64, &str)]) {
+    let mut s = String::from("{\n");
+    let mut entries: Vec<String> = bench
+        .results
+        .iter()
+        .map(|(name, mean, std)| {
+            format!("  \"{name}\": {{\"mean\": {mean:.3}, \"std\": {std:.3}}}")
+        })
+        .collect();
+    entries.extend(extra.iter().map(|(name, v, unit)| {
+        format!("  \"{name}\": {{\"value\": {v:.3}, \"unit\": \"{unit}\"}}")
+    }));
+    s.push_str(&entries.join(",\n"));
+    s.push_str("\n}\n");
+    std::fs::write(path, s).expect("writing the JSON results");
 }

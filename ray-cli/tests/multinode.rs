@@ -164,6 +164,16 @@ fn everything() {
     let (parent, child) = ray::get(&parent_on_a::remote()).unwrap();
     println!("NESTED {parent} {child}");
 
+    // The cluster as the driver sees it: four nodes, their resources together.
+    let all = ray::nodes().unwrap();
+    assert_eq!(all.len(), 4, "{all:?}");
+    assert!(all[0].is_head && all.iter().all(|n| n.alive));
+    let res = ray::cluster_resources().unwrap();
+    assert_eq!(res.get("CPU"), Some(&7.0), "{res:?}");
+    for zone in ["zone_a", "zone_b", "zone_c"] {
+        assert_eq!(res.get(zone), Some(&1.0), "{res:?}");
+    }
+
     // runtime_context on another node: that node's id, this driver's job.
     let mine = ray::runtime_context().unwrap();
     let (node, job, pid, in_task) = ray::get(&context_on_b::remote()).unwrap();

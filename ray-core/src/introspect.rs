@@ -73,11 +73,13 @@ pub struct NodeInfo {
     pub is_head: bool,
     /// Its resources, in all.
     pub resources: BTreeMap<String, f64>,
-    /// The worker processes it runs now.
+    /// The worker processes it runs now (counted on the node the caller's job is attached to;
+    /// 0 for the other nodes of a cluster, whose counts `ray-rs status` shows).
     pub workers: usize,
 }
 
-/// The nodes of the cluster (as Ray's `ray.nodes()`); in single-node mode, the driver's own.
+/// The nodes of the cluster (as Ray's `ray.nodes()`): the one the caller's job is attached to
+/// first (`is_head`), then the other live nodes; in single-node mode, the driver's own.
 pub fn nodes() -> Result<Vec<NodeInfo>> {
     match context::client()?.control(Control::Nodes)? {
         ControlReply::Nodes(n) => Ok(n),

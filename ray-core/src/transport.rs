@@ -364,16 +364,47 @@ impl StreamOutbox {
     }
 
     /// Writes queued frames to `w` until the outbox is closed (an empty frame marks the end)
-    /// or the stream fails.
+    /// or the stream fails. Small frames queued together go out in one write (one TLS record
+    /// and one system call instead of one per frame); a large frame is written as it is.
     pub(crate) async fn run_writer<W: tokio::io::AsyncWrite + Unpin>(
         mut rx: tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
         mut w: W,
     ) {
+        /// Frames are gathered up to this size; larger ones are not copied.
+        const GATHER: usize = 64 * 1024;
+        let mut batch: Vec<u8> = Vec::new();
+        let mut end = false;
         while let Some(frame) = rx.recv().await {
-            if frame.is_empty() || w.write_all(&frame).await.is_err() {
+            if frame.is_empty() {
                 break;
             }
-            if rx.is_empty() && w.flush().await.is_err() {
+            let mut next = Some(frame);
+            while let Some(frame) = next.take() {
+                if frame.len() >= GATHER {
+                    if (!batch.is_empty() && w.write_all(&batch).await.is_err())
+                        || w.write_all(&frame).await.is_err()
+                    {
+                        end = true;
+                        break;
+                    }
+                    batch.clear();
+                } else {
+                    batch.extend_from_slice(&frame);
+                }
+                if batch.len() >= GATHER {
+                    break;
+                }
+                match rx.try_recv() {
+                    Ok(f) if f.is_empty() => end = true,
+                    Ok(f) => next = Some(f),
+                    Err(_) => {}
+                }
+            }
+            if !batch.is_empty() && w.write_all(&batch).await.is_err() {
+                break;
+            }
+            batch.clear();
+            if end || (rx.is_empty() && w.flush().await.is_err()) {
                 break;
             }
         }

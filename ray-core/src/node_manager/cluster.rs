@@ -90,6 +90,18 @@ impl Capacity {
         }
     }
 
+    /// As a map of names to amounts (`CPU`, `GPU`, custom), as `ray::cluster_resources` gives.
+    pub(crate) fn to_map(&self) -> BTreeMap<String, f64> {
+        let mut m: BTreeMap<String, f64> = self
+            .custom
+            .iter()
+            .map(|(n, a)| (n.clone(), a.as_f64()))
+            .collect();
+        m.insert("CPU".into(), self.cpu.as_f64());
+        m.insert("GPU".into(), self.gpu.as_f64());
+        m
+    }
+
     fn describe(&self) -> String {
         let mut s = format!("CPU: {}, GPU: {}", self.cpu, self.gpu);
         for (n, a) in &self.custom {
@@ -133,6 +145,14 @@ impl Cluster {
     /// The live peers.
     pub(crate) fn peers(&self) -> Vec<NodeId> {
         self.nodes.keys().copied().collect()
+    }
+
+    /// Each live peer's resources: total, and available as far as this node can tell.
+    pub(crate) fn peer_resources(&self) -> Vec<(NodeId, Capacity, Capacity)> {
+        self.nodes
+            .iter()
+            .map(|(id, n)| (*id, n.total.clone(), n.available()))
+            .collect()
     }
 
     pub(crate) fn is_empty(&self) -> bool {

@@ -10,11 +10,25 @@ use crate::protocol::worker::ControlReply;
 use crate::resources::Allocation;
 
 impl NodeState {
+    /// The cluster's resources, total and free: this node's, plus each live peer's as last
+    /// published (less what this node sent there since).
     pub(super) fn resources_reply(&self) -> ControlReply {
         let amounts = self.resources.amounts();
+        let mut total: std::collections::BTreeMap<String, f64> =
+            amounts.iter().map(|(n, t, _)| (n.clone(), *t)).collect();
+        let mut available: std::collections::BTreeMap<String, f64> =
+            amounts.into_iter().map(|(n, _, f)| (n, f)).collect();
+        for (_, t, a) in self.cluster.peer_resources() {
+            for (n, x) in t.to_map() {
+                *total.entry(n).or_default() += x;
+            }
+            for (n, x) in a.to_map() {
+                *available.entry(n).or_default() += x;
+            }
+        }
         ControlReply::Resources {
-            total: amounts.iter().map(|(n, t, _)| (n.clone(), *t)).collect(),
-            available: amounts.into_iter().map(|(n, _, f)| (n, f)).collect(),
+            total: total.into_iter().collect(),
+            available: available.into_iter().collect(),
         }
     }
 
@@ -26,13 +40,23 @@ impl NodeState {
             .filter(|(_, t, _)| *t > 0.0)
             .map(|(n, t, _)| (n, t))
             .collect();
-        ControlReply::Nodes(vec![NodeInfo {
+        let mut nodes = vec![NodeInfo {
             node_id: self.node,
             alive: !self.shutting_down,
             is_head: true,
             resources,
             workers: self.workers.len(),
-        }])
+        }];
+        for (node_id, total, _) in self.cluster.peer_resources() {
+            nodes.push(NodeInfo {
+                node_id,
+                alive: true,
+                is_head: false,
+                resources: total.to_map().into_iter().filter(|(_, x)| *x > 0.0).collect(),
+                workers: 0,
+            });
+        }
+        ControlReply::Nodes(nodes)
     }
 
     /// The resources held by what `proc` runs now (its task, or its actor).

@@ -234,13 +234,18 @@ pub(super) async fn data_link(inner: &Arc<Inner>, node: NodeId) -> Result<Arc<Da
     Ok(link)
 }
 
+/// Chunk requests a pull keeps in flight on its data session, so the sending node reads the
+/// next chunk while this one travels.
+const PULL_WINDOW: usize = 8;
+
 /// Copies `len` bytes of object `id` from `from` into `region` of this node's store, then
-/// tells the state machine. A broken connection resumes from the last chunk received.
+/// tells the state machine. Up to [`PULL_WINDOW`] chunks are asked for at once and written as
+/// they arrive, in order. A broken connection resumes from the last chunk received.
 pub(super) async fn pull(inner: Arc<Inner>, id: ObjectId, from: NodeId, len: u64, region: u64) {
     log::debug!("pulling object {id} ({len} bytes) from {from}");
     let mut offset = 0u64;
     let mut resumes = 0;
-    let result = loop {
+    let result = 'pull: loop {
         if offset >= len {
             break Ok(());
         }
@@ -253,45 +258,65 @@ pub(super) async fn pull(inner: Arc<Inner>, id: ObjectId, from: NodeId, len: u64
             }
             Err(e) => break Err(e),
         };
-        let want = CHUNK.min(len - offset);
-        let reply = link
-            .request(|req| DataRequest::Fetch {
-                req,
-                id,
-                offset,
-                len: want,
-            })
-            .await;
-        match reply {
-            Ok(DataReply::Bytes {
-                result: Ok(bytes), ..
-            }) if bytes.len() as u64 == want => {
-                if let Err(e) = inner.arena().write(region + PAD + offset, &[&bytes]) {
-                    break Err(e);
+        let mut asked = offset;
+        let mut inflight = std::collections::VecDeque::new();
+        let broke = loop {
+            while inflight.len() < PULL_WINDOW && asked < len {
+                let want = CHUNK.min(len - asked);
+                let (link, at) = (link.clone(), asked);
+                let reply = tokio::spawn(async move {
+                    link.request(|req| DataRequest::Fetch {
+                        req,
+                        id,
+                        offset: at,
+                        len: want,
+                    })
+                    .await
+                });
+                inflight.push_back((at, want, reply));
+                asked += want;
+            }
+            let Some((at, want, reply)) = inflight.pop_front() else {
+                break 'pull Ok(());
+            };
+            let reply = reply
+                .await
+                .unwrap_or_else(|e| Err(broken(&format!("the request failed: {e}"))));
+            match reply {
+                Ok(DataReply::Bytes {
+                    result: Ok(bytes), ..
+                }) if bytes.len() as u64 == want => {
+                    if let Err(e) = inner.arena().write(region + PAD + at, &[&bytes]) {
+                        break 'pull Err(e);
+                    }
+                    offset = at + want;
+                    inner.count_pulled(want);
                 }
-                offset += want;
-                inner.count_pulled(want);
+                Ok(DataReply::Bytes {
+                    result: Ok(bytes), ..
+                }) => {
+                    break 'pull Err(Error::object_lost(
+                        id,
+                        format!("{from} sent {} bytes, {want} were asked for", bytes.len()),
+                    ));
+                }
+                Ok(DataReply::Bytes { result: Err(e), .. }) => {
+                    break 'pull Err(Error::object_lost(
+                        id,
+                        format!("{from} cannot send it: {e}"),
+                    ));
+                }
+                Err(e) => break e,
             }
-            Ok(DataReply::Bytes {
-                result: Ok(bytes), ..
-            }) => {
-                break Err(Error::object_lost(
-                    id,
-                    format!("{from} sent {} bytes, {want} were asked for", bytes.len()),
-                ));
-            }
-            Ok(DataReply::Bytes { result: Err(e), .. }) => {
-                break Err(Error::object_lost(
-                    id,
-                    format!("{from} cannot send it: {e}"),
-                ));
-            }
-            Err(e) if resumes < RESUMES => {
-                resumes += 1;
-                log::warn!("pulling object {id} from {from}: {e}; resuming at byte {offset}");
-            }
-            Err(e) => break Err(e),
+        };
+        for (_, _, reply) in inflight {
+            reply.abort();
         }
+        if resumes >= RESUMES {
+            break Err(broke);
+        }
+        resumes += 1;
+        log::warn!("pulling object {id} from {from}: {broke}; resuming at byte {offset}");
     };
     log::debug!("pulled object {id} from {from}: {result:?}");
     inner.run(|st| st.pull_done(id, region, result));

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Cluster benchmarks, ray for Rust vs Ray, on this machine, side by side:
+#     <name> | ours <x> | ray <y> | ratio <x/y>
+#
+#   scripts/bench-cluster.sh            every metric, full rounds
+#   scripts/bench-cluster.sh --quick    shorter rounds (for a 2-core machine in a hurry)
+#
+# 1. ray for Rust: a head (1 CPU) and three nodes (1 CPU each, custom resources node_a, node_b,
+#    node_c) started with `ray-rs start` on 127.0.0.1, each with its own temp dir under
+#    $BENCH_TMP (default /tmp/ray-rs-bench-cluster); `ray-bench --cluster` is the driver; the
+#    nodes are stopped afterwards (also on failure).
+# 2. Ray: the same shape with ray.cluster_utils.Cluster (scripts/ray_cluster_bench.py), Ray from
+#    PyPI in a throwaway virtualenv ($RAY_VENV, default /tmp/ray-bench-venv; reused).
+# 3. The limits: iperf3 over TCP on 127.0.0.1 (Debian's iperf3 is installed if missing), and
+#    `ray-bench --loopback`: one TCP connection, plain and with the cluster's TLS 1.3.
+#
+# Results go to $BENCH_OUT (default target/bench-cluster/). Builds use $CARGO_TARGET_DIR when set.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+quick=()
+[ "${1:-}" = "--quick" ] && quick=(--quick)
+venv=${RAY_VENV:-/tmp/ray-bench-venv}
+out=${BENCH_OUT:-target/bench-cluster}
+tmp=${BENCH_TMP:-/tmp/ray-rs-bench-cluster}
+target=${CARGO_TARGET_DIR:-target}
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+
+if [ ! -x "$venv/bin/ray" ]; then
+    echo "== installing Ray into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q "ray[default]" numpy
+fi
+if ! command -v iperf3 >/dev/null; then
+    echo "== installing iperf3"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q iperf3 >/dev/null
+fi
+echo "== $(nproc) CPUs, $(date -u +%Y-%m-%d), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+
+echo "== building ray-rs and ray-bench (release)"
+cargo build --release -q -p ray-cli -p ray-bench
+ray_rs=$target/release/ray-rs
+bench=$target/release/ray-bench
+
+stop_nodes() {
+    for n in c b a head; do
+        [ -d "$tmp/$n" ] && "$ray_rs" stop --temp-dir "$tmp/$n" >/dev/null 2>&1 || true
+    done
+}
+trap stop_nodes EXIT
+
+echo "== ray for Rust: head + 3 nodes"
+stop_nodes
+rm -rf "$tmp"
+mkdir -p "$tmp"
+env -u RAY_RS_AUTH_TOKEN -u RAY_ADDRESS "$ray_rs" start --head --port 0 --node-ip 127.0.0.1 \
+    --num-cpus 1 --num-gpus 0 --temp-dir "$tmp/head" | tee "$tmp/head.out"
+address=$(grep -o ' started at [0-9.:]*' "$tmp/head.out" | awk '{print $3}' | head -1)
+[ -n "$address" ] || { echo "no address in the head's output"; exit 1; }
+token=$(cat "$tmp/head/auth_token")
+for n in a b c; do
+    RAY_RS_AUTH_TOKEN=$token "$ray_rs" start --address "$address" --port 0 --node-ip 127.0.0.1 \
+        --num-cpus 1 --num-gpus 0 --resources "node_$n=1" --temp-dir "$tmp/$n" >/dev/null
+done
+RAY_RS_AUTH_TOKEN=$token "$ray_rs" status --address "$address" --temp-dir "$tmp/head"
+RAY_ADDRESS=$address RAY_RS_AUTH_TOKEN=$token "$bench" --cluster "${quick[@]}" \
+    --json "$out/ours.json" | grep --line-buffered -v '^(' | tee "$out/ours.txt"
+stop_nodes
+
+echo "== Ray $("$venv/bin/python" -c 'import ray; print(ray.__version__)'): head + 3 nodes"
+(cd /tmp && "$venv/bin/python" "$OLDPWD/scripts/ray_cluster_bench.py" "${quick[@]}" 2>/dev/null) \
+    | grep --line-buffered -v '^(' | tee "$out/ray.txt"
+
+echo "== limits: iperf3 on 127.0.0.1 (one stream, 10 s)"
+iperf3 -s -1 -B 127.0.0.1 -p 5299 >/dev/null 2>&1 &
+iperf_pid=$!
+sleep 1
+iperf3 -c 127.0.0.1 -p 5299 -t 10 -J >"$out/iperf3.json"
+wait "$iperf_pid" || true
+python3 - "$out/iperf3.json" <<'PY' | tee "$out/limits.txt"
+import json, sys
+bps = json.load(open(sys.argv[1]))["end"]["sum_received"]["bits_per_second"]
+print(f"iperf3 TCP loopback GB/s {bps / 8e9:.3f} +- 0")
+PY
+"$bench" --loopback "${quick[@]}" | tee -a "$out/limits.txt"
+
+echo
+echo "== side by side ($(nproc) CPUs, $(date -u +%Y-%m-%d))"
+python3 - "$out/ours.txt" "$out/ray.txt" "$out/limits.txt" <<'PY' | tee "$out/table.txt"
+import re, sys
+line = re.compile(r"^(.*) (per second|GB/s) ([0-9.e+-]+) \+- ([0-9.e+-]+)")
+def load(path):
+    d = {}
+    for l in open(path):
+        m = line.match(l.strip())
+        if m:
+            d[m.group(1)] = (m.group(2), float(m.group(3)), float(m.group(4)))
+    return d
+ours, ray, limits = load(sys.argv[1]), load(sys.argv[2]), load(sys.argv[3])
+for name, (unit, x, xs) in ours.items():
+    if name in ray:
+        _, y, ys = ray[name]
+        ratio = f"{x / y:.1f}x" if y else "n/a"
+        print(f"{name} ({unit}) | ours {x:.2f} +- {xs:.2f} | ray {y:.2f} +- {ys:.2f} | ratio {ratio}")
+    else:
+        print(f"{name} ({unit}) | ours {x:.2f} +- {xs:.2f} | ray (not measured) | ratio n/a")
+for name, (unit, x, xs) in limits.items():
+    print(f"{name} ({unit}) | {x:.2f} +- {xs:.2f}")
+PY
