@@ -52,7 +52,11 @@ impl NodeState {
                 node_id,
                 alive: true,
                 is_head: false,
-                resources: total.to_map().into_iter().filter(|(_, x)| *x > 0.0).collect(),
+                resources: total
+                    .to_map()
+                    .into_iter()
+                    .filter(|(_, x)| *x > 0.0)
+                    .collect(),
                 workers: 0,
             });
         }

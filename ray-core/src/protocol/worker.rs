@@ -92,7 +92,9 @@ pub(crate) enum FromWorker {
     },
     /// Node sessions only, from the node of the job's driver: the job ended (its driver
     /// exited, was killed or disconnected); its workers and actors go.
-    JobEnded { job: JobId },
+    JobEnded {
+        job: JobId,
+    },
     /// Node sessions only: output lines of a worker of `job`, for that job's driver.
     Log {
         job: JobId,
