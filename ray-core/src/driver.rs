@@ -137,6 +137,9 @@ fn node_config(config: &Config, node: NodeId) -> Result<NodeConfig> {
         spill_root: config.spill_dir.clone().unwrap_or_else(std::env::temp_dir),
         inline_max,
         log_to_driver: config.log_to_driver,
+        task_events_max: config
+            .task_events_max
+            .unwrap_or(crate::state::DEFAULT_TASK_EVENTS_MAX),
     })
 }
 

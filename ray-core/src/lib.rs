@@ -37,6 +37,7 @@ mod registry;
 mod resources;
 mod setup_hook;
 mod slot;
+pub mod state;
 mod submit;
 mod sys;
 mod transport;
@@ -66,6 +67,7 @@ pub use placement::{
     Bundle, PlacementGroup, PlacementStrategy, placement_group, remove_placement_group,
 };
 pub use pod::{PodView, get_slice, put_slice};
+pub use state::timeline;
 
 /// Helpers for the code `#[ray::remote]` generates. Not a public API.
 #[doc(hidden)]
