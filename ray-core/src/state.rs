@@ -284,7 +284,7 @@ impl ListOptions {
     }
 
     /// Checks each filter's key against `keys` (the row's fields).
-    fn check(&self, kind: StateKind) -> Result<()> {
+    pub(crate) fn check(&self, kind: StateKind) -> Result<()> {
         let keys = kind.keys();
         for f in &self.filters {
             if !keys.contains(&f.key.as_str()) {
@@ -348,6 +348,16 @@ impl StateKind {
                 });
             }
         })
+    }
+
+    /// What `ray-rs summary WHAT` / `/api/summary/WHAT` counts: `tasks`, `objects`, else actors.
+    #[cfg_attr(not(feature = "dashboard"), allow(dead_code))]
+    pub(crate) fn from_summary(what: &str) -> StateKind {
+        match what {
+            "tasks" => StateKind::Tasks,
+            "objects" => StateKind::Objects,
+            _ => StateKind::Actors,
+        }
     }
 
     /// The fields its rows can be filtered on.
@@ -483,14 +493,19 @@ pub fn summarize_task_rows(rows: &[TaskRow]) -> TaskSummary {
 /// Actors counted by class and state (Ray's `ray summary actors`).
 pub fn summarize_actors() -> Result<BTreeMap<String, BTreeMap<String, usize>>> {
     let rows = actors(&ListOptions::new().limit(usize::MAX))?;
+    Ok(summarize_actor_rows(&rows))
+}
+
+/// Counts `rows` by class and state.
+pub fn summarize_actor_rows(rows: &[ActorRow]) -> BTreeMap<String, BTreeMap<String, usize>> {
     let mut s: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
     for r in rows {
-        *s.entry(r.class_name)
+        *s.entry(r.class_name.clone())
             .or_default()
-            .entry(r.state)
+            .entry(r.state.clone())
             .or_default() += 1;
     }
-    Ok(s)
+    s
 }
 
 /// Objects counted and sized by state and location (Ray's `ray summary objects`).
@@ -541,6 +556,19 @@ pub fn timeline(path: impl AsRef<Path>) -> Result<()> {
     let json = timeline_json(&rows, now_us());
     std::fs::write(path, json)
         .map_err(|e| Error::io(format!("writing the timeline to {}", path.display()), e))
+}
+
+/// The URL of the dashboard this process serves (`Config::dashboard` or `RAY_RS_DASHBOARD`),
+/// while it runs; `None` without one (or without the `dashboard` feature).
+pub fn dashboard_url() -> Option<String> {
+    #[cfg(feature = "dashboard")]
+    {
+        crate::dashboard::url()
+    }
+    #[cfg(not(feature = "dashboard"))]
+    {
+        None
+    }
 }
 
 /// Microseconds since the Unix epoch.

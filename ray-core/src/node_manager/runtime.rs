@@ -158,6 +158,12 @@ impl NodeManager {
         &self.inner.arena
     }
 
+    /// The node manager's tokio runtime (the dashboard's server runs on it).
+    #[cfg_attr(not(feature = "dashboard"), allow(dead_code))]
+    pub(crate) fn handle(&self) -> tokio::runtime::Handle {
+        self.inner.handle.clone()
+    }
+
     /// Starts `n` idle workers of `job` ahead of its first task, as Ray does.
     pub(crate) fn prestart(&self, job: JobId, n: usize) {
         self.run(|st| st.prestart(job, n));
