@@ -14,6 +14,7 @@ df -h . | tail -1 | awk '{print "== disk before the build: " $4 " free"}'
 
 scripts/install-gpu-deps.sh
 scripts/install-cluster-deps.sh
+scripts/install-browser-deps.sh
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings

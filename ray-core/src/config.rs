@@ -21,6 +21,8 @@ pub struct Config {
     pub(crate) address: Option<String>,
     pub(crate) auth_token: Option<Secret>,
     pub(crate) namespace: Option<String>,
+    pub(crate) task_events_max: Option<usize>,
+    pub(crate) dashboard: Option<String>,
 }
 
 /// A secret that never shows in `Debug` output.
@@ -49,6 +51,8 @@ impl Default for Config {
             address: None,
             auth_token: None,
             namespace: None,
+            task_events_max: None,
+            dashboard: None,
         }
     }
 }
@@ -142,6 +146,25 @@ impl Config {
     /// cluster; it never crosses the network and never appears in errors or logs.
     pub fn auth_token(mut self, token: impl Into<String>) -> Self {
         self.auth_token = Some(Secret(token.into()));
+        self
+    }
+
+    /// How many finished tasks and actor calls the node keeps for the state API
+    /// ([`ray::state`](crate::state)) and the timeline (default
+    /// [`DEFAULT_TASK_EVENTS_MAX`](crate::state::DEFAULT_TASK_EVENTS_MAX)); the oldest are
+    /// forgotten first. 0 keeps none.
+    pub fn task_events_max(mut self, n: usize) -> Self {
+        self.task_events_max = Some(n);
+        self
+    }
+
+    /// Serves the dashboard (web page, JSON state API, Prometheus `/metrics`) at `addr`, e.g.
+    /// `"127.0.0.1:8265"` (port 0 picks a free one); `ray::init` prints its URL, and
+    /// [`dashboard_url`](crate::dashboard_url) returns it. The environment variable
+    /// `RAY_RS_DASHBOARD` does the same when this is not set. Needs the `dashboard` feature
+    /// (`ray::init` fails with a message saying so without it). The dashboard is read-only.
+    pub fn dashboard(mut self, addr: impl Into<String>) -> Self {
+        self.dashboard = Some(addr.into());
         self
     }
 

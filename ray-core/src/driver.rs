@@ -137,6 +137,9 @@ fn node_config(config: &Config, node: NodeId) -> Result<NodeConfig> {
         spill_root: config.spill_dir.clone().unwrap_or_else(std::env::temp_dir),
         inline_max,
         log_to_driver: config.log_to_driver,
+        task_events_max: config
+            .task_events_max
+            .unwrap_or(crate::state::DEFAULT_TASK_EVENTS_MAX),
     })
 }
 
@@ -213,7 +216,39 @@ pub(crate) fn init(config: Config) -> Result<()> {
     }
     let prestart = config.prestart_workers.unwrap_or(cpus.min(8));
     node.prestart(job, prestart);
+    if let Err(e) = start_dashboard(&config, &node) {
+        drop(node);
+        shutdown();
+        return Err(e);
+    }
     Ok(())
+}
+
+/// Serves the dashboard when `Config::dashboard` or `RAY_RS_DASHBOARD` asks, printing its URL.
+fn start_dashboard(config: &Config, node: &node_manager::NodeManager) -> Result<()> {
+    let from_env = std::env::var("RAY_RS_DASHBOARD")
+        .ok()
+        .filter(|a| !a.trim().is_empty());
+    let Some(addr) = config.dashboard.clone().or(from_env) else {
+        return Ok(());
+    };
+    #[cfg(feature = "dashboard")]
+    {
+        let url = crate::dashboard::start_for_driver(node, addr.trim())?;
+        // Printed as Ray prints it: the user asked for it and needs the address.
+        eprintln!("ray: View the dashboard at {url}");
+        Ok(())
+    }
+    #[cfg(not(feature = "dashboard"))]
+    {
+        let _ = node;
+        Err(Error::InvalidArgument {
+            what: format!("dashboard at {addr}"),
+            message: "ray was built without its `dashboard` feature; add features = \
+                      [\"dashboard\"] to the `ray` dependency (or unset RAY_RS_DASHBOARD)"
+                .into(),
+        })
+    }
 }
 
 pub(crate) fn shutdown() {
@@ -235,6 +270,8 @@ fn shutdown_epoch(only: Option<u32>) {
     };
     context::set(None);
     context::mark_shut_down();
+    #[cfg(feature = "dashboard")]
+    crate::dashboard::clear_url();
     if let Some(node) = &driver.node {
         node.shutdown(Duration::from_secs(1));
     }

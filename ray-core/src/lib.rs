@@ -16,6 +16,8 @@ mod codec;
 mod config;
 mod context;
 mod current;
+#[cfg(feature = "dashboard")]
+mod dashboard;
 mod driver;
 mod error;
 mod generator;
@@ -37,6 +39,7 @@ mod registry;
 mod resources;
 mod setup_hook;
 mod slot;
+pub mod state;
 mod submit;
 mod sys;
 mod transport;
@@ -66,6 +69,7 @@ pub use placement::{
     Bundle, PlacementGroup, PlacementStrategy, placement_group, remove_placement_group,
 };
 pub use pod::{PodView, get_slice, put_slice};
+pub use state::{dashboard_url, timeline};
 
 /// Helpers for the code `#[ray::remote]` generates. Not a public API.
 #[doc(hidden)]

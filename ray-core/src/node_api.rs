@@ -72,6 +72,7 @@ impl Node {
             spill_root: opts.spill_root,
             inline_max: object_store::DEFAULT_INLINE_MAX,
             log_to_driver: true,
+            task_events_max: crate::state::DEFAULT_TASK_EVENTS_MAX,
         };
         crate::sys::raise_fd_limit();
         let inner = node_manager::start(cfg)?;

@@ -7,6 +7,7 @@
 //! not ready holds back later calls from the same caller only. An actor exits when no process
 //! holds its handle and nothing it was asked to do is left (Ray's semantics).
 
+use super::events::Timing;
 use super::objects::{Holders, Waiter};
 use super::state::NodeState;
 use super::workers::WorkerState;
@@ -28,6 +29,8 @@ pub(crate) struct ActorCall {
     retries: u32,
     /// How it returns its values (kept to forward it to the actor's node).
     returns: crate::protocol::Returns,
+    /// When it was submitted and sent to the actor (state API, timeline).
+    timing: Timing,
 }
 
 #[derive(Debug)]
@@ -65,6 +68,29 @@ pub(crate) struct ActorEntry {
 }
 
 impl ActorEntry {
+    /// Restarts so far, and allowed.
+    pub(crate) fn restarts(&self) -> u32 {
+        self.restarts
+    }
+
+    pub(crate) fn max_restarts(&self) -> u32 {
+        self.max_restarts
+    }
+
+    /// Its calls not done yet: (task, method, timing, whether sent to the actor).
+    pub(crate) fn calls(&self) -> impl Iterator<Item = (ObjectId, &str, Timing, bool)> + '_ {
+        let running = self
+            .inflight
+            .values()
+            .map(|c| (c.task, c.method.as_str(), c.timing, true));
+        let queued = self
+            .callers
+            .iter()
+            .flat_map(|(_, q)| q.iter())
+            .map(|c| (c.task, c.method.as_str(), c.timing, false));
+        running.chain(queued)
+    }
+
     fn drained(&self) -> bool {
         self.inflight.is_empty() && self.callers.iter().all(|(_, q)| q.is_empty())
     }
@@ -314,6 +340,11 @@ impl NodeState {
             caller: from,
             retries: 0,
             returns: spec.returns,
+            timing: Timing {
+                submitted_us: self.now_us,
+                started_us: 0,
+                pid: 0,
+            },
         };
         let entry = self.actors.get_mut(spec.actor).expect("checked above");
         match entry.callers.iter_mut().find(|(p, _)| *p == from) {
@@ -421,6 +452,15 @@ impl NodeState {
             return;
         };
         self.unpin_args(&call.args);
+        let attempts = call.retries + 1;
+        self.record_finished(
+            task,
+            call.method,
+            Some(actor),
+            call.timing,
+            attempts,
+            result.as_ref().err(),
+        );
         self.complete_object(task, result);
         self.check_actor_scope(actor);
     }
@@ -466,7 +506,10 @@ impl NodeState {
                 }
             }
         }
-        for call in sendable {
+        let pid = self.pid_of(proc);
+        for mut call in sendable {
+            call.timing.started_us = self.now_us;
+            call.timing.pid = pid;
             match self.resolve_args(&call.args) {
                 Ok(args) => {
                     self.send(
@@ -533,6 +576,15 @@ impl NodeState {
         }
         self.unpin_args(&to_unpin);
         for call in inflight.into_iter().chain(queued) {
+            let attempts = u32::from(call.timing.started_us != 0) + call.retries;
+            self.record_finished(
+                call.task,
+                call.method,
+                Some(actor),
+                call.timing,
+                attempts,
+                Some(&err),
+            );
             self.complete_object(call.task, Err(err.clone()));
         }
         self.check_actor_scope(actor);
@@ -608,6 +660,7 @@ impl NodeState {
         }
         match entry.state {
             ActorState::Dead(_) => {
+                self.remember_actor(actor);
                 self.actors.map.remove(&actor);
             }
             ActorState::Remote(node) => {
@@ -627,6 +680,7 @@ impl NodeState {
                 if let Some(alloc) = alloc {
                     self.resources.release(&alloc);
                 }
+                self.remember_actor(actor);
                 self.actors.map.remove(&actor);
                 self.release_actor_name(actor);
                 if self.workers.get(proc).is_some() {

@@ -19,6 +19,9 @@ use crate::protocol::Arg;
 use crate::resources::{Amount, ResourceRequest};
 use std::collections::BTreeMap;
 
+/// Amounts by resource name.
+type Amounts = BTreeMap<String, f64>;
+
 /// Amounts of resources by kind.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Capacity {
@@ -28,6 +31,23 @@ pub(crate) struct Capacity {
 }
 
 impl Capacity {
+    /// By resource name (`CPU`, `GPU`, custom), amounts above zero.
+    fn to_map(&self) -> BTreeMap<String, f64> {
+        let mut m = BTreeMap::new();
+        if !self.cpu.is_zero() {
+            m.insert("CPU".to_string(), self.cpu.as_f64());
+        }
+        if !self.gpu.is_zero() {
+            m.insert("GPU".to_string(), self.gpu.as_f64());
+        }
+        for (n, a) in &self.custom {
+            if !a.is_zero() {
+                m.insert(n.clone(), a.as_f64());
+            }
+        }
+        m
+    }
+
     /// From a map of names (`CPU`, `GPU`, custom) to amounts.
     pub(crate) fn from_map(map: &BTreeMap<String, f64>) -> Capacity {
         let amount = |x: f64| Amount::from_f64(x.max(0.0)).unwrap_or(Amount::ZERO);
@@ -90,18 +110,6 @@ impl Capacity {
         }
     }
 
-    /// As a map of names to amounts (`CPU`, `GPU`, custom), as `ray::cluster_resources` gives.
-    pub(crate) fn to_map(&self) -> BTreeMap<String, f64> {
-        let mut m: BTreeMap<String, f64> = self
-            .custom
-            .iter()
-            .map(|(n, a)| (n.clone(), a.as_f64()))
-            .collect();
-        m.insert("CPU".into(), self.cpu.as_f64());
-        m.insert("GPU".into(), self.gpu.as_f64());
-        m
-    }
-
     fn describe(&self) -> String {
         let mut s = format!("CPU: {}, GPU: {}", self.cpu, self.gpu);
         for (n, a) in &self.custom {
@@ -147,16 +155,16 @@ impl Cluster {
         self.nodes.keys().copied().collect()
     }
 
-    /// Each live peer's resources: total, and available as far as this node can tell.
-    pub(crate) fn peer_resources(&self) -> Vec<(NodeId, Capacity, Capacity)> {
-        self.nodes
-            .iter()
-            .map(|(id, n)| (*id, n.total.clone(), n.available()))
-            .collect()
-    }
-
     pub(crate) fn is_empty(&self) -> bool {
         self.nodes.is_empty()
+    }
+
+    /// Each peer's resources: (node, total, available as far as this node can tell).
+    pub(crate) fn peer_resources(&self) -> Vec<(NodeId, Amounts, Amounts)> {
+        self.nodes
+            .iter()
+            .map(|(id, n)| (*id, n.total.to_map(), n.available().to_map()))
+            .collect()
     }
 
     /// A peer that can take `req` now: the one holding most of `bytes_at`, then the least

@@ -69,6 +69,7 @@ impl NodeState {
             }
             Control::Resources => Ok(self.resources_reply()),
             Control::Nodes => Ok(self.nodes_reply()),
+            Control::State(q) => Ok(ControlReply::State(Box::new(self.state_rows(&q)))),
             Control::AssignedResources => Ok(self.assigned_resources(from)),
             Control::StreamNext { generator, index } => {
                 self.may_name(from, generator)?;

@@ -19,10 +19,10 @@ impl NodeState {
         let mut available: std::collections::BTreeMap<String, f64> =
             amounts.into_iter().map(|(n, _, f)| (n, f)).collect();
         for (_, t, a) in self.cluster.peer_resources() {
-            for (n, x) in t.to_map() {
+            for (n, x) in t {
                 *total.entry(n).or_default() += x;
             }
-            for (n, x) in a.to_map() {
+            for (n, x) in a {
                 *available.entry(n).or_default() += x;
             }
         }
@@ -52,11 +52,7 @@ impl NodeState {
                 node_id,
                 alive: true,
                 is_head: false,
-                resources: total
-                    .to_map()
-                    .into_iter()
-                    .filter(|(_, x)| *x > 0.0)
-                    .collect(),
+                resources: total,
                 workers: 0,
             });
         }

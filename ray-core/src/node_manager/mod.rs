@@ -20,6 +20,7 @@ mod conn;
 mod control;
 mod effects;
 mod escapes;
+mod events;
 pub(crate) mod exits;
 #[cfg(feature = "testing")]
 pub(crate) mod fuzz;

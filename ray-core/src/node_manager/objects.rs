@@ -57,6 +57,11 @@ impl Holders {
     pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// The holding processes.
+    pub(crate) fn procs(&self) -> impl Iterator<Item = ProcId> + '_ {
+        self.0.iter().map(|(p, _)| *p)
+    }
 }
 
 #[derive(Debug)]
@@ -202,6 +207,10 @@ impl ObjectDirectory {
             Err(e) => ObjState::Failed(e),
         };
         Some(std::mem::take(&mut entry.waiters))
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&ObjectId, &ObjectEntry)> {
+        self.map.iter()
     }
 
     pub(crate) fn get(&self, id: ObjectId) -> Option<&ObjectEntry> {

@@ -42,6 +42,8 @@ pub(crate) struct NodeConfig {
     pub spill_root: PathBuf,
     pub inline_max: usize,
     pub log_to_driver: bool,
+    /// Finished tasks kept for the state API and the timeline.
+    pub task_events_max: usize,
 }
 
 /// A running node manager. Cheap to clone.
@@ -106,7 +108,8 @@ pub(crate) fn start(cfg: NodeConfig) -> Result<NodeManager> {
         max_idle_workers: cfg.max_idle_workers.max(1),
         can_detect_gpus: cfg.gpu_detector.is_some(),
     };
-    let state = NodeState::new(cfg.node, settings, resources, store);
+    let mut state = NodeState::new(cfg.node, settings, resources, store);
+    state.events.set_capacity(cfg.task_events_max);
     let (spawn_tx, spawn_rx) = std::sync::mpsc::channel();
     let inner = Arc::new(Inner {
         state: Mutex::new(state),
@@ -153,6 +156,12 @@ impl NodeManager {
 
     pub(crate) fn arena(&self) -> &Arc<Arena> {
         &self.inner.arena
+    }
+
+    /// The node manager's tokio runtime (the dashboard's server runs on it).
+    #[cfg_attr(not(feature = "dashboard"), allow(dead_code))]
+    pub(crate) fn handle(&self) -> tokio::runtime::Handle {
+        self.inner.handle.clone()
     }
 
     /// Starts `n` idle workers of `job` ahead of its first task, as Ray does.
@@ -250,6 +259,7 @@ impl NodeManager {
 impl Inner {
     pub(super) fn run<R>(self: &Arc<Self>, f: impl FnOnce(&mut NodeState) -> R) -> R {
         let mut st = lock(&self.state);
+        st.now_us = crate::state::now_us();
         let r = f(&mut st);
         if st.effects.is_empty() {
             return r;

@@ -23,6 +23,7 @@
 //! | `escapes` | references serialized out of ray, kept for their owner | [`super::escapes`] |
 //! | `unhandled` | failed objects whose error was never read | [`super::unhandled`] |
 //! | `retries` | `max_calls` counts | [`super::retries`] |
+//! | `events` | finished tasks and calls (a bounded ring), for the state API | [`super::events`] |
 //!
 //! This module does no I/O: handlers push [`Effect`]s into `effects`, which the
 //! [`NodeManager`](super::NodeManager) carries out after releasing the lock.
@@ -32,6 +33,7 @@ use super::cancel::Cancels;
 use super::cluster::Cluster;
 use super::effects::{Effect, Peer};
 use super::escapes::Escapes;
+use super::events::TaskEvents;
 use super::generators::Generators;
 use super::jobs::Jobs;
 use super::names::Names;
@@ -81,6 +83,11 @@ pub(crate) struct NodeState {
     pub unhandled: Unhandled,
     pub retries: Retries,
     pub shutting_down: bool,
+    /// The time as the runtime set it before the current handler, in microseconds since the
+    /// Unix epoch (the tests' fake clock sets it too): when tasks are submitted, start, end.
+    pub now_us: u64,
+    /// Finished tasks and calls, and actors gone, for the state API and the timeline.
+    pub events: TaskEvents,
     /// What to do once the lock is released, in order.
     pub effects: Vec<Effect>,
 }
@@ -115,6 +122,8 @@ impl NodeState {
             unhandled: Unhandled::default(),
             retries: Retries::default(),
             shutting_down: false,
+            now_us: 0,
+            events: TaskEvents::default(),
             effects: Vec::new(),
         }
     }

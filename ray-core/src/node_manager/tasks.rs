@@ -7,6 +7,7 @@
 //! picks here is `Fetching` (holding its resources) while arguments on other nodes are copied
 //! here, then `Assigned` to a worker. Only the worker a task was given may report its result.
 
+use super::events::Timing;
 use super::objects::Waiter;
 use super::state::NodeState;
 use super::workers::{Assignment, WorkerState};
@@ -23,6 +24,8 @@ pub(crate) struct TaskEntry {
     missing_deps: usize,
     attempts: u32,
     pub state: TaskState,
+    /// When it was submitted and started, and by which process (state API, timeline).
+    pub timing: Timing,
 }
 
 impl TaskEntry {
@@ -56,6 +59,10 @@ pub(crate) struct Tasks {
 impl Tasks {
     pub(crate) fn get(&self, id: ObjectId) -> Option<&TaskEntry> {
         self.map.get(&id)
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&ObjectId, &TaskEntry)> {
+        self.map.iter()
     }
 
     pub(crate) fn contains(&self, id: ObjectId) -> bool {
@@ -155,6 +162,11 @@ impl NodeState {
                 missing_deps,
                 attempts: 0,
                 state: TaskState::WaitingDeps,
+                timing: Timing {
+                    submitted_us: self.now_us,
+                    started_us: 0,
+                    pid: 0,
+                },
             },
         );
         if missing_deps == 0 {
@@ -259,6 +271,8 @@ impl NodeState {
         };
         let te = self.tasks.map.get_mut(&task).expect("present");
         te.attempts += 1;
+        te.timing.started_us = self.now_us;
+        te.timing.pid = self.workers.get(proc).map(|w| w.pid).unwrap_or(0);
         let TaskState::Assigned { alloc } = &te.state else {
             unreachable!("a task is assigned before it is started")
         };
@@ -281,6 +295,16 @@ impl NodeState {
             self.resources.release(alloc);
         }
         self.unpin_args(&te.spec.args);
+        let attempts = te.attempts;
+        let timing = te.timing;
+        self.record_finished(
+            task,
+            te.spec.function,
+            None,
+            timing,
+            attempts,
+            result.as_ref().err(),
+        );
         self.complete_object(task, result);
         self.schedule();
     }

@@ -107,6 +107,7 @@ impl Harness {
     }
 
     fn with<R>(&mut self, f: impl FnOnce(&mut NodeState) -> R) -> R {
+        self.st.now_us = self.now.as_micros() as u64;
         let r = f(&mut self.st);
         self.flush();
         r
@@ -1551,4 +1552,72 @@ fn an_actor_lost_with_its_node_starts_again_on_another_and_its_running_call_fail
         }
         other => panic!("expected ActorDied, got {other:?}"),
     }
+}
+
+#[test]
+fn finished_tasks_are_recorded_with_the_clock_in_a_bounded_ring() {
+    use crate::state::{ListOptions, StateKind, StateQuery, StateRows, TaskStatus};
+    let mut h = Harness::new(cpus(1));
+    h.st.events.set_capacity(2);
+    let mut ids = Vec::new();
+    for i in 0..3u64 {
+        h.advance(Duration::from_millis(10));
+        let spec = h.task(DRIVER, "m::slow", vec![Arg::Value(value(i))]);
+        let t = h.submit(DRIVER, spec);
+        let w = match h.connect_all().first() {
+            Some(w) => *w,
+            None => h.st.workers.procs()[0],
+        };
+        h.advance(Duration::from_millis(5));
+        // Started at the submission (the worker was there), ends 5 ms later.
+        let rows = |h: &Harness| match h.st.state_rows(&StateQuery {
+            kind: StateKind::Tasks,
+            options: ListOptions::new(),
+        }) {
+            StateRows::Tasks(r) => r,
+            other => panic!("{other:?}"),
+        };
+        let running = rows(&h)
+            .into_iter()
+            .find(|r| r.task_id == t.to_string())
+            .unwrap();
+        assert_eq!(running.state, TaskStatus::Running);
+        assert_eq!(running.worker_pid, Some(1000 + w.index));
+        h.msg(
+            w,
+            FromWorker::TaskDone {
+                task: t,
+                result: if i == 2 {
+                    Err(Error::TaskFailed {
+                        function: "m::slow".into(),
+                        message: "boom".into(),
+                        pid: 1000,
+                    })
+                } else {
+                    Ok(value(i))
+                },
+            },
+        );
+        ids.push(t);
+        let done = rows(&h);
+        let r = done.iter().find(|r| r.task_id == t.to_string()).unwrap();
+        assert_eq!(r.name, "slow");
+        assert_eq!(r.submitted_us, (i + 1) * 15_000 - 5_000);
+        assert_eq!(r.end_us.unwrap() - r.start_us.unwrap(), 5_000);
+    }
+    let StateRows::Tasks(rows) = h.st.state_rows(&StateQuery {
+        kind: StateKind::Tasks,
+        options: ListOptions::new(),
+    }) else {
+        panic!()
+    };
+    assert_eq!(h.st.events.len(), 2, "the ring keeps the newest two");
+    let kept: Vec<String> = rows.iter().map(|r| r.task_id.clone()).collect();
+    assert_eq!(kept, [ids[1].to_string(), ids[2].to_string()]);
+    assert_eq!(rows[1].state, TaskStatus::Failed);
+    assert!(rows[1].error.as_deref().unwrap().contains("boom"));
+    assert_eq!(
+        (h.st.events.finished_total, h.st.events.failed_total),
+        (2, 1)
+    );
 }

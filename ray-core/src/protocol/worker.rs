@@ -164,6 +164,8 @@ pub(crate) enum Control {
     },
     CreatePlacementGroup(PlacementGroupSpec),
     RemovePlacementGroup(PlacementGroupId),
+    /// Rows of the state API (read-only).
+    State(Box<crate::state::StateQuery>),
     /// A reference left ray serialized (serde outside ray): keep it alive until its owner
     /// exits.
     Escape(RefId),
@@ -182,6 +184,7 @@ pub(crate) enum ControlReply {
     Nodes(Vec<crate::introspect::NodeInfo>),
     Assigned(Vec<(String, f64)>),
     Item(StreamItem),
+    State(Box<crate::state::StateRows>),
 }
 
 /// The next item of a stream.
