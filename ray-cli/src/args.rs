@@ -30,6 +30,77 @@ pub enum Command {
     Stop(StopArgs),
     /// Show the cluster's nodes and their resources.
     Status(StatusArgs),
+    /// List what runs on the cluster's nodes: nodes, actors, tasks, objects or workers (Ray's
+    /// `ray list`).
+    List(ListArgs),
+    /// Count tasks, actors or objects by name and state (Ray's `ray summary`).
+    Summary(SummaryArgs),
+    /// Write every task and actor call the nodes remember as Chrome trace events (Ray's
+    /// `ray timeline`; open the file in Perfetto or chrome://tracing).
+    Timeline(TimelineArgs),
+}
+
+/// Which cluster a `list`, `summary` or `timeline` asks.
+#[derive(Debug, Clone, Args)]
+pub struct Attach {
+    /// A node's HOST:PORT (default: RAY_ADDRESS, else the node started under --temp-dir).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub address: Option<String>,
+    /// The temp dir of a node on this machine (for its address, token and CA).
+    #[arg(long, default_value = DEFAULT_TEMP_DIR)]
+    pub temp_dir: PathBuf,
+}
+
+/// Output formats of `list` and `summary`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
+    /// A table.
+    Table,
+    /// JSON.
+    Json,
+}
+
+/// `ray-rs list`.
+#[derive(Debug, Clone, Args)]
+pub struct ListArgs {
+    /// What to list: nodes, actors, tasks, objects or workers.
+    pub kind: String,
+    /// Only rows whose field KEY equals VALUE (`KEY!=VALUE`: differs); repeatable.
+    #[arg(long = "filter", value_name = "KEY=VALUE")]
+    pub filters: Vec<String>,
+    /// At most this many rows (default 100).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
+    /// The cluster.
+    #[command(flatten)]
+    pub attach: Attach,
+}
+
+/// `ray-rs summary`.
+#[derive(Debug, Clone, Args)]
+pub struct SummaryArgs {
+    /// What to count: tasks, actors or objects.
+    pub kind: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
+    /// The cluster.
+    #[command(flatten)]
+    pub attach: Attach,
+}
+
+/// `ray-rs timeline`.
+#[derive(Debug, Clone, Args)]
+pub struct TimelineArgs {
+    /// The file to write.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: PathBuf,
+    /// The cluster.
+    #[command(flatten)]
+    pub attach: Attach,
 }
 
 /// `ray-rs start`.

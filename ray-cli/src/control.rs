@@ -24,6 +24,9 @@ use crate::pki::ClusterCa;
 
 /// Largest control message.
 pub const MAX_CONTROL_MESSAGE: usize = 1 << 20;
+
+/// The largest reply a `ray-rs` command reads (a node's state lists can be long).
+pub const MAX_CONTROL_REPLY: usize = 64 << 20;
 /// How long an authenticated peer has to send its request.
 const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Connections handshaking at once; more wait (bounded work for unauthenticated peers).
@@ -42,6 +45,13 @@ pub enum Request {
     },
     /// The cluster's nodes.
     Status,
+    /// What this node's state API lists (`ray-rs list`, `summary`, `timeline`).
+    State {
+        /// Which rows.
+        kind: ray_core::state::StateKind,
+        /// Filters and limit.
+        options: ray_core::state::ListOptions,
+    },
     /// A node manager session follows on this connection (node to node).
     Session,
 }
@@ -118,6 +128,8 @@ pub enum Response {
     Joined(JoinGrant),
     /// To `Status`.
     Status(StatusReport),
+    /// To `State`: the answering node's rows.
+    State(Box<ray_core::state::StateRows>),
     /// The request failed.
     Error {
         /// Why.
@@ -283,6 +295,17 @@ impl ControlState {
             },
             Request::Session => Response::Error {
                 message: "only nodes open sessions".into(),
+            },
+            Request::State { kind, options } => match &self.node {
+                Some(node) => match node.state(kind, &options) {
+                    Ok(rows) => Response::State(Box::new(rows)),
+                    Err(e) => Response::Error {
+                        message: e.to_string(),
+                    },
+                },
+                None => Response::Error {
+                    message: "this node runs no node manager".into(),
+                },
             },
             Request::Join {
                 node_ip,
@@ -452,7 +475,7 @@ pub async fn request(
         detail: e.to_string(),
     })?;
     conn.send(&bytes).await?;
-    let reply = conn.recv(MAX_CONTROL_MESSAGE).await?;
+    let reply = conn.recv(MAX_CONTROL_REPLY).await?;
     let reply: Response = serde_json::from_slice(&reply).map_err(|e| CliError::Protocol {
         peer: addr.to_string(),
         detail: e.to_string(),

@@ -29,6 +29,7 @@ pub mod membership;
 pub mod node;
 pub mod node_manager;
 pub mod pki;
+pub mod state;
 pub mod tempdir;
 
 pub use error::{CliError, Result};

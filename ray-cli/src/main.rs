@@ -26,6 +26,9 @@ fn main() -> ExitCode {
         Command::Start(args) => ray_cli::node::start(args),
         Command::Stop(args) => ray_cli::node::stop(args),
         Command::Status(args) => ray_cli::node::status(args),
+        Command::List(args) => ray_cli::state::list(args),
+        Command::Summary(args) => ray_cli::state::summary(args),
+        Command::Timeline(args) => ray_cli::state::timeline(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -762,8 +762,32 @@ fn terminate(pid: i32, comm: &str, grace: Duration) {
 
 /// Asks a node for the cluster's status.
 pub fn fetch_status(args: &StatusArgs) -> Result<StatusReport> {
-    let dir = NodeDir::new(args.temp_dir.clone());
-    let address = match (&args.address, std::env::var("RAY_ADDRESS")) {
+    let (reply, addr) = ask(
+        args.address.as_deref(),
+        &args.temp_dir,
+        None,
+        &Request::Status,
+    )?;
+    match reply {
+        Response::Status(report) => Ok(report),
+        _ => Err(CliError::Protocol {
+            peer: addr.to_string(),
+            detail: "unexpected reply to Status".into(),
+        }),
+    }
+}
+
+/// Sends `request` to a node: the one at `at`, else at `address` (default: `RAY_ADDRESS`, else
+/// the node started under `temp_dir`), with the token and CA found there; returns the reply and
+/// the address asked.
+pub fn ask(
+    address: Option<&str>,
+    temp_dir: &Path,
+    at: Option<SocketAddr>,
+    request: &Request,
+) -> Result<(Response, SocketAddr)> {
+    let dir = NodeDir::new(temp_dir.to_path_buf());
+    let address = match (address.map(str::to_string), std::env::var("RAY_ADDRESS")) {
         (Some(a), _) => a.clone(),
         (None, Ok(a)) if !a.is_empty() => a,
         _ => match std::fs::read(dir.node_file()) {
@@ -773,24 +797,20 @@ pub fn fetch_status(args: &StatusArgs) -> Result<StatusReport> {
             Err(_) => format!("127.0.0.1:{}", crate::args::DEFAULT_PORT),
         },
     };
-    let addr = resolve("--address", &address)?;
+    let addr = match at {
+        Some(a) => a,
+        None => resolve("--address", &address)?,
+    };
     let token = AuthToken::from_env_or_file(&dir.token_file())?;
     let ca = std::fs::read(TlsFiles::under(&dir.root).ca).ok();
     let tls = ray_net::client_config(ca.as_deref(), None)?;
-    let handshake = HandshakeConfig::new(token, None, Role::Cli, "ray-rs status");
+    let handshake = HandshakeConfig::new(token, None, Role::Cli, "ray-rs");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| CliError::io("starting the async runtime", e))?;
-    let (reply, _, _) =
-        runtime.block_on(control::request(addr, tls, &handshake, &Request::Status))?;
-    match reply {
-        Response::Status(report) => Ok(report),
-        _ => Err(CliError::Protocol {
-            peer: addr.to_string(),
-            detail: "unexpected reply to Status".into(),
-        }),
-    }
+    let (reply, _, _) = runtime.block_on(control::request(addr, tls, &handshake, request))?;
+    Ok((reply, addr))
 }
 
 /// `ray-rs status`.

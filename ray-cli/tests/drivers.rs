@@ -22,6 +22,11 @@ fn node_pid() -> u32 {
 }
 
 #[ray::remote]
+fn explode() -> u64 {
+    panic!("blew up on purpose")
+}
+
+#[ray::remote]
 struct Counter {
     n: u64,
 }
@@ -140,6 +145,109 @@ fn driver_main() {
             ray::shutdown();
             println!("DRIVER OK");
         }
+        "state" => {
+            ray::init(ray::Config::default()).expect("joins");
+            let refs: Vec<_> = (0..10u64).map(square::remote).collect();
+            ray::get_all(&refs).unwrap();
+            assert!(ray::get(&explode::remote()).is_err());
+            let c = Counter::remote();
+            assert_eq!(ray::get(&c.add(2)).unwrap(), 2);
+            ray::shutdown();
+            println!("STATE DRIVER OK");
+        }
         other => panic!("unknown mode {other}"),
     }
+}
+
+#[test]
+fn ray_rs_lists_summarizes_and_writes_a_timeline_of_what_a_cluster_ran() {
+    let dir = NodeDir::new("drivers-state");
+    let head = Head::start(&dir, &["--num-cpus", "2"]);
+    let token = dir.token();
+    let out = driver("state", &head.address, &token);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("STATE DRIVER OK"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let at = ["--address", head.address.as_str(), "--temp-dir", dir.arg()];
+    let run = |args: &[&str]| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend_from_slice(&at);
+        ray_rs(&all, Some(&token), &[])
+    };
+    let json = |args: &[&str]| -> serde_json::Value {
+        let out = run(args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("JSON")
+    };
+
+    let tasks = json(&["list", "tasks", "--format", "json", "--limit", "1000"]);
+    let tasks = tasks.as_array().unwrap();
+    let squares = tasks
+        .iter()
+        .filter(|t| t["name"].as_str().unwrap_or("").ends_with("square"))
+        .filter(|t| t["state"] == "FINISHED")
+        .count();
+    assert_eq!(squares, 10, "{tasks:?}");
+    let failed = json(&[
+        "list",
+        "tasks",
+        "--filter",
+        "state=FAILED",
+        "--format",
+        "json",
+    ]);
+    let failed = failed.as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(
+        failed[0]["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("blew up on purpose"),
+        "{failed:?}"
+    );
+    let actors = json(&["list", "actors", "--format", "json"]);
+    assert!(
+        actors
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["class_name"].as_str().unwrap_or("").contains("Counter")),
+        "{actors}"
+    );
+    let nodes = json(&["list", "nodes", "--format", "json"]);
+    assert_eq!(nodes.as_array().unwrap().len(), 1, "{nodes}");
+    let summary = json(&["summary", "tasks", "--format", "json"]);
+    assert!(summary["total"].as_u64().unwrap() >= 12, "{summary}");
+
+    // A table by default; a bad filter names the keys that exist.
+    let table = run(&["list", "tasks"]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.starts_with("TASK_ID"), "{text}");
+    let bad = run(&["list", "tasks", "--filter", "colour=red"]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success());
+    assert!(err.contains("colour") && err.contains("state"), "{err}");
+    let bad = run(&["list", "gizmos"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("expected one of nodes"));
+
+    // The timeline: Chrome trace events, one complete event per finished call.
+    let file = dir.path.with_extension("trace.json");
+    let out = run(&["timeline", "-o", file.to_str().unwrap()]);
+    assert!(out.status.success());
+    let trace: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&file).unwrap()).expect("trace JSON");
+    let events = trace
+        .as_array()
+        .or_else(|| trace["traceEvents"].as_array())
+        .expect("a list of events")
+        .clone();
+    let complete = events.iter().filter(|e| e["ph"] == "X").count();
+    assert!(complete >= 12, "{complete} complete events");
+    let _ = std::fs::remove_file(&file);
 }

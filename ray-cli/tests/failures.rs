@@ -108,7 +108,7 @@ fn driver_main() {
             let tally = Tally::remote(dir);
             ray::get(&tally.add(1)).unwrap();
             let big = make_big::remote(8 << 20);
-            ray::wait(&[big.clone()], 1, None);
+            ray::wait(std::slice::from_ref(&big), 1, None);
             std::fs::write(format!("{dir2}/driver-ready"), b"").unwrap();
             std::thread::sleep(Duration::from_secs(300));
             drop(big);

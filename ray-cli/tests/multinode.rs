@@ -426,6 +426,39 @@ fn one_program_uses_every_node_of_a_four_node_cluster() {
     assert_eq!(text.matches(" alive ").count(), 4, "{text}");
     assert!(text.contains("FINISHED"), "{text}");
 
+    // `ray-rs list tasks` asks every node: a task sent from the head to B is listed once, as
+    // B ran it.
+    let listed = ray_rs(
+        &[
+            "list",
+            "tasks",
+            "--format",
+            "json",
+            "--limit",
+            "10000",
+            "--filter",
+            "state=FINISHED",
+            "--address",
+            &cluster.head.address,
+            "--temp-dir",
+            cluster.head_dir.arg(),
+        ],
+        Some(&cluster.token),
+        &[],
+    );
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("JSON");
+    let on_b: Vec<&serde_json::Value> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["name"].as_str().unwrap_or("").ends_with("sum_on_b"))
+        .collect();
+    let b_id = Cluster::node_in(&cluster.status(), &cluster.b)["node_id"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(on_b.len(), 1, "{on_b:?}");
+    assert_eq!(on_b[0]["node_id"].as_u64(), Some(b_id), "{on_b:?}");
+
     // The executable is cached by hash on every node that ran its work; a tampered copy is
     // never run: it is removed and fetched again.
     let bytes = std::fs::read(&exe).unwrap();

@@ -131,6 +131,20 @@ impl Node {
         stats
     }
 
+    /// What [`crate::state`] lists, as this node sees it (for `ray-rs list`).
+    pub fn state(
+        &self,
+        kind: crate::state::StateKind,
+        options: &crate::state::ListOptions,
+    ) -> Result<crate::state::StateRows> {
+        options.check(kind)?;
+        let q = crate::state::StateQuery {
+            kind,
+            options: options.clone(),
+        };
+        Ok(self.inner.run(|st| st.state_rows(&q)))
+    }
+
     /// Resources: (total, available), by name (`CPU`, `GPU`, custom).
     pub fn resources(&self) -> (BTreeMap<String, f64>, BTreeMap<String, f64>) {
         self.inner.lock().resources.summary()

@@ -279,7 +279,8 @@ impl ListOptions {
         }
     }
 
-    fn effective_limit(&self) -> usize {
+    /// The limit in force: the one set, else [`DEFAULT_LIMIT`](Self::DEFAULT_LIMIT).
+    pub fn effective_limit(&self) -> usize {
         self.limit.unwrap_or(Self::DEFAULT_LIMIT)
     }
 
