@@ -1,6 +1,6 @@
 //! What the runtime is doing now: its nodes, actors, tasks, objects and worker processes as
 //! typed rows (Ray's state API, `ray.util.state.list_*` / `summarize_*`), and the timeline of
-//! every task and actor call as Chrome trace events ([`timeline`](crate::timeline)).
+//! every task and actor call as Chrome trace events ([`timeline`]).
 //!
 //! Rows come from the node manager in one answer, read under its lock: live tasks and calls
 //! from its tables, finished ones from a ring of the last
