@@ -9,7 +9,8 @@
 #                                      create/removal (a few minutes)
 #
 # Ray is installed from PyPI into a throwaway virtualenv ($RAY_VENV, default /tmp/ray-bench-venv;
-# reused if it is there). Results go to $BENCH_OUT (default target/bench-vs-ray/).
+# reused if it is there). Results go to $BENCH_OUT (default target/bench-vs-ray/). Builds use
+# $CARGO_TARGET_DIR when set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -57,7 +58,7 @@ if [ $quick = 1 ]; then
     for m in "${quick_metrics[@]}"; do only+=(--only "$m"); done
     only+=(--only "zero-copy get" --only "init to first task result")
 fi
-target/release/ray-bench "${only[@]}" --json "$out/ours.json" | grep -v '^(' | tee "$out/ours.txt"
+"${CARGO_TARGET_DIR:-target}/release/ray-bench" "${only[@]}" --json "$out/ours.json" | grep -v '^(' | tee "$out/ours.txt"
 
 echo
 echo "== side by side ($(nproc) CPUs, $(date -u +%Y-%m-%d))"
