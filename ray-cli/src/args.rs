@@ -38,6 +38,23 @@ pub enum Command {
     /// Write every task and actor call the nodes remember as Chrome trace events (Ray's
     /// `ray timeline`; open the file in Perfetto or chrome://tracing).
     Timeline(TimelineArgs),
+    /// What fills the object stores: each node's use, and the largest objects with where they
+    /// are and who holds them (Ray's `ray memory`).
+    Memory(MemoryArgs),
+}
+
+/// `ray-rs memory`.
+#[derive(Debug, Clone, Args)]
+pub struct MemoryArgs {
+    /// How many objects to show, largest first.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+    pub format: ListFormat,
+    /// The cluster.
+    #[command(flatten)]
+    pub attach: Attach,
 }
 
 /// Which cluster a `list`, `summary` or `timeline` asks.

@@ -29,6 +29,7 @@ fn main() -> ExitCode {
         Command::List(args) => ray_cli::state::list(args),
         Command::Summary(args) => ray_cli::state::summary(args),
         Command::Timeline(args) => ray_cli::state::timeline(args),
+        Command::Memory(args) => ray_cli::state::memory(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -15,7 +15,9 @@ use ray_core::state::{
 };
 use serde_json::Value;
 
-use crate::args::{Attach, ListArgs, ListFormat, StatusArgs, SummaryArgs, TimelineArgs};
+use crate::args::{
+    Attach, ListArgs, ListFormat, MemoryArgs, StatusArgs, SummaryArgs, TimelineArgs,
+};
 use crate::control::{Request, Response};
 use crate::error::{CliError, Result};
 use crate::node::{ask, fetch_status};
@@ -41,7 +43,16 @@ fn collect(attach: &Attach, kind: StateKind, options: &ListOptions) -> Result<St
             &request,
         )?;
         match reply {
-            Response::State(rows) => answers.push((node.node_id, *rows)),
+            Response::State(rows) => {
+                let mut rows = *rows;
+                // A node calls itself the head of its own answer; the cluster has one.
+                if let StateRows::Nodes(r) = &mut rows {
+                    for row in r.iter_mut() {
+                        row.is_head = node.is_head;
+                    }
+                }
+                answers.push((node.node_id, rows));
+            }
             _ => {
                 return Err(CliError::Protocol {
                     peer: addr.to_string(),
@@ -342,6 +353,45 @@ pub fn timeline(args: TimelineArgs) -> Result<()> {
         rows.len(),
         args.output.display()
     );
+    Ok(())
+}
+
+/// `ray-rs memory`.
+pub fn memory(args: MemoryArgs) -> Result<()> {
+    let all = ListOptions::new().limit(usize::MAX);
+    let nodes = rows_json(&collect(&args.attach, StateKind::Nodes, &all)?)?;
+    let StateRows::Objects(mut objects) = collect(&args.attach, StateKind::Objects, &all)? else {
+        return Err(CliError::NodeManager("no object rows".into()));
+    };
+    let count = objects.len();
+    let total: u64 = objects.iter().filter_map(|o| o.size_bytes).sum();
+    objects.sort_by_key(|o| std::cmp::Reverse(o.size_bytes.unwrap_or(0)));
+    objects.truncate(args.limit);
+    let objects = rows_json(&StateRows::Objects(objects))?;
+    match args.format {
+        ListFormat::Json => {
+            let v = serde_json::json!({
+                "nodes": nodes,
+                "objects": objects,
+                "object_count": count,
+                "object_bytes": total,
+            });
+            println!("{}", json(&v)?);
+        }
+        ListFormat::Table => {
+            for n in nodes.as_array().into_iter().flatten() {
+                println!(
+                    "node {}: object store {} of {} bytes in use, {} objects spilled so far",
+                    cell(n.get("node_id")),
+                    cell(n.get("object_store_used_bytes")),
+                    cell(n.get("object_store_capacity_bytes")),
+                    cell(n.get("spilled_objects")),
+                );
+            }
+            println!("{count} objects, {total} bytes; the largest:");
+            print_table(StateKind::Objects, &objects);
+        }
+    }
     Ok(())
 }
 

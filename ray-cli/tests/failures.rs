@@ -37,6 +37,11 @@ fn square_when_told(x: u64, dir: String) -> (u64, u32) {
 }
 
 #[ray::remote(resources(spare = 1))]
+fn square_now(x: u64) -> (u64, u32) {
+    (x * x, my_daemon())
+}
+
+#[ray::remote(resources(spare = 1))]
 fn make_big(len: usize) -> Vec<u8> {
     vec![1u8; len]
 }
@@ -100,6 +105,22 @@ fn driver_main() {
                     Err(e) => panic!("unexpected {e}"),
                 }
             }
+        }
+        "steady" => {
+            // Tasks on A and B one after another, counting progress in a file, until the test
+            // says etcd is back, then ten more.
+            let mut done = 0u64;
+            let mut after = 0;
+            while after < 10 {
+                let (v, _) = ray::get(&square_now::remote(done)).unwrap();
+                assert_eq!(v, done * done);
+                done += 1;
+                std::fs::write(format!("{dir}/progress"), done.to_string()).unwrap();
+                if Path::new(&format!("{dir}/etcd-back")).exists() {
+                    after += 1;
+                }
+            }
+            println!("STEADY {done}");
         }
         "dies" => {
             // Work on A and B, an actor and a large value there; then the test kills this
@@ -343,6 +364,37 @@ fn a_killed_drivers_workers_are_gone_from_every_node() {
         workers(&cluster.a) + workers(&cluster.b) >= 1,
         "workers on the nodes"
     );
+    // `ray-rs memory` shows the live 8 MiB value, on A or B, largest first.
+    let out = ray_rs(
+        &[
+            "memory",
+            "--format",
+            "json",
+            "--address",
+            &cluster.head.address,
+            "--temp-dir",
+            cluster.head_dir.arg(),
+        ],
+        Some(&cluster.token),
+        &[],
+    );
+    let memory: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(
+        memory["nodes"].as_array().map(Vec::len),
+        Some(3),
+        "{memory}"
+    );
+    let largest = &memory["objects"][0];
+    let size = largest["size_bytes"].as_u64().unwrap();
+    assert!((8 << 20..(8 << 20) + 64).contains(&size), "{memory}");
+    let heads = memory["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["is_head"] == true)
+        .count();
+    assert_eq!(heads, 1, "{memory}");
+    assert_eq!(largest["location"], "store", "{memory}");
     sigkill(driver.id() as i32);
     let _ = driver.wait();
     // No worker is left (a worker runs its node's cached copy of the executable, under the
@@ -379,4 +431,47 @@ fn a_killed_drivers_workers_are_gone_from_every_node() {
             .all(|n| n["activity"]["workers"].as_u64().unwrap_or(0) == 0)
             .then_some(())
     });
+}
+
+#[test]
+fn a_job_goes_on_while_etcd_is_stopped_and_no_node_is_declared_dead() {
+    let cluster = Cluster::start("fail-etcd");
+    let etcd = cluster.head_dir.pid("etcd.pid").expect("the head's etcd");
+    let driver = cluster.spawn_driver("steady");
+    let progress = || -> u64 {
+        std::fs::read_to_string(cluster.work.join("progress"))
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    wait_for("the job running", || (progress() > 0).then_some(()));
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(etcd, libc::SIGSTOP) };
+    let before = progress();
+    // The outage lasts 5 s (the fault injected, not a wait for anything); tasks must go on.
+    let stopped = Instant::now();
+    let mut during = before;
+    while stopped.elapsed() < Duration::from_secs(5) {
+        during = progress();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: as above.
+    unsafe { libc::kill(etcd, libc::SIGCONT) };
+    std::fs::write(cluster.work.join("etcd-back"), b"").unwrap();
+    assert!(
+        during >= before + 5,
+        "tasks went on without etcd: {before} -> {during}"
+    );
+    let (ok, out) = finish(driver);
+    assert!(ok && out.contains("STEADY "), "{out}");
+    // Nobody was declared dead: the same three nodes, alive, and no restart of a node.
+    let report = status(
+        &cluster.head.address,
+        &cluster.head_dir.path,
+        &cluster.token,
+        &[],
+    );
+    let all = nodes(&report);
+    assert_eq!(all.len(), 3, "{report:#}");
+    assert!(all.iter().all(|n| n["alive"] == true), "{report:#}");
 }

@@ -460,6 +460,7 @@ impl NodeState {
             call.timing,
             attempts,
             result.as_ref().err(),
+            None,
         );
         self.complete_object(task, result);
         self.check_actor_scope(actor);
@@ -584,6 +585,7 @@ impl NodeState {
                 call.timing,
                 attempts,
                 Some(&err),
+                None,
             );
             self.complete_object(call.task, Err(err.clone()));
         }

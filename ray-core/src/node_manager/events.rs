@@ -33,6 +33,8 @@ pub(crate) struct FinishedTask {
     pub ended_us: u64,
     pub pid: u32,
     pub attempts: u32,
+    /// The peer it was sent to, for a task that ran on another node.
+    pub ran_on: Option<crate::ids::NodeId>,
 }
 
 /// When a live task or call was submitted and started, and where.
@@ -136,6 +138,7 @@ impl NodeState {
         timing: Timing,
         attempts: u32,
         error: Option<&Error>,
+        ran_on: Option<crate::ids::NodeId>,
     ) {
         let t = FinishedTask {
             task,
@@ -147,6 +150,7 @@ impl NodeState {
             ended_us: self.now_us,
             pid: timing.pid,
             attempts,
+            ran_on,
         };
         self.events.push(t);
     }
@@ -384,7 +388,7 @@ impl NodeState {
                 } else {
                     TaskStatus::Finished
                 },
-                node_id: node,
+                node_id: f.ran_on.map_or(node, |n| n.as_u32()),
                 worker_pid: Some(f.pid).filter(|p| *p != 0),
                 actor_id: f.actor.map(|a| a.to_string()),
                 attempts: f.attempts,

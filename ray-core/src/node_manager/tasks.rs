@@ -297,6 +297,10 @@ impl NodeState {
         self.unpin_args(&te.spec.args);
         let attempts = te.attempts;
         let timing = te.timing;
+        let ran_on = match te.state {
+            TaskState::Forwarded { node } => Some(node),
+            _ => None,
+        };
         self.record_finished(
             task,
             te.spec.function,
@@ -304,6 +308,7 @@ impl NodeState {
             timing,
             attempts,
             result.as_ref().err(),
+            ran_on,
         );
         self.complete_object(task, result);
         self.schedule();
