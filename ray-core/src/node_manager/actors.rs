@@ -453,15 +453,12 @@ impl NodeState {
         };
         self.unpin_args(&call.args);
         let attempts = call.retries + 1;
-        self.record_finished(
-            task,
-            call.method,
-            Some(actor),
-            call.timing,
+        let ended = super::events::Ended {
             attempts,
-            result.as_ref().err(),
-            None,
-        );
+            error: result.as_ref().err(),
+            ran_on: None,
+        };
+        self.record_finished(task, call.method, Some(actor), call.timing, ended);
         self.complete_object(task, result);
         self.check_actor_scope(actor);
     }
@@ -578,15 +575,12 @@ impl NodeState {
         self.unpin_args(&to_unpin);
         for call in inflight.into_iter().chain(queued) {
             let attempts = u32::from(call.timing.started_us != 0) + call.retries;
-            self.record_finished(
-                call.task,
-                call.method,
-                Some(actor),
-                call.timing,
+            let ended = super::events::Ended {
                 attempts,
-                Some(&err),
-                None,
-            );
+                error: Some(&err),
+                ran_on: None,
+            };
+            self.record_finished(call.task, call.method, Some(actor), call.timing, ended);
             self.complete_object(call.task, Err(err.clone()));
         }
         self.check_actor_scope(actor);

@@ -128,18 +128,29 @@ fn short(name: &str) -> &str {
     super::short_name(name)
 }
 
+/// How a call ended, for [`NodeState::record_finished`].
+pub(crate) struct Ended<'a> {
+    pub attempts: u32,
+    pub error: Option<&'a Error>,
+    /// The peer it ran on, for a task sent to another node.
+    pub ran_on: Option<crate::ids::NodeId>,
+}
+
 impl NodeState {
-    /// Records a call that ended with `result` (its entry already taken out).
+    /// Records a call that ended (its entry already taken out).
     pub(super) fn record_finished(
         &mut self,
         task: ObjectId,
         name: String,
         actor: Option<ActorId>,
         timing: Timing,
-        attempts: u32,
-        error: Option<&Error>,
-        ran_on: Option<crate::ids::NodeId>,
+        ended: Ended<'_>,
     ) {
+        let Ended {
+            attempts,
+            error,
+            ran_on,
+        } = ended;
         let t = FinishedTask {
             task,
             name,

@@ -301,15 +301,12 @@ impl NodeState {
             TaskState::Forwarded { node } => Some(node),
             _ => None,
         };
-        self.record_finished(
-            task,
-            te.spec.function,
-            None,
-            timing,
+        let ended = super::events::Ended {
             attempts,
-            result.as_ref().err(),
+            error: result.as_ref().err(),
             ran_on,
-        );
+        };
+        self.record_finished(task, te.spec.function, None, timing, ended);
         self.complete_object(task, result);
         self.schedule();
     }
