@@ -176,17 +176,9 @@ fn ray_rs_lists_summarizes_and_writes_a_timeline_of_what_a_cluster_ran() {
         all.extend_from_slice(&at);
         ray_rs(&all, Some(&token), &[])
     };
-    let json = |args: &[&str]| -> serde_json::Value {
-        let out = run(args);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("JSON")
-    };
+    let json = |args: &[&str]| ray_rs_json(args, &head.address, &dir, &token);
 
-    let tasks = json(&["list", "tasks", "--format", "json", "--limit", "1000"]);
+    let tasks = json(&["list", "tasks", "--limit", "1000"]);
     let tasks = tasks.as_array().unwrap();
     let squares = tasks
         .iter()
@@ -194,14 +186,7 @@ fn ray_rs_lists_summarizes_and_writes_a_timeline_of_what_a_cluster_ran() {
         .filter(|t| t["state"] == "FINISHED")
         .count();
     assert_eq!(squares, 10, "{tasks:?}");
-    let failed = json(&[
-        "list",
-        "tasks",
-        "--filter",
-        "state=FAILED",
-        "--format",
-        "json",
-    ]);
+    let failed = json(&["list", "tasks", "--filter", "state=FAILED"]);
     let failed = failed.as_array().unwrap();
     assert_eq!(failed.len(), 1, "{failed:?}");
     assert!(
@@ -211,7 +196,7 @@ fn ray_rs_lists_summarizes_and_writes_a_timeline_of_what_a_cluster_ran() {
             .contains("blew up on purpose"),
         "{failed:?}"
     );
-    let actors = json(&["list", "actors", "--format", "json"]);
+    let actors = json(&["list", "actors"]);
     assert!(
         actors
             .as_array()
@@ -220,9 +205,9 @@ fn ray_rs_lists_summarizes_and_writes_a_timeline_of_what_a_cluster_ran() {
             .any(|a| a["class_name"].as_str().unwrap_or("").contains("Counter")),
         "{actors}"
     );
-    let nodes = json(&["list", "nodes", "--format", "json"]);
+    let nodes = json(&["list", "nodes"]);
     assert_eq!(nodes.as_array().unwrap().len(), 1, "{nodes}");
-    let summary = json(&["summary", "tasks", "--format", "json"]);
+    let summary = json(&["summary", "tasks"]);
     assert!(summary["total"].as_u64().unwrap() >= 12, "{summary}");
 
     // A table by default; a bad filter names the keys that exist.

@@ -428,25 +428,19 @@ fn one_program_uses_every_node_of_a_four_node_cluster() {
 
     // `ray-rs list tasks` asks every node: a task sent from the head to B is listed once, as
     // B ran it.
-    let listed = ray_rs(
+    let listed = ray_rs_json(
         &[
             "list",
             "tasks",
-            "--format",
-            "json",
             "--limit",
             "10000",
             "--filter",
             "state=FINISHED",
-            "--address",
-            &cluster.head.address,
-            "--temp-dir",
-            cluster.head_dir.arg(),
         ],
-        Some(&cluster.token),
-        &[],
+        &cluster.head.address,
+        &cluster.head_dir,
+        &cluster.token,
     );
-    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("JSON");
     let on_b: Vec<&serde_json::Value> = listed
         .as_array()
         .unwrap()

@@ -196,6 +196,28 @@ pub fn ray_rs(args: &[&str], token: Option<&str>, wrap: &[&str]) -> Output {
     out
 }
 
+/// `ray-rs ARGS --format json` against the cluster whose node listens at `address` (token and
+/// CA from `dir`); asserts success and returns the parsed output.
+pub fn ray_rs_json(args: &[&str], address: &str, dir: &NodeDir, token: &str) -> Value {
+    let mut all = args.to_vec();
+    all.extend_from_slice(&[
+        "--format",
+        "json",
+        "--address",
+        address,
+        "--temp-dir",
+        dir.arg(),
+    ]);
+    let out = ray_rs(&all, Some(token), &[]);
+    assert!(
+        out.status.success(),
+        "ray-rs {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
 /// `ray-rs start --address` (daemonized); asserts success.
 pub fn join(head: &Head, dir: &NodeDir, token: &str, extra: &[&str], wrap: &[&str]) {
     let mut args = vec![

@@ -92,17 +92,30 @@ pub(super) async fn serve(node: Weak<Inner>, proc: ProcId, stream: std::os::unix
             }
         }
         let Some(n) = node.upgrade() else { return };
-        match transport::decode_frame::<FromWorker>(&buf) {
-            Ok(msg) => n.run(|st| st.handle(proc, msg)),
-            Err(e) => {
-                let what = format!("a message that does not decode ({e})");
-                n.run(|st| st.violation(proc, &what));
-                break;
-            }
-        }
-        if buf.capacity() > 1 << 20 {
-            buf = Vec::new();
+        if !dispatch_frame(&n, proc, &mut buf) {
+            break;
         }
     }
     closed(&node);
+}
+
+/// Hands one frame read from `proc` (a worker or a remote driver) to the state machine; a
+/// frame that does not decode is a violation, and false says to stop reading. A buffer grown
+/// past 1 MiB by a large frame is given back.
+pub(super) fn dispatch_frame(n: &std::sync::Arc<Inner>, proc: ProcId, buf: &mut Vec<u8>) -> bool {
+    let go_on = match transport::decode_frame::<FromWorker>(buf) {
+        Ok(msg) => {
+            n.run(|st| st.handle(proc, msg));
+            true
+        }
+        Err(e) => {
+            let what = format!("a message that does not decode ({e})");
+            n.run(|st| st.violation(proc, &what));
+            false
+        }
+    };
+    if buf.capacity() > 1 << 20 {
+        *buf = Vec::new();
+    }
+    go_on
 }

@@ -199,16 +199,8 @@ async fn read_driver<R: AsyncRead + Unpin>(node: Weak<Inner>, proc: ProcId, rd: 
             }
         }
         let Some(n) = node.upgrade() else { return };
-        match transport::decode_frame::<FromWorker>(&buf) {
-            Ok(msg) => n.run(|st| st.handle(proc, msg)),
-            Err(e) => {
-                let what = format!("a message that does not decode ({e})");
-                n.run(|st| st.violation(proc, &what));
-                break;
-            }
-        }
-        if buf.capacity() > 1 << 20 {
-            buf = Vec::new();
+        if !super::conn::dispatch_frame(&n, proc, &mut buf) {
+            break;
         }
     }
     if let Some(n) = node.upgrade() {

@@ -1,0 +1,544 @@
+//! The state machine in a cluster, driven by hand like the tests above, with peers faked by
+//! hand: what is sent to them (`Harness::to_nodes`), what they answer, what is pulled from
+//! them, and a peer that goes away.
+
+use super::*;
+
+// ----- the cluster: peers faked by hand --------------------------------------------------
+
+const PEER: NodeId = NodeId(2);
+
+fn capacity(pairs: &[(&str, f64)]) -> std::collections::BTreeMap<String, f64> {
+    pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+}
+
+impl Harness {
+    /// A node whose driver's executable is known by hash, so its work may go to peers.
+    fn in_cluster(resources: NodeResources) -> Harness {
+        let mut h = Harness::new(resources);
+        h.st.jobs.set_binary(JOB, [7; 32], 1234);
+        h
+    }
+
+    /// A peer publishes its resources (total, available).
+    fn peer_publishes(&mut self, node: NodeId, total: &[(&str, f64)], available: &[(&str, f64)]) {
+        let (t, a) = (capacity(total), capacity(available));
+        self.with(|st| st.node_update(node, None, &t, &a));
+    }
+
+    fn ssd_task(&mut self) -> TaskSpec {
+        let mut spec = self.task(DRIVER, "m::on_ssd", vec![]);
+        spec.resources.custom = vec![("ssd".into(), Amount::ONE)];
+        spec
+    }
+
+    /// The requests sent to `node` since the last call.
+    fn sent_to_node(&mut self, node: NodeId) -> Vec<FromWorker> {
+        let (mine, rest) = std::mem::take(&mut self.to_nodes)
+            .into_iter()
+            .partition(|(n, _)| *n == node);
+        self.to_nodes = rest;
+        mine.into_iter().map(|(_, m)| m).collect()
+    }
+
+    /// The `Get` this node sent to `node` for `task`'s result: its request number.
+    fn result_request(sent: &[FromWorker], task: ObjectId) -> u64 {
+        sent.iter()
+            .find_map(|m| match m {
+                FromWorker::Get { req, ids, .. } if ids == &[task] => Some(*req),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no Get for {task} in {sent:?}"))
+    }
+
+    fn peer_answers(&mut self, node: NodeId, req: u64, result: Result<Value, Error>) {
+        self.with(|st| {
+            st.peer_reply(
+                node,
+                ToWorker::GetReply {
+                    req,
+                    result: result.map(|v| vec![v]),
+                },
+            )
+        });
+    }
+}
+
+#[test]
+fn a_task_that_fits_no_local_resource_goes_to_a_peer_and_its_result_comes_back() {
+    let mut h = Harness::in_cluster(cpus(1));
+    h.peer_publishes(
+        PEER,
+        &[("CPU", 2.0), ("ssd", 1.0)],
+        &[("CPU", 2.0), ("ssd", 1.0)],
+    );
+    for round in 0..3u64 {
+        let spec = h.ssd_task();
+        let t = h.submit(DRIVER, spec);
+        assert!(h.started.is_empty(), "nothing runs here");
+        let sent = h.sent_to_node(PEER);
+        if round == 0 {
+            assert!(
+                matches!(&sent[0], FromWorker::Job { job, sha256, size: 1234, .. } if *job == JOB && *sha256 == [7; 32]),
+                "the job is announced first: {sent:?}"
+            );
+        }
+        assert!(
+            sent.iter()
+                .any(|m| matches!(m, FromWorker::SubmitTask(s) if s.task == t)),
+            "round {round}: the task went to the peer: {sent:?}"
+        );
+        let req = Harness::result_request(&sent, t);
+        h.peer_answers(PEER, req, Ok(value(round)));
+        assert_eq!(h.value_of(t), Some(round));
+        // The peer's published availability never changed (the task was shorter than its
+        // publication period): the next one still goes there.
+    }
+    assert_eq!(h.st.tasks.len(), 0, "nothing left behind");
+}
+
+#[test]
+fn work_sent_to_a_peer_counts_there_until_its_result_comes_back() {
+    let mut h = Harness::in_cluster(cpus(1));
+    h.peer_publishes(
+        PEER,
+        &[("CPU", 1.0), ("ssd", 1.0)],
+        &[("CPU", 1.0), ("ssd", 1.0)],
+    );
+    let first = h.ssd_task();
+    let first = h.submit(DRIVER, first);
+    let second = h.ssd_task();
+    let second = h.submit(DRIVER, second);
+    let sent = h.sent_to_node(PEER);
+    let submitted: Vec<ObjectId> = sent
+        .iter()
+        .filter_map(|m| match m {
+            FromWorker::SubmitTask(s) => Some(s.task),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(submitted, vec![first], "the peer has room for one");
+    // A stale publication (from before the first task) does not make room for the second.
+    h.peer_publishes(
+        PEER,
+        &[("CPU", 1.0), ("ssd", 1.0)],
+        &[("CPU", 1.0), ("ssd", 1.0)],
+    );
+    assert!(h.sent_to_node(PEER).is_empty(), "still one in flight there");
+    let req = Harness::result_request(&sent, first);
+    h.peer_answers(PEER, req, Ok(value(1)));
+    let sent = h.sent_to_node(PEER);
+    assert!(
+        sent.iter()
+            .any(|m| matches!(m, FromWorker::SubmitTask(s) if s.task == second)),
+        "the second goes once the first is back: {sent:?}"
+    );
+}
+
+#[test]
+fn a_request_no_node_could_ever_fit_is_infeasible_naming_every_node() {
+    let mut h = Harness::in_cluster(cpus(1));
+    h.peer_publishes(
+        PEER,
+        &[("CPU", 2.0), ("ssd", 1.0)],
+        &[("CPU", 2.0), ("ssd", 1.0)],
+    );
+    let mut spec = h.ssd_task();
+    spec.resources.custom = vec![("tpu".into(), Amount::ONE)];
+    let t = h.submit(DRIVER, spec);
+    match h.failed(t) {
+        Some(Error::Infeasible {
+            requested,
+            available,
+            ..
+        }) => {
+            assert_eq!(requested, "tpu: 1");
+            assert!(available.contains("CPU: 1"), "{available}");
+            assert!(
+                available.contains("node 2: CPU: 2, GPU: 0, ssd: 1"),
+                "{available}"
+            );
+        }
+        other => panic!("expected Infeasible, got {other:?}"),
+    }
+    assert!(h.sent_to_node(PEER).is_empty());
+}
+
+#[test]
+fn a_task_that_fits_only_when_a_busy_peer_frees_up_waits_then_goes() {
+    let mut h = Harness::in_cluster(cpus(1));
+    h.peer_publishes(
+        PEER,
+        &[("CPU", 2.0), ("ssd", 1.0)],
+        &[("CPU", 1.0), ("ssd", 0.0)],
+    );
+    let spec = h.ssd_task();
+    let t = h.submit(DRIVER, spec);
+    assert!(h.failed(t).is_none(), "feasible: it waits");
+    assert!(h.sent_to_node(PEER).is_empty());
+    h.peer_publishes(
+        PEER,
+        &[("CPU", 2.0), ("ssd", 1.0)],
+        &[("CPU", 2.0), ("ssd", 1.0)],
+    );
+    let sent = h.sent_to_node(PEER);
+    assert!(
+        sent.iter()
+            .any(|m| matches!(m, FromWorker::SubmitTask(s) if s.task == t))
+    );
+}
+
+#[test]
+fn work_on_a_peer_that_becomes_unreachable_runs_again_elsewhere() {
+    let mut h = Harness::in_cluster(cpus(1));
+    let (w, busy) = busy_worker(&mut h);
+    h.peer_publishes(PEER, &[("CPU", 4.0)], &[("CPU", 4.0)]);
+    let spec = h.task(DRIVER, "m::spill", vec![]);
+    let t = h.submit(DRIVER, spec);
+    let sent = h.sent_to_node(PEER);
+    assert!(
+        sent.iter()
+            .any(|m| matches!(m, FromWorker::SubmitTask(s) if s.task == t)),
+        "no room here: it spilled to the peer: {sent:?}"
+    );
+    h.with(|st| st.peer_unreachable(PEER, "connection reset"));
+    assert_eq!(h.dropped_nodes, vec![PEER]);
+    assert!(h.failed(t).is_none(), "not failed: it waits here");
+    h.msg(
+        w,
+        FromWorker::TaskDone {
+            task: busy,
+            result: Ok(value(0)),
+        },
+    );
+    assert!(
+        matches!(h.executing(w), Some(Execute::Task { task, .. }) if task == t),
+        "it runs here once the local worker is free"
+    );
+    // A late answer from the lost peer changes nothing.
+    let req = Harness::result_request(&sent, t);
+    h.peer_answers(PEER, req, Ok(value(99)));
+    assert!(h.value_of(t).is_none());
+}
+
+#[test]
+fn a_peer_may_only_submit_work_under_its_own_ids_for_a_job_it_announced() {
+    let mut h = Harness::in_cluster(cpus(2));
+    let session = h.with(|st| st.attach_peer(PEER)).expect("attached");
+    // Work under an id this node made (as if node 2 forged it) is a violation.
+    let mut forged = h.task(DRIVER, "m::forged", vec![]);
+    forged.job = JobId::of_driver(ProcId::driver(PEER));
+    h.msg(session, FromWorker::SubmitTask(forged));
+    assert!(h.disconnected.contains(&session), "the session was dropped");
+    assert!(h.started.is_empty(), "nothing ran");
+
+    // Work of a job it never announced: also refused.
+    let session = h.with(|st| st.attach_peer(PEER)).expect("attached");
+    let peer_driver = ProcId::driver(PEER);
+    let mut unknown = h.task(peer_driver, "m::unknown", vec![]);
+    unknown.job = JobId::of_driver(peer_driver);
+    h.msg(session, FromWorker::SubmitTask(unknown));
+    assert!(h.disconnected.contains(&session));
+    assert!(h.started.is_empty(), "nothing ran");
+}
+
+#[test]
+fn a_large_result_stays_on_the_peer_and_is_pulled_once_when_read_here() {
+    let mut h = Harness::in_cluster(cpus(1));
+    h.peer_publishes(
+        PEER,
+        &[("CPU", 2.0), ("ssd", 1.0)],
+        &[("CPU", 2.0), ("ssd", 1.0)],
+    );
+    let spec = h.ssd_task();
+    let t = h.submit(DRIVER, spec);
+    let sent = h.sent_to_node(PEER);
+    let req = Harness::result_request(&sent, t);
+    let len = 1 << 20;
+    let remote = Value {
+        data: Data::Remote { node: PEER, len },
+        contained: vec![],
+    };
+    h.peer_answers(PEER, req, Ok(remote));
+    assert!(
+        !h.sent_to_node(PEER)
+            .iter()
+            .any(|m| matches!(m, FromWorker::DelRef(RefId::Object(o)) if *o == t)),
+        "held there while this node holds it"
+    );
+    // Two readers here: one pull.
+    let a = h.driver_wait(vec![t], ReqKind::Get, Duration::from_secs(60));
+    let b = h.driver_wait(vec![t], ReqKind::Get, Duration::from_secs(60));
+    let [(id, from, pulled, region)] = h.pulls[..] else {
+        panic!("one pull for two readers: {:?}", h.pulls)
+    };
+    assert_eq!((id, from, pulled), (t, PEER, len));
+    assert!(a.try_take().is_none() && b.try_take().is_none());
+    h.with(|st| st.pull_done(t, region, Ok(())));
+    assert!(
+        a.try_take().is_some() && b.try_take().is_some(),
+        "both readers woken"
+    );
+    // Dropping it here lets the peer drop its copy.
+    h.with(|st| {
+        let _ = st.del_ref(DRIVER, RefId::Object(t));
+    });
+    assert!(
+        h.sent_to_node(PEER)
+            .iter()
+            .any(|m| matches!(m, FromWorker::DelRef(RefId::Object(o)) if *o == t)),
+        "the peer was told"
+    );
+}
+
+/// A result of `PEER`'s making that stays there: `len` bytes.
+fn result_on_peer(h: &mut Harness, len: u64) -> ObjectId {
+    let spec = h.ssd_task();
+    let t = h.submit(DRIVER, spec);
+    let sent = h.sent_to_node(PEER);
+    let req = Harness::result_request(&sent, t);
+    let remote = Value {
+        data: Data::Remote { node: PEER, len },
+        contained: vec![],
+    };
+    h.peer_answers(PEER, req, Ok(remote));
+    t
+}
+
+#[test]
+fn a_task_goes_to_the_peer_holding_its_argument_without_copying_it_here() {
+    let mut h = Harness::in_cluster(cpus(4));
+    h.peer_publishes(
+        PEER,
+        &[("CPU", 2.0), ("ssd", 1.0)],
+        &[("CPU", 2.0), ("ssd", 1.0)],
+    );
+    let arg = result_on_peer(&mut h, 1 << 20);
+    // It fits here too, but its argument's bytes are on the peer, which has room.
+    let spec = h.task(DRIVER, "m::reads", vec![Arg::Ref(arg)]);
+    let t = h.submit(DRIVER, spec);
+    let sent = h.sent_to_node(PEER);
+    assert!(
+        sent.iter()
+            .any(|m| matches!(m, FromWorker::SubmitTask(s) if s.task == t)),
+        "sent to the data: {sent:?}"
+    );
+    assert!(h.pulls.is_empty(), "nothing copied here: {:?}", h.pulls);
+    assert!(h.started.is_empty(), "nothing started here");
+}
+
+#[test]
+fn a_task_run_here_waits_holding_its_resources_while_its_argument_is_copied_here() {
+    let mut h = Harness::in_cluster(cpus(1));
+    h.peer_publishes(
+        PEER,
+        &[("CPU", 2.0), ("ssd", 1.0)],
+        &[("CPU", 2.0), ("ssd", 1.0)],
+    );
+    let arg = result_on_peer(&mut h, 1 << 20);
+    // The peer is full now (as it publishes), so the task runs here.
+    h.peer_publishes(
+        PEER,
+        &[("CPU", 2.0), ("ssd", 1.0)],
+        &[("CPU", 0.0), ("ssd", 1.0)],
+    );
+    let spec = h.task(DRIVER, "m::reads", vec![Arg::Ref(arg)]);
+    let t = h.submit(DRIVER, spec);
+    assert!(
+        !h.sent_to_node(PEER)
+            .iter()
+            .any(|m| matches!(m, FromWorker::SubmitTask(s) if s.task == t))
+    );
+    let [(id, from, _, region)] = h.pulls[..] else {
+        panic!("one pull: {:?}", h.pulls)
+    };
+    assert_eq!((id, from), (arg, PEER));
+    assert!(
+        h.started.is_empty(),
+        "no worker before the argument is here"
+    );
+    assert!(
+        matches!(
+            h.st.tasks.get(t).map(|te| &te.state),
+            Some(crate::node_manager::tasks::TaskState::Fetching { .. })
+        ),
+        "fetching, holding its CPU"
+    );
+    h.with(|st| st.pull_done(arg, region, Ok(())));
+    let w = h.connect_all()[0];
+    match h.executing(w) {
+        Some(Execute::Task { task, args, .. }) => {
+            assert_eq!(task, t);
+            assert!(
+                matches!(args[0], Data::Shm { len, .. } if len == 1 << 20),
+                "the copy here: {:?}",
+                args[0]
+            );
+        }
+        other => panic!("expected the task, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_task_with_several_returns_stays_on_its_callers_node_and_says_so_when_it_cannot_fit() {
+    let mut h = Harness::in_cluster(cpus(4));
+    h.peer_publishes(
+        PEER,
+        &[("CPU", 2.0), ("ssd", 1.0)],
+        &[("CPU", 2.0), ("ssd", 1.0)],
+    );
+    let mut spec = h.ssd_task();
+    spec.ext.returns.extra = 1;
+    let t = h.submit(DRIVER, spec);
+    assert!(
+        !h.sent_to_node(PEER)
+            .iter()
+            .any(|m| matches!(m, FromWorker::SubmitTask(_))),
+        "not sent to the peer"
+    );
+    match h.failed(t) {
+        Some(Error::Infeasible { available, .. }) => {
+            assert!(available.contains("caller's node"), "{available}")
+        }
+        other => panic!("expected Infeasible, got {other:?}"),
+    }
+    assert!(matches!(
+        h.failed(t.nth_return(1)),
+        Some(Error::Infeasible { .. })
+    ));
+}
+
+// ----- a peer is lost (issue 11) ------------------------------------------------------------
+
+const PEER2: NodeId = NodeId(3);
+
+#[test]
+fn a_task_lost_with_its_node_runs_again_on_another_within_max_retries() {
+    let mut h = Harness::in_cluster(cpus(1));
+    for peer in [PEER, PEER2] {
+        h.peer_publishes(
+            peer,
+            &[("CPU", 1.0), ("ssd", 1.0)],
+            &[("CPU", 1.0), ("ssd", 1.0)],
+        );
+    }
+    let mut spec = h.ssd_task();
+    spec.max_retries = 1;
+    let t = h.submit(DRIVER, spec);
+    let first = if h
+        .sent_to_node(PEER)
+        .iter()
+        .any(|m| matches!(m, FromWorker::SubmitTask(s) if s.task == t))
+    {
+        PEER
+    } else {
+        PEER2
+    };
+    let second = if first == PEER { PEER2 } else { PEER };
+    h.to_nodes.clear();
+    h.with(|st| st.peer_unreachable(first, "connection reset"));
+    let sent = h.sent_to_node(second);
+    assert!(
+        sent.iter()
+            .any(|m| matches!(m, FromWorker::SubmitTask(s) if s.task == t)),
+        "retried on the other peer: {sent:?}"
+    );
+    assert!(h.failed(t).is_none(), "not failed yet");
+    // That node is lost too: its one retry is used up.
+    h.with(|st| st.peer_unreachable(second, "connection reset"));
+    match h.failed(t) {
+        Some(Error::NodeDied {
+            attempts, cause, ..
+        }) => {
+            assert_eq!(attempts, 2);
+            assert!(cause.contains("connection reset"), "{cause}");
+        }
+        other => panic!("expected NodeDied, got {other:?}"),
+    }
+    assert_eq!(h.st.tasks.len(), 0, "nothing left behind");
+}
+
+/// An actor that needs `ssd` (only peers have it), created by the driver here.
+fn ssd_actor(h: &mut Harness, max_restarts: u32) -> ActorId {
+    let mut spec = actor_spec(h, DRIVER, max_restarts);
+    spec.resources.custom = vec![("ssd".into(), Amount::ONE)];
+    let a = spec.actor;
+    h.with(|st| st.create_actor(DRIVER, spec));
+    a
+}
+
+fn created_on(h: &mut Harness, node: NodeId, a: ActorId) -> bool {
+    h.sent_to_node(node)
+        .iter()
+        .any(|m| matches!(m, FromWorker::CreateActor(s) if s.actor == a))
+}
+
+#[test]
+fn an_actor_lost_with_its_node_starts_again_on_another_and_its_running_call_fails() {
+    let mut h = Harness::in_cluster(cpus(1));
+    h.peer_publishes(
+        PEER,
+        &[("CPU", 1.0), ("ssd", 1.0)],
+        &[("CPU", 1.0), ("ssd", 1.0)],
+    );
+    let a = ssd_actor(&mut h, 1);
+    assert!(created_on(&mut h, PEER, a), "placed on the peer");
+    let running = call(&mut h, a, "incr");
+    assert!(
+        h.sent_to_node(PEER)
+            .iter()
+            .any(|m| matches!(m, FromWorker::SubmitActorTask(s) if s.task == running))
+    );
+    // The peer is lost; another has room.
+    h.peer_publishes(
+        PEER2,
+        &[("CPU", 1.0), ("ssd", 1.0)],
+        &[("CPU", 1.0), ("ssd", 1.0)],
+    );
+    h.with(|st| st.peer_unreachable(PEER, "connection reset"));
+    match h.failed(running) {
+        Some(Error::ActorDied {
+            restarting, cause, ..
+        }) => {
+            assert!(restarting, "{cause}");
+            assert!(cause.contains("restarting (1 of 1"), "{cause}");
+        }
+        other => panic!("expected ActorDied, got {other:?}"),
+    }
+    assert!(
+        created_on(&mut h, PEER2, a),
+        "started again on the other peer"
+    );
+    // Later calls go to the new instance.
+    let later = call(&mut h, a, "incr");
+    let sent = h.sent_to_node(PEER2);
+    let req = Harness::result_request(&sent, later);
+    h.peer_answers(PEER2, req, Ok(value(1)));
+    assert_eq!(h.value_of(later), Some(1));
+    // Lost again: no restarts left, so the actor is dead and says why.
+    h.with(|st| st.peer_unreachable(PEER2, "connection reset"));
+    let after = call(&mut h, a, "incr");
+    match h.failed(after) {
+        Some(Error::ActorDied {
+            restarting, cause, ..
+        }) => {
+            assert!(!restarting);
+            assert!(cause.contains("is gone"), "{cause}");
+        }
+        other => panic!("expected ActorDied, got {other:?}"),
+    }
+}
+
+#[test]
+fn only_the_node_of_a_jobs_driver_may_end_the_job() {
+    let mut h = Harness::in_cluster(cpus(1));
+    h.peer_publishes(PEER, &[("CPU", 1.0)], &[("CPU", 1.0)]);
+    let session = ProcId {
+        node: PEER,
+        index: 77,
+    };
+    let refused = h.with(|st| st.handle_peer(session, PEER, FromWorker::JobEnded { job: JOB }));
+    let err = refused.expect_err("a peer cannot end this node's job");
+    assert!(err.contains("whose driver is not on"), "{err}");
+    assert!(h.st.jobs.get(JOB).is_some(), "the job goes on");
+}
