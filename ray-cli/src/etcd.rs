@@ -241,6 +241,21 @@ impl Etcd {
             .unwrap_or(false))
     }
 
+    /// Deletes `key` if its value is `value`. Returns whether it was deleted.
+    pub fn delete_if_value(&self, key: &[u8], value: &[u8]) -> Result<bool> {
+        let compare = json!({ "key": b64(key), "target": "VALUE", "result": "EQUAL",
+                              "value": b64(value) });
+        let reply = self.call(
+            "/v3/kv/txn",
+            &json!({ "compare": [compare],
+                     "success": [{ "request_delete_range": { "key": b64(key) } }] }),
+        )?;
+        Ok(reply
+            .get("succeeded")
+            .and_then(Value::as_bool)
+            .unwrap_or(false))
+    }
+
     /// Creates `key` with `value` unless it exists. Returns whether it was created. For job
     /// ids, named actors and anything else that must be claimed once.
     pub fn create_if_absent(&self, key: &[u8], value: &[u8], lease: i64) -> Result<bool> {

@@ -8,6 +8,7 @@
 //! - [`control`]: the node's control service (join, status) over ray-net connections;
 //! - [`membership`]: node records under leases, ids by compare-and-swap, resource publishing,
 //!   watches;
+//! - [`names`]: actor names in etcd, unique across the cluster;
 //! - [`etcd`] and [`http`]: the etcd v3 client over the JSON gateway;
 //! - [`etcd_server`]: the etcd child of a head;
 //! - [`pki`]: the cluster CA and node certificates (rcgen);
@@ -26,6 +27,7 @@ pub mod etcd_server;
 pub mod http;
 pub mod jobs;
 pub mod membership;
+pub mod names;
 pub mod node;
 pub mod node_manager;
 pub mod pki;

@@ -178,6 +178,19 @@ impl Shared {
     }
 }
 
+/// Reads this node's current lease id.
+#[derive(Clone)]
+pub struct LeaseHandle {
+    shared: Arc<Shared>,
+}
+
+impl LeaseHandle {
+    /// The lease id now.
+    pub fn id(&self) -> i64 {
+        self.shared.lease.load(Ordering::SeqCst)
+    }
+}
+
 /// This node's registration: its lease, kept alive, and its record.
 pub struct Membership {
     shared: Arc<Shared>,
@@ -272,6 +285,14 @@ impl Membership {
     /// The current lease id.
     pub fn lease_id(&self) -> i64 {
         self.shared.lease.load(Ordering::SeqCst)
+    }
+
+    /// The lease as it is now and after any re-registration (for keys that must go with the
+    /// node, such as its actors' names).
+    pub fn lease(&self) -> LeaseHandle {
+        LeaseHandle {
+            shared: self.shared.clone(),
+        }
     }
 
     /// A handle for publishing resource availability.

@@ -660,8 +660,20 @@ fn bring_up(
             format!("node-{node_id}"),
         ),
     };
-    let node =
-        crate::node_manager::start(dir, node_id, &cluster_id, &resources_total, reach, node_ip)?;
+    let names = Arc::new(crate::names::EtcdNames::new(
+        etcd.clone(),
+        &cluster_id,
+        membership.lease(),
+    ));
+    let node = crate::node_manager::start(
+        dir,
+        node_id,
+        &cluster_id,
+        &resources_total,
+        reach,
+        node_ip,
+        names,
+    )?;
     let publishing = crate::node_manager::publish_resources(
         node.clone(),
         crate::node_manager::Publishing {

@@ -123,6 +123,7 @@ pub fn start(
     resources: &Resources,
     reach: Reach,
     node_ip: std::net::IpAddr,
+    names: Arc<dyn ray_core::__node::NameDirectory>,
 ) -> Result<Arc<Node>> {
     let cache = BinaryCache::open(&dir.binaries(), BINARY_CACHE_BYTES)?;
     let whole = |name: &str| resources.get(name).copied().unwrap_or(0.0).max(0.0).round() as usize;
@@ -149,6 +150,7 @@ pub fn start(
             handshake: reach.handshake,
         }),
         node_ip: Some(node_ip),
+        names,
     })
     .map_err(|e| CliError::NodeManager(e.to_string()))?;
     Ok(Arc::new(node))

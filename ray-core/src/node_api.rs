@@ -3,6 +3,7 @@
 //! driver; here it runs alone, and drivers attach over authenticated connections.
 
 pub use crate::node_manager::links::{Connecting, Connector, PeerStream};
+pub use crate::node_manager::name_directory::NameDirectory;
 pub use crate::node_manager::remote::{BinaryStore, BinaryUpload, CachedBinary};
 pub use crate::node_manager::stats::{JobSummary, NodeStats};
 
@@ -36,6 +37,8 @@ pub struct NodeOptions {
     pub binaries: Arc<dyn BinaryStore>,
     /// How this node reaches the others.
     pub connector: Arc<dyn Connector>,
+    /// The cluster's directory of actor names (etcd).
+    pub names: Arc<dyn NameDirectory>,
     /// The IP other nodes reach it at (worker output printed here is tagged with it where it
     /// differs from the driver's node's).
     pub node_ip: Option<std::net::IpAddr>,
@@ -77,11 +80,16 @@ impl Node {
         crate::sys::raise_fd_limit();
         let inner = node_manager::start(cfg)?;
         node_manager::install_arena(&inner, object_store::DEFAULT_INLINE_MAX);
-        inner.run(|st| st.cluster.own_ip = opts.node_ip);
         inner.join_cluster(node_manager::links::ClusterIo {
             connector: opts.connector,
             cluster_id: opts.cluster_id.clone(),
             binaries: opts.binaries.clone(),
+            names: opts.names,
+        });
+        inner.run(|st| {
+            st.cluster.own_ip = opts.node_ip;
+            st.cluster.member = true;
+            st.names.shared.on = true;
         });
         Ok(Node {
             inner,

@@ -192,16 +192,6 @@ pub fn create_actor<A: RemoteActor>(opts: &RawActorOptions, args: ArgsBuilder) -
             what: format!("options of actor `{}`", A::NAME),
             message: message.clone(),
         }),
-        (_, None) if opts.detached => Err(Error::NeedsCluster {
-            what: format!(
-                "a detached actor (`{}` with `Lifetime::Detached`)",
-                crate::node_manager::short_name(A::NAME)
-            ),
-            hint: "start a cluster (`ray-rs start --head`) and run the driver with RAY_ADDRESS \
-                   set, or drop `.lifetime(Lifetime::Detached)`: a single-node actor lives as \
-                   long as its handles and its driver"
-                .into(),
-        }),
         (args, None) => args,
     };
     let (args, invalid) = match args {
@@ -209,6 +199,8 @@ pub fn create_actor<A: RemoteActor>(opts: &RawActorOptions, args: ArgsBuilder) -
         Err(e) => (Vec::new(), Some(e)),
     };
     let mut ext = opts.ext.clone();
+    // The node decides: a cluster's keeps it beyond the job, a single-node one refuses it.
+    ext.detached = opts.detached;
     if let (Some(name), Some(ns)) = (&mut ext.name, &opts.namespace) {
         name.namespace = ns.clone();
     }

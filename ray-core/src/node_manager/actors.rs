@@ -65,6 +65,8 @@ pub(crate) struct ActorEntry {
     restarts: u32,
     /// Runs of a call after a restart (`max_task_retries`).
     max_task_retries: u32,
+    /// `Lifetime::Detached`: kept without handles and beyond its job, until `ray::kill`.
+    pub detached: bool,
 }
 
 impl ActorEntry {
@@ -279,9 +281,21 @@ impl NodeState {
             max_restarts: spec.max_restarts,
             restarts: 0,
             max_task_retries: spec.ext.max_task_retries,
+            detached: spec.ext.detached,
         };
         let dead = if let Some(e) = spec.invalid {
             Some(e)
+        } else if spec.ext.detached && !self.in_cluster() {
+            Some(Error::NeedsCluster {
+                what: format!(
+                    "a detached actor (`{}` with `Lifetime::Detached`)",
+                    super::short_name(&entry.class)
+                ),
+                hint: "start a cluster (`ray-rs start --head`) and run the driver with \
+                       RAY_ADDRESS set, or drop `.lifetime(Lifetime::Detached)`: a single-node \
+                       actor lives as long as its handles and its driver"
+                    .into(),
+            })
         } else if let Err(e) = self.check_placement(&entry.resources, &entry.class) {
             Some(e)
         } else if let Err((missing, available)) = self.feasible_in_cluster(&entry.resources) {
@@ -639,8 +653,18 @@ impl NodeState {
             return;
         }
         let err = actor_died(&entry.class, cause);
-        if let ActorState::Remote(node) = entry.state {
+        let runs_at = match entry.state {
+            ActorState::Remote(node) => Some(node),
+            _ => None,
+        };
+        if let Some(node) = runs_at {
             self.send_node(node, FromWorker::KillActor { actor });
+        }
+        // Its creator's node hears of it too (it holds the actor's name, and forwards the
+        // kill where the actor runs if this node did not know yet).
+        let owner = actor.node();
+        if owner != self.node && runs_at != Some(owner) && self.cluster.knows(owner) {
+            self.send_node(owner, FromWorker::KillActor { actor });
         }
         self.actor_dead(actor, err);
     }
@@ -653,6 +677,9 @@ impl NodeState {
         };
         if !(entry.holders.is_empty() && entry.pins == 0 && entry.drained()) {
             return;
+        }
+        if entry.detached && !matches!(entry.state, ActorState::Dead(_)) {
+            return; // until ray::kill
         }
         match entry.state {
             ActorState::Dead(_) => {

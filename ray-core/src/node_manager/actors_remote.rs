@@ -34,6 +34,7 @@ impl NodeState {
                 max_restarts: 0,
                 restarts: 0,
                 max_task_retries: 0,
+                detached: false,
             },
         );
         self.locate_actor(owner, actor);
@@ -133,6 +134,7 @@ impl NodeState {
                 name: None,
                 get_if_exists: false,
                 max_task_retries: entry.max_task_retries,
+                detached: entry.detached,
             },
         };
         if !self.forward_actor(node, spec) {

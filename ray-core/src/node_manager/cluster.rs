@@ -143,6 +143,8 @@ pub(crate) struct Cluster {
     nodes: BTreeMap<NodeId, PeerNode>,
     /// This node's IP as its peers reach it, in a cluster.
     pub own_ip: Option<std::net::IpAddr>,
+    /// The node is a cluster's (a `ray-rs` daemon), not a single-node driver's.
+    pub member: bool,
 }
 
 impl Cluster {

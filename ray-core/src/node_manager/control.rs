@@ -3,7 +3,8 @@
 //!
 //! Each op is checked against its sender as the other messages are (see `mod.rs`): new ids
 //! must be the sender's, references it names must be ones it holds. The parts answer at once,
-//! except `StreamNext`, which waits for the stream's next item ([`super::generators`]).
+//! except `StreamNext`, which waits for the stream's next item ([`super::generators`]), and,
+//! in a cluster, names the node's own table cannot answer ([`super::name_directory`]).
 
 use super::NodeManager;
 use super::effects::Effect;
@@ -44,11 +45,22 @@ impl NodeState {
                 if spec.ext.name.is_none() {
                     return Err("a named actor creation without a name".into());
                 }
-                Ok(self.create_named_actor(from, *spec))
+                match self.create_named_actor(from, *spec, &to) {
+                    Some(reply) => Ok(reply),
+                    None => return Ok(()), // answered when the cluster's directory has
+                }
             }
-            Control::GetActor { name, class } => self.get_named_actor(from, name, &class),
+            Control::GetActor { name, class } => {
+                match self.get_named_actor(from, name, &class, &to) {
+                    Some(answer) => answer,
+                    None => return Ok(()),
+                }
+            }
             Control::ListNamedActors { namespace } => {
-                Ok(ControlReply::Names(self.list_named_actors(namespace)))
+                match self.list_named_actors(namespace, &to) {
+                    Some(reply) => Ok(reply),
+                    None => return Ok(()),
+                }
             }
             Control::KillActor { actor, no_restart } => {
                 self.may_use_actor(from, actor)?;

@@ -93,6 +93,8 @@ pub(crate) enum Effect {
     Resolve(Arc<Slot<Result<Value>>>, Result<Value>),
     /// A worker process is gone (for a shutdown waiting for all of them).
     WorkersChanged,
+    /// Ask the cluster's name directory (op id, question), then call `name_answer`.
+    Names(u64, super::name_directory::NameOp),
     /// Answer a control request of a driver thread.
     Answer(Arc<Slot<Result<ControlReply>>>, Result<ControlReply>),
 }
@@ -131,6 +133,7 @@ impl std::fmt::Debug for Effect {
             Effect::Resolve(_, r) => write!(f, "Resolve({r:?})"),
             Effect::WorkersChanged => f.write_str("WorkersChanged"),
             Effect::Answer(_, r) => write!(f, "Answer({r:?})"),
+            Effect::Names(id, op) => write!(f, "Names({id}, {op:?})"),
         }
     }
 }

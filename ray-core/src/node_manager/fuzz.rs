@@ -249,6 +249,7 @@ pub fn fuzz_seeds() -> Vec<Vec<u8>> {
                         })),
                         get_if_exists: true,
                         max_task_retries: 1,
+                        detached: false,
                     },
                 })),
             ),

@@ -8,7 +8,7 @@
 use super::actors::ActorState;
 use super::state::NodeState;
 use super::workers::WorkerState;
-use crate::ids::{ActorId, IdMap, JobId, NodeId, ProcId};
+use crate::ids::{IdMap, JobId, NodeId, ProcId};
 use crate::log;
 use std::path::PathBuf;
 
@@ -144,13 +144,13 @@ impl NodeState {
             .or_else(|| self.workers.get(proc).map(|w| w.job))
     }
 
-    /// The job ended: its actors are dead, its idle workers told to exit and the others
-    /// stopped (their results have nobody to go to). The node of its driver tells every other
-    /// node, which does the same.
+    /// The job ended: its actors are dead (but detached ones), its idle workers told to exit
+    /// and the others stopped (their results have nobody to go to). The node of its driver
+    /// tells every other node, which does the same.
     pub(crate) fn end_job(&mut self, job: JobId) {
-        if self.jobs.map.remove(&job).is_none() {
+        let Some(mut ended) = self.jobs.map.remove(&job) else {
             return;
-        }
+        };
         log::info!("{job} ended");
         if job.node() == self.node {
             let peers: Vec<NodeId> = self.cluster.peers();
@@ -158,12 +158,25 @@ impl NodeState {
                 self.send_node(node, crate::protocol::worker::FromWorker::JobEnded { job });
             }
         }
-        let actors: Vec<ActorId> = self
-            .actors
-            .iter()
-            .filter(|(_, a)| a.job == job && !matches!(a.state, ActorState::Dead(_)))
-            .map(|(id, _)| *id)
-            .collect();
+        let mut actors = Vec::new();
+        let mut detached = Vec::new();
+        // The workers of its detached actors, which go on.
+        let mut keep: Vec<ProcId> = Vec::new();
+        for (id, a) in self.actors.iter() {
+            if a.job != job || matches!(a.state, ActorState::Dead(_)) {
+                continue;
+            }
+            if !a.detached {
+                actors.push(*id);
+                continue;
+            }
+            detached.push(*id);
+            if let ActorState::Starting(p) | ActorState::Creating(p) | ActorState::Alive(p) =
+                a.state
+            {
+                keep.push(p);
+            }
+        }
         for actor in actors {
             self.kill_actor(actor, &format!("its driver's {job} ended"));
         }
@@ -171,7 +184,7 @@ impl NodeState {
             let Some(w) = self.workers.get(proc) else {
                 continue;
             };
-            if w.job != job {
+            if w.job != job || keep.contains(&proc) {
                 continue;
             }
             let connected = w.connected;
@@ -183,6 +196,17 @@ impl NodeState {
                 }
                 _ => self.effects.push(super::effects::Effect::Kill(proc)),
             }
+        }
+        if !detached.is_empty() {
+            // Its detached actors live on, run by its executable (kept in the cache by the
+            // job's pin): the job stays without a driver, and is not shown as running.
+            log::info!(
+                "{job}: {} detached actor(s) outlive it until ray::kill",
+                detached.len()
+            );
+            ended.driver = None;
+            ended.shown = None;
+            self.jobs.map.insert(job, ended);
         }
     }
 }

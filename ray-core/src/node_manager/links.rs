@@ -44,6 +44,8 @@ pub(crate) struct ClusterIo {
     pub connector: Arc<dyn Connector>,
     pub cluster_id: String,
     pub binaries: Arc<dyn BinaryStore>,
+    /// The cluster's directory of actor names.
+    pub names: Arc<dyn super::name_directory::NameDirectory>,
 }
 
 /// Bytes requested at a time.

@@ -29,6 +29,7 @@ mod introspect;
 mod jobs;
 pub(crate) mod links;
 mod local;
+pub(crate) mod name_directory;
 mod names;
 mod objects;
 mod peers;

@@ -3,8 +3,11 @@
 //! A name is unique in its namespace while its actor lives (pending, restarting or alive);
 //! it is free again once the actor is dead or out of scope. The table sits behind
 //! [`NameTable`], so that a cluster can back it with a shared store whose compare-and-swap
-//! makes `claim` atomic across nodes; [`LocalNames`] is the single-node table.
+//! makes `claim` atomic across nodes; [`LocalNames`] is the single-node table. In a cluster
+//! the node's table answers for its own actors at once and the cluster's directory
+//! ([`super::name_directory`]) decides the rest.
 
+use super::control::Answer;
 use super::state::NodeState;
 use crate::error::{Error, Result};
 use crate::ids::{ActorId, IdMap, NodeId, ProcId};
@@ -81,6 +84,8 @@ pub(crate) struct Names {
     /// Where names without a namespace go: the job's (`Config::namespace`), else an
     /// anonymous one of its own.
     pub default_namespace: String,
+    /// The cluster's directory, when the node is a cluster's.
+    pub shared: super::name_directory::Shared,
 }
 
 impl Names {
@@ -88,6 +93,7 @@ impl Names {
         Names {
             table: Box::new(LocalNames::default()),
             default_namespace: format!("anonymous-job-{}", node.as_u32()),
+            shared: Default::default(),
         }
     }
 
@@ -105,18 +111,29 @@ impl NodeState {
     /// holds: the new one; with `get_if_exists`, the live one of the same class that has the
     /// name; or, if the name is taken, a new actor that is dead on arrival with the error
     /// (so that `Type::options().name(..).remote()` returns a handle whose calls say why).
-    pub(super) fn create_named_actor(&mut self, from: ProcId, mut spec: ActorSpec) -> ControlReply {
+    /// `None`: the answer goes to `to` once the cluster's directory decided.
+    pub(super) fn create_named_actor(
+        &mut self,
+        from: ProcId,
+        mut spec: ActorSpec,
+        to: &Answer,
+    ) -> Option<ControlReply> {
         let Some(name) = spec.ext.name.take() else {
             let id = spec.actor;
             self.create_actor(from, spec);
-            return ControlReply::Actor(id);
+            return Some(ControlReply::Actor(id));
         };
         let name = self.names.resolve(*name);
         let taken = match self.names.table.claim(&name, spec.actor, &spec.class) {
+            Ok(()) if self.names.shared.on => {
+                spec.ext.name = Some(Box::new(name.clone()));
+                self.claim_shared_name(from, spec, name, to.clone());
+                return None;
+            }
             Ok(()) => None,
             Err((holder, class)) if spec.ext.get_if_exists && class == spec.class => {
                 self.actors.add_holder(holder, from);
-                return ControlReply::Actor(holder);
+                return Some(ControlReply::Actor(holder));
             }
             Err((holder, class)) if spec.ext.get_if_exists => Some(
                 class_mismatch(&name, &spec.class, &class).unwrap_or(Error::ActorNameTaken {
@@ -138,19 +155,36 @@ impl NodeState {
         }
         let id = spec.actor;
         self.create_actor(from, spec);
-        ControlReply::Actor(id)
+        Some(ControlReply::Actor(id))
     }
 
     /// `ray::get_actor`: the live actor named `name`, which must be a `class`. The asker
-    /// holds a handle to it from now on.
+    /// holds a handle to it from now on. `None`: the cluster's directory is asked, and the
+    /// answer goes to `to`.
     pub(super) fn get_named_actor(
         &mut self,
         from: ProcId,
         name: ActorName,
         class: &str,
-    ) -> Result<ControlReply> {
+        to: &Answer,
+    ) -> Option<Result<ControlReply>> {
         let name = self.names.resolve(name);
-        let Some((actor, found)) = self.names.table.lookup(&name) else {
+        let found = self.names.table.lookup(&name);
+        if found.is_none() && self.names.shared.on {
+            self.lookup_shared_name(from, name, class, to.clone());
+            return None;
+        }
+        Some(self.get_local_named_actor(from, name, class, found))
+    }
+
+    fn get_local_named_actor(
+        &mut self,
+        from: ProcId,
+        name: ActorName,
+        class: &str,
+        found: Option<(ActorId, String)>,
+    ) -> Result<ControlReply> {
+        let Some((actor, found)) = found else {
             let elsewhere: Vec<String> = self
                 .names
                 .table
@@ -180,14 +214,25 @@ impl NodeState {
         Ok(ControlReply::Actor(actor))
     }
 
-    pub(super) fn list_named_actors(&self, namespace: Option<String>) -> Vec<ActorName> {
+    /// The names in `namespace` (default: the job's). `None`: the cluster's directory is
+    /// asked, and the answer goes to `to`.
+    pub(super) fn list_named_actors(
+        &mut self,
+        namespace: Option<String>,
+        to: &Answer,
+    ) -> Option<ControlReply> {
         let ns = namespace.unwrap_or_else(|| self.names.default_namespace.clone());
-        self.names.table.list(Some(&ns))
+        if self.names.shared.on {
+            self.list_shared_names(ns, to.clone());
+            return None;
+        }
+        Some(ControlReply::Names(self.names.table.list(Some(&ns))))
     }
 
     /// The actor is dead or gone: its name is free.
     pub(super) fn release_actor_name(&mut self, actor: ActorId) {
         self.names.table.release(actor);
+        self.release_shared_name(actor);
     }
 
     /// The job's namespace (`Config::namespace`).
@@ -222,7 +267,7 @@ impl NodeState {
     }
 }
 
-fn class_mismatch(name: &ActorName, expected: &str, found: &str) -> Option<Error> {
+pub(super) fn class_mismatch(name: &ActorName, expected: &str, found: &str) -> Option<Error> {
     (expected != found).then(|| Error::ActorClassMismatch {
         name: name.name.clone(),
         expected: super::short_name(expected).to_string(),

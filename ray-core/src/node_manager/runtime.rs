@@ -491,6 +491,7 @@ impl Inner {
                     });
                 }
                 Effect::DetectGpus => self.detect_gpus(),
+                Effect::Names(id, op) => self.ask_name_directory(id, op),
                 Effect::Pull {
                     id,
                     from,
@@ -518,6 +519,35 @@ impl Inner {
                 }
             }
         }
+    }
+
+    /// Asks the cluster's name directory from a blocking thread (etcd calls block, and wait
+    /// out an outage); the answer goes back to the state machine.
+    fn ask_name_directory(self: &Arc<Self>, id: u64, op: super::name_directory::NameOp) {
+        use super::name_directory::{NameAnswer, NameOp};
+        let weak: Weak<Inner> = Arc::downgrade(self);
+        let directory = self.cluster_io().map(|c| c.names.clone());
+        self.handle.spawn_blocking(move || {
+            let answer = match directory {
+                None => Err("this node is not in a cluster".to_string()),
+                Some(dir) => match &op {
+                    NameOp::Claim(r) => dir
+                        .claim(&r.name.namespace, &r.name.name, &r.encode())
+                        .map(NameAnswer::Record),
+                    NameOp::Lookup(n) => dir.lookup(&n.namespace, &n.name).map(NameAnswer::Record),
+                    NameOp::List(ns) => dir.list(ns).map(NameAnswer::Records),
+                    NameOp::Release(r) => dir
+                        .release(&r.name.namespace, &r.name.name, &r.encode())
+                        .map(|()| NameAnswer::Done),
+                },
+            };
+            if let (NameOp::Release(r), Err(e)) = (&op, &answer) {
+                log::warn!("releasing actor name {:?}: {e}", r.name.name);
+            }
+            if let Some(node) = weak.upgrade() {
+                node.run(|st| st.name_answer(id, answer));
+            }
+        });
     }
 
     fn detect_gpus(self: &Arc<Self>) {

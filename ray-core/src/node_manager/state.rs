@@ -129,6 +129,11 @@ impl NodeState {
     }
 
     /// The driver process of this node (in single-node mode, the process it runs in).
+    /// The node is a cluster's (detached actors can outlive their driver here).
+    pub(crate) fn in_cluster(&self) -> bool {
+        self.cluster.member
+    }
+
     pub(crate) fn driver(&self) -> ProcId {
         ProcId::driver(self.node)
     }

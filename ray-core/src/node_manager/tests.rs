@@ -39,6 +39,8 @@ struct Harness {
     pulls: Vec<(ObjectId, NodeId, u64, u64)>,
     /// Sessions with other nodes dropped.
     dropped_nodes: Vec<NodeId>,
+    /// Questions to the cluster's name directory, in order.
+    name_ops: Vec<(u64, super::name_directory::NameOp)>,
 }
 
 fn cpus(n: usize) -> NodeResources {
@@ -72,6 +74,7 @@ impl Harness {
             to_nodes: Vec::new(),
             pulls: Vec::new(),
             dropped_nodes: Vec::new(),
+            name_ops: Vec::new(),
         }
     }
 
@@ -102,6 +105,7 @@ impl Harness {
                 Effect::Disconnect(Peer::Node(n)) => self.dropped_nodes.push(n),
                 Effect::EnsureJob { .. } | Effect::DetectGpus | Effect::WorkersChanged => {}
                 Effect::Answer(slot, r) => slot.fill(r),
+                Effect::Names(id, op) => self.name_ops.push((id, op)),
             }
         }
     }
@@ -1033,6 +1037,10 @@ mod core_api;
 // Peers faked by hand: placement across nodes, objects and results on other nodes, a peer lost.
 #[path = "tests_cluster.rs"]
 mod cluster;
+
+// Names shared through the cluster's directory (faked by hand), detached actors.
+#[path = "tests_names.rs"]
+mod names_shared;
 
 #[test]
 fn finished_tasks_are_recorded_with_the_clock_in_a_bounded_ring() {

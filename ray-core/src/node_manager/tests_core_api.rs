@@ -11,7 +11,7 @@ use crate::protocol::worker::{Control, ControlReply, StreamItem};
 use crate::protocol::{ActorName, PlacementGroupSpec, Returns};
 
 /// A control request of the driver; `None` if it is answered later.
-fn control(h: &mut Harness, op: Control) -> Option<Result<ControlReply, Error>> {
+pub(super) fn control(h: &mut Harness, op: Control) -> Option<Result<ControlReply, Error>> {
     let slot = Arc::new(Slot::new());
     let to = Answer::Local(slot.clone());
     h.with(|st| st.control(DRIVER, to, op)).expect("allowed");
@@ -56,7 +56,7 @@ fn get_actor(h: &mut Harness, name: &str) -> Result<ActorId, Error> {
     }
 }
 
-fn dead_error(h: &Harness, a: ActorId) -> Option<Error> {
+pub(super) fn dead_error(h: &Harness, a: ActorId) -> Option<Error> {
     match h.st.actors.get(a).map(|e| &e.state) {
         Some(super::super::actors::ActorState::Dead(e)) => Some(e.clone()),
         _ => None,

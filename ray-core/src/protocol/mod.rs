@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 /// Version of the wire protocol. Both handshakes carry it; a peer with another version is
 /// refused with a message naming both.
-pub(crate) const PROTOCOL_VERSION: u32 = 2;
+pub(crate) const PROTOCOL_VERSION: u32 = 3;
 
 /// A task argument: an inline value, or a reference resolved before the task runs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -92,6 +92,8 @@ pub(crate) struct ActorExt {
     /// Calls in flight when the actor's process dies are run again on the restarted actor,
     /// this many times each.
     pub max_task_retries: u32,
+    /// `Lifetime::Detached`: it outlives its driver's job (in a cluster) until `ray::kill`.
+    pub detached: bool,
 }
 
 /// A placement group as its creator describes it.
