@@ -95,7 +95,11 @@ async fn recv<R: AsyncRead + Unpin>(r: &mut R) -> std::io::Result<NodeMessage> {
 }
 
 /// Joins the cluster at `address` with `token` (its text form).
-pub(crate) fn connect(address: &str, token: &str) -> Result<ClusterSession> {
+pub(crate) fn connect(
+    address: &str,
+    token: &str,
+    namespace: Option<String>,
+) -> Result<ClusterSession> {
     let token = ray_net::AuthToken::parse(token, ray_net::TOKEN_ENV)
         .map_err(|e| cluster_error(address, e))?;
     let addr = address
@@ -124,6 +128,7 @@ pub(crate) fn connect(address: &str, token: &str) -> Result<ClusterSession> {
         size,
         pid: std::process::id(),
         name: name.clone(),
+        namespace,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

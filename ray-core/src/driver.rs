@@ -315,7 +315,7 @@ fn join_cluster(config: &Config, address: &str, epoch: u32) -> Result<Arc<Driver
                     .into(),
             })?,
     };
-    let session = crate::cluster_client::connect(address, &token)?;
+    let session = crate::cluster_client::connect(address, &token, config.namespace.clone())?;
     ids::set_this_proc(session.proc);
     object_store::set_inline_max(object_store::DEFAULT_INLINE_MAX);
     context::set(Some(session.client.clone()));

@@ -57,7 +57,7 @@ impl NodeState {
                 }
             }
             Control::ListNamedActors { namespace } => {
-                match self.list_named_actors(namespace, &to) {
+                match self.list_named_actors(from, namespace, &to) {
                     Some(reply) => Ok(reply),
                     None => return Ok(()),
                 }

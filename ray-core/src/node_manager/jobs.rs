@@ -152,6 +152,9 @@ impl NodeState {
             return;
         };
         log::info!("{job} ended");
+        if !self.actors.iter().any(|(_, a)| a.job == job && a.detached) {
+            self.names.job_ended(job);
+        }
         if job.node() == self.node {
             let peers: Vec<NodeId> = self.cluster.peers();
             for node in peers {

@@ -10,10 +10,14 @@
 use super::control::Answer;
 use super::state::NodeState;
 use crate::error::{Error, Result};
-use crate::ids::{ActorId, IdMap, NodeId, ProcId};
+use crate::ids::{ActorId, IdMap, JobId, ProcId};
+use crate::log;
 use crate::protocol::worker::ControlReply;
 use crate::protocol::{ActorName, ActorSpec};
 use std::collections::BTreeMap;
+
+/// Longest namespace a node accepts from another process.
+const MAX_NAMESPACE: usize = 1024;
 
 /// Where actor names live.
 pub(crate) trait NameTable: Send {
@@ -78,31 +82,53 @@ impl NameTable for LocalNames {
     }
 }
 
-/// The name table and the job's namespace.
+/// The name table and the jobs' namespaces.
 pub(crate) struct Names {
     pub table: Box<dyn NameTable>,
-    /// Where names without a namespace go: the job's (`Config::namespace`), else an
-    /// anonymous one of its own.
-    pub default_namespace: String,
+    /// Where a job's names without a namespace go (`Config::namespace`); a job not here has
+    /// an anonymous one of its own.
+    namespaces: IdMap<JobId, String>,
     /// The cluster's directory, when the node is a cluster's.
     pub shared: super::name_directory::Shared,
 }
 
 impl Names {
-    pub(crate) fn new(node: NodeId) -> Self {
+    pub(crate) fn new() -> Self {
         Names {
             table: Box::new(LocalNames::default()),
-            default_namespace: format!("anonymous-job-{}", node.as_u32()),
+            namespaces: IdMap::default(),
             shared: Default::default(),
         }
     }
 
-    /// The name with its namespace filled in.
-    fn resolve(&self, mut name: ActorName) -> ActorName {
+    /// The namespace `job` set, if it did.
+    pub(crate) fn namespace_of(&self, job: JobId) -> Option<String> {
+        self.namespaces.get(&job).cloned()
+    }
+
+    /// The namespace of `job`'s names: the one it set, else an anonymous one of its own.
+    fn namespace(&self, job: Option<JobId>) -> String {
+        match job {
+            Some(job) => self
+                .namespaces
+                .get(&job)
+                .cloned()
+                .unwrap_or_else(|| format!("anonymous-{job}")),
+            None => "anonymous".into(),
+        }
+    }
+
+    /// The name with its namespace filled in (the asker's job's).
+    fn resolve(&self, mut name: ActorName, job: Option<JobId>) -> ActorName {
         if name.namespace.is_empty() {
-            name.namespace = self.default_namespace.clone();
+            name.namespace = self.namespace(job);
         }
         name
+    }
+
+    /// A job ended: its namespace setting goes.
+    pub(crate) fn job_ended(&mut self, job: JobId) {
+        self.namespaces.remove(&job);
     }
 }
 
@@ -123,7 +149,7 @@ impl NodeState {
             self.create_actor(from, spec);
             return Some(ControlReply::Actor(id));
         };
-        let name = self.names.resolve(*name);
+        let name = self.names.resolve(*name, self.job_of(from));
         let taken = match self.names.table.claim(&name, spec.actor, &spec.class) {
             Ok(()) if self.names.shared.on => {
                 spec.ext.name = Some(Box::new(name.clone()));
@@ -168,7 +194,7 @@ impl NodeState {
         class: &str,
         to: &Answer,
     ) -> Option<Result<ControlReply>> {
-        let name = self.names.resolve(name);
+        let name = self.names.resolve(name, self.job_of(from));
         let found = self.names.table.lookup(&name);
         if found.is_none() && self.names.shared.on {
             self.lookup_shared_name(from, name, class, to.clone());
@@ -218,10 +244,11 @@ impl NodeState {
     /// asked, and the answer goes to `to`.
     pub(super) fn list_named_actors(
         &mut self,
+        from: ProcId,
         namespace: Option<String>,
         to: &Answer,
     ) -> Option<ControlReply> {
-        let ns = namespace.unwrap_or_else(|| self.names.default_namespace.clone());
+        let ns = namespace.unwrap_or_else(|| self.names.namespace(self.job_of(from)));
         if self.names.shared.on {
             self.list_shared_names(ns, to.clone());
             return None;
@@ -235,9 +262,22 @@ impl NodeState {
         self.release_shared_name(actor);
     }
 
-    /// The job's namespace (`Config::namespace`).
+    /// The single-node driver's job's namespace (`Config::namespace`).
     pub(crate) fn set_namespace(&mut self, namespace: String) {
-        self.names.default_namespace = namespace;
+        let job = JobId::of_driver(self.driver());
+        self.names.namespaces.insert(job, namespace);
+    }
+
+    /// `job`'s namespace as its driver set it (a remote driver's hello, or a peer announcing
+    /// the job). Ignored if it is not one `Config::namespace` accepts.
+    pub(crate) fn set_job_namespace(&mut self, job: JobId, namespace: &str) {
+        if namespace.len() > MAX_NAMESPACE
+            || crate::options::check_name("a namespace", namespace).is_err()
+        {
+            log::warn!("{job} announced a namespace that is not one: ignored");
+            return;
+        }
+        self.names.namespaces.insert(job, namespace.to_string());
     }
 
     /// Ray's `ray.kill(actor, no_restart=False)`: the actor's process is killed; it restarts

@@ -82,6 +82,7 @@ impl NodeState {
             return false;
         };
         self.peers.jobs_sent.insert((node, job));
+        let namespace = self.names.namespace_of(job);
         self.send_node(
             node,
             FromWorker::Job {
@@ -89,6 +90,7 @@ impl NodeState {
                 fingerprint,
                 sha256,
                 size,
+                namespace,
             },
         );
         true
@@ -365,7 +367,16 @@ impl NodeState {
                 fingerprint,
                 sha256,
                 size,
-            } => self.job_announced(node, job, fingerprint, sha256, size),
+                namespace,
+            } => {
+                if job.node() != node {
+                    return Err(format!("{job}, whose driver is not on {node}"));
+                }
+                if let Some(ns) = namespace {
+                    self.set_job_namespace(job, &ns);
+                }
+                self.job_announced(node, job, fingerprint, sha256, size)
+            }
             FromWorker::SubmitTask(spec) => {
                 if !made_there(spec.task.0) {
                     return Err(format!("a task {} not made on {node}", spec.task));

@@ -113,7 +113,7 @@ impl NodeState {
             resources,
             cluster: Cluster::default(),
             peers: Peers::default(),
-            names: Names::new(node),
+            names: Names::new(),
             cancels: Cancels::default(),
             returns: MultiReturns::default(),
             generators: Generators::default(),

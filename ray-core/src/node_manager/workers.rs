@@ -349,6 +349,9 @@ impl NodeState {
         self.jobs.pin(job, pin);
         self.jobs.set_binary(job, info.sha256, info.size);
         self.jobs.show(job, info.shown_name(), info.pid);
+        if let Some(ns) = &info.namespace {
+            self.set_job_namespace(job, ns);
+        }
         Some((proc, job))
     }
 

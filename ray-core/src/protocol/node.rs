@@ -40,6 +40,8 @@ pub(crate) struct DriverInfo {
     /// Its program's name (the executable's file name; shown by `ray-rs status`; at most
     /// [`DRIVER_NAME_MAX`] bytes are kept).
     pub name: String,
+    /// Its job's namespace for actor names (`Config::namespace`), if it set one.
+    pub namespace: Option<String>,
 }
 
 /// Longest driver name a node keeps.

@@ -83,6 +83,8 @@ pub(crate) enum FromWorker {
         fingerprint: u64,
         sha256: [u8; 32],
         size: u64,
+        /// The job's namespace for actor names, if its driver set one.
+        namespace: Option<String>,
     },
     /// Node sessions only: where an actor this node created runs now (answered by
     /// `ActorLocation`).
