@@ -366,8 +366,13 @@
 //! `.get_if_exists(true)` asks for the holder instead. Names live in the job's namespace
 //! ([`Config::namespace`]) unless `.namespace(..)` names another ([`get_actor_in`] looks
 //! there). The name is free again once the actor is dead or all its handles are dropped.
-//! `.lifetime(Lifetime::Detached)` (an actor that outlives its driver) needs a cluster: in
-//! single-node mode its calls fail with [`Error::NeedsCluster`], which says so.
+//! In a cluster names are unique across every node and drivers on any node find them (they
+//! live in etcd), provided they share the namespace: each job has an anonymous namespace of its
+//! own unless [`Config::namespace`] sets one, as in Ray.
+//! `.lifetime(Lifetime::Detached)` makes an actor that outlives its driver's job, until
+//! [`kill`]; that needs a cluster: in single-node mode its calls fail with
+//! [`Error::NeedsCluster`], which says so. A detached actor's names live under its creator
+//! node's etcd lease, so they go when that node dies.
 //!
 //! ```
 //! #[ray::remote]
