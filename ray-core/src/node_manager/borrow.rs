@@ -166,6 +166,9 @@ impl NodeState {
             Err(err) => {
                 self.abandon_region(region);
                 log::warn!("copying object {id} from {node} failed: {err}");
+                if self.rebuild_after_failed_pull(id, node, &err.to_string()) {
+                    return;
+                }
                 let lost = Error::object_lost(id, format!("copying it from {node} failed: {err}"));
                 if let Some(e) = self.objects.get_mut(id) {
                     e.state = ObjState::Failed(lost);

@@ -28,6 +28,7 @@ mod generators;
 mod introspect;
 mod jobs;
 pub(crate) mod links;
+mod lineage;
 mod local;
 pub(crate) mod name_directory;
 mod names;

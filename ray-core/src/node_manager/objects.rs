@@ -377,6 +377,7 @@ impl NodeState {
                     if let Some(freed) = self.objects.unpin(o) {
                         self.dropped(o, &freed);
                         work.extend(freed.contained());
+                        work.extend(self.lineage_released(o));
                     }
                 }
                 RefId::Actor(a) => {
@@ -390,7 +391,9 @@ impl NodeState {
     /// An object left the directory: give back its storage and what it kept alive.
     pub(super) fn object_freed(&mut self, id: ObjectId, entry: ObjectEntry) {
         self.dropped(id, &entry);
-        self.release_refs(entry.contained());
+        let mut refs = entry.contained();
+        refs.extend(self.lineage_released(id));
+        self.release_refs(refs);
     }
 
     /// What an object that left the directory held outside it: its storage, and its owner's

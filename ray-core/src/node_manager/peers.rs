@@ -198,6 +198,7 @@ impl NodeState {
         for actor in self.actors_placed_on(node) {
             self.actor_node_died(actor, node, why);
         }
+        self.objects_lost_with(node, why);
         let keys: Vec<(NodeId, u64)> = self
             .peers
             .waits

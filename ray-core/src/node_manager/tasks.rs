@@ -294,13 +294,25 @@ impl NodeState {
         if let TaskState::Assigned { alloc } | TaskState::Fetching { alloc } = &te.state {
             self.resources.release(alloc);
         }
-        self.unpin_args(&te.spec.args);
         let attempts = te.attempts;
         let timing = te.timing;
         let ran_on = match te.state {
             TaskState::Forwarded { node } => Some(node),
             _ => None,
         };
+        // A result left in a peer's store may have to be made again if that peer dies.
+        let stays_there = matches!(
+            &result,
+            Ok(Value {
+                data: crate::codec::Data::Remote { .. },
+                ..
+            })
+        );
+        if ran_on.is_some() && stays_there && !te.spec.stays_with_caller() {
+            self.keep_lineage(te.spec.clone(), attempts);
+        } else {
+            self.unpin_args(&te.spec.args);
+        }
         let ended = super::events::Ended {
             attempts,
             error: result.as_ref().err(),
@@ -354,6 +366,38 @@ impl NodeState {
     }
 
     /// A task goes back to the ready queue (its worker could not start or died).
+    /// Runs a finished task again to rebuild its lost result ([`super::lineage`]): its
+    /// object is pending again, and its arguments are still referenced by its recipe, whose
+    /// pins this entry takes over.
+    pub(super) fn rerun_task(&mut self, spec: TaskSpec, attempts: u32) {
+        let task = spec.task;
+        for arg in &spec.args {
+            if let crate::protocol::Arg::Ref(id) = arg {
+                if let Some(e) = self.objects.get_mut(*id) {
+                    e.in_use += 1;
+                }
+            }
+        }
+        let missing_deps = self.register_deps(&spec.args, Waiter::Task(task), false);
+        self.tasks.map.insert(
+            task,
+            TaskEntry {
+                spec,
+                missing_deps,
+                attempts,
+                state: TaskState::WaitingDeps,
+                timing: Timing {
+                    submitted_us: self.now_us,
+                    started_us: 0,
+                    pid: 0,
+                },
+            },
+        );
+        if missing_deps == 0 {
+            self.task_ready(task);
+        }
+    }
+
     pub(super) fn requeue(&mut self, task: ObjectId) {
         let Some(te) = self.tasks.map.get_mut(&task) else {
             return;

@@ -542,3 +542,65 @@ fn only_the_node_of_a_jobs_driver_may_end_the_job() {
     assert!(err.contains("whose driver is not on"), "{err}");
     assert!(h.st.jobs.get(JOB).is_some(), "the job goes on");
 }
+
+#[test]
+fn a_result_lost_with_its_node_is_rebuilt_by_running_its_task_again() {
+    let mut h = Harness::in_cluster(cpus(1));
+    let (w, busy) = busy_worker(&mut h);
+    h.peer_publishes(PEER, &[("CPU", 4.0)], &[("CPU", 4.0)]);
+    let arg = h.put(DRIVER, value(5));
+    let spec = h.task(DRIVER, "m::big", vec![Arg::Ref(arg)]);
+    let t = h.submit(DRIVER, spec);
+    let sent = h.sent_to_node(PEER);
+    let req = Harness::result_request(&sent, t);
+    // The result stays in the peer's store: only its place comes back.
+    let remote = Value {
+        data: Data::Remote {
+            node: PEER,
+            len: 64 << 20,
+        },
+        contained: vec![],
+    };
+    h.peer_answers(PEER, req, Ok(remote));
+    assert_eq!(h.st.lineage.len(), 1, "its recipe is kept");
+    assert!(h.st.objects.get(arg).is_some(), "with its argument");
+    h.with(|st| st.peer_unreachable(PEER, "connection reset"));
+    assert!(h.failed(t).is_none(), "not lost: it is made again");
+    h.msg(
+        w,
+        FromWorker::TaskDone {
+            task: busy,
+            result: Ok(value(0)),
+        },
+    );
+    match h.executing(w) {
+        Some(Execute::Task { task, .. }) => assert_eq!(task, t, "its task runs again here"),
+        other => panic!("expected the task again, got {other:?}"),
+    }
+    h.msg(
+        w,
+        FromWorker::TaskDone {
+            task: t,
+            result: Ok(value(25)),
+        },
+    );
+    assert_eq!(h.value_of(t), Some(25));
+    assert_eq!(h.st.lineage.len(), 0, "a result kept here needs no recipe");
+}
+
+#[test]
+fn a_value_that_cannot_be_made_again_is_lost_naming_the_node() {
+    let mut h = Harness::in_cluster(cpus(1));
+    h.peer_publishes(PEER, &[("CPU", 4.0)], &[("CPU", 4.0)]);
+    // An object the peer owns (a `put` there), known here only by its place.
+    let theirs = ObjectId((u128::from(PEER.0) << 96) | 9);
+    assert!(h.with(|st| st.know(theirs)));
+    h.with(|st| st.peer_unreachable(PEER, "connection reset"));
+    match h.failed(theirs) {
+        Some(Error::ObjectLost { id, reason }) => {
+            assert_eq!(id, theirs);
+            assert!(reason.contains(&PEER.to_string()), "{reason}");
+        }
+        other => panic!("expected ObjectLost, got {other:?}"),
+    }
+}
