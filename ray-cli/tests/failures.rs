@@ -46,6 +46,19 @@ fn make_big(len: usize) -> Vec<u8> {
     vec![1u8; len]
 }
 
+/// A large value left in its node's store, with a marker naming the node.
+#[ray::remote(resources(spare = 1), max_retries = 2)]
+fn make_big_marked(len: usize, dir: String) -> Vec<u8> {
+    std::fs::write(format!("{dir}/lineage-{}", my_daemon()), b"").expect("the marker");
+    vec![1u8; len]
+}
+
+/// Puts part of `v` from a worker (on the node that holds `v`): the new object is that node's.
+#[ray::remote(resources(spare = 1))]
+fn put_there(v: Vec<u8>) -> ray::ObjectRef<Vec<u8>> {
+    ray::put(v[..1 << 20].to_vec()).expect("put")
+}
+
 #[ray::remote(resources(spare = 1), max_restarts = 1)]
 struct Tally {
     n: u64,
@@ -124,6 +137,26 @@ fn driver_main() {
                 }
             }
             println!("STEADY {done}");
+        }
+        "lineage" => {
+            // Nothing here reads `big` before its node is killed, so its only copy is there.
+            let big = make_big_marked::remote(8 << 20, dir.clone());
+            let put = ray::get(&put_there::remote(&big)).unwrap();
+            std::fs::write(format!("{dir}/lineage-ready"), b"").unwrap();
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while !Path::new(&format!("{dir}/killed")).exists() {
+                assert!(Instant::now() < deadline, "never told the node was killed");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let v = ray::get(&big).expect("rebuilt through its lineage");
+            assert!(v.len() == 8 << 20 && v.iter().all(|b| *b == 1));
+            println!("REBUILT {}", v.len());
+            match ray::get(&put) {
+                Err(ray::Error::ObjectLost { id, reason }) => {
+                    println!("PUT LOST {id}: {reason}");
+                }
+                other => panic!("expected ObjectLost, got {:?}", other.map(|v| v.len())),
+            }
         }
         "dies" => {
             // Work on A and B, an actor and a large value there; then the test kills this
@@ -317,6 +350,35 @@ fn a_task_whose_node_is_killed_runs_again_on_another_node() {
     // The head, which sent the task there, says so in its log.
     wait_for("the head's warning", || {
         cluster.head.said("retrying").then_some(())
+    });
+}
+
+#[test]
+fn an_object_lost_with_its_node_is_rebuilt_and_a_put_there_is_lost() {
+    let cluster = Cluster::start("fail-lineage");
+    let driver = cluster.spawn_driver("lineage");
+    let victim = cluster.marked("lineage-");
+    wait_for("the driver's objects", || {
+        cluster.work.join("lineage-ready").exists().then_some(())
+    });
+    sigkill(victim);
+    std::fs::write(cluster.work.join("killed"), b"").unwrap();
+    let (ok, out) = finish(driver);
+    assert!(ok && out.contains("FAILURES OK"), "{out}");
+    assert_eq!(line_after(&out, "REBUILT "), (8 << 20).to_string());
+    let survivor = cluster
+        .daemons()
+        .into_iter()
+        .find(|d| *d != victim)
+        .unwrap();
+    assert!(
+        cluster.work.join(format!("lineage-{survivor}")).exists(),
+        "its task ran again on the other node: {out}"
+    );
+    let lost = line_after(&out, "PUT LOST ");
+    assert!(lost.contains("node"), "names the node: {lost}");
+    wait_for("the head's warning", || {
+        cluster.head.said("again to rebuild it").then_some(())
     });
 }
 

@@ -104,7 +104,12 @@ impl NodeState {
 
     /// The value of `id` (this node's) could not be copied from `from`: rebuilt if it can be.
     /// False if it has no recipe (the caller fails it).
-    pub(super) fn rebuild_after_failed_pull(&mut self, id: ObjectId, from: NodeId, why: &str) -> bool {
+    pub(super) fn rebuild_after_failed_pull(
+        &mut self,
+        id: ObjectId,
+        from: NodeId,
+        why: &str,
+    ) -> bool {
         if id.node() != self.node || !self.lineage.recipes.contains_key(&id) {
             return false;
         }
