@@ -233,7 +233,13 @@ impl ControlState {
                 .insert(n.node_id, addr);
         }
         if let (Some(node), Ok(id)) = (&self.node, u32::try_from(n.node_id)) {
-            node.node_update(id, addr, &n.resources_total, &n.resources_available);
+            node.node_update(
+                id,
+                addr,
+                &n.resources_total,
+                &n.resources_available,
+                n.incarnation,
+            );
         }
     }
 

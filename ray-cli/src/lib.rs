@@ -8,6 +8,7 @@
 //! - [`control`]: the node's control service (join, status) over ray-net connections;
 //! - [`membership`]: node records under leases, ids by compare-and-swap, resource publishing,
 //!   watches;
+//! - [`fence`]: a node declared dead stops its workers and rejoins as a new incarnation;
 //! - [`names`]: actor names in etcd, unique across the cluster;
 //! - [`etcd`] and [`http`]: the etcd v3 client over the JSON gateway;
 //! - [`etcd_server`]: the etcd child of a head;
@@ -24,6 +25,7 @@ pub mod control;
 pub mod error;
 pub mod etcd;
 pub mod etcd_server;
+pub mod fence;
 pub mod http;
 pub mod jobs;
 pub mod membership;

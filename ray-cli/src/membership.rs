@@ -146,6 +146,9 @@ struct Shared {
     ttl: Duration,
     /// Latest availability not yet published, and the stop flag.
     pending: Mutex<(Option<(Resources, NodeActivity)>, bool)>,
+    /// Called with the next incarnation when etcd says the lease expired (this node was
+    /// declared dead); without one, the node re-registers in place.
+    on_lease_lost: Mutex<Option<LeaseLost>>,
     wake: Condvar,
 }
 
@@ -177,6 +180,9 @@ impl Shared {
         true
     }
 }
+
+/// What to do when this node's lease expired.
+type LeaseLost = Box<dyn Fn(u64) + Send + Sync>;
 
 /// Reads this node's current lease id.
 #[derive(Clone)]
@@ -246,6 +252,7 @@ impl Membership {
             ttl: Duration::from_secs(u64::try_from(lease.ttl.max(1)).unwrap_or(1)),
             pending: Mutex::new((None, false)),
             wake: Condvar::new(),
+            on_lease_lost: Mutex::new(None),
         });
         shared
             .etcd
@@ -293,6 +300,16 @@ impl Membership {
         LeaseHandle {
             shared: self.shared.clone(),
         }
+    }
+
+    /// Calls `f` with the next incarnation, from the lease thread, when etcd says this
+    /// node's lease expired (it was declared dead while paused or cut off).
+    pub fn on_lease_lost(&self, f: impl Fn(u64) + Send + Sync + 'static) {
+        *self
+            .shared
+            .on_lease_lost
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Box::new(f));
     }
 
     /// A handle for publishing resource availability.
@@ -351,6 +368,9 @@ fn keep_alive_loop(s: &Shared) {
                     r.incarnation = r.incarnation.saturating_add(1);
                     r.incarnation
                 };
+                if let Some(f) = &*s.on_lease_lost.lock().unwrap_or_else(|e| e.into_inner()) {
+                    f(incarnation);
+                }
                 tracing::warn!("node lease expired; re-registering as incarnation {incarnation}");
                 let ttl_s = i64::try_from(s.ttl.as_secs().max(1)).unwrap_or(i64::MAX);
                 match s.etcd.lease_grant(ttl_s) {

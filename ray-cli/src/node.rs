@@ -607,14 +607,19 @@ fn bring_up(
 
     let address = SocketAddr::new(node_ip, port);
     let resources_total = resources.clone();
-    let node_id = membership::allocate_node_id(&etcd, &cluster_id)?;
+    // A fenced node's next incarnation keeps its id (the head is never restarted in place).
+    let rejoin = crate::fence::rejoin_from_env().filter(|_| !args.head);
+    let (node_id, incarnation) = match rejoin {
+        Some((id, incarnation)) => (id, incarnation),
+        None => (membership::allocate_node_id(&etcd, &cluster_id)?, 1),
+    };
     let record = NodeRecord {
         node_id,
         address: address.to_string(),
         is_head: args.head,
         resources_available: resources.clone(),
         resources_total: resources.clone(),
-        incarnation: 1,
+        incarnation,
         start_time_ms: membership::now_ms(),
         pid: std::process::id(),
         activity: Default::default(),
@@ -659,6 +664,7 @@ fn bring_up(
             Role::Node,
             format!("node-{node_id}"),
         ),
+        incarnation,
     };
     let names = Arc::new(crate::names::EtcdNames::new(
         etcd.clone(),
@@ -674,6 +680,13 @@ fn bring_up(
         node_ip,
         names,
     )?;
+    {
+        let node = node.clone();
+        let is_head = args.head;
+        membership.on_lease_lost(move |next| {
+            crate::fence::fence(node_id, next, is_head, &|| node.kill_workers())
+        });
+    }
     let publishing = crate::node_manager::publish_resources(
         node.clone(),
         crate::node_manager::Publishing {

@@ -113,6 +113,8 @@ pub struct Reach {
     pub tls: Arc<rustls::ClientConfig>,
     /// The token handshake, as a node.
     pub handshake: ray_net::HandshakeConfig,
+    /// This node's incarnation (its sessions at peers say it; peers refuse dead ones).
+    pub incarnation: u64,
 }
 
 /// Starts this node's node manager.
@@ -151,6 +153,7 @@ pub fn start(
         }),
         node_ip: Some(node_ip),
         names,
+        incarnation: reach.incarnation,
     })
     .map_err(|e| CliError::NodeManager(e.to_string()))?;
     Ok(Arc::new(node))

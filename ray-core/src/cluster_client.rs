@@ -150,6 +150,7 @@ pub(crate) fn connect(
             role: PeerRole::Driver,
             driver: Some(info),
             node: None,
+            incarnation: 0,
         };
         let io = |e: std::io::Error| cluster_error(address, format!("the session broke: {e}"));
         send(&mut stream, &hello).await.map_err(io)?;

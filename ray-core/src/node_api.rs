@@ -39,6 +39,8 @@ pub struct NodeOptions {
     pub connector: Arc<dyn Connector>,
     /// The cluster's directory of actor names (etcd).
     pub names: Arc<dyn NameDirectory>,
+    /// This node's incarnation (1 at first registration, +1 at each rejoin).
+    pub incarnation: u64,
     /// The IP other nodes reach it at (worker output printed here is tagged with it where it
     /// differs from the driver's node's).
     pub node_ip: Option<std::net::IpAddr>,
@@ -85,6 +87,7 @@ impl Node {
             cluster_id: opts.cluster_id.clone(),
             binaries: opts.binaries.clone(),
             names: opts.names,
+            incarnation: opts.incarnation,
         });
         inner.run(|st| {
             st.cluster.own_ip = opts.node_ip;
@@ -116,15 +119,20 @@ impl Node {
         address: Option<std::net::SocketAddr>,
         total: &BTreeMap<String, f64>,
         available: &BTreeMap<String, f64>,
+        incarnation: u64,
     ) {
         let ip = address.map(|a| a.ip());
         self.inner
-            .run(|st| st.node_update(NodeId(node), ip, total, available));
+            .run(|st| st.node_update(NodeId(node), ip, total, available, incarnation));
     }
 
-    /// Another node left the cluster.
+    /// Another node's lease expired: it is dead (its work is retried, restarted or rebuilt
+    /// elsewhere, and its sessions are refused until it rejoins as a new incarnation).
     pub fn node_left(&self, node: u32) {
-        self.inner.run(|st| st.node_left(NodeId(node)));
+        let node = NodeId(node);
+        self.inner.forget_dead_node(node);
+        self.inner
+            .run(|st| st.node_declared_dead(node, "its lease expired"));
     }
 
     /// Bytes of objects this node copied from others, and served to them.
@@ -161,6 +169,12 @@ impl Node {
     /// Process ids of its workers.
     pub fn worker_pids(&self) -> Vec<u32> {
         self.inner.worker_pids()
+    }
+
+    /// Kills every worker of this node at once (SIGKILL): the node was declared dead and
+    /// must not run anything more (its daemon then rejoins as a new incarnation).
+    pub fn kill_workers(&self) {
+        self.inner.run(|st| st.kill_all());
     }
 
     /// Stops it: workers exit (or are killed), spill files go.

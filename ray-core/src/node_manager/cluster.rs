@@ -145,9 +145,38 @@ pub(crate) struct Cluster {
     pub own_ip: Option<std::net::IpAddr>,
     /// The node is a cluster's (a `ray-rs` daemon), not a single-node driver's.
     pub member: bool,
+    /// Each peer's newest incarnation seen (kept after it leaves).
+    incarnations: BTreeMap<NodeId, u64>,
+    /// The newest incarnation of each peer declared dead (its lease expired).
+    dead: BTreeMap<NodeId, u64>,
 }
 
 impl Cluster {
+    /// Why a session of `node` as `incarnation` must be refused, if it must: that
+    /// incarnation was declared dead, or a newer one has registered since.
+    pub(crate) fn fenced(&self, node: NodeId, incarnation: u64) -> Option<String> {
+        if self.dead.get(&node).is_some_and(|d| *d >= incarnation) {
+            return Some(format!(
+                "incarnation {incarnation} of {node} was declared dead (its lease expired); \
+                 it must rejoin as a new incarnation"
+            ));
+        }
+        match self.incarnations.get(&node) {
+            Some(newest) if *newest > incarnation => Some(format!(
+                "{node} has rejoined as incarnation {newest}; incarnation {incarnation} is over"
+            )),
+            _ => None,
+        }
+    }
+
+    /// `node`'s newest incarnation is dead: sessions of it are refused from now on.
+    pub(crate) fn record_dead(&mut self, node: NodeId) {
+        if let Some(inc) = self.incarnations.get(&node).copied() {
+            let dead = self.dead.entry(node).or_insert(0);
+            *dead = (*dead).max(inc);
+        }
+    }
+
     pub(crate) fn knows(&self, node: NodeId) -> bool {
         self.nodes.contains_key(&node)
     }
@@ -209,17 +238,25 @@ impl Cluster {
 }
 
 impl NodeState {
-    /// A peer's resources as published (it joined, or its availability changed).
+    /// A peer's resources as published (it joined, or its availability changed), by
+    /// incarnation: a record of a dead or older incarnation is ignored, and a newer
+    /// incarnation means the one this node knew is dead (its work here is handled as lost).
     pub(crate) fn node_update(
         &mut self,
         node: NodeId,
         ip: Option<std::net::IpAddr>,
         total: &BTreeMap<String, f64>,
         available: &BTreeMap<String, f64>,
+        incarnation: u64,
     ) {
-        if node == self.node {
+        if node == self.node || self.cluster.fenced(node, incarnation).is_some() {
             return;
         }
+        let known = self.cluster.incarnations.get(&node).copied();
+        if known.is_some_and(|k| k < incarnation) {
+            self.node_declared_dead(node, &format!("it rejoined as incarnation {incarnation}"));
+        }
+        self.cluster.incarnations.insert(node, incarnation);
         let total = Capacity::from_map(total);
         let published = Capacity::from_map(available);
         match self.cluster.nodes.get_mut(&node) {

@@ -46,6 +46,8 @@ pub(crate) struct ClusterIo {
     pub binaries: Arc<dyn BinaryStore>,
     /// The cluster's directory of actor names.
     pub names: Arc<dyn super::name_directory::NameDirectory>,
+    /// This node's incarnation (its sessions at peers say it).
+    pub incarnation: u64,
 }
 
 /// Bytes requested at a time.
@@ -66,10 +68,10 @@ async fn open_session(
     node: NodeId,
     data: bool,
 ) -> std::io::Result<Box<dyn PeerStream>> {
-    let (connector, cluster_id) = {
+    let (connector, cluster_id, incarnation) = {
         let io = inner.cluster_io();
         let io = io.ok_or_else(|| std::io::Error::other("this node is not in a cluster"))?;
-        (io.connector.clone(), io.cluster_id.clone())
+        (io.connector.clone(), io.cluster_id.clone(), io.incarnation)
     };
     let mut stream = connector.connect(node).await?;
     let hello = NodeMessage::Hello {
@@ -78,6 +80,7 @@ async fn open_session(
         role: PeerRole::Node,
         driver: None,
         node: Some((inner.node_id(), data)),
+        incarnation,
     };
     send_msg(&mut stream, &hello).await?;
     let mut buf = Vec::new();

@@ -188,6 +188,28 @@ impl NodeState {
         }
     }
 
+    /// A peer's lease expired (etcd's verdict, from the daemon's watch), or a newer
+    /// incarnation of it registered: the incarnation this node knew is dead, its sessions
+    /// here are refused from now on, and its work is handled as lost (retried, restarted,
+    /// rebuilt, or failed).
+    pub(crate) fn node_declared_dead(&mut self, node: NodeId, why: &str) {
+        self.cluster.record_dead(node);
+        let sessions: Vec<crate::ids::ProcId> = self
+            .peers
+            .sessions
+            .iter()
+            .filter(|(_, n)| **n == node)
+            .map(|(p, _)| *p)
+            .collect();
+        for proc in sessions {
+            self.effects.push(super::effects::Effect::Disconnect(
+                super::effects::Peer::Worker(proc),
+            ));
+            self.peer_gone(proc);
+        }
+        self.peer_unreachable(node, why);
+    }
+
     /// This node's session at `node` broke (`why`): the node is gone. Tasks sent there run
     /// again elsewhere within their `max_retries`; actors this node placed there start again
     /// elsewhere within their `max_restarts` (calls they were running fail with `ActorDied`,
@@ -303,14 +325,26 @@ impl NodeState {
         }
     }
 
-    /// Another node opened a session here.
-    pub(crate) fn attach_peer(&mut self, node: NodeId) -> Option<ProcId> {
+    /// Another node (as `incarnation`) opened a session here. Refused while shutting down,
+    /// and for an incarnation this node knows is dead or was followed by a newer one: what an
+    /// old incarnation sends is never used (issue 11's fencing).
+    pub(crate) fn attach_peer(
+        &mut self,
+        node: NodeId,
+        incarnation: u64,
+    ) -> Result<ProcId, crate::protocol::node::NodeRefusal> {
+        use crate::protocol::node::NodeRefusal;
         if self.shutting_down {
-            return None;
+            return Err(NodeRefusal::Unavailable {
+                reason: "the node is shutting down".into(),
+            });
+        }
+        if let Some(reason) = self.cluster.fenced(node, incarnation) {
+            return Err(NodeRefusal::Unavailable { reason });
         }
         let proc = self.workers.add_peer();
         self.peers.sessions.insert(proc, node);
-        Some(proc)
+        Ok(proc)
     }
 
     /// The node whose session `proc` is, if it is one.

@@ -120,6 +120,7 @@ pub(crate) async fn serve_session<S>(
         Ok((PeerRole::Node, _)) => {
             let NodeMessage::Hello {
                 node: Some((peer, data)),
+                incarnation,
                 ..
             } = hello
             else {
@@ -128,7 +129,7 @@ pub(crate) async fn serve_session<S>(
             if data {
                 serve_data(node, stream, peer, store).await;
             } else {
-                serve_peer(node, stream, peer).await;
+                serve_peer(node, stream, peer, incarnation).await;
             }
             return;
         }
@@ -209,17 +210,18 @@ async fn read_driver<R: AsyncRead + Unpin>(node: Weak<Inner>, proc: ProcId, rd: 
 }
 
 /// Serves another node's control session: its requests, like a client's.
-async fn serve_peer<S>(node: Weak<Inner>, mut stream: S, peer: crate::ids::NodeId)
+async fn serve_peer<S>(node: Weak<Inner>, mut stream: S, peer: crate::ids::NodeId, incarnation: u64)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let Some(n) = node.upgrade() else { return };
-    let Some(proc) = n.run(|st| st.attach_peer(peer)) else {
-        let reason = NodeRefusal::Unavailable {
-            reason: "the node is shutting down".into(),
-        };
-        let _ = send(&mut stream, &NodeMessage::Refused { reason }).await;
-        return;
+    let proc = match n.run(|st| st.attach_peer(peer, incarnation)) {
+        Ok(proc) => proc,
+        Err(reason) => {
+            log::warn!("a session of {peer} (incarnation {incarnation}) was refused: {reason}");
+            let _ = send(&mut stream, &NodeMessage::Refused { reason }).await;
+            return;
+        }
     };
     let welcome = NodeMessage::Welcome {
         node: proc.node,

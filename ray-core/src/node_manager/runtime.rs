@@ -238,6 +238,12 @@ impl NodeManager {
     }
 
     /// Takes part in a cluster: reaches other nodes through `connector`.
+    /// Node `node` is dead: its data session goes too (the control session is closed by the
+    /// state machine's `Disconnect`).
+    pub(crate) fn forget_dead_node(&self, node: NodeId) {
+        lock(&self.inner.data_links).remove(&node);
+    }
+
     pub(crate) fn join_cluster(&self, io: ClusterIo) {
         *lock(&self.inner.cluster) = Some(Arc::new(io));
     }

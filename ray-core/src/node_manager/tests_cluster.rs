@@ -23,7 +23,7 @@ impl Harness {
     /// A peer publishes its resources (total, available).
     fn peer_publishes(&mut self, node: NodeId, total: &[(&str, f64)], available: &[(&str, f64)]) {
         let (t, a) = (capacity(total), capacity(available));
-        self.with(|st| st.node_update(node, None, &t, &a));
+        self.with(|st| st.node_update(node, None, &t, &a, 1));
     }
 
     fn ssd_task(&mut self) -> TaskSpec {
@@ -224,7 +224,7 @@ fn work_on_a_peer_that_becomes_unreachable_runs_again_elsewhere() {
 #[test]
 fn a_peer_may_only_submit_work_under_its_own_ids_for_a_job_it_announced() {
     let mut h = Harness::in_cluster(cpus(2));
-    let session = h.with(|st| st.attach_peer(PEER)).expect("attached");
+    let session = h.with(|st| st.attach_peer(PEER, 1)).expect("attached");
     // Work under an id this node made (as if node 2 forged it) is a violation.
     let mut forged = h.task(DRIVER, "m::forged", vec![]);
     forged.job = JobId::of_driver(ProcId::driver(PEER));
@@ -233,7 +233,7 @@ fn a_peer_may_only_submit_work_under_its_own_ids_for_a_job_it_announced() {
     assert!(h.started.is_empty(), "nothing ran");
 
     // Work of a job it never announced: also refused.
-    let session = h.with(|st| st.attach_peer(PEER)).expect("attached");
+    let session = h.with(|st| st.attach_peer(PEER, 1)).expect("attached");
     let peer_driver = ProcId::driver(PEER);
     let mut unknown = h.task(peer_driver, "m::unknown", vec![]);
     unknown.job = JobId::of_driver(peer_driver);
@@ -603,4 +603,60 @@ fn a_value_that_cannot_be_made_again_is_lost_naming_the_node() {
         }
         other => panic!("expected ObjectLost, got {other:?}"),
     }
+}
+
+#[test]
+fn a_node_declared_dead_is_fenced_until_it_rejoins_as_a_new_incarnation() {
+    let mut h = Harness::in_cluster(cpus(1));
+    let (_w, _busy) = busy_worker(&mut h);
+    h.peer_publishes(PEER, &[("CPU", 4.0)], &[("CPU", 4.0)]);
+    let session = h
+        .with(|st| st.attach_peer(PEER, 1))
+        .expect("incarnation 1 is alive");
+    let spec = h.task(DRIVER, "m::work", vec![]);
+    let t = h.submit(DRIVER, spec);
+    let sent = h.sent_to_node(PEER);
+    let req = Harness::result_request(&sent, t);
+    // etcd: its lease expired.
+    h.with(|st| st.node_declared_dead(PEER, "its lease expired"));
+    assert!(
+        h.disconnected.contains(&session),
+        "its session here is closed"
+    );
+    assert!(h.failed(t).is_none(), "its task waits to run again here");
+    // Whatever the old incarnation still says is not used: its late result is ignored...
+    h.peer_answers(PEER, req, Ok(value(1)));
+    assert_eq!(h.value_of(t), None, "no result from a dead incarnation");
+    // ...its sessions are refused, and its records too.
+    assert!(h.with(|st| st.attach_peer(PEER, 1)).is_err());
+    h.peer_publishes(PEER, &[("CPU", 4.0)], &[("CPU", 4.0)]);
+    assert!(
+        !h.st.cluster.knows(PEER),
+        "a record of the dead incarnation is ignored"
+    );
+    // Incarnation 2 is a node like any other.
+    let (two, four) = (capacity(&[("CPU", 4.0)]), capacity(&[("CPU", 4.0)]));
+    h.with(|st| st.node_update(PEER, None, &two, &four, 2));
+    assert!(h.st.cluster.knows(PEER));
+    assert!(h.with(|st| st.attach_peer(PEER, 2)).is_ok());
+    assert!(h.with(|st| st.attach_peer(PEER, 1)).is_err(), "1 is over");
+}
+
+#[test]
+fn a_newer_incarnation_means_the_old_one_is_dead() {
+    let mut h = Harness::in_cluster(cpus(1));
+    let (_w, _busy) = busy_worker(&mut h);
+    h.peer_publishes(PEER, &[("CPU", 4.0)], &[("CPU", 4.0)]);
+    let spec = h.task(DRIVER, "m::work", vec![]);
+    let t = h.submit(DRIVER, spec);
+    assert!(!h.sent_to_node(PEER).is_empty());
+    let four = capacity(&[("CPU", 4.0)]);
+    h.with(|st| st.node_update(PEER, None, &four, &four, 2));
+    let resent = h.sent_to_node(PEER);
+    assert!(
+        resent
+            .iter()
+            .any(|m| matches!(m, FromWorker::SubmitTask(s) if s.task == t)),
+        "the task lost with incarnation 1 goes to incarnation 2: {resent:?}"
+    );
 }

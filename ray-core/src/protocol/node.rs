@@ -107,6 +107,10 @@ pub(crate) enum NodeMessage {
         /// For a node: its id, and whether this is its data session (bulk transfers) rather
         /// than its control session.
         node: Option<(NodeId, bool)>,
+        /// For a node: its incarnation (1 at first registration, +1 each time it rejoins
+        /// after being declared dead). A node refuses sessions of an incarnation it knows is
+        /// dead or superseded.
+        incarnation: u64,
     },
     /// The session is open. For a driver: its process id on the node and its job.
     Welcome {
@@ -189,6 +193,7 @@ mod tests {
             role: PeerRole::Node,
             driver: None,
             node: Some((NodeId(3), false)),
+            incarnation: 1,
         }
     }
 
@@ -216,6 +221,7 @@ mod tests {
             role: PeerRole::Driver,
             driver: None,
             node: None,
+            incarnation: 0,
         };
         let cases = [
             (
