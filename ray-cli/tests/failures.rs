@@ -187,26 +187,29 @@ struct Cluster {
 
 impl Cluster {
     fn start(label: &str) -> Cluster {
+        Self::start_with(label, &[])
+    }
+
+    /// A cluster whose nodes all start with `extra` arguments too.
+    fn start_with(label: &str, extra: &[&str]) -> Cluster {
         let head_dir = NodeDir::new(&format!("{label}-head"));
-        let head = Head::start(&head_dir, &["--num-cpus", "1", "--num-gpus", "0"]);
+        let mut head_args = vec!["--num-cpus", "1", "--num-gpus", "0"];
+        head_args.extend_from_slice(extra);
+        let head = Head::start(&head_dir, &head_args);
         let token = head_dir.token();
         let mut dirs = Vec::new();
         for n in ["a", "b"] {
             let dir = NodeDir::new(&format!("{label}-{n}"));
-            join(
-                &head,
-                &dir,
-                &token,
-                &[
-                    "--num-cpus",
-                    "1",
-                    "--num-gpus",
-                    "0",
-                    "--resources",
-                    "spare=1",
-                ],
-                &[],
-            );
+            let mut args = vec![
+                "--num-cpus",
+                "1",
+                "--num-gpus",
+                "0",
+                "--resources",
+                "spare=1",
+            ];
+            args.extend_from_slice(extra);
+            join(&head, &dir, &token, &args, &[]);
             dirs.push(dir);
         }
         let b = dirs.pop().unwrap();
@@ -488,6 +491,93 @@ fn a_killed_drivers_workers_are_gone_from_every_node() {
             .all(|n| n["activity"]["workers"].as_u64().unwrap_or(0) == 0)
             .then_some(())
     });
+}
+
+/// The status entry of the node whose daemon wrote `dir`'s node file.
+fn node_entry(cluster: &Cluster, dir: &NodeDir) -> Option<serde_json::Value> {
+    let file: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path.join("node.json")).ok()?).ok()?;
+    let id = file["node_id"].as_u64()?;
+    let report = status(
+        &cluster.head.address,
+        &cluster.head_dir.path,
+        &cluster.token,
+        &[],
+    );
+    nodes(&report)
+        .into_iter()
+        .find(|n| n["node_id"].as_u64() == Some(id))
+}
+
+fn signal_all(pids: &[i32], signal: i32) {
+    for p in pids {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(*p, signal) };
+    }
+}
+
+#[test]
+fn a_node_paused_past_its_lease_is_declared_dead_and_rejoins_as_a_new_incarnation() {
+    let cluster = Cluster::start_with("fail-pause", &["--lease-ttl", "2"]);
+    let driver = cluster.spawn_driver("task");
+    let victim = cluster.marked("task-");
+    let victim_dir = if cluster.daemons()[0] == victim {
+        &cluster.a
+    } else {
+        &cluster.b
+    };
+    let workers: Vec<i32> = processes_under(&victim_dir.path)
+        .into_iter()
+        .map(|p| p as i32)
+        .filter(|p| *p != victim)
+        .collect();
+    assert!(!workers.is_empty(), "the task's worker runs there");
+    let mut paused: Vec<i32> = workers.clone();
+    paused.push(victim);
+    // The whole node stops: its daemon and its workers.
+    let stopped = Instant::now();
+    signal_all(&paused, libc::SIGSTOP);
+    wait_for("the paused node declared dead", || {
+        node_entry(&cluster, victim_dir)
+            .is_some_and(|n| n["alive"] == false)
+            .then_some(())
+    });
+    let detected = stopped.elapsed();
+    // The task runs again on the other node and finishes there.
+    std::fs::write(cluster.work.join("go"), b"").unwrap();
+    let (ok, out) = finish(driver);
+    let retried = stopped.elapsed();
+    assert!(ok && out.contains("FAILURES OK"), "{out}");
+    let survivor = cluster
+        .daemons()
+        .into_iter()
+        .find(|d| *d != victim)
+        .unwrap();
+    assert_eq!(line_after(&out, "TASK "), format!("144 ON {survivor}"));
+    assert_eq!(out.matches("TASK ").count(), 1, "one result: {out}");
+    // It goes on: notices its lease is gone, stops its workers, rejoins as incarnation 2 of
+    // the same node (the same daemon process, executed again).
+    signal_all(&paused, libc::SIGCONT);
+    let rejoined = wait_for("incarnation 2 alive", || {
+        node_entry(&cluster, victim_dir)
+            .filter(|n| n["alive"] == true && n["incarnation"] == 2)
+            .map(|_| stopped.elapsed())
+    });
+    assert!(alive(victim), "the same daemon pid");
+    wait_for("the old workers gone", || {
+        workers.iter().all(|w| !alive(*w)).then_some(())
+    });
+    println!(
+        "FIGURES lease TTL 2 s: declared dead {:.1} s after SIGSTOP; retried task done after \
+         {:.1} s; rejoined as incarnation 2 {:.1} s after SIGSTOP",
+        detected.as_secs_f64(),
+        retried.as_secs_f64(),
+        rejoined.as_secs_f64()
+    );
+    // And the cluster, the rejoined node included, runs work again.
+    let driver = cluster.spawn_driver("task");
+    let (ok, out) = finish(driver);
+    assert!(ok && out.contains("TASK 144 ON"), "{out}");
 }
 
 #[test]
