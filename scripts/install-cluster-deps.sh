@@ -2,7 +2,8 @@
 # Installs what a multi-node cluster and its tests need on this machine:
 # - etcd (Debian's `etcd-server`, which provides /usr/bin/etcd): `ray-rs start --head` runs it
 #   as its child when `--etcd` is not given, and ray-cli's integration tests start real clusters;
-# - `ip` (iproute2): ray-cli's network-namespace test puts a node in its own namespace.
+# - `ip` (iproute2): ray-cli's network-namespace tests put a node in its own namespace;
+# - `nft` (nftables): the partition test cuts that namespace off with a drop rule.
 #
 # Idempotent: what is already on PATH is not installed again, and `apt-get update` runs only when
 # apt does not know a package yet (fresh machine). Must run as root to install. Under CI=true a
@@ -22,9 +23,10 @@ fail() {
 packages=()
 command -v etcd >/dev/null 2>&1 || packages+=(etcd-server)
 command -v ip >/dev/null 2>&1 || packages+=(iproute2)
+command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || packages+=(nftables)
 
 if [ "${#packages[@]}" -eq 0 ]; then
-    echo "install-cluster-deps: etcd ($(command -v etcd)) and ip present; nothing to do"
+    echo "install-cluster-deps: etcd ($(command -v etcd)), ip and nft present; nothing to do"
     exit 0
 fi
 

@@ -21,13 +21,45 @@ fn sum_on_the_head(v: Vec<u8>) -> u64 {
     v.iter().map(|b| *b as u64).sum()
 }
 
+/// The pid of the `ray-rs` daemon that started this worker.
+fn my_daemon() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Drops a marker named after its node's daemon, then waits (up to two minutes) for `go`.
+#[ray::remote(resources(spare = 1), max_retries = 2)]
+fn square_when_told(x: u64, dir: String) -> (u64, u32) {
+    let daemon = my_daemon();
+    std::fs::write(format!("{dir}/task-{daemon}"), b"").expect("the marker");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !std::path::Path::new(&format!("{dir}/go")).exists()
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    (x * x, daemon)
+}
+
 /// The driver. A no-op unless `RAY_CLUSTER_DRIVER` is set.
 #[test]
 fn driver_main() {
-    if std::env::var(MODE).is_err() {
+    let Ok(mode) = std::env::var(MODE) else {
+        return;
+    };
+    ray::init(ray::Config::default()).expect("joins the cluster");
+    if mode == "partition" {
+        let dir = std::env::var("PARTITION_DIR").expect("PARTITION_DIR");
+        let (value, daemon) = ray::get(&square_when_told::remote(12, dir)).unwrap();
+        println!("TASK {value} ON {daemon}");
+        ray::shutdown();
+        println!("PARTITION DRIVER OK");
         return;
     }
-    ray::init(ray::Config::default()).expect("joins the cluster");
     let len = 16usize << 20;
     let made = make_in_the_namespace::remote(len);
     let sum = ray::get(&sum_on_the_head::remote(&made)).unwrap();
@@ -219,4 +251,178 @@ fn a_node_in_another_network_namespace_joins_by_address() {
             .status
             .success()
     );
+}
+
+fn nft(net: &Netns, args: &[&str]) {
+    let out = Command::new("ip")
+        .args(["netns", "exec", &net.name, "nft"])
+        .args(args)
+        .output()
+        .expect("running `nft` (install nftables: scripts/install-cluster-deps.sh)");
+    assert!(
+        out.status.success(),
+        "nft {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The node in `net` is cut off: every packet in or out of the namespace, but its loopback's,
+/// is dropped.
+fn partition(net: &Netns) {
+    nft(net, &["add", "table", "inet", "rrpart"]);
+    for (chain, hook, iface) in [("in", "input", "iifname"), ("out", "output", "oifname")] {
+        nft(
+            net,
+            &[
+                "add",
+                "chain",
+                "inet",
+                "rrpart",
+                chain,
+                &format!("{{ type filter hook {hook} priority 0; policy accept; }}"),
+            ],
+        );
+        nft(
+            net,
+            &[
+                "add", "rule", "inet", "rrpart", chain, iface, "!=", "lo", "drop",
+            ],
+        );
+    }
+}
+
+fn heal(net: &Netns) {
+    nft(net, &["delete", "table", "inet", "rrpart"]);
+}
+
+fn node_entry(
+    address: &str,
+    head_dir: &NodeDir,
+    token: &str,
+    dir: &NodeDir,
+) -> Option<serde_json::Value> {
+    let file: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path.join("node.json")).ok()?).ok()?;
+    let id = file["node_id"].as_u64()?;
+    nodes(&status(address, &head_dir.path, token, &[]))
+        .into_iter()
+        .find(|n| n["node_id"].as_u64() == Some(id))
+}
+
+#[test]
+fn a_node_cut_off_by_a_partition_is_declared_dead_and_rejoins_when_it_heals() {
+    assert_eq!(
+        ray_net::token::effective_uid(),
+        0,
+        "this test creates network namespaces and must run as root (CI does)"
+    );
+    let net = Netns::create();
+    let head_dir = NodeDir::new("part-head");
+    let b_dir = NodeDir::new("part-b");
+    let a_dir = NodeDir::new("part-a");
+    let ttl = ["--lease-ttl", "2"];
+    let mut head_args = vec![
+        "--node-ip",
+        &net.host_ip,
+        "--num-cpus",
+        "1",
+        "--num-gpus",
+        "0",
+    ];
+    head_args.extend_from_slice(&ttl);
+    let head = Head::start(&head_dir, &head_args);
+    let token = head_dir.token();
+    let spare = [
+        "--num-cpus",
+        "1",
+        "--num-gpus",
+        "0",
+        "--resources",
+        "spare=1",
+    ];
+    let mut b_args = spare.to_vec();
+    b_args.extend_from_slice(&ttl);
+    join(&head, &b_dir, &token, &b_args, &net.exec());
+    let work = head_dir.path.with_extension("work");
+    std::fs::create_dir_all(&work).unwrap();
+    // The task can run only on B (in the namespace) for now.
+    let driver = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "driver_main", "--nocapture", "--test-threads=1"])
+        .env(MODE, "partition")
+        .env("RAY_ADDRESS", &head.address)
+        .env("RAY_RS_AUTH_TOKEN", &token)
+        .env("PARTITION_DIR", &work)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let b_daemon = b_dir.pid("ray-rs.pid").unwrap();
+    wait_for("the task running on B", || {
+        work.join(format!("task-{b_daemon}")).exists().then_some(())
+    });
+    let b_workers: Vec<i32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/status"))
+                .is_ok_and(|s| s.contains(&format!("PPid:\t{b_daemon}\n")))
+        })
+        .collect();
+    assert!(!b_workers.is_empty(), "the task's worker runs on B");
+    // A joins on this side: the only other node with `spare`.
+    let mut a_args = vec!["--node-ip", &net.host_ip];
+    a_args.extend_from_slice(&spare);
+    a_args.extend_from_slice(&ttl);
+    join(&head, &a_dir, &token, &a_args, &[]);
+    let a_daemon = a_dir.pid("ray-rs.pid").unwrap();
+
+    partition(&net);
+    let cut = std::time::Instant::now();
+    wait_for("B declared dead", || {
+        node_entry(&head.address, &head_dir, &token, &b_dir)
+            .is_some_and(|n| n["alive"] == false)
+            .then_some(())
+    });
+    let detected = cut.elapsed();
+    // B's worker may finish now too: its result cannot be used.
+    std::fs::write(work.join("go"), b"").unwrap();
+    let out = driver.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("PARTITION DRIVER OK"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("TASK 144 ON {a_daemon}")), "{text}");
+    assert_eq!(text.matches("TASK ").count(), 1, "one result: {text}");
+
+    heal(&net);
+    let rejoined = wait_for("B rejoined as incarnation 2", || {
+        node_entry(&head.address, &head_dir, &token, &b_dir)
+            .filter(|n| n["alive"] == true && n["incarnation"] == 2)
+            .map(|_| cut.elapsed())
+    });
+    assert!(
+        alive(b_daemon),
+        "B's daemon executed itself again (same pid)"
+    );
+    wait_for("B's old workers gone", || {
+        b_workers.iter().all(|w| !alive(*w)).then_some(())
+    });
+    println!(
+        "FIGURES partition, lease TTL 2 s: declared dead {:.1} s after the drop rule; rejoined \
+         as incarnation 2 {:.1} s after it",
+        detected.as_secs_f64(),
+        rejoined.as_secs_f64()
+    );
+    let _ = std::fs::remove_dir_all(&work);
+    for dir in [&a_dir, &b_dir, &head_dir] {
+        let _ = ray_rs(&["stop", "--temp-dir", dir.arg()], None, &[]);
+    }
 }
