@@ -326,9 +326,14 @@ fn a_task_whose_node_is_killed_runs_again_on_another_node() {
     let driver = cluster.spawn_driver("task");
     let victim = cluster.marked("task-");
     assert!(cluster.daemons().contains(&victim), "ran on A or B");
+    let killed = Instant::now();
     sigkill(victim);
     std::fs::write(cluster.work.join("go"), b"").unwrap();
     let (ok, out) = finish(driver);
+    println!(
+        "FIGURES SIGKILL of a node: the retried task's result reached the driver {:.2} s later",
+        killed.elapsed().as_secs_f64()
+    );
     assert!(ok && out.contains("FAILURES OK"), "{out}");
     let survivor = cluster
         .daemons()
