@@ -2,8 +2,11 @@
 //!
 //! Data under `<temp-dir>/etcd`, ports chosen at run time, clients served over TLS with client
 //! certificates required (the cluster CA), on 127.0.0.1 and the node's IP only; the peer port is
-//! on 127.0.0.1. The child gets `PR_SET_PDEATHSIG = SIGKILL`, so it dies with the daemon even
-//! when the daemon is SIGKILLed; `stop()` and `ray-rs stop` end it otherwise.
+//! on 127.0.0.1. It runs in a session of its own and outlives a head daemon that is killed:
+//! the head is only the first node plus etcd's location, so losing its daemon must be like
+//! losing any node (issue 11), with the cluster's membership intact. The head's shutdown
+//! (`stop()`) and `ray-rs stop` end it; a head started again on the same temp dir after a
+//! crash needs `ray-rs stop` first.
 
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::os::unix::process::CommandExt;
@@ -134,16 +137,14 @@ impl EtcdServer {
             .stdin(Stdio::null())
             .stdout(log_file)
             .stderr(log_err);
-        // SAFETY: the closure runs in the forked child before exec and only calls
-        // async-signal-safe functions (prctl, getppid, kill) on no shared state.
+        // SAFETY: the closure runs in the forked child before exec and only calls setsid,
+        // which is async-signal-safe, on no shared state.
         unsafe {
             cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                // Its own session: a signal to the daemon's process group (a terminal's ^C)
+                // does not reach it.
+                if libc::setsid() < 0 {
                     return Err(std::io::Error::last_os_error());
-                }
-                // The parent may have died before the prctl: then nobody would kill us.
-                if libc::getppid() == 1 {
-                    libc::kill(libc::getpid(), libc::SIGKILL);
                 }
                 Ok(())
             });
