@@ -52,6 +52,11 @@ fn driver_main() {
         return;
     };
     ray::init(ray::Config::default()).expect("joins the cluster");
+    if mode == "reset" {
+        reset_driver(&std::env::var("PARTITION_DIR").expect("PARTITION_DIR"));
+        ray::shutdown();
+        return;
+    }
     if mode == "partition" {
         let dir = std::env::var("PARTITION_DIR").expect("PARTITION_DIR");
         let (value, daemon) = ray::get(&square_when_told::remote(12, dir)).unwrap();
@@ -423,6 +428,166 @@ fn a_node_cut_off_by_a_partition_is_declared_dead_and_rejoins_when_it_heals() {
     );
     let _ = std::fs::remove_dir_all(&work);
     for dir in [&a_dir, &b_dir, &head_dir] {
+        let _ = ray_rs(&["stop", "--temp-dir", dir.arg()], None, &[]);
+    }
+}
+
+#[ray::remote(resources(spare = 0.5))]
+struct Tally {
+    n: u64,
+}
+
+#[ray::remote]
+impl Tally {
+    fn new() -> Self {
+        Tally { n: 0 }
+    }
+    fn add(&mut self, x: u64) -> u64 {
+        self.n += x;
+        self.n
+    }
+}
+
+#[ray::remote(resources(spare = 0.5))]
+fn cube(x: u64) -> u64 {
+    x * x * x
+}
+
+/// Calls the actor and runs tasks on the namespace's node without pause, checking every
+/// answer, until told the connections were reset and then some more.
+fn reset_driver(dir: &str) {
+    let tally = Tally::remote();
+    let mut n = 0u64;
+    let mut after = 0;
+    while after < 30 {
+        n += 1;
+        assert_eq!(
+            ray::get(&tally.add(1)).unwrap(),
+            n,
+            "the actor's state, call {n}"
+        );
+        assert_eq!(ray::get(&cube::remote(n)).unwrap(), n * n * n);
+        std::fs::write(format!("{dir}/progress.new"), n.to_string()).unwrap();
+        std::fs::rename(format!("{dir}/progress.new"), format!("{dir}/progress")).unwrap();
+        if std::path::Path::new(&format!("{dir}/healed")).exists() {
+            after += 1;
+        }
+    }
+    println!("RESET CALLS {n}");
+}
+
+#[test]
+fn a_reset_connection_only_makes_a_node_suspect_and_nothing_is_lost() {
+    assert_eq!(
+        ray_net::token::effective_uid(),
+        0,
+        "this test creates network namespaces and must run as root (CI does)"
+    );
+    let net = Netns::create();
+    let head_dir = NodeDir::new("reset-head");
+    let b_dir = NodeDir::new("reset-b");
+    let ttl = ["--lease-ttl", "10"];
+    let mut head_args = vec![
+        "--node-ip",
+        &net.host_ip,
+        "--num-cpus",
+        "1",
+        "--num-gpus",
+        "0",
+    ];
+    head_args.extend_from_slice(&ttl);
+    let head = Head::start(&head_dir, &head_args);
+    let token = head_dir.token();
+    let mut b_args = vec![
+        "--num-cpus",
+        "2",
+        "--num-gpus",
+        "0",
+        "--resources",
+        "spare=1",
+    ];
+    b_args.extend_from_slice(&ttl);
+    join(&head, &b_dir, &token, &b_args, &net.exec());
+    let work = head_dir.path.with_extension("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let driver = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "driver_main", "--nocapture", "--test-threads=1"])
+        .env(MODE, "reset")
+        .env("RAY_ADDRESS", &head.address)
+        .env("RAY_RS_AUTH_TOKEN", &token)
+        .env("PARTITION_DIR", &work)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let progress = || -> u64 {
+        std::fs::read_to_string(work.join("progress"))
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    wait_for("calls going on", || (progress() > 20).then_some(()));
+    // Every TCP packet in or out of the namespace is answered with a reset: the sessions'
+    // connections break (and new ones are refused) for a second and a half, far under the
+    // 10 s lease. The duration is the fault injected, not a wait for anything.
+    nft(&net, &["add", "table", "inet", "rrreset"]);
+    for (chain, hook) in [("in", "input"), ("out", "output")] {
+        nft(
+            &net,
+            &[
+                "add",
+                "chain",
+                "inet",
+                "rrreset",
+                chain,
+                &format!("{{ type filter hook {hook} priority 0; policy accept; }}"),
+            ],
+        );
+        nft(
+            &net,
+            &[
+                "add", "rule", "inet", "rrreset", chain, "iifname", "!=", "lo", "meta", "l4proto",
+                "tcp", "reject", "with", "tcp", "reset",
+            ]
+            .map(|a| {
+                if chain == "out" && a == "iifname" {
+                    "oifname"
+                } else {
+                    a
+                }
+            }),
+        );
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    nft(&net, &["delete", "table", "inet", "rrreset"]);
+    std::fs::write(work.join("healed"), b"").unwrap();
+    let out = driver.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("RESET CALLS"),
+        "{text}"
+    );
+    assert!(
+        head.said("is suspect until"),
+        "a session broke under the calls (else the test proved nothing)"
+    );
+    assert!(head.said("was made again"), "and was made again");
+    assert!(
+        !head.said("retrying") && !head.said("restarting") && !head.said("is gone"),
+        "nothing was handled as lost"
+    );
+    let b = node_entry(&head.address, &head_dir, &token, &b_dir).expect("B in status");
+    assert_eq!(
+        (b["alive"].clone(), b["incarnation"].clone()),
+        (true.into(), 1.into())
+    );
+    let _ = std::fs::remove_dir_all(&work);
+    for dir in [&b_dir, &head_dir] {
         let _ = ray_rs(&["stop", "--temp-dir", dir.arg()], None, &[]);
     }
 }

@@ -151,6 +151,8 @@ pub(crate) fn connect(
             driver: Some(info),
             node: None,
             incarnation: 0,
+            session: 0,
+            received: 0,
         };
         let io = |e: std::io::Error| cluster_error(address, format!("the session broke: {e}"));
         send(&mut stream, &hello).await.map_err(io)?;
@@ -163,6 +165,7 @@ pub(crate) fn connect(
                     node,
                     proc: Some(proc),
                     job: Some(job),
+                    ..
                 } => return Ok((stream, node, proc, job)),
                 NodeMessage::Refused { reason } => {
                     return Err(cluster_error(
@@ -262,6 +265,7 @@ async fn read_replies<R: AsyncRead + Unpin>(client: Arc<ProcessClient>, rd: R) {
             | ToWorker::Refused { .. }
             | ToWorker::Execute(_)
             | ToWorker::Cancel { .. }
+            | ToWorker::SessionAck { .. }
             | ToWorker::ActorLocation { .. } => {}
         }
     };

@@ -357,6 +357,16 @@ impl StreamOutbox {
         Ok(())
     }
 
+    /// Whether `other` is a handle of this same outbox.
+    pub(crate) fn same(&self, other: &StreamOutbox) -> bool {
+        Arc::ptr_eq(&self.closed, &other.closed)
+    }
+
+    /// Whether [`close`](Self::close) was called (or the writer went).
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed) || self.tx.is_closed()
+    }
+
     /// Nothing more is sent; the writer ends once what is queued is written.
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Relaxed);

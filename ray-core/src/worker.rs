@@ -241,6 +241,7 @@ fn read_loop(
             ToWorker::Welcome { .. }
             | ToWorker::Refused { .. }
             | ToWorker::Log { .. }
+            | ToWorker::SessionAck { .. }
             | ToWorker::ActorLocation { .. } => {}
         }
     }

@@ -149,6 +149,9 @@ pub(crate) struct Cluster {
     incarnations: BTreeMap<NodeId, u64>,
     /// The newest incarnation of each peer declared dead (its lease expired).
     dead: BTreeMap<NodeId, u64>,
+    /// Peers whose control session broke and is being made again: no new work goes there
+    /// meanwhile (they are dead only when etcd says so).
+    suspect: std::collections::BTreeSet<NodeId>,
 }
 
 impl Cluster {
@@ -166,6 +169,28 @@ impl Cluster {
                 "{node} has rejoined as incarnation {newest}; incarnation {incarnation} is over"
             )),
             _ => None,
+        }
+    }
+
+    /// Whether `incarnation` of `node` is newer than the one known (which is then dead).
+    pub(crate) fn is_newer(&self, node: NodeId, incarnation: u64) -> bool {
+        self.incarnations
+            .get(&node)
+            .is_some_and(|k| *k < incarnation)
+    }
+
+    /// `node` is `incarnation` now (if that is the newest seen).
+    pub(crate) fn set_incarnation(&mut self, node: NodeId, incarnation: u64) {
+        let known = self.incarnations.entry(node).or_insert(incarnation);
+        *known = (*known).max(incarnation);
+    }
+
+    /// `node`'s control session broke (`true`) or was made again (`false`).
+    pub(crate) fn set_suspect(&mut self, node: NodeId, suspect: bool) {
+        if suspect {
+            self.suspect.insert(node);
+        } else {
+            self.suspect.remove(&node);
         }
     }
 
@@ -203,6 +228,7 @@ impl Cluster {
     fn pick(&self, req: &ResourceRequest, bytes_at: &BTreeMap<NodeId, u64>) -> Option<NodeId> {
         self.nodes
             .iter()
+            .filter(|(id, _)| !self.suspect.contains(id))
             .map(|(id, n)| (id, n.available()))
             .filter(|(_, room)| room.fits(req))
             .max_by_key(|(id, room)| (bytes_at.get(id).copied().unwrap_or(0), room.cpu))
@@ -252,11 +278,10 @@ impl NodeState {
         if node == self.node || self.cluster.fenced(node, incarnation).is_some() {
             return;
         }
-        let known = self.cluster.incarnations.get(&node).copied();
-        if known.is_some_and(|k| k < incarnation) {
+        if self.cluster.is_newer(node, incarnation) {
             self.node_declared_dead(node, &format!("it rejoined as incarnation {incarnation}"));
         }
-        self.cluster.incarnations.insert(node, incarnation);
+        self.cluster.set_incarnation(node, incarnation);
         let total = Capacity::from_map(total);
         let published = Capacity::from_map(available);
         match self.cluster.nodes.get_mut(&node) {

@@ -10,6 +10,7 @@
 
 use super::remote::{BinaryStore, CachedBinary};
 use super::runtime::Inner;
+use super::session;
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::ids::{JobId, NodeId, ObjectId};
@@ -17,7 +18,7 @@ use crate::log;
 use crate::object_store::PAD;
 use crate::protocol::PROTOCOL_VERSION;
 use crate::protocol::node::{DataReply, DataRequest, NodeMessage, PeerRole};
-use crate::protocol::worker::ToWorker;
+use crate::protocol::worker::{FromWorker, ToWorker};
 use crate::transport::{self, HELLO_MAX, MAX_TO_WORKER, StreamOutbox};
 use std::collections::HashMap;
 use std::future::Future;
@@ -62,18 +63,44 @@ async fn send_msg<W: AsyncWrite + Unpin>(w: &mut W, msg: &NodeMessage) -> std::i
     w.flush().await
 }
 
-/// Opens a session at `node` (control or data) and returns the stream past its welcome.
+/// A node answered a session's hello with a refusal (as opposed to a connection that failed).
+#[derive(Debug)]
+struct Refused(String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// Which session to open at a node, and from where to resume it.
+#[derive(Clone, Copy)]
+enum Opening {
+    /// The data session (bulk transfers; not resumed: a transfer resumes on its own).
+    Data,
+    /// The control session `session`, of which this node received `received` frames so far.
+    Control { session: u64, received: u64 },
+}
+
+/// Opens a session at `node` and returns the stream past its welcome, with the number of
+/// frames the node says it received on it (a resumed control session; 0 otherwise).
 async fn open_session(
     inner: &Arc<Inner>,
     node: NodeId,
-    data: bool,
-) -> std::io::Result<Box<dyn PeerStream>> {
+    opening: Opening,
+) -> std::io::Result<(Box<dyn PeerStream>, u64)> {
     let (connector, cluster_id, incarnation) = {
         let io = inner.cluster_io();
         let io = io.ok_or_else(|| std::io::Error::other("this node is not in a cluster"))?;
         (io.connector.clone(), io.cluster_id.clone(), io.incarnation)
     };
     let mut stream = connector.connect(node).await?;
+    let (data, session, received) = match opening {
+        Opening::Data => (true, 0, 0),
+        Opening::Control { session, received } => (false, session, received),
+    };
     let hello = NodeMessage::Hello {
         version: PROTOCOL_VERSION,
         cluster_id,
@@ -81,16 +108,18 @@ async fn open_session(
         driver: None,
         node: Some((inner.node_id(), data)),
         incarnation,
+        session,
+        received,
     };
     send_msg(&mut stream, &hello).await?;
     let mut buf = Vec::new();
     match transport::read_frame_async(&mut stream, &mut buf, HELLO_MAX).await? {
         Some(()) => {
             match codec::decode_frame::<NodeMessage>(&buf).map_err(std::io::Error::other)? {
-                NodeMessage::Welcome { .. } => Ok(stream),
-                NodeMessage::Refused { reason } => Err(std::io::Error::other(format!(
+                NodeMessage::Welcome { received, .. } => Ok((stream, received)),
+                NodeMessage::Refused { reason } => Err(std::io::Error::other(Refused(format!(
                     "{node} refused this node: {reason}"
-                ))),
+                )))),
                 other => Err(std::io::Error::other(format!("{node} answered {other:?}"))),
             }
         }
@@ -99,28 +128,91 @@ async fn open_session(
 }
 
 /// Opens this node's control session at `node`: messages queued in the returned outbox leave
-/// once it is open; replies go to the state machine.
+/// once it is open; replies go to the state machine. The session outlives a broken
+/// connection ([`super::session`]): the node is only suspect while it is made again, until
+/// etcd declares the node dead (the state machine then closes the outbox), the node refuses
+/// the session (it started again), or [`session::MAX_SUSPECT`] passed.
 pub(super) fn open_control(inner: &Arc<Inner>, node: NodeId) -> StreamOutbox {
     let (outbox, rx) = StreamOutbox::new();
     let weak = Arc::downgrade(inner);
     let out = outbox.clone();
     inner.handle.spawn(async move {
-        let Some(n) = weak.upgrade() else { return };
-        let stream = open_session(&n, node, false).await;
-        drop(n);
-        let why = match stream {
-            Ok(stream) => {
-                let (rd, wr) = tokio::io::split(stream);
-                tokio::spawn(StreamOutbox::run_writer(rx, wr));
-                read_control_replies(&weak, node, rd).await
+        let counters = session::Counters::new();
+        let (attach, attached) = tokio::sync::mpsc::unbounded_channel();
+        let ack = |n| session::frame(&FromWorker::SessionAck { received: n });
+        let mut writer = tokio::spawn(session::run_writer(rx, attached, counters.clone(), ack));
+        let id = session::new_session_id();
+        let mut connected_once = false;
+        let mut suspect_since: Option<std::time::Instant> = None;
+        let mut pause = std::time::Duration::from_millis(50);
+        let why = loop {
+            if out.is_closed() || writer.is_finished() {
+                break "it was closed here".to_string();
             }
-            Err(e) => e.to_string(),
+            let Some(n) = weak.upgrade() else { return };
+            let received = counters.received.load(Ordering::Acquire);
+            let opening = Opening::Control {
+                session: id,
+                received,
+            };
+            let opened = open_session(&n, node, opening).await;
+            let stream = match opened {
+                Ok((stream, peer_received)) => {
+                    if suspect_since.take().is_some() {
+                        log::warn!("the session with {node} was made again: nothing was lost");
+                        n.run(|st| st.peer_resumed(node));
+                    }
+                    connected_once = true;
+                    pause = std::time::Duration::from_millis(50);
+                    Some((stream, peer_received))
+                }
+                // Never reached, or it refuses (it started again, or this incarnation is
+                // fenced): the work there is lost.
+                Err(e) if !connected_once || e.get_ref().is_some_and(|r| r.is::<Refused>()) => {
+                    break e.to_string();
+                }
+                Err(e) => {
+                    log::debug!("making the session with {node} again: {e}");
+                    None
+                }
+            };
+            drop(n);
+            if let Some((stream, peer_received)) = stream {
+                let (rd, wr) = tokio::io::split(stream);
+                let attached = session::Attach {
+                    stream: Box::new(wr) as Box<dyn AsyncWrite + Unpin + Send>,
+                    peer_received,
+                };
+                if attach.send(attached).is_err() {
+                    break "its writer ended".to_string();
+                }
+                let broke = tokio::select! {
+                    why = read_control_replies(&weak, node, rd, &counters) => why,
+                    end = &mut writer => break format!("the session ended ({end:?})"),
+                };
+                let Some(n) = weak.upgrade() else { return };
+                log::warn!(
+                    "the session with {node} broke ({broke}); {node} is suspect until the \
+                     session is made again or etcd declares it dead"
+                );
+                n.run(|st| st.peer_suspect(node));
+                suspect_since = Some(std::time::Instant::now());
+            }
+            if suspect_since.is_some_and(|t| t.elapsed() > session::MAX_SUSPECT) {
+                break format!("it could not be reached for {:?}", session::MAX_SUSPECT);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_secs(1));
         };
+        writer.abort();
+        let closed_here = out.is_closed();
         out.close();
         if let Some(n) = weak.upgrade() {
-            log::warn!("the session with {node} ended: {why}");
-            n.forget_node(node);
-            n.run(|st| st.peer_unreachable(node, &why));
+            n.forget_node(node, &out);
+            if !closed_here {
+                log::warn!("the session with {node} ended: {why}");
+                n.run(|st| st.peer_unreachable(node, &why));
+            }
         }
     });
     outbox
@@ -130,6 +222,7 @@ async fn read_control_replies<R: AsyncRead + Unpin>(
     weak: &Weak<Inner>,
     node: NodeId,
     rd: R,
+    counters: &session::Counters,
 ) -> String {
     let mut rd = tokio::io::BufReader::with_capacity(64 * 1024, rd);
     let mut buf = Vec::new();
@@ -143,6 +236,11 @@ async fn read_control_replies<R: AsyncRead + Unpin>(
             Ok(m) => m,
             Err(e) => return format!("a reply that does not decode: {e}"),
         };
+        if let ToWorker::SessionAck { received } = msg {
+            counters.acknowledged(received);
+            continue;
+        }
+        counters.count_received();
         let Some(n) = weak.upgrade() else {
             return "the node is stopping".into();
         };
@@ -197,7 +295,7 @@ pub(super) async fn data_link(inner: &Arc<Inner>, node: NodeId) -> Result<Arc<Da
     if let Some(link) = inner.data_link(node) {
         return Ok(link);
     }
-    let stream = open_session(inner, node, true)
+    let (stream, _) = open_session(inner, node, Opening::Data)
         .await
         .map_err(|e| Error::io(format!("opening a data session with {node}"), e))?;
     let (outbox, rx) = StreamOutbox::new();

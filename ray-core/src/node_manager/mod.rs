@@ -41,6 +41,7 @@ mod retries;
 mod returns;
 mod runtime;
 mod scheduler;
+mod session;
 pub(crate) mod spawn;
 mod state;
 pub(crate) mod stats;
@@ -178,6 +179,7 @@ impl NodeState {
             FromWorker::Release(ids) => self.release_mapped(from, &ids)?,
             FromWorker::CancelGet { req } => self.cancel_get(from, req),
             FromWorker::Job { .. }
+            | FromWorker::SessionAck { .. }
             | FromWorker::JobEnded { .. }
             | FromWorker::LocateActor { .. }
             | FromWorker::Log { .. } => {

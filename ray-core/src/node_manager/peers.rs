@@ -210,6 +210,18 @@ impl NodeState {
         self.peer_unreachable(node, why);
     }
 
+    /// This node's control session at `node` broke and is being made again: no new work
+    /// goes there meanwhile; nothing is lost (the session resumes where it broke).
+    pub(crate) fn peer_suspect(&mut self, node: NodeId) {
+        self.cluster.set_suspect(node, true);
+    }
+
+    /// The control session at `node` was made again.
+    pub(crate) fn peer_resumed(&mut self, node: NodeId) {
+        self.cluster.set_suspect(node, false);
+        self.schedule();
+    }
+
     /// This node's session at `node` broke (`why`): the node is gone. Tasks sent there run
     /// again elsewhere within their `max_retries`; actors this node placed there start again
     /// elsewhere within their `max_restarts` (calls they were running fail with `ActorDied`,
@@ -342,6 +354,10 @@ impl NodeState {
         if let Some(reason) = self.cluster.fenced(node, incarnation) {
             return Err(NodeRefusal::Unavailable { reason });
         }
+        if self.cluster.is_newer(node, incarnation) {
+            self.node_declared_dead(node, &format!("it rejoined as incarnation {incarnation}"));
+        }
+        self.cluster.set_incarnation(node, incarnation);
         let proc = self.workers.add_peer();
         self.peers.sessions.insert(proc, node);
         Ok(proc)

@@ -9,12 +9,13 @@
 use super::runtime::Inner;
 use crate::codec;
 
-use crate::ids::ProcId;
+use crate::ids::{NodeId, ProcId};
 use crate::log;
 use crate::protocol::node::{DriverInfo, Handshake, NodeMessage, NodeRefusal, PeerRole};
-use crate::protocol::worker::FromWorker;
+use crate::protocol::worker::{FromWorker, ToWorker};
 use crate::transport::{self, Conn, HELLO_MAX, HELLO_TIMEOUT, MAX_FROM_WORKER, StreamOutbox};
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
@@ -121,6 +122,8 @@ pub(crate) async fn serve_session<S>(
             let NodeMessage::Hello {
                 node: Some((peer, data)),
                 incarnation,
+                session,
+                received,
                 ..
             } = hello
             else {
@@ -129,7 +132,12 @@ pub(crate) async fn serve_session<S>(
             if data {
                 serve_data(node, stream, peer, store).await;
             } else {
-                serve_peer(node, stream, peer, incarnation).await;
+                let hello = PeerHello {
+                    incarnation,
+                    session,
+                    received,
+                };
+                serve_peer(node, stream, peer, hello).await;
             }
             return;
         }
@@ -171,6 +179,7 @@ pub(crate) async fn serve_session<S>(
         node: proc.node,
         proc: Some(proc),
         job: Some(job),
+        received: 0,
     };
     if let Err(e) = send(&mut stream, &welcome).await {
         log::warn!("driver pid {} left during its welcome: {e}", info.pid);
@@ -209,53 +218,163 @@ async fn read_driver<R: AsyncRead + Unpin>(node: Weak<Inner>, proc: ProcId, rd: 
     }
 }
 
-/// Serves another node's control session: its requests, like a client's.
-async fn serve_peer<S>(node: Weak<Inner>, mut stream: S, peer: crate::ids::NodeId, incarnation: u64)
+/// Serves a connection of another node's control session: a new session, or one resumed
+/// after its connection broke ([`super::session`]): then the session's process, its holdings
+/// and the replies not yet received are still here, and the session goes on where it broke.
+async fn serve_peer<S>(node: Weak<Inner>, mut stream: S, peer: NodeId, hello: PeerHello)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let Some(n) = node.upgrade() else { return };
-    let proc = match n.run(|st| st.attach_peer(peer, incarnation)) {
-        Ok(proc) => proc,
-        Err(reason) => {
-            log::warn!("a session of {peer} (incarnation {incarnation}) was refused: {reason}");
-            let _ = send(&mut stream, &NodeMessage::Refused { reason }).await;
-            return;
+    let known = lock(&n.peer_sessions).get(&(peer, hello.session)).cloned();
+    let session = match known {
+        Some(s) if s.incarnation == hello.incarnation => s,
+        Some(_) => {
+            return refuse(
+                &mut stream,
+                peer,
+                "that session belongs to another incarnation",
+            )
+            .await;
         }
+        None if hello.received > 0 => {
+            return refuse(
+                &mut stream,
+                peer,
+                "this node does not know that session any more (it started again, or the \
+                 session ended): what it carried is lost",
+            )
+            .await;
+        }
+        None => match new_peer_session(&n, peer, hello) {
+            Ok(s) => s,
+            Err(reason) => {
+                log::warn!(
+                    "a session of {peer} (incarnation {}) was refused: {reason}",
+                    hello.incarnation
+                );
+                let _ = send(&mut stream, &NodeMessage::Refused { reason }).await;
+                return;
+            }
+        },
+    };
+    let proc = session.proc;
+    // This connection takes over: a reader of an older one dispatches nothing more.
+    let (generation, received) = {
+        let mut gate = lock(&session.gate);
+        *gate += 1;
+        (*gate, session.counters.received.load(Ordering::Acquire))
     };
     let welcome = NodeMessage::Welcome {
         node: proc.node,
         proc: Some(proc),
         job: None,
+        received,
     };
     if send(&mut stream, &welcome).await.is_err() {
-        n.run(|st| st.peer_gone(proc));
         return;
     }
-    log::info!("{peer} opened a session here as {proc}");
-    let (outbox, rx) = StreamOutbox::new();
-    n.add_connection(proc, Conn::Stream(outbox));
+    log::info!(
+        "{peer} {} its session here as {proc}",
+        if generation == 1 { "opened" } else { "resumed" }
+    );
     drop(n);
     let (rd, wr) = tokio::io::split(stream);
-    tokio::spawn(StreamOutbox::run_writer(rx, wr));
+    let attach = super::session::Attach {
+        stream: Box::new(wr) as super::session::SessionStream,
+        peer_received: hello.received,
+    };
+    if session.attach.send(attach).is_err() {
+        return;
+    }
     let mut rd = tokio::io::BufReader::with_capacity(64 * 1024, rd);
     let mut buf = Vec::new();
     while let Ok(Some(())) = transport::read_frame_async(&mut rd, &mut buf, MAX_FROM_WORKER).await {
         let Some(n) = node.upgrade() else { return };
-        match transport::decode_frame::<FromWorker>(&buf) {
-            Ok(msg) => n.run(|st| st.handle(proc, msg)),
+        let msg = match transport::decode_frame::<FromWorker>(&buf) {
+            Ok(msg) => msg,
             Err(e) => {
                 log::warn!("{peer} sent a message that does not decode: {e}");
                 break;
+            }
+        };
+        {
+            let gate = lock(&session.gate);
+            if *gate != generation {
+                return; // a newer connection serves the session
+            }
+            match msg {
+                FromWorker::SessionAck { received } => session.counters.acknowledged(received),
+                msg => {
+                    session.counters.count_received();
+                    n.run(|st| st.handle(proc, msg));
+                }
             }
         }
         if buf.capacity() > 1 << 20 {
             buf = Vec::new();
         }
     }
-    if let Some(n) = node.upgrade() {
-        n.run(|st| st.peer_gone(proc));
-    }
+    // The connection broke; the session stays for its node's return, until that node is
+    // declared dead (its process here then goes, and with it the session).
+    log::info!("the connection of {peer}'s session ({proc}) broke; the session is kept");
+}
+
+/// What a node's hello says of the control session it opens.
+#[derive(Clone, Copy)]
+struct PeerHello {
+    incarnation: u64,
+    session: u64,
+    received: u64,
+}
+
+async fn refuse<S: AsyncWrite + Unpin>(stream: &mut S, peer: NodeId, why: &str) {
+    log::warn!("a session of {peer} was refused: {why}");
+    let reason = NodeRefusal::Unavailable { reason: why.into() };
+    let _ = send(stream, &NodeMessage::Refused { reason }).await;
+}
+
+/// A new control session of `peer`: its process here, its writer, and its entry (removed when
+/// the writer ends, which is when the process's connection is closed: the node was declared
+/// dead, or this node stops).
+fn new_peer_session(
+    n: &Arc<Inner>,
+    peer: NodeId,
+    hello: PeerHello,
+) -> std::result::Result<Arc<super::session::PeerSession>, NodeRefusal> {
+    use super::session;
+    let proc = n.run(|st| st.attach_peer(peer, hello.incarnation))?;
+    let counters = session::Counters::new();
+    let (outbox, rx) = StreamOutbox::new();
+    let (attach, attached) = tokio::sync::mpsc::unbounded_channel();
+    let ack = |r| session::frame(&ToWorker::SessionAck { received: r });
+    let writer = tokio::spawn(session::run_writer(rx, attached, counters.clone(), ack));
+    let s = Arc::new(session::PeerSession {
+        proc,
+        incarnation: hello.incarnation,
+        counters,
+        attach,
+        gate: std::sync::Mutex::new(0),
+    });
+    lock(&n.peer_sessions).insert((peer, hello.session), s.clone());
+    n.add_connection(proc, Conn::Stream(outbox));
+    let weak = Arc::downgrade(n);
+    let key = (peer, hello.session);
+    tokio::spawn(async move {
+        let end = writer.await;
+        if let Some(n) = weak.upgrade() {
+            lock(&n.peer_sessions).remove(&key);
+            if !matches!(end, Ok(session::WriterEnd::Closed)) {
+                // Given up (too much unacknowledged): the session is over here too.
+                n.run(|st| st.peer_gone(proc));
+            }
+        }
+    });
+    Ok(s)
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Serves another node's data session: bytes of stored objects and of cached executables.
@@ -273,6 +392,7 @@ async fn serve_data<S>(
         node: n.node_id(),
         proc: None,
         job: None,
+        received: 0,
     };
     drop(n);
     if send(&mut stream, &welcome).await.is_err() {

@@ -69,6 +69,9 @@ pub(crate) struct Inner {
     cluster: Mutex<Option<Arc<ClusterIo>>>,
     /// This node's data sessions at other nodes.
     data_links: Mutex<IdMap<NodeId, Arc<DataLink>>>,
+    /// Control sessions other nodes hold here, by (node, session id).
+    pub(super) peer_sessions:
+        Mutex<std::collections::HashMap<(NodeId, u64), Arc<super::session::PeerSession>>>,
     /// Bytes of objects copied here from other nodes, and from here to them.
     pulled: AtomicU64,
     served: AtomicU64,
@@ -124,6 +127,7 @@ pub(crate) fn start(cfg: NodeConfig) -> Result<NodeManager> {
         node: cfg.node,
         cluster: Mutex::new(None),
         data_links: Mutex::new(IdMap::default()),
+        peer_sessions: Mutex::new(std::collections::HashMap::new()),
         pulled: AtomicU64::new(0),
         served: AtomicU64::new(0),
     });
@@ -341,9 +345,13 @@ impl Inner {
         self.send_node_locked(&mut io, node, &msg);
     }
 
-    /// This node's control session at `node` ended: the next message opens a new one.
-    pub(super) fn forget_node(&self, node: NodeId) {
-        lock(&self.io).nodes.remove(&node);
+    /// This node's control session `link` at `node` ended: the next message opens a new one
+    /// (unless a new one is there already).
+    pub(super) fn forget_node(&self, node: NodeId, link: &StreamOutbox) {
+        let mut io = lock(&self.io);
+        if io.nodes.get(&node).is_some_and(|l| l.same(link)) {
+            io.nodes.remove(&node);
+        }
     }
 
     pub(super) fn count_pulled(&self, bytes: u64) {

@@ -111,12 +111,19 @@ pub(crate) enum NodeMessage {
         /// after being declared dead). A node refuses sessions of an incarnation it knows is
         /// dead or superseded.
         incarnation: u64,
+        /// For a node's control session: its id (chosen by the opening node), and how many
+        /// frames the opening node received on it so far (0 for a new one; see
+        /// `node_manager/session.rs`).
+        session: u64,
+        received: u64,
     },
     /// The session is open. For a driver: its process id on the node and its job.
     Welcome {
         node: NodeId,
         proc: Option<ProcId>,
         job: Option<JobId>,
+        /// For a resumed control session: how many frames this node received on it.
+        received: u64,
     },
     Refused {
         reason: NodeRefusal,
@@ -194,6 +201,8 @@ mod tests {
             driver: None,
             node: Some((NodeId(3), false)),
             incarnation: 1,
+            session: 1,
+            received: 0,
         }
     }
 
@@ -222,6 +231,8 @@ mod tests {
             driver: None,
             node: None,
             incarnation: 0,
+            session: 0,
+            received: 0,
         };
         let cases = [
             (

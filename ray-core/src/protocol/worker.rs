@@ -15,6 +15,11 @@ use std::fmt;
 /// Worker → node manager.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum FromWorker {
+    /// Node control sessions only: this many of the other end's frames were received
+    /// (handled by the session layer, `node_manager/session.rs`).
+    SessionAck {
+        received: u64,
+    },
     /// First message on a connection.
     Hello {
         version: u32,
@@ -253,6 +258,10 @@ impl fmt::Display for Refusal {
 /// Node manager → worker.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum ToWorker {
+    /// Node control sessions only: as `FromWorker::SessionAck`.
+    SessionAck {
+        received: u64,
+    },
     /// The worker is registered as `proc`, running code of `job`: it makes its ids under that
     /// process id.
     Welcome {
