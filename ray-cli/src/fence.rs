@@ -75,7 +75,10 @@ pub fn fence(node_id: u64, incarnation: u64, is_head: bool, kill_workers: &dyn F
     let exec = || -> std::io::Result<std::convert::Infallible> {
         let args = own_arguments()?;
         let env = environment(node_id, incarnation)?;
-        let exe = CString::new("/proc/self/exe").map_err(std::io::Error::other)?;
+        // The executable's own path, not /proc/self/exe: the process keeps its name
+        // (`ray-rs`), by which `ray-rs stop` knows it.
+        let path = std::fs::read_link("/proc/self/exe")?;
+        let exe = CString::new(path.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
         let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
         argv.push(std::ptr::null());
         let mut envp: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();

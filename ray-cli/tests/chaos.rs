@@ -2,7 +2,8 @@
 //! SIGKILLed and a fresh one started every few seconds. Every result must be right, and when
 //! the driver is done nothing of it is left on any node.
 //!
-//! Nodes: the head (1 CPU, no `spare`) and two worker nodes (2 CPUs, `spare = 1`); the actors
+//! Nodes: the head (1 CPU, no `spare`) and two worker nodes (2 CPUs, `spare = 1`), leases of
+//! 3 s (a killed node is dead when its lease expires: its session only makes it suspect); the actors
 //! need a little `spare`, so they live on the nodes that are killed and are restarted on the
 //! survivor. Calls lost with an actor's node fail with `ActorDied { restarting: true }` and are
 //! made again by the driver (fresh state is fine: the actors are pure).
@@ -126,7 +127,10 @@ fn workers_under(dir: &std::path::Path) -> Vec<u32> {
 #[test]
 fn a_job_survives_nodes_killed_and_replaced_every_few_seconds() {
     let head_dir = NodeDir::new("chaos-head");
-    let head = Head::start(&head_dir, &["--num-cpus", "1", "--num-gpus", "0"]);
+    let head = Head::start(
+        &head_dir,
+        &["--num-cpus", "1", "--num-gpus", "0", "--lease-ttl", "3"],
+    );
     let token = head_dir.token();
     let mut nodes = vec![
         start_worker_node(&head, &token, 0),

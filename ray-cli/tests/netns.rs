@@ -105,17 +105,21 @@ struct Netns {
 }
 
 impl Netns {
+    /// A namespace of this test (tests of this binary run at once: each gets its own names
+    /// and subnet).
     fn create() -> Netns {
-        let pid = std::process::id();
-        let net = 20 + pid % 200;
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let k = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let pid = std::process::id() % 1_000_000;
+        let net = 20 + (pid * 7 + k * 61) % 230;
         let n = Netns {
-            name: format!("rrs{pid}"),
-            host_if: format!("rrh{pid}"),
+            name: format!("rrs{pid}x{k}"),
+            host_if: format!("rrh{pid}x{k}"),
             host_ip: format!("10.213.{net}.1"),
             ns_ip: format!("10.213.{net}.2"),
         };
         n.remove();
-        let ns_if = format!("rrn{pid}");
+        let ns_if = format!("rrn{pid}x{k}");
         ip_ok(&["netns", "add", &n.name]);
         ip_ok(&[
             "link", "add", &n.host_if, "type", "veth", "peer", "name", &ns_if,

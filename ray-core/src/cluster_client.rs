@@ -152,6 +152,7 @@ pub(crate) fn connect(
             node: None,
             incarnation: 0,
             session: 0,
+            resume: false,
             received: 0,
         };
         let io = |e: std::io::Error| cluster_error(address, format!("the session broke: {e}"));

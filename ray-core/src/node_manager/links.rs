@@ -80,8 +80,12 @@ impl std::error::Error for Refused {}
 enum Opening {
     /// The data session (bulk transfers; not resumed: a transfer resumes on its own).
     Data,
-    /// The control session `session`, of which this node received `received` frames so far.
-    Control { session: u64, received: u64 },
+    /// The control session `session` (new, or resumed having received `received` frames).
+    Control {
+        session: u64,
+        resume: bool,
+        received: u64,
+    },
 }
 
 /// Opens a session at `node` and returns the stream past its welcome, with the number of
@@ -97,9 +101,13 @@ async fn open_session(
         (io.connector.clone(), io.cluster_id.clone(), io.incarnation)
     };
     let mut stream = connector.connect(node).await?;
-    let (data, session, received) = match opening {
-        Opening::Data => (true, 0, 0),
-        Opening::Control { session, received } => (false, session, received),
+    let (data, session, resume, received) = match opening {
+        Opening::Data => (true, 0, false, 0),
+        Opening::Control {
+            session,
+            resume,
+            received,
+        } => (false, session, resume, received),
     };
     let hello = NodeMessage::Hello {
         version: PROTOCOL_VERSION,
@@ -109,6 +117,7 @@ async fn open_session(
         node: Some((inner.node_id(), data)),
         incarnation,
         session,
+        resume,
         received,
     };
     send_msg(&mut stream, &hello).await?;
@@ -153,6 +162,7 @@ pub(super) fn open_control(inner: &Arc<Inner>, node: NodeId) -> StreamOutbox {
             let received = counters.received.load(Ordering::Acquire);
             let opening = Opening::Control {
                 session: id,
+                resume: connected_once,
                 received,
             };
             let opened = open_session(&n, node, opening).await;

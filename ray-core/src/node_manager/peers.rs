@@ -420,9 +420,7 @@ impl NodeState {
                 size,
                 namespace,
             } => {
-                if job.node() != node {
-                    return Err(format!("{job}, whose driver is not on {node}"));
-                }
+                // Any node running the job's work may announce it (work travels on).
                 if let Some(ns) = namespace {
                     self.set_job_namespace(job, &ns);
                 }

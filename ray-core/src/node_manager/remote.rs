@@ -123,6 +123,7 @@ pub(crate) async fn serve_session<S>(
                 node: Some((peer, data)),
                 incarnation,
                 session,
+                resume,
                 received,
                 ..
             } = hello
@@ -135,6 +136,7 @@ pub(crate) async fn serve_session<S>(
                 let hello = PeerHello {
                     incarnation,
                     session,
+                    resume,
                     received,
                 };
                 serve_peer(node, stream, peer, hello).await;
@@ -237,7 +239,7 @@ where
             )
             .await;
         }
-        None if hello.received > 0 => {
+        None if hello.resume => {
             return refuse(
                 &mut stream,
                 peer,
@@ -325,6 +327,7 @@ where
 struct PeerHello {
     incarnation: u64,
     session: u64,
+    resume: bool,
     received: u64,
 }
 

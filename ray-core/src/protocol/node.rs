@@ -111,10 +111,11 @@ pub(crate) enum NodeMessage {
         /// after being declared dead). A node refuses sessions of an incarnation it knows is
         /// dead or superseded.
         incarnation: u64,
-        /// For a node's control session: its id (chosen by the opening node), and how many
-        /// frames the opening node received on it so far (0 for a new one; see
-        /// `node_manager/session.rs`).
+        /// For a node's control session: its id (chosen by the opening node), whether this
+        /// connection resumes it (else it is new), and how many frames the opening node
+        /// received on it so far (see `node_manager/session.rs`).
         session: u64,
+        resume: bool,
         received: u64,
     },
     /// The session is open. For a driver: its process id on the node and its job.
@@ -202,6 +203,7 @@ mod tests {
             node: Some((NodeId(3), false)),
             incarnation: 1,
             session: 1,
+            resume: false,
             received: 0,
         }
     }
@@ -232,6 +234,7 @@ mod tests {
             node: None,
             incarnation: 0,
             session: 0,
+            resume: false,
             received: 0,
         };
         let cases = [
