@@ -169,7 +169,12 @@ impl ControlState {
     /// Starts a thread that follows membership changes (keeping the records of nodes that
     /// died, for `status`). The thread ends when the returned watcher is dropped.
     pub fn follow_membership(self: &Arc<Self>) -> Result<crate::etcd::WatchStop> {
-        let (nodes, revision) = membership::list_nodes(&self.etcd, &self.cluster_id)?;
+        // Without it this node would never hear of a death: wait out an etcd outage.
+        let (nodes, revision) = membership::waiting_for_etcd(
+            "listing the cluster's nodes",
+            std::time::Duration::from_secs(120),
+            || membership::list_nodes(&self.etcd, &self.cluster_id),
+        )?;
         for n in &nodes {
             self.node_seen(n);
         }

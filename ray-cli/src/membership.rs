@@ -80,6 +80,33 @@ pub fn node_key(cluster_id: &str, node_id: u64) -> String {
     format!("/{cluster_id}/nodes/{node_id}")
 }
 
+/// How long a joining node waits for an unreachable etcd (issue 11: joins wait through an
+/// outage and resume when etcd returns), under `start`'s own wait for the node.
+pub const JOIN_WAIT_FOR_ETCD: Duration = Duration::from_secs(90);
+
+/// Runs `f` until it succeeds, retrying etcd's errors (and failures to reach it) with backoff
+/// for up to `wait`.
+pub fn waiting_for_etcd<T>(
+    what: &str,
+    wait: Duration,
+    mut f: impl FnMut() -> Result<T>,
+) -> Result<T> {
+    let deadline = Instant::now() + wait;
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match f() {
+            Err(e @ (CliError::Etcd { .. } | CliError::Http { .. }))
+                if Instant::now() < deadline =>
+            {
+                tracing::warn!("{what}: {e}; waiting for etcd");
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// A fresh node id for `cluster_id` (compare-and-swap counter).
 pub fn allocate_node_id(etcd: &Etcd, cluster_id: &str) -> Result<u64> {
     etcd.increment(format!("/{cluster_id}/counters/node_id").as_bytes())

@@ -611,7 +611,14 @@ fn bring_up(
     let rejoin = crate::fence::rejoin_from_env().filter(|_| !args.head);
     let (node_id, incarnation) = match rejoin {
         Some((id, incarnation)) => (id, incarnation),
-        None => (membership::allocate_node_id(&etcd, &cluster_id)?, 1),
+        None => {
+            let id = membership::waiting_for_etcd(
+                "allocating a node id",
+                membership::JOIN_WAIT_FOR_ETCD,
+                || membership::allocate_node_id(&etcd, &cluster_id),
+            )?;
+            (id, 1)
+        }
     };
     let record = NodeRecord {
         node_id,
@@ -624,11 +631,17 @@ fn bring_up(
         pid: std::process::id(),
         activity: Default::default(),
     };
-    let membership = Membership::register(
-        etcd.clone(),
-        &cluster_id,
-        record,
-        Duration::from_secs(args.lease_ttl),
+    let membership = membership::waiting_for_etcd(
+        "registering the node",
+        membership::JOIN_WAIT_FOR_ETCD,
+        || {
+            Membership::register(
+                etcd.clone(),
+                &cluster_id,
+                record.clone(),
+                Duration::from_secs(args.lease_ttl),
+            )
+        },
     )?;
     if args.head
         && !etcd.create_if_absent(

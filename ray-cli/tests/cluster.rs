@@ -275,3 +275,61 @@ fn input_errors_are_clear() {
     let out = ray_rs(&["stop", "--temp-dir", dir.arg()], None, &[]);
     assert!(out.status.success());
 }
+
+#[test]
+fn a_node_joining_while_etcd_is_stopped_waits_and_joins_when_it_returns() {
+    let head_dir = NodeDir::new("join-outage-head");
+    let head = Head::start(
+        &head_dir,
+        &["--num-cpus", "1", "--num-gpus", "0", "--lease-ttl", "30"],
+    );
+    let token = head_dir.token();
+    // The head is up and serving (status answers) before etcd stops.
+    assert_eq!(
+        nodes_len(&status(&head.address, &head_dir.path, &token, &[])),
+        1
+    );
+    let etcd = head_dir.pid("etcd.pid").expect("the head's etcd");
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(etcd, libc::SIGSTOP) };
+    let b = NodeDir::new("join-outage-b");
+    let (address, b_arg) = (head.address.clone(), b.arg().to_string());
+    let joining = std::thread::spawn(move || {
+        let args = [
+            "start",
+            "--address",
+            &address,
+            "--port",
+            "0",
+            "--temp-dir",
+            &b_arg,
+            "--num-cpus",
+            "1",
+        ];
+        ray_rs(&args, Some(&token), &[])
+    });
+    // The outage outlasts the etcd client's 10 s timeout, so the join sees etcd fail and
+    // waits (the duration is the fault injected, not a wait for anything).
+    std::thread::sleep(std::time::Duration::from_secs(12));
+    assert!(!joining.is_finished(), "the join waits for etcd");
+    // SAFETY: as above.
+    unsafe { libc::kill(etcd, libc::SIGCONT) };
+    let out = joining.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = head_dir.token();
+    let report = status(&head.address, &head_dir.path, &token, &[]);
+    assert_eq!(nodes_len(&report), 2, "{report:#}");
+    let log: String = std::fs::read_dir(b.path.join("logs"))
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect();
+    assert!(
+        log.contains("waiting for etcd"),
+        "the node said it waited: {log}"
+    );
+}
