@@ -5,7 +5,10 @@
 //!
 //! - [`args`]: the command line (DESIGN.md section 6);
 //! - [`node`]: `start` (head or join, daemonized or `--block`), `stop`, `status`;
-//! - [`control`]: the node's control service (join, status) over ray-net connections;
+//! - [`control`]: the node's control service (join, status, state rows, worker logs) over
+//!   ray-net connections;
+//! - [`state`] and [`logs`]: `ray-rs list/summary/memory/timeline` and `ray-rs logs`;
+//! - [`dashboard`]: the head's dashboard (every node's rows) and each node's `/metrics`;
 //! - [`membership`]: node records under leases, ids by compare-and-swap, resource publishing,
 //!   watches;
 //! - [`fence`]: a node declared dead stops its workers and rejoins as a new incarnation;
@@ -22,12 +25,14 @@
 pub mod args;
 pub mod binary_cache;
 pub mod control;
+pub mod dashboard;
 pub mod error;
 pub mod etcd;
 pub mod etcd_server;
 pub mod fence;
 pub mod http;
 pub mod jobs;
+pub mod logs;
 pub mod membership;
 pub mod names;
 pub mod node;

@@ -181,7 +181,7 @@ pub struct RunningNode {
     /// The node manager.
     pub node: Arc<ray_core::__node::Node>,
     etcd_server: Option<EtcdServer>,
-    control: Arc<ControlState>,
+    pub(crate) control: Arc<ControlState>,
     /// Stops the resource publisher when dropped.
     _publishing: std::sync::mpsc::Sender<()>,
 }
@@ -334,7 +334,20 @@ fn run_foreground(args: StartArgs, dir: NodeDir) -> Result<()> {
     };
     let listener = node.1;
     let node = node.0;
-    let message = joined_message(&node, &args);
+    let served = match crate::dashboard::start(&node, &args, runtime.handle()) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = std::fs::remove_file(dir.pid_file());
+            ready.send(false, &e.to_string());
+            node.shut_down();
+            return Err(e);
+        }
+    };
+    let message = format!(
+        "{}\n{}",
+        joined_message(&node, &args),
+        served.message(&node.dir.token_file())
+    );
     println!("{message}");
     let _ = std::io::stdout().flush();
     ready.send(true, &message);
@@ -368,6 +381,7 @@ fn run_foreground(args: StartArgs, dir: NodeDir) -> Result<()> {
         let _ = server.await;
     });
     drop(follower);
+    crate::dashboard::forget(&node.dir);
     node.shut_down();
     Ok(())
 }
@@ -759,6 +773,7 @@ pub fn stop(args: StopArgs) -> Result<()> {
     let _ = std::fs::remove_file(dir.pid_file());
     let _ = std::fs::remove_file(dir.etcd_pid_file());
     let _ = std::fs::remove_file(dir.node_file());
+    crate::dashboard::forget(&dir);
     if !stopped {
         println!("ray-rs: no node running under {}", dir.root.display());
     }
