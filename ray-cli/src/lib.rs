@@ -4,7 +4,8 @@
 //! handshake, certificate distribution). Modules:
 //!
 //! - [`args`]: the command line (DESIGN.md section 6);
-//! - [`node`]: `start` (head or join, daemonized or `--block`), `stop`, `status`;
+//! - [`node`]: `start` (head or join, daemonized or `--block`);
+//! - [`client`]: asking a node (`ask`), `status`, `stop`;
 //! - [`control`]: the node's control service (join, status, state rows, worker logs) over
 //!   ray-net connections;
 //! - [`state`] and [`logs`]: `ray-rs list/summary/memory/timeline` and `ray-rs logs`;
@@ -24,7 +25,9 @@
 
 pub mod args;
 pub mod binary_cache;
+pub mod client;
 pub mod control;
+mod daemon;
 pub mod dashboard;
 pub mod error;
 pub mod etcd;
