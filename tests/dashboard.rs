@@ -212,7 +212,10 @@ fn the_page_shows_nodes_actors_and_failures_in_chromium() {
     assert_eq!(log["out"]["text"], "", "nothing twice");
     let (status, body) = http(&url, "GET", "/api/logs?pid=999999");
     assert_eq!(status, 404, "{body}");
-    assert!(body.contains("999999") && body.contains("list workers"), "{body}");
+    assert!(
+        body.contains("999999") && body.contains("list workers"),
+        "{body}"
+    );
     let dom = dump_dom(&profile, &format!("{url}/#logs:{pid}"), 2000);
     assert!(dom.contains("the lamp is on: true"), "the log page: {dom}");
 

@@ -202,7 +202,7 @@ pub struct StartArgs {
     /// The address this node's Prometheus `/metrics` listener binds (token required).
     #[arg(long, default_value = "127.0.0.1", value_name = "IP")]
     pub metrics_host: IpAddr,
-    /// This node's metrics port (0: any free port; the URL is in <temp-dir>/metrics_url).
+    /// This node's metrics port (0: any free port; the URL is in `<temp-dir>/metrics_url`).
     #[arg(long, default_value_t = 0)]
     pub metrics_port: u16,
     /// Internal: the pipe on which a daemonized node reports readiness.

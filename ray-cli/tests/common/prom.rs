@@ -127,7 +127,7 @@ pub fn parse(text: &str) -> Vec<Sample> {
         }
         // name[{labels}] value [timestamp]
         let name_end = line
-            .find(|c: char| c == '{' || c == ' ')
+            .find(['{', ' '])
             .unwrap_or_else(|| panic!("no value: {at}"));
         let name = &line[..name_end];
         assert!(metric_name(name), "bad metric name: {at}");
