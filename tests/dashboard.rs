@@ -44,6 +44,7 @@ impl Lamp {
     }
     fn toggle(&mut self) -> bool {
         self.on = !self.on;
+        println!("the lamp is on: {}", self.on);
         self.on
     }
 }
@@ -199,9 +200,28 @@ fn the_page_shows_nodes_actors_and_failures_in_chromium() {
     stop.store(true, Ordering::Relaxed);
     worker.join().unwrap();
 
+    // The log page's source: a worker's output by pid, from offsets; unknown pids are 404.
+    let (status, body) = http(&url, "GET", &format!("/api/logs?pid={pid}"));
+    assert_eq!(status, 200, "{body}");
+    let log: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(log["out"]["text"], "the lamp is on: true\n", "{log}");
+    assert_eq!(log["alive"], true);
+    let next = log["out"]["to"].as_u64().unwrap();
+    let (_, body) = http(&url, "GET", &format!("/api/logs?pid={pid}&out={next}"));
+    let log: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(log["out"]["text"], "", "nothing twice");
+    let (status, body) = http(&url, "GET", "/api/logs?pid=999999");
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body.contains("999999") && body.contains("list workers"),
+        "{body}"
+    );
+    let dom = dump_dom(&profile, &format!("{url}/#logs:{pid}"), 2000);
+    assert!(dom.contains("the lamp is on: true"), "the log page: {dom}");
+
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
-    for page in ["overview", "actors", "tasks", "objects", "timeline"] {
+    for page in ["overview", "actors", "tasks", "objects", "timeline", "logs"] {
         screenshot(
             &profile,
             &format!("{url}/#{page}"),

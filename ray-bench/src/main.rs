@@ -261,6 +261,7 @@ fn main() -> ray::Result<()> {
     };
     let mut json = None;
     let (mut cluster, mut loopback, mut quick) = (false, false, false);
+    let mut task_events_max = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -273,13 +274,23 @@ fn main() -> ray::Result<()> {
                 bench.warmup = Duration::from_millis(300);
                 bench.round = Duration::from_millis(500);
             }
+            // The state API's ring of finished tasks (0: none kept; BENCHMARKS.md measures the
+            // cost of recording with it).
+            "--task-events-max" => {
+                task_events_max = Some(
+                    args.next()
+                        .expect("--task-events-max N")
+                        .parse()
+                        .expect("a whole number"),
+                )
+            }
             "--sleep" => {
                 bench.sleep = Duration::from_secs(
                     args.next().expect("--sleep SECS").parse().expect("seconds"),
                 )
             }
             other => panic!(
-                "unknown argument {other:?}; expected --only PATTERN, --json PATH, --quick, --sleep SECS, --cluster, --loopback"
+                "unknown argument {other:?}; expected --only PATTERN, --json PATH, --quick, --sleep SECS, --task-events-max N, --cluster, --loopback"
             ),
         }
     }
@@ -303,7 +314,11 @@ fn main() -> ray::Result<()> {
         .unwrap_or(2);
     let n_cpu = (cpus / 2).max(1);
 
-    ray::init(ray::Config::default())?;
+    let mut config = ray::Config::default();
+    if let Some(n) = task_events_max {
+        config = config.task_events_max(n);
+    }
+    ray::init(config)?;
 
     let value = ray::put(0i64)?;
     bench.timeit("single client get calls (Plasma Store)", 1.0, || {

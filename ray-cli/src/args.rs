@@ -12,6 +12,9 @@ use crate::tempdir::DEFAULT_TEMP_DIR;
 /// The default port of a node's listener.
 pub const DEFAULT_PORT: u16 = 6380;
 
+/// The default port of the head's dashboard (Ray's).
+pub const DEFAULT_DASHBOARD_PORT: u16 = 8265;
+
 /// ray-rs: start, stop and inspect a ray-rs cluster.
 #[derive(Debug, Parser)]
 #[command(name = "ray-rs", version, about)]
@@ -41,6 +44,26 @@ pub enum Command {
     /// What fills the object stores: each node's use, and the largest objects with where they
     /// are and who holds them (Ray's `ray memory`).
     Memory(MemoryArgs),
+    /// What a worker printed: the worker of an actor, of a task, or a worker pid (Ray's
+    /// `ray logs`). Its stdout lines go to stdout, its stderr lines to stderr.
+    Logs(LogsArgs),
+}
+
+/// `ray-rs logs`.
+#[derive(Debug, Clone, Args)]
+pub struct LogsArgs {
+    /// An actor id, a task id, or a worker's pid (`ray-rs list actors|tasks|workers` show them).
+    #[arg(value_name = "ACTOR_ID|TASK_ID|PID")]
+    pub target: String,
+    /// Keep printing new lines as the worker writes them, until it exits (or Ctrl-C).
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// The node the pid is on, when pids of several nodes match.
+    #[arg(long, value_name = "NODE_ID")]
+    pub node: Option<u32>,
+    /// The cluster.
+    #[command(flatten)]
+    pub attach: Attach,
 }
 
 /// `ray-rs memory`.
@@ -167,6 +190,21 @@ pub struct StartArgs {
     /// Seconds of silence after which a node is declared dead (its etcd lease's TTL).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub lease_ttl: u64,
+    /// Serve the dashboard on the head (`--include-dashboard false`: do not).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub include_dashboard: bool,
+    /// The address the head's dashboard listens on (every request needs the cluster token).
+    #[arg(long, default_value = "127.0.0.1", value_name = "IP")]
+    pub dashboard_host: IpAddr,
+    /// The head's dashboard port (0: any free port).
+    #[arg(long, default_value_t = DEFAULT_DASHBOARD_PORT)]
+    pub dashboard_port: u16,
+    /// The address this node's Prometheus `/metrics` listener binds (token required).
+    #[arg(long, default_value = "127.0.0.1", value_name = "IP")]
+    pub metrics_host: IpAddr,
+    /// This node's metrics port (0: any free port; the URL is in `<temp-dir>/metrics_url`).
+    #[arg(long, default_value_t = 0)]
+    pub metrics_port: u16,
     /// Internal: the pipe on which a daemonized node reports readiness.
     #[arg(long, hide = true)]
     pub ready_fd: Option<i32>,

@@ -52,6 +52,11 @@ pub enum Request {
         /// Filters and limit.
         options: ray_core::state::ListOptions,
     },
+    /// What one of this node's workers printed (`ray-rs logs`, the head's dashboard).
+    Logs {
+        /// Which worker, from which offsets.
+        query: ray_core::__node::LogQuery,
+    },
     /// A node manager session follows on this connection (node to node).
     Session,
 }
@@ -130,6 +135,8 @@ pub enum Response {
     Status(StatusReport),
     /// To `State`: the answering node's rows.
     State(Box<ray_core::state::StateRows>),
+    /// To `Logs`.
+    Logs(ray_core::__node::LogReply),
     /// The request failed.
     Error {
         /// Why.
@@ -318,6 +325,17 @@ impl ControlState {
                     message: "this node runs no node manager".into(),
                 },
             },
+            Request::Logs { query } => match &self.node {
+                Some(node) => match node.worker_log(&query) {
+                    Ok(reply) => Response::Logs(reply),
+                    Err(e) => Response::Error {
+                        message: e.to_string(),
+                    },
+                },
+                None => Response::Error {
+                    message: "this node runs no node manager".into(),
+                },
+            },
             Request::Join {
                 node_ip,
                 public_key,
@@ -437,7 +455,21 @@ pub async fn serve(
                     }
                     Ok(request) => {
                         let peer = conn.peer.clone();
-                        tracing::info!("{:?} {} from {addr}: {request:?}", peer.role, peer.name);
+                        // Reads (lists, logs) come several times a second from a dashboard
+                        // or a follower: only at debug level.
+                        if matches!(request, Request::State { .. } | Request::Logs { .. }) {
+                            tracing::debug!(
+                                "{:?} {} from {addr}: {request:?}",
+                                peer.role,
+                                peer.name
+                            );
+                        } else {
+                            tracing::info!(
+                                "{:?} {} from {addr}: {request:?}",
+                                peer.role,
+                                peer.name
+                            );
+                        }
                         let state = state.clone();
                         tokio::task::spawn_blocking(move || state.handle(&peer, request))
                             .await

@@ -115,6 +115,14 @@ pub enum CliError {
         /// The hash found (hex).
         actual: String,
     },
+    /// What a command names does not exist (an unknown actor, task or worker pid).
+    #[error("found no {what}: {detail}")]
+    NotFound {
+        /// What was looked for.
+        what: String,
+        /// Where it was looked for, and how to find what exists.
+        detail: String,
+    },
     /// A received binary does not match its expected hash.
     #[error("received binary does not match its SHA-256: expected {expected}, got {actual}")]
     HashMismatch {

@@ -4,8 +4,12 @@
 //! handshake, certificate distribution). Modules:
 //!
 //! - [`args`]: the command line (DESIGN.md section 6);
-//! - [`node`]: `start` (head or join, daemonized or `--block`), `stop`, `status`;
-//! - [`control`]: the node's control service (join, status) over ray-net connections;
+//! - [`node`]: `start` (head or join, daemonized or `--block`);
+//! - [`client`]: asking a node (`ask`), `status`, `stop`;
+//! - [`control`]: the node's control service (join, status, state rows, worker logs) over
+//!   ray-net connections;
+//! - [`state`] and [`logs`]: `ray-rs list/summary/memory/timeline` and `ray-rs logs`;
+//! - [`dashboard`]: the head's dashboard (every node's rows) and each node's `/metrics`;
 //! - [`membership`]: node records under leases, ids by compare-and-swap, resource publishing,
 //!   watches;
 //! - [`fence`]: a node declared dead stops its workers and rejoins as a new incarnation;
@@ -21,13 +25,17 @@
 
 pub mod args;
 pub mod binary_cache;
+pub mod client;
 pub mod control;
+mod daemon;
+pub mod dashboard;
 pub mod error;
 pub mod etcd;
 pub mod etcd_server;
 pub mod fence;
 pub mod http;
 pub mod jobs;
+pub mod logs;
 pub mod membership;
 pub mod names;
 pub mod node;

@@ -30,6 +30,7 @@ fn main() -> ExitCode {
         Command::Summary(args) => ray_cli::state::summary(args),
         Command::Timeline(args) => ray_cli::state::timeline(args),
         Command::Memory(args) => ray_cli::state::memory(args),
+        Command::Logs(args) => ray_cli::logs::logs(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

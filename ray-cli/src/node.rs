@@ -1,28 +1,24 @@
-//! `ray-rs start`, `stop` and `status`: the node daemon's membership part.
+//! `ray-rs start`: the node daemon (membership, node manager, its HTTP listeners).
 //!
-//! `start` without `--block` re-executes itself with `--block --ready-fd 3` in a new session
-//! (`setsid`), output to `<temp-dir>/logs/`, and waits on the pipe for the daemon to report
-//! that the node has joined (or why it failed). The node manager plugs into [`RunningNode`].
+//! `start` without `--block` re-executes itself in the background (`daemon.rs`) and waits for
+//! the daemon to report that the node has joined (or why it failed). The node manager plugs
+//! into [`RunningNode`]; the head's dashboard and every node's metrics listener start once it
+//! has joined (`dashboard.rs`).
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::os::fd::{AsRawFd, FromRawFd};
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ray_net::{AuthToken, HandshakeConfig, Role, TlsIdentity};
 use ring::rand::SecureRandom;
 use serde::{Deserialize, Serialize};
 
-use crate::args::{
-    Format, StartArgs, StatusArgs, StopArgs, check_amount, parse_resources, resolve,
-};
-use crate::control::{self, ControlState, JoinGrant, Request, Response, StatusReport};
+use crate::args::{StartArgs, check_amount, parse_resources, resolve};
+use crate::control::{self, ControlState, JoinGrant, Request, Response};
+use crate::daemon::{Ready, daemonize};
 use crate::error::{CliError, Result};
 use crate::etcd::Etcd;
 use crate::etcd_server::EtcdServer;
@@ -30,8 +26,7 @@ use crate::membership::{self, Membership, NodeRecord, Resources};
 use crate::pki::{ClusterCa, TlsFiles};
 use crate::tempdir::{NodeDir, ensure_private_dir, process_alive, read_pid, write_pid};
 
-/// How long a daemonized `start` waits for the node to join.
-const READY_TIMEOUT: Duration = Duration::from_secs(120);
+pub use crate::client::{ask, fetch_status, log_dir, status, stop};
 
 /// What `node.json` in the temp dir says about the running node.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -130,36 +125,6 @@ pub fn new_cluster_id() -> Result<String> {
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
-/// Reports readiness to a waiting `ray-rs start` (a no-op in the foreground).
-struct Ready(Option<File>);
-
-impl Ready {
-    fn from_fd(fd: Option<i32>) -> Result<Ready> {
-        let Some(fd) = fd else { return Ok(Ready(None)) };
-        if fd < 3 {
-            return Err(CliError::BadArg {
-                flag: "--ready-fd",
-                value: fd.to_string(),
-                reason: "must be an inherited pipe (3 or more)".into(),
-            });
-        }
-        // SAFETY: fcntl on an fd number has no memory-safety preconditions; it fails with EBADF
-        // if the fd is not open.
-        if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
-            return Err(CliError::io("--ready-fd", std::io::Error::last_os_error()));
-        }
-        // SAFETY: the fd is open (fcntl succeeded), was handed to this process by its parent
-        // for this purpose only, and nothing else in this process owns it.
-        Ok(Ready(Some(unsafe { File::from_raw_fd(fd) })))
-    }
-
-    fn send(&mut self, ok: bool, message: &str) {
-        if let Some(mut f) = self.0.take() {
-            let _ = write!(f, "{}\n{message}", if ok { "ok" } else { "error" });
-        }
-    }
-}
-
 /// A running node: what the node manager will be wired to.
 pub struct RunningNode {
     /// The node's temp dir.
@@ -181,7 +146,7 @@ pub struct RunningNode {
     /// The node manager.
     pub node: Arc<ray_core::__node::Node>,
     etcd_server: Option<EtcdServer>,
-    control: Arc<ControlState>,
+    pub(crate) control: Arc<ControlState>,
     /// Stops the resource publisher when dropped.
     _publishing: std::sync::mpsc::Sender<()>,
 }
@@ -229,91 +194,6 @@ pub fn start(args: StartArgs) -> Result<()> {
     }
 }
 
-fn daemonize(dir: &NodeDir) -> Result<()> {
-    let log_path = dir
-        .logs()
-        .join(format!("ray-rs-{}.log", membership::now_ms()));
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .map_err(|e| CliError::io(format!("opening {}", log_path.display()), e))?;
-    let log_err = log
-        .try_clone()
-        .map_err(|e| CliError::io("duplicating the log", e))?;
-    let mut fds = [0i32; 2];
-    // SAFETY: pipe2 writes two fds into the array.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(CliError::io(
-            "creating the readiness pipe",
-            std::io::Error::last_os_error(),
-        ));
-    }
-    // SAFETY: both fds were just created by pipe2 and are owned by nothing else.
-    let (mut reader, writer) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
-    let exe = std::env::current_exe().map_err(|e| CliError::io("finding this executable", e))?;
-    let mut cmd = Command::new(exe);
-    cmd.args(std::env::args_os().skip(1))
-        .arg("--block")
-        .arg("--ready-fd")
-        .arg("3")
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log_err);
-    let wfd = writer.as_raw_fd();
-    // SAFETY: runs in the forked child before exec; setsid, dup2 and fcntl are
-    // async-signal-safe and touch no shared state.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            let rc = if wfd == 3 {
-                libc::fcntl(3, libc::F_SETFD, 0)
-            } else {
-                libc::dup2(wfd, 3)
-            };
-            if rc < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| CliError::io("starting the node daemon", e))?;
-    drop(writer);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = (&mut reader).take(64 << 10).read_to_string(&mut text);
-        let _ = tx.send(text);
-    });
-    let text = rx.recv_timeout(READY_TIMEOUT).unwrap_or_default();
-    let (status, message) = text.split_once('\n').unwrap_or((text.as_str(), ""));
-    if status == "ok" {
-        println!("{message}");
-        println!("Logs: {}", log_path.display());
-        return Ok(());
-    }
-    let message = if message.is_empty() {
-        let _ = child.kill();
-        let _ = child.wait();
-        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-        let tail: Vec<&str> = log.lines().rev().take(10).collect();
-        format!(
-            "it exited before the node was ready; last log lines:\n{}",
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-        )
-    } else {
-        message.to_string()
-    };
-    Err(CliError::Daemon {
-        message,
-        log: log_path,
-    })
-}
-
 fn run_foreground(args: StartArgs, dir: NodeDir) -> Result<()> {
     let mut ready = Ready::from_fd(args.ready_fd)?;
     write_pid(&dir.pid_file(), std::process::id())?;
@@ -334,7 +214,20 @@ fn run_foreground(args: StartArgs, dir: NodeDir) -> Result<()> {
     };
     let listener = node.1;
     let node = node.0;
-    let message = joined_message(&node, &args);
+    let served = match crate::dashboard::start(&node, &args, runtime.handle()) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = std::fs::remove_file(dir.pid_file());
+            ready.send(false, &e.to_string());
+            node.shut_down();
+            return Err(e);
+        }
+    };
+    let message = format!(
+        "{}\n{}",
+        joined_message(&node, &args),
+        served.message(&node.dir.token_file())
+    );
     println!("{message}");
     let _ = std::io::stdout().flush();
     ready.send(true, &message);
@@ -368,6 +261,7 @@ fn run_foreground(args: StartArgs, dir: NodeDir) -> Result<()> {
         let _ = server.await;
     });
     drop(follower);
+    crate::dashboard::forget(&node.dir);
     node.shut_down();
     Ok(())
 }
@@ -746,192 +640,4 @@ fn bring_up(
 fn read_text(path: &Path) -> Result<String> {
     std::fs::read_to_string(path)
         .map_err(|e| CliError::io(format!("reading {}", path.display()), e))
-}
-
-/// `ray-rs stop`: stops the daemon started under the temp dir, then its etcd if still there.
-pub fn stop(args: StopArgs) -> Result<()> {
-    let dir = NodeDir::new(args.temp_dir);
-    let mut stopped = false;
-    if let Some(pid) = read_pid(&dir.pid_file())?
-        && process_alive(pid, "ray-rs")
-    {
-        terminate(pid, "ray-rs", Duration::from_secs(20));
-        println!(
-            "ray-rs: stopped the node daemon (pid {pid}) under {}",
-            dir.root.display()
-        );
-        stopped = true;
-    }
-    if let Some(pid) = read_pid(&dir.etcd_pid_file())?
-        && process_alive(pid, "etcd")
-    {
-        terminate(pid, "etcd", Duration::from_secs(10));
-        println!("ray-rs: stopped etcd (pid {pid})");
-        stopped = true;
-    }
-    let _ = std::fs::remove_file(dir.pid_file());
-    let _ = std::fs::remove_file(dir.etcd_pid_file());
-    let _ = std::fs::remove_file(dir.node_file());
-    if !stopped {
-        println!("ray-rs: no node running under {}", dir.root.display());
-    }
-    Ok(())
-}
-
-/// SIGTERM, wait up to `grace`, then SIGKILL; waits until the process is gone.
-fn terminate(pid: i32, comm: &str, grace: Duration) {
-    // SAFETY: kill has no memory-safety preconditions; the pid was just checked to be a live
-    // process with the expected name.
-    unsafe { libc::kill(pid, libc::SIGTERM) };
-    let deadline = Instant::now() + grace;
-    while process_alive(pid, comm) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    if process_alive(pid, comm) {
-        tracing::warn!("{comm} (pid {pid}) did not stop within {grace:?}; killing it");
-        // SAFETY: as above.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while process_alive(pid, comm) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-/// Asks a node for the cluster's status.
-pub fn fetch_status(args: &StatusArgs) -> Result<StatusReport> {
-    let (reply, addr) = ask(
-        args.address.as_deref(),
-        &args.temp_dir,
-        None,
-        &Request::Status,
-    )?;
-    match reply {
-        Response::Status(report) => Ok(report),
-        _ => Err(CliError::Protocol {
-            peer: addr.to_string(),
-            detail: "unexpected reply to Status".into(),
-        }),
-    }
-}
-
-/// Sends `request` to a node: the one at `at`, else at `address` (default: `RAY_ADDRESS`, else
-/// the node started under `temp_dir`), with the token and CA found there; returns the reply and
-/// the address asked.
-pub fn ask(
-    address: Option<&str>,
-    temp_dir: &Path,
-    at: Option<SocketAddr>,
-    request: &Request,
-) -> Result<(Response, SocketAddr)> {
-    let dir = NodeDir::new(temp_dir.to_path_buf());
-    let address = match (address.map(str::to_string), std::env::var("RAY_ADDRESS")) {
-        (Some(a), _) => a.clone(),
-        (None, Ok(a)) if !a.is_empty() => a,
-        _ => match std::fs::read(dir.node_file()) {
-            Ok(bytes) => serde_json::from_slice::<NodeFile>(&bytes)
-                .map(|f| f.address)
-                .unwrap_or_else(|_| format!("127.0.0.1:{}", crate::args::DEFAULT_PORT)),
-            Err(_) => format!("127.0.0.1:{}", crate::args::DEFAULT_PORT),
-        },
-    };
-    let addr = match at {
-        Some(a) => a,
-        None => resolve("--address", &address)?,
-    };
-    let token = AuthToken::from_env_or_file(&dir.token_file())?;
-    let ca = std::fs::read(TlsFiles::under(&dir.root).ca).ok();
-    let tls = ray_net::client_config(ca.as_deref(), None)?;
-    let handshake = HandshakeConfig::new(token, None, Role::Cli, "ray-rs");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::io("starting the async runtime", e))?;
-    let (reply, _, _) = runtime.block_on(control::request(addr, tls, &handshake, request))?;
-    Ok((reply, addr))
-}
-
-/// `ray-rs status`.
-pub fn status(args: StatusArgs) -> Result<()> {
-    let report = fetch_status(&args)?;
-    match args.format {
-        Format::Json => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&report).map_err(|e| CliError::Pki(e.to_string()))?
-            );
-        }
-        Format::Text => {
-            println!("cluster {}", report.cluster_id);
-            println!(
-                "{:<6} {:<22} {:<6} {:<5} resources (used/total)",
-                "node", "address", "state", "head"
-            );
-            for n in &report.nodes {
-                let res: Vec<String> = n
-                    .resources_total
-                    .iter()
-                    .map(|(k, t)| {
-                        format!(
-                            "{k} {}/{}",
-                            n.resources_used.get(k).copied().unwrap_or(0.0),
-                            t
-                        )
-                    })
-                    .collect();
-                println!(
-                    "{:<6} {:<22} {:<6} {:<5} {}",
-                    n.node_id,
-                    n.address,
-                    if n.alive { "alive" } else { "dead" },
-                    if n.is_head { "yes" } else { "" },
-                    res.join(", ")
-                );
-                let a = &n.activity;
-                let actors: Vec<String> =
-                    a.actors.iter().map(|(k, v)| format!("{k} x{v}")).collect();
-                println!(
-                    "       workers {}, actors: {}; copied in {}, out {}",
-                    a.workers,
-                    if actors.is_empty() {
-                        "none".to_string()
-                    } else {
-                        actors.join(", ")
-                    },
-                    bytes(a.bytes_pulled),
-                    bytes(a.bytes_served)
-                );
-            }
-            if report.jobs.is_empty() {
-                println!("no jobs");
-            } else {
-                println!(
-                    "{:<8} {:<9} {:<6} {:<9} program",
-                    "job", "state", "node", "pid"
-                );
-                for j in &report.jobs {
-                    println!(
-                        "{:<8} {:<9} {:<6} {:<9} {}",
-                        j.id, j.state, j.node_id, j.driver_pid, j.name
-                    );
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// `n` bytes, readably.
-fn bytes(n: u64) -> String {
-    match n {
-        n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64),
-        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
-        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
-        n => format!("{n} B"),
-    }
-}
-
-/// The temp dir's log directory (for messages).
-pub fn log_dir(temp_dir: &Path) -> PathBuf {
-    NodeDir::new(temp_dir).logs()
 }

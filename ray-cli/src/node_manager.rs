@@ -154,6 +154,7 @@ pub fn start(
         node_ip: Some(node_ip),
         names,
         incarnation: reach.incarnation,
+        worker_log_dir: Some(dir.worker_logs()),
     })
     .map_err(|e| CliError::NodeManager(e.to_string()))?;
     Ok(Arc::new(node))

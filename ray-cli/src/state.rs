@@ -29,19 +29,63 @@ fn collect(attach: &Attach, kind: StateKind, options: &ListOptions) -> Result<St
         temp_dir: attach.temp_dir.clone(),
         format: crate::args::Format::Json,
     })?;
+    let nodes: Vec<Member> = report
+        .nodes
+        .iter()
+        .filter(|n| n.alive)
+        .map(|n| Member {
+            node_id: n.node_id,
+            address: n.address.clone(),
+            is_head: n.is_head,
+        })
+        .collect();
+    collect_from(&nodes, kind, options, false, |_, at, request| {
+        let at = crate::args::resolve("node address", at)?;
+        ask(
+            attach.address.as_deref(),
+            &attach.temp_dir,
+            Some(at),
+            request,
+        )
+    })
+}
+
+/// A live node to ask.
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// Its id.
+    pub node_id: u64,
+    /// Its control service's address.
+    pub address: String,
+    /// Whether it is the head.
+    pub is_head: bool,
+}
+
+/// Asks each of `nodes` for its rows of `kind` with `ask(node_id, address, request)` (which
+/// returns the reply and the address asked) and merges them. `lenient`: a node that does not
+/// answer is left out with a warning (a dashboard's view while a node dies) instead of failing
+/// the whole answer.
+pub fn collect_from(
+    nodes: &[Member],
+    kind: StateKind,
+    options: &ListOptions,
+    lenient: bool,
+    mut ask: impl FnMut(u64, &str, &Request) -> Result<(Response, std::net::SocketAddr)>,
+) -> Result<StateRows> {
     let mut answers = Vec::new();
-    for node in report.nodes.iter().filter(|n| n.alive) {
-        let at = crate::args::resolve("node address", &node.address)?;
+    for node in nodes {
         let request = Request::State {
             kind,
             options: options.clone(),
         };
-        let (reply, addr) = ask(
-            attach.address.as_deref(),
-            &attach.temp_dir,
-            Some(at),
-            &request,
-        )?;
+        let (reply, addr) = match ask(node.node_id, &node.address, &request) {
+            Ok(r) => r,
+            Err(e) if lenient => {
+                tracing::warn!("node {} at {} left out: {e}", node.node_id, node.address);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         match reply {
             Response::State(rows) => {
                 let mut rows = *rows;

@@ -99,6 +99,18 @@ impl NodeDir {
     pub fn binaries(&self) -> PathBuf {
         self.root.join("binaries")
     }
+    /// Each worker's output (`worker-<pid>.out|.err`).
+    pub fn worker_logs(&self) -> PathBuf {
+        self.logs().join("workers")
+    }
+    /// The head's dashboard URL (without the token), while it runs.
+    pub fn dashboard_url_file(&self) -> PathBuf {
+        self.root.join("dashboard_url")
+    }
+    /// The node's metrics URL (without the token), while it runs.
+    pub fn metrics_url_file(&self) -> PathBuf {
+        self.root.join("metrics_url")
+    }
 }
 
 /// Writes `pid` to `path` (mode 0600).

@@ -1,18 +1,28 @@
-//! The dashboard's server (feature `dashboard`): a small read-only HTTP/1.1 server on the node
-//! manager's tokio runtime. It serves the page (`/`, assets embedded with `include_str!`), the
-//! state API as JSON (`/api/{nodes,actors,tasks,objects,workers}?filter=k=v&limit=N`,
-//! `/api/summary/{tasks,actors,objects}`, `/api/timeline`), live updates as server-sent events
+//! The dashboard's server (feature `dashboard`): a small read-only HTTP/1.1 server on a tokio
+//! runtime. It serves the page (`/`, assets embedded with `include_str!`), the state API as JSON
+//! (`/api/{nodes,actors,tasks,objects,workers}?filter=k=v&limit=N`,
+//! `/api/summary/{tasks,actors,objects}`, `/api/timeline`), a worker's output
+//! (`/api/logs?pid=P&node=N&out=OFFSET&err=OFFSET`), live updates as server-sent events
 //! (`/api/events`) and Prometheus metrics (`/metrics`). Only `GET` is answered: nothing here
 //! can submit, cancel or kill anything. With a token (a cluster's), every request must carry
 //! it (`Authorization: Bearer <token>`, or `?token=` for a browser), else 401.
+//!
+//! What it shows comes from a [`Source`]: the driver's own node manager in single-node mode
+//! ([`start_for_driver`]), every node of a cluster on a `ray-rs` head (the daemon's source,
+//! which asks each node over its control service). A node daemon's metrics listener is the
+//! same server answering `/metrics` only ([`Mode::MetricsOnly`]).
+
+mod metrics;
+
+pub(crate) use metrics::metrics;
 
 use crate::error::{Error, Result};
 use crate::node_manager::NodeManager;
 use crate::state::{self, ListOptions, StateKind, StateQuery, StateRows};
-use std::fmt::Write as _;
+use crate::worker_logs::{LogQuery, LogReply, WorkerLogs};
 use std::net::SocketAddr;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -27,7 +37,30 @@ const EVENT_PERIOD: Duration = Duration::from_millis(250);
 /// Snapshots sent on one event stream before it ends (the browser reconnects).
 const EVENTS_PER_STREAM: usize = 4;
 
+/// Connections served at once; more wait in the kernel's backlog.
+const MAX_CONNECTIONS: usize = 64;
+
 static URL: Mutex<Option<String>> = Mutex::new(None);
+
+/// Where the dashboard's rows, metrics and logs come from. Called from blocking threads, so an
+/// implementation may do blocking I/O (a cluster's asks every node).
+pub trait Source: Send + Sync + 'static {
+    /// Rows of `kind` (already checked against `options`).
+    fn rows(&self, kind: StateKind, options: &ListOptions) -> Result<StateRows>;
+    /// Prometheus text of the node serving the page.
+    fn metrics(&self) -> Result<String>;
+    /// Output of worker `query.pid` on `node` (`None`: this node, or wherever it is).
+    fn logs(&self, node: Option<u32>, query: &LogQuery) -> Result<LogReply>;
+}
+
+/// What a server answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The page, the JSON API, events and `/metrics`.
+    Dashboard,
+    /// `/metrics` only (a node daemon's metrics listener).
+    MetricsOnly,
+}
 
 /// The dashboard's URL while one is served by this process (`Config::dashboard`).
 pub(crate) fn url() -> Option<String> {
@@ -38,44 +71,98 @@ pub(crate) fn clear_url() {
     *URL.lock().unwrap_or_else(|e| e.into_inner()) = None;
 }
 
-/// Binds `addr` and serves the dashboard of `node` until its runtime stops. Returns the
-/// address bound (port 0 picks one).
-pub(crate) fn start(node: &NodeManager, addr: &str, token: Option<String>) -> Result<SocketAddr> {
+/// Binds `addr` (`IP:PORT`, port 0 picks a free one) for a dashboard or metrics server.
+pub fn bind(addr: &str) -> Result<std::net::TcpListener> {
     let parsed: SocketAddr = addr.parse().map_err(|e| Error::InvalidArgument {
         what: format!("dashboard address `{addr}`"),
         message: format!("{e}; write IP:PORT, e.g. 127.0.0.1:8265 (port 0 picks a free one)"),
     })?;
-    let std_listener = std::net::TcpListener::bind(parsed)
-        .map_err(|e| Error::io(format!("binding the dashboard to {addr}"), e))?;
-    std_listener
+    let listener = std::net::TcpListener::bind(parsed).map_err(|e| {
+        Error::io(
+            format!("binding {addr} (another port, or 0 for any free one, avoids a port in use)"),
+            e,
+        )
+    })?;
+    listener
         .set_nonblocking(true)
         .map_err(|e| Error::io("setting up the dashboard's socket", e))?;
-    let bound = std_listener
+    Ok(listener)
+}
+
+/// Serves `source` on `listener` from `handle`'s runtime until it stops. With `token`, every
+/// request must carry it.
+pub fn serve_on(
+    handle: &tokio::runtime::Handle,
+    listener: std::net::TcpListener,
+    source: Arc<dyn Source>,
+    token: Option<String>,
+    mode: Mode,
+) -> Result<SocketAddr> {
+    let bound = listener
         .local_addr()
         .map_err(|e| Error::io("reading the dashboard's address", e))?;
-    let node = node.clone();
-    let handle = node.handle();
     let _guard = handle.enter();
-    let listener = TcpListener::from_std(std_listener)
+    let listener = TcpListener::from_std(listener)
         .map_err(|e| Error::io("setting up the dashboard's socket", e))?;
+    let server = Arc::new(Server {
+        source,
+        token,
+        mode,
+        snapshot: Mutex::new(None),
+    });
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     handle.spawn(async move {
         loop {
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                return;
+            };
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
-            let node = node.clone();
-            let token = token.clone();
+            let server = server.clone();
             tokio::spawn(async move {
-                let _ = serve(stream, node, token).await;
+                let _ = server.serve(stream).await;
+                drop(permit);
             });
         }
     });
     Ok(bound)
 }
 
+/// The single-node driver's own rows, metrics and (with a dashboard) workers' output.
+struct Local {
+    node: NodeManager,
+    logs: Option<Arc<WorkerLogs>>,
+}
+
+impl Source for Local {
+    fn rows(&self, kind: StateKind, options: &ListOptions) -> Result<StateRows> {
+        Ok(rows_of(&self.node, kind, options.clone()))
+    }
+
+    fn metrics(&self) -> Result<String> {
+        Ok(metrics(&self.node))
+    }
+
+    fn logs(&self, _node: Option<u32>, query: &LogQuery) -> Result<LogReply> {
+        let node_id = self.node.lock().node.as_u32();
+        let alive = self.node.worker_pids().contains(&query.pid);
+        crate::worker_logs::local_logs(self.logs.as_deref(), node_id, alive, query)
+    }
+}
+
 /// Starts the single-node driver's dashboard and records its URL.
-pub(crate) fn start_for_driver(node: &NodeManager, addr: &str) -> Result<String> {
-    let bound = start(node, addr, None)?;
+pub(crate) fn start_for_driver(
+    node: &NodeManager,
+    addr: &str,
+    logs: Option<Arc<WorkerLogs>>,
+) -> Result<String> {
+    let listener = bind(addr)?;
+    let source = Arc::new(Local {
+        node: node.clone(),
+        logs,
+    });
+    let bound = serve_on(&node.handle(), listener, source, None, Mode::Dashboard)?;
     let url = format!("http://{bound}");
     *URL.lock().unwrap_or_else(|e| e.into_inner()) = Some(url.clone());
     Ok(url)
@@ -186,120 +273,277 @@ async fn respond(
     stream.flush().await
 }
 
-async fn serve(
-    mut stream: TcpStream,
-    node: NodeManager,
+struct Server {
+    source: Arc<dyn Source>,
     token: Option<String>,
-) -> std::io::Result<()> {
-    let Some(req) = read_request(&mut stream).await else {
-        return Ok(());
-    };
-    if let Some(expected) = &token {
-        let given = req.bearer.clone().or_else(|| {
-            req.query
-                .iter()
-                .find(|(k, _)| k == "token")
-                .map(|(_, v)| v.clone())
-        });
-        if !given.is_some_and(|g| same_secret(&g, expected)) {
+    mode: Mode,
+    /// The last snapshot and when it was made: every page open at once shares one per period
+    /// (a cluster's costs a request to each node).
+    snapshot: Mutex<Option<(Instant, Arc<String>)>>,
+}
+
+/// Runs `f` on a blocking thread (a source may do blocking I/O).
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    tokio::task::spawn_blocking(f).await.ok()
+}
+
+const JSON: &str = "application/json";
+
+impl Server {
+    async fn serve(self: Arc<Self>, mut stream: TcpStream) -> std::io::Result<()> {
+        let Some(req) = read_request(&mut stream).await else {
+            return Ok(());
+        };
+        if let Some(expected) = &self.token {
+            let given = req.bearer.clone().or_else(|| {
+                req.query
+                    .iter()
+                    .find(|(k, _)| k == "token")
+                    .map(|(_, v)| v.clone())
+            });
+            if !given.is_some_and(|g| same_secret(&g, expected)) {
+                return respond(
+                    &mut stream,
+                    "401 Unauthorized",
+                    "text/plain",
+                    "this server needs the cluster's token (the node's <temp-dir>/auth_token, or \
+                     RAY_RS_AUTH_TOKEN): send `Authorization: Bearer <token>`, or add \
+                     ?token=<token> to the URL in a browser\n",
+                )
+                .await;
+            }
+        }
+        if req.method != "GET" && req.method != "HEAD" {
             return respond(
                 &mut stream,
-                "401 Unauthorized",
+                "405 Method Not Allowed",
                 "text/plain",
-                "this dashboard needs the cluster's token: Authorization: Bearer <token> or ?token=<token>\n",
+                "the dashboard is read-only: only GET is served\n",
             )
             .await;
         }
-    }
-    if req.method != "GET" && req.method != "HEAD" {
-        return respond(
-            &mut stream,
-            "405 Method Not Allowed",
-            "text/plain",
-            "the dashboard is read-only: only GET is served\n",
-        )
-        .await;
-    }
-    let json = "application/json";
-    match req.path.as_str() {
-        "/" | "/index.html" => {
-            respond(
+        if self.mode == Mode::MetricsOnly && req.path != "/metrics" {
+            return respond(
                 &mut stream,
-                "200 OK",
-                "text/html; charset=utf-8",
-                INDEX_HTML,
+                "404 Not Found",
+                "text/plain",
+                "this is a node's metrics listener: only /metrics is served here (the \
+                 dashboard is on the head)\n",
             )
-            .await
+            .await;
         }
-        "/metrics" => {
-            let body = metrics(&node);
-            respond(&mut stream, "200 OK", "text/plain; version=0.0.4", &body).await
-        }
-        "/api/timeline" => {
-            let rows = rows_of(
-                &node,
-                StateKind::Tasks,
-                ListOptions::new().limit(usize::MAX),
-            );
-            let StateRows::Tasks(rows) = rows else {
-                unreachable!()
-            };
-            let body = state::timeline_json(&rows, state::now_us());
-            respond(&mut stream, "200 OK", json, &body).await
-        }
-        "/api/events" => events(stream, node).await,
-        "/api/snapshot.js" => {
-            let body = format!("window.__snapshot = {};\n", snapshot(&node));
-            respond(&mut stream, "200 OK", "text/javascript", &body).await
-        }
-        "/api/summary/tasks" | "/api/summary/actors" | "/api/summary/objects" => {
-            let body = summary(&node, &req.path["/api/summary/".len()..]);
-            respond(&mut stream, "200 OK", json, &body).await
-        }
-        p if p.starts_with("/api/") => {
-            let kind = match StateKind::parse(&p["/api/".len()..]) {
-                Ok(k) => k,
+        let source = self.source.clone();
+        match req.path.as_str() {
+            "/" | "/index.html" => {
+                respond(
+                    &mut stream,
+                    "200 OK",
+                    "text/html; charset=utf-8",
+                    INDEX_HTML,
+                )
+                .await
+            }
+            "/metrics" => match blocking(move || source.metrics()).await {
+                Some(Ok(body)) => {
+                    respond(&mut stream, "200 OK", "text/plain; version=0.0.4", &body).await
+                }
+                other => failed(&mut stream, other).await,
+            },
+            "/api/timeline" => {
+                let all = ListOptions::new().limit(usize::MAX);
+                match blocking(move || source.rows(StateKind::Tasks, &all)).await {
+                    Some(Ok(StateRows::Tasks(rows))) => {
+                        let body = state::timeline_json(&rows, state::now_us());
+                        respond(&mut stream, "200 OK", JSON, &body).await
+                    }
+                    Some(Err(e)) => failed(&mut stream, Some(Err::<(), _>(e))).await,
+                    _ => failed::<()>(&mut stream, None).await,
+                }
+            }
+            "/api/events" => self.events(stream).await,
+            "/api/snapshot.js" => match self.snapshot().await {
+                Ok(s) => {
+                    let body = format!("window.__snapshot = {s};\n");
+                    respond(&mut stream, "200 OK", "text/javascript", &body).await
+                }
+                Err(e) => failed(&mut stream, Some(Err::<(), _>(e))).await,
+            },
+            "/api/logs" => match log_query(&req.query) {
+                Ok((node, query)) => match blocking(move || source.logs(node, &query)).await {
+                    Some(Ok(reply)) => {
+                        let body = serde_json::to_string(&reply).unwrap_or_default();
+                        respond(&mut stream, "200 OK", JSON, &body).await
+                    }
+                    other => failed(&mut stream, other).await,
+                },
                 Err(e) => {
-                    return respond(
+                    respond(
                         &mut stream,
-                        "404 Not Found",
+                        "400 Bad Request",
                         "text/plain",
                         &format!("{e}\n"),
                     )
-                    .await;
+                    .await
                 }
-            };
-            let mut opts = ListOptions::new();
-            for (k, v) in &req.query {
-                let parsed = match k.as_str() {
-                    "filter" => opts.clone().parse_filter(v),
-                    "limit" => v
-                        .parse::<usize>()
-                        .map(|n| opts.clone().limit(n))
-                        .map_err(|_| Error::InvalidArgument {
-                            what: format!("limit `{v}`"),
-                            message: "a whole number of rows".into(),
-                        }),
-                    _ => Ok(opts.clone()),
-                };
-                opts = match parsed.and_then(|o| o.check(kind).map(|()| o)) {
-                    Ok(o) => o,
-                    Err(e) => {
-                        return respond(
-                            &mut stream,
-                            "400 Bad Request",
-                            "text/plain",
-                            &format!("{e}\n"),
-                        )
-                        .await;
+            },
+            p @ ("/api/summary/tasks" | "/api/summary/actors" | "/api/summary/objects") => {
+                let what = p["/api/summary/".len()..].to_string();
+                match blocking(move || summary(&*source, &what)).await {
+                    Some(Ok(body)) => respond(&mut stream, "200 OK", JSON, &body).await,
+                    other => failed(&mut stream, other).await,
+                }
+            }
+            p if p.starts_with("/api/") => {
+                let (kind, opts) = match list_query(&p["/api/".len()..], &req.query) {
+                    Ok(q) => q,
+                    Err((status, e)) => {
+                        return respond(&mut stream, status, "text/plain", &format!("{e}\n")).await;
                     }
                 };
+                match blocking(move || source.rows(kind, &opts)).await {
+                    Some(Ok(rows)) => respond(&mut stream, "200 OK", JSON, &rows_json(&rows)).await,
+                    other => failed(&mut stream, other).await,
+                }
             }
-            let body = rows_json(&rows_of(&node, kind, opts));
-            respond(&mut stream, "200 OK", json, &body).await
+            _ => respond(&mut stream, "404 Not Found", "text/plain", "not found\n").await,
         }
-        _ => respond(&mut stream, "404 Not Found", "text/plain", "not found\n").await,
     }
+
+    /// The page's snapshot, made at most once per [`EVENT_PERIOD`] for all pages.
+    async fn snapshot(&self) -> Result<Arc<String>> {
+        {
+            let cached = self.snapshot.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((at, s)) = &*cached
+                && at.elapsed() < EVENT_PERIOD
+            {
+                return Ok(s.clone());
+            }
+        }
+        let source = self.source.clone();
+        let made = blocking(move || snapshot(&*source))
+            .await
+            .unwrap_or_else(|| Err(internal("the snapshot's thread ended")))?;
+        let made = Arc::new(made);
+        *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((Instant::now(), made.clone()));
+        Ok(made)
+    }
+
+    /// Server-sent events: a snapshot now and every [`EVENT_PERIOD`], [`EVENTS_PER_STREAM`]
+    /// times; then the stream ends and the browser's `EventSource` reconnects by itself after
+    /// `retry` milliseconds. Short streams keep a stuck or idle page from holding a connection
+    /// forever, and let headless browsers' virtual time (which waits for open requests) move
+    /// on.
+    async fn events(&self, mut stream: TcpStream) -> std::io::Result<()> {
+        stream
+            .write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n\
+                  Connection: close\r\n\r\nretry: 250\n\n",
+            )
+            .await?;
+        for i in 0..EVENTS_PER_STREAM {
+            if i > 0 {
+                tokio::time::sleep(EVENT_PERIOD).await;
+            }
+            let data = match self.snapshot().await {
+                Ok(s) => s,
+                Err(e) => {
+                    // The page shows it and the browser tries again.
+                    let msg = serde_json::to_string(&e.to_string()).unwrap_or_default();
+                    stream
+                        .write_all(format!("event: failure\ndata: {msg}\n\n").as_bytes())
+                        .await?;
+                    return stream.flush().await;
+                }
+            };
+            stream
+                .write_all(format!("data: {data}\n\n").as_bytes())
+                .await?;
+            stream.flush().await?;
+        }
+        Ok(())
+    }
+}
+
+fn internal(what: &str) -> Error {
+    Error::InvalidArgument {
+        what: "dashboard request".into(),
+        message: format!("{what} (an internal error; the server's log may say more)"),
+    }
+}
+
+/// Answers a failed source call: 404 for an unknown worker, 502 when the source failed.
+async fn failed<T>(stream: &mut TcpStream, r: Option<Result<T>>) -> std::io::Result<()> {
+    let (status, text) = match r {
+        Some(Err(e @ Error::InvalidArgument { .. })) => ("404 Not Found", e.to_string()),
+        Some(Err(e)) => ("502 Bad Gateway", e.to_string()),
+        _ => (
+            "500 Internal Server Error",
+            "the request's thread ended early".to_string(),
+        ),
+    };
+    respond(stream, status, "text/plain", &format!("{text}\n")).await
+}
+
+/// `/api/logs`'s query: `pid` (required), `node`, `out` and `err` offsets, `max`.
+fn log_query(q: &[(String, String)]) -> Result<(Option<u32>, LogQuery)> {
+    let num = |k: &str| -> Result<Option<u64>> {
+        match q.iter().find(|(key, _)| key == k) {
+            None => Ok(None),
+            Some((_, v)) if v.is_empty() => Ok(None),
+            Some((_, v)) => v.parse().map(Some).map_err(|_| Error::InvalidArgument {
+                what: format!("{k} `{v}`"),
+                message: "a whole number".into(),
+            }),
+        }
+    };
+    let pid = num("pid")?.ok_or_else(|| Error::InvalidArgument {
+        what: "logs request".into(),
+        message: "name the worker: /api/logs?pid=PID[&node=N][&out=OFFSET&err=OFFSET]".into(),
+    })?;
+    let small = |k: &str, v: u64| {
+        u32::try_from(v).map_err(|_| Error::InvalidArgument {
+            what: format!("{k} `{v}`"),
+            message: "too large".into(),
+        })
+    };
+    Ok((
+        num("node")?.map(|n| small("node", n)).transpose()?,
+        LogQuery {
+            pid: small("pid", pid)?,
+            out_from: num("out")?,
+            err_from: num("err")?,
+            max_bytes: num("max")?
+                .map(|m| m as usize)
+                .unwrap_or(crate::worker_logs::MAX_CHUNK_BYTES),
+        },
+    ))
+}
+
+/// `/api/<kind>?filter=..&limit=..`, checked; else the status and error to answer.
+fn list_query(
+    kind: &str,
+    q: &[(String, String)],
+) -> std::result::Result<(StateKind, ListOptions), (&'static str, Error)> {
+    let kind = StateKind::parse(kind).map_err(|e| ("404 Not Found", e))?;
+    let mut opts = ListOptions::new();
+    for (k, v) in q {
+        let parsed = match k.as_str() {
+            "filter" => opts.clone().parse_filter(v),
+            "limit" => v
+                .parse::<usize>()
+                .map(|n| opts.clone().limit(n))
+                .map_err(|_| Error::InvalidArgument {
+                    what: format!("limit `{v}`"),
+                    message: "a whole number of rows".into(),
+                }),
+            _ => Ok(opts.clone()),
+        };
+        opts = parsed
+            .and_then(|o| o.check(kind).map(|()| o))
+            .map_err(|e| ("400 Bad Request", e))?;
+    }
+    Ok((kind, opts))
 }
 
 fn rows_of(node: &NodeManager, kind: StateKind, options: ListOptions) -> StateRows {
@@ -318,12 +562,17 @@ fn rows_json(rows: &StateRows) -> String {
     r.unwrap_or_else(|_| "[]".into())
 }
 
-fn all(node: &NodeManager, kind: StateKind) -> StateRows {
+/// Every row of `kind` this process's node manager has.
+pub(crate) fn all(node: &NodeManager, kind: StateKind) -> StateRows {
     rows_of(node, kind, ListOptions::new().limit(usize::MAX))
 }
 
-fn summary(node: &NodeManager, what: &str) -> String {
-    let r = match (what, all(node, StateKind::from_summary(what))) {
+fn all_of(source: &dyn Source, kind: StateKind) -> Result<StateRows> {
+    source.rows(kind, &ListOptions::new().limit(usize::MAX))
+}
+
+fn summary(source: &dyn Source, what: &str) -> Result<String> {
+    let r = match (what, all_of(source, StateKind::from_summary(what))?) {
         ("tasks", StateRows::Tasks(rows)) => {
             serde_json::to_string(&state::summarize_task_rows(&rows))
         }
@@ -333,13 +582,13 @@ fn summary(node: &NodeManager, what: &str) -> String {
         (_, StateRows::Actors(rows)) => serde_json::to_string(&state::summarize_actor_rows(&rows)),
         _ => Ok("{}".into()),
     };
-    r.unwrap_or_else(|_| "{}".into())
+    Ok(r.unwrap_or_else(|_| "{}".into()))
 }
 
 /// What the page shows, in one JSON object.
-fn snapshot(node: &NodeManager) -> String {
-    let StateRows::Tasks(tasks) = all(node, StateKind::Tasks) else {
-        unreachable!()
+fn snapshot(source: &dyn Source) -> Result<String> {
+    let StateRows::Tasks(tasks) = all_of(source, StateKind::Tasks)? else {
+        return Err(internal("task rows of another kind"));
     };
     let failed: Vec<_> = tasks
         .iter()
@@ -348,218 +597,19 @@ fn snapshot(node: &NodeManager) -> String {
         .take(50)
         .collect();
     let summary = state::summarize_task_rows(&tasks);
-    let StateRows::Objects(objects) = all(node, StateKind::Objects) else {
-        unreachable!()
+    let StateRows::Objects(objects) = all_of(source, StateKind::Objects)? else {
+        return Err(internal("object rows of another kind"));
     };
     let objects_summary = state::summarize_object_rows(&objects);
     let top_objects: Vec<_> = objects.iter().take(20).collect();
-    let nodes = rows_json(&all(node, StateKind::Nodes));
-    let actors = rows_json(&all(node, StateKind::Actors));
-    let workers = rows_json(&all(node, StateKind::Workers));
-    format!(
+    let nodes = rows_json(&all_of(source, StateKind::Nodes)?);
+    let actors = rows_json(&all_of(source, StateKind::Actors)?);
+    let workers = rows_json(&all_of(source, StateKind::Workers)?);
+    Ok(format!(
         "{{\"nodes\":{nodes},\"actors\":{actors},\"workers\":{workers},\"task_summary\":{},\"failed\":{},\"objects\":{},\"object_summary\":{}}}",
         serde_json::to_string(&summary).unwrap_or_default(),
         serde_json::to_string(&failed).unwrap_or_default(),
         serde_json::to_string(&top_objects).unwrap_or_default(),
         serde_json::to_string(&objects_summary).unwrap_or_default(),
-    )
-}
-
-/// Server-sent events: a snapshot now and every [`EVENT_PERIOD`], [`EVENTS_PER_STREAM`] times;
-/// then the stream ends and the browser's `EventSource` reconnects by itself after `retry`
-/// milliseconds. Short streams keep a stuck or idle page from holding a connection forever, and
-/// let headless browsers' virtual time (which waits for open requests) move on.
-async fn events(mut stream: TcpStream, node: NodeManager) -> std::io::Result<()> {
-    stream
-        .write_all(
-            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n\
-              Connection: close\r\n\r\nretry: 250\n\n",
-        )
-        .await?;
-    for i in 0..EVENTS_PER_STREAM {
-        if i > 0 {
-            tokio::time::sleep(EVENT_PERIOD).await;
-        }
-        let data = snapshot(&node);
-        stream
-            .write_all(format!("data: {data}\n\n").as_bytes())
-            .await?;
-        stream.flush().await?;
-    }
-    Ok(())
-}
-
-/// Prometheus text format (version 0.0.4), with Ray's metric names where Ray has them.
-pub(crate) fn metrics(node: &NodeManager) -> String {
-    let StateRows::Tasks(tasks) = all(node, StateKind::Tasks) else {
-        unreachable!()
-    };
-    let StateRows::Actors(actors) = all(node, StateKind::Actors) else {
-        unreachable!()
-    };
-    let StateRows::Nodes(nodes) = all(node, StateKind::Nodes) else {
-        unreachable!()
-    };
-    let (finished_total, failed_total, node_id) = {
-        let st = node.lock();
-        (
-            st.events.finished_total,
-            st.events.failed_total,
-            st.node.as_u32(),
-        )
-    };
-    let mut out = String::new();
-    let family = |out: &mut String, name: &str, kind: &str, help: &str| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-    };
-    family(
-        &mut out,
-        "ray_tasks",
-        "gauge",
-        "Tasks and actor calls by state and name (finished ones: those still kept).",
-    );
-    let summary = state::summarize_task_rows(&tasks);
-    for (name, states) in &summary.by_name {
-        for (s, n) in states {
-            let _ = writeln!(
-                out,
-                "ray_tasks{{State=\"{s}\",Name={},NodeId=\"{node_id}\"}} {n}",
-                label(name)
-            );
-        }
-    }
-    family(
-        &mut out,
-        "ray_tasks_finished_total",
-        "counter",
-        "Tasks and actor calls that finished since the node started.",
-    );
-    let _ = writeln!(
-        out,
-        "ray_tasks_finished_total{{NodeId=\"{node_id}\"}} {finished_total}"
-    );
-    family(
-        &mut out,
-        "ray_tasks_failed_total",
-        "counter",
-        "Tasks and actor calls that failed since the node started.",
-    );
-    let _ = writeln!(
-        out,
-        "ray_tasks_failed_total{{NodeId=\"{node_id}\"}} {failed_total}"
-    );
-    family(&mut out, "ray_actors", "gauge", "Actors by state.");
-    let mut by_state: std::collections::BTreeMap<&str, usize> = Default::default();
-    for a in &actors {
-        *by_state.entry(a.state.as_str()).or_default() += 1;
-    }
-    for (s, n) in by_state {
-        let _ = writeln!(out, "ray_actors{{State=\"{s}\",NodeId=\"{node_id}\"}} {n}");
-    }
-    family(
-        &mut out,
-        "ray_object_store_memory",
-        "gauge",
-        "Bytes of the node's shared-memory object store in use.",
-    );
-    family(
-        &mut out,
-        "ray_object_store_available_memory",
-        "gauge",
-        "Bytes of the node's object store free.",
-    );
-    family(
-        &mut out,
-        "ray_resources",
-        "gauge",
-        "Logical resources by name and state (USED or AVAILABLE).",
-    );
-    for n in nodes.iter().filter(|n| n.is_head) {
-        let _ = writeln!(
-            out,
-            "ray_object_store_memory{{Location=\"MMAP_SHM\",NodeId=\"{}\"}} {}",
-            n.node_id, n.object_store_used_bytes
-        );
-        let _ = writeln!(
-            out,
-            "ray_object_store_available_memory{{NodeId=\"{}\"}} {}",
-            n.node_id,
-            n.object_store_capacity_bytes
-                .saturating_sub(n.object_store_used_bytes)
-        );
-        for (r, total) in &n.resources_total {
-            let free = n.resources_available.get(r).copied().unwrap_or(0.0);
-            let _ = writeln!(
-                out,
-                "ray_resources{{Name={},State=\"USED\",NodeId=\"{}\"}} {}",
-                label(r),
-                n.node_id,
-                total - free
-            );
-            let _ = writeln!(
-                out,
-                "ray_resources{{Name={},State=\"AVAILABLE\",NodeId=\"{}\"}} {}",
-                label(r),
-                n.node_id,
-                free
-            );
-        }
-    }
-    let cpus = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    family(
-        &mut out,
-        "ray_node_cpu_count",
-        "gauge",
-        "CPUs of the machine.",
-    );
-    let _ = writeln!(out, "ray_node_cpu_count{{NodeId=\"{node_id}\"}} {cpus}");
-    if let Some((total, avail)) = meminfo() {
-        family(
-            &mut out,
-            "ray_node_mem_total",
-            "gauge",
-            "Memory of the machine in bytes.",
-        );
-        let _ = writeln!(out, "ray_node_mem_total{{NodeId=\"{node_id}\"}} {total}");
-        family(
-            &mut out,
-            "ray_node_mem_used",
-            "gauge",
-            "Memory of the machine in use, in bytes.",
-        );
-        let _ = writeln!(
-            out,
-            "ray_node_mem_used{{NodeId=\"{node_id}\"}} {}",
-            total.saturating_sub(avail)
-        );
-    }
-    out
-}
-
-/// (total, available) bytes from /proc/meminfo.
-fn meminfo() -> Option<(u64, u64)> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let field = |name: &str| -> Option<u64> {
-        let line = text.lines().find(|l| l.starts_with(name))?;
-        let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kb * 1024)
-    };
-    Some((field("MemTotal:")?, field("MemAvailable:")?))
-}
-
-/// A label value, quoted and escaped.
-fn label(v: &str) -> String {
-    let mut s = String::from("\"");
-    for c in v.chars() {
-        match c {
-            '\\' => s.push_str("\\\\"),
-            '"' => s.push_str("\\\""),
-            '\n' => s.push_str("\\n"),
-            c => s.push(c),
-        }
-    }
-    s.push('"');
-    s
+    ))
 }

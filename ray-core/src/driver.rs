@@ -140,7 +140,23 @@ fn node_config(config: &Config, node: NodeId) -> Result<NodeConfig> {
         task_events_max: config
             .task_events_max
             .unwrap_or(crate::state::DEFAULT_TASK_EVENTS_MAX),
+        // With a dashboard, workers' output is also kept for its log page, in a private
+        // directory removed at shutdown.
+        worker_logs: match dashboard_addr(config) {
+            Some(_) => Some(crate::worker_logs::WorkerLogs::private(
+                &config.spill_dir.clone().unwrap_or_else(std::env::temp_dir),
+            )?),
+            None => None,
+        },
     })
+}
+
+/// The dashboard's address, when `Config::dashboard` or `RAY_RS_DASHBOARD` asks for one.
+fn dashboard_addr(config: &Config) -> Option<String> {
+    let from_env = std::env::var("RAY_RS_DASHBOARD")
+        .ok()
+        .filter(|a| !a.trim().is_empty());
+    config.dashboard.clone().or(from_env)
 }
 
 pub(crate) fn init(config: Config) -> Result<()> {
@@ -177,6 +193,7 @@ pub(crate) fn init(config: Config) -> Result<()> {
         return Ok(());
     }
     let cfg = node_config(&config, NodeId(epoch))?;
+    let worker_logs = cfg.worker_logs.clone();
     let inline_max = cfg.inline_max;
     let cpus = cfg.cpus;
     crate::sys::raise_fd_limit();
@@ -216,7 +233,7 @@ pub(crate) fn init(config: Config) -> Result<()> {
     }
     let prestart = config.prestart_workers.unwrap_or(cpus.min(8));
     node.prestart(job, prestart);
-    if let Err(e) = start_dashboard(&config, &node) {
+    if let Err(e) = start_dashboard(&config, &node, worker_logs) {
         drop(node);
         shutdown();
         return Err(e);
@@ -225,23 +242,24 @@ pub(crate) fn init(config: Config) -> Result<()> {
 }
 
 /// Serves the dashboard when `Config::dashboard` or `RAY_RS_DASHBOARD` asks, printing its URL.
-fn start_dashboard(config: &Config, node: &node_manager::NodeManager) -> Result<()> {
-    let from_env = std::env::var("RAY_RS_DASHBOARD")
-        .ok()
-        .filter(|a| !a.trim().is_empty());
-    let Some(addr) = config.dashboard.clone().or(from_env) else {
+fn start_dashboard(
+    config: &Config,
+    node: &node_manager::NodeManager,
+    worker_logs: Option<Arc<crate::worker_logs::WorkerLogs>>,
+) -> Result<()> {
+    let Some(addr) = dashboard_addr(config) else {
         return Ok(());
     };
     #[cfg(feature = "dashboard")]
     {
-        let url = crate::dashboard::start_for_driver(node, addr.trim())?;
+        let url = crate::dashboard::start_for_driver(node, addr.trim(), worker_logs)?;
         // Printed as Ray prints it: the user asked for it and needs the address.
         eprintln!("ray: View the dashboard at {url}");
         Ok(())
     }
     #[cfg(not(feature = "dashboard"))]
     {
-        let _ = node;
+        let _ = (node, worker_logs);
         Err(Error::InvalidArgument {
             what: format!("dashboard at {addr}"),
             message: "ray was built without its `dashboard` feature; add features = \

@@ -44,6 +44,7 @@ mod submit;
 mod sys;
 mod transport;
 mod worker;
+mod worker_logs;
 
 pub use actor::{ActorClass, ActorHandle, RemoteActor};
 pub use api::{
@@ -79,5 +80,10 @@ pub mod __private;
 /// The node manager for the `ray-rs` daemon. Not a public API.
 #[doc(hidden)]
 pub mod __node {
+    #[cfg(feature = "dashboard")]
+    pub use crate::dashboard::{Mode as DashboardMode, Source as DashboardSource, bind, serve_on};
     pub use crate::node_api::*;
+    pub use crate::worker_logs::{
+        KEEP_EXITED, LogQuery, LogReply, MAX_CHUNK_BYTES, MAX_FILE_BYTES, StreamChunk,
+    };
 }

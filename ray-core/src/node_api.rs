@@ -12,6 +12,7 @@ use crate::ids::NodeId;
 use crate::node_manager::{self, NodeConfig, NodeManager};
 use crate::object_store;
 use crate::resources::Amount;
+use crate::worker_logs::{LogQuery, LogReply, WorkerLogs};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -44,6 +45,10 @@ pub struct NodeOptions {
     /// The IP other nodes reach it at (worker output printed here is tagged with it where it
     /// differs from the driver's node's).
     pub node_ip: Option<std::net::IpAddr>,
+    /// Where each worker's output is kept (`worker-<pid>.out|.err`, bounded; see
+    /// [`MAX_FILE_BYTES`](crate::__node::MAX_FILE_BYTES)), besides being forwarded to its
+    /// driver.
+    pub worker_log_dir: Option<PathBuf>,
 }
 
 /// A running node manager.
@@ -51,6 +56,7 @@ pub struct Node {
     inner: NodeManager,
     cluster_id: String,
     binaries: Arc<dyn BinaryStore>,
+    logs: Option<Arc<WorkerLogs>>,
 }
 
 impl Node {
@@ -64,6 +70,11 @@ impl Node {
             })?;
             custom.push((name.clone(), a));
         }
+        let logs = opts
+            .worker_log_dir
+            .as_deref()
+            .map(WorkerLogs::open)
+            .transpose()?;
         let cfg = NodeConfig {
             node: NodeId(opts.node_id),
             cpus: opts.cpus,
@@ -78,6 +89,7 @@ impl Node {
             inline_max: object_store::DEFAULT_INLINE_MAX,
             log_to_driver: true,
             task_events_max: crate::state::DEFAULT_TASK_EVENTS_MAX,
+            worker_logs: logs.clone(),
         };
         crate::sys::raise_fd_limit();
         let inner = node_manager::start(cfg)?;
@@ -98,6 +110,7 @@ impl Node {
             inner,
             cluster_id: opts.cluster_id,
             binaries: opts.binaries,
+            logs,
         })
     }
 
@@ -164,6 +177,23 @@ impl Node {
     /// Resources: (total, available), by name (`CPU`, `GPU`, custom).
     pub fn resources(&self) -> (BTreeMap<String, f64>, BTreeMap<String, f64>) {
         self.inner.lock().resources.summary()
+    }
+
+    /// What worker `query.pid` of this node printed (for `ray-rs logs` and the dashboard).
+    pub fn worker_log(&self, query: &LogQuery) -> Result<LogReply> {
+        let alive = self.inner.worker_pids().contains(&query.pid);
+        crate::worker_logs::local_logs(
+            self.logs.as_deref(),
+            self.inner.lock().node.as_u32(),
+            alive,
+            query,
+        )
+    }
+
+    /// This node's metrics as Prometheus text (Ray's names).
+    #[cfg(feature = "dashboard")]
+    pub fn metrics(&self) -> String {
+        crate::dashboard::metrics(&self.inner)
     }
 
     /// Process ids of its workers.

@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod prom;
+pub mod webdriver;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -86,6 +89,12 @@ impl Head {
     /// (e.g. `ip netns exec NS`). Waits for the "started at" line.
     pub fn start(dir: &NodeDir, extra: &[&str]) -> Head {
         require_etcd();
+        // Tests run side by side: the dashboard takes any free port unless a test names one.
+        let dashboard: &[&str] = if extra.contains(&"--dashboard-port") {
+            &[]
+        } else {
+            &["--dashboard-port", "0"]
+        };
         let mut child = Command::new(bin())
             .args([
                 "start",
@@ -96,6 +105,7 @@ impl Head {
                 "--temp-dir",
                 dir.arg(),
             ])
+            .args(dashboard)
             .args(extra)
             .env_remove("RAY_RS_AUTH_TOKEN")
             .stdin(Stdio::null())

@@ -44,6 +44,8 @@ pub(crate) struct NodeConfig {
     pub log_to_driver: bool,
     /// Finished tasks kept for the state API and the timeline.
     pub task_events_max: usize,
+    /// Where each worker's output is kept besides being forwarded.
+    pub worker_logs: Option<Arc<crate::worker_logs::WorkerLogs>>,
 }
 
 /// A running node manager. Cheap to clone.
@@ -133,6 +135,7 @@ pub(crate) fn start(cfg: NodeConfig) -> Result<NodeManager> {
     });
     let spawner_cfg = SpawnerConfig {
         log_to_driver: cfg.log_to_driver,
+        worker_logs: cfg.worker_logs,
         store_fd: arena.raw_fd(),
         store_size: arena.capacity(),
         inline_max: cfg.inline_max,

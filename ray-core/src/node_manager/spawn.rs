@@ -73,6 +73,9 @@ pub(crate) const LABEL_MARKER: &[u8] = b"\0ray-label:";
 
 pub(crate) struct SpawnerConfig {
     pub log_to_driver: bool,
+    /// Where each worker's output is also kept (a node daemon's, or a driver's with a
+    /// dashboard).
+    pub worker_logs: Option<Arc<crate::worker_logs::WorkerLogs>>,
     pub store_fd: std::os::fd::RawFd,
     pub store_size: u64,
     pub inline_max: usize,
@@ -117,7 +120,11 @@ pub(crate) fn spawner_main(
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .insert(pid, Watch::start(pid));
-                let monitor = monitor(child, req, node.clone(), watches.clone(), cfg.log_to_driver);
+                let out = Output {
+                    log: cfg.log_to_driver,
+                    keep: cfg.worker_logs.clone(),
+                };
+                let monitor = monitor(child, req, node.clone(), watches.clone(), out);
                 rt.spawn(monitor);
             }
             Err(e) => {
@@ -175,23 +182,33 @@ fn spawn_one(
     Ok((child, ours))
 }
 
+/// What happens to a worker's output besides reading its labels.
+struct Output {
+    /// Forwarded to the driver.
+    log: bool,
+    /// Kept in the node's worker log files.
+    keep: Option<Arc<crate::worker_logs::WorkerLogs>>,
+}
+
 async fn monitor(
     mut child: tokio::process::Child,
     req: SpawnRequest,
     node: Weak<Inner>,
     watches: Watches,
-    log: bool,
+    output: Output,
 ) {
     let pid = child.id().unwrap_or(0);
     let sink = req.log_sink.clone();
-    let out = child
-        .stdout
-        .take()
-        .map(|s| tokio::spawn(forward(s, pid, false, log, sink.clone())));
-    let err = child
-        .stderr
-        .take()
-        .map(|s| tokio::spawn(forward(s, pid, true, log, sink)));
+    let log = output.log;
+    let keep = |is_err| output.keep.as_ref().and_then(|k| k.writer(pid, is_err));
+    let out = child.stdout.take().map(|s| {
+        let file = keep(false);
+        tokio::spawn(forward(s, pid, false, log, file, sink.clone()))
+    });
+    let err = child.stderr.take().map(|s| {
+        let file = keep(true);
+        tokio::spawn(forward(s, pid, true, log, file, sink))
+    });
     let status = loop {
         tokio::select! {
             status = child.wait() => break status,
@@ -208,14 +225,24 @@ async fn monitor(
         let _ = tokio::time::timeout(Duration::from_millis(500), handle).await;
     }
     let cause = watch.describe(status);
+    if let Some(keep) = &output.keep {
+        keep.exited(pid);
+    }
     if let Some(n) = node.upgrade() {
         n.run(|st| st.process_exited(req.proc, cause));
     }
 }
 
 /// Copies a worker's output to `sink`, a whole line at a time (at most [`MAX_LINE`] bytes),
-/// with Ray's prefix.
-async fn forward<R: AsyncRead + Unpin>(r: R, pid: u32, is_err: bool, log: bool, sink: LogSink) {
+/// with Ray's prefix, and to its log file (`file`) as written.
+async fn forward<R: AsyncRead + Unpin>(
+    r: R,
+    pid: u32,
+    is_err: bool,
+    log: bool,
+    mut file: Option<crate::worker_logs::LogWriter>,
+    sink: LogSink,
+) {
     let mut r = BufReader::with_capacity(16 * 1024, r);
     let mut line = Vec::with_capacity(256);
     let mut name = String::new();
@@ -235,6 +262,9 @@ async fn forward<R: AsyncRead + Unpin>(r: R, pid: u32, is_err: bool, log: bool, 
         if let Some(label) = line.strip_prefix(LABEL_MARKER) {
             name = String::from_utf8_lossy(label).into_owned();
             continue;
+        }
+        if let Some(f) = &mut file {
+            f.line(&line);
         }
         if !log {
             continue;
