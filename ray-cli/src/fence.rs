@@ -88,9 +88,7 @@ pub fn fence(node_id: u64, incarnation: u64, is_head: bool, kill_workers: &dyn F
         unsafe { libc::execve(exe.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
         Err(std::io::Error::last_os_error())
     };
-    let err = match exec() {
-        Err(e) => e,
-    };
+    let Err(err) = exec();
     tracing::error!("cannot start this node again after its lease expired: {err}; exiting");
     std::process::exit(70);
 }
