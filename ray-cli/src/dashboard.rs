@@ -63,16 +63,7 @@ impl ClusterSource {
             return Ok(m.clone());
         }
         let report = self.control.status()?;
-        let members: Vec<Member> = report
-            .nodes
-            .iter()
-            .filter(|n| n.alive)
-            .map(|n| Member {
-                node_id: n.node_id,
-                address: n.address.clone(),
-                is_head: n.is_head,
-            })
-            .collect();
+        let members = Member::live(&report);
         *cached = Some((Instant::now(), members.clone()));
         Ok(members)
     }

@@ -38,16 +38,7 @@ pub fn logs(args: LogsArgs) -> Result<()> {
         temp_dir: args.attach.temp_dir.clone(),
         format: crate::args::Format::Json,
     })?;
-    let members: Vec<Member> = report
-        .nodes
-        .iter()
-        .filter(|n| n.alive)
-        .map(|n| Member {
-            node_id: n.node_id,
-            address: n.address.clone(),
-            is_head: n.is_head,
-        })
-        .collect();
+    let members = Member::live(&report);
     let asker = |at: &str, request: &Request| -> Result<(Response, std::net::SocketAddr)> {
         let at = crate::args::resolve("node address", at)?;
         ask(

@@ -29,16 +29,7 @@ fn collect(attach: &Attach, kind: StateKind, options: &ListOptions) -> Result<St
         temp_dir: attach.temp_dir.clone(),
         format: crate::args::Format::Json,
     })?;
-    let nodes: Vec<Member> = report
-        .nodes
-        .iter()
-        .filter(|n| n.alive)
-        .map(|n| Member {
-            node_id: n.node_id,
-            address: n.address.clone(),
-            is_head: n.is_head,
-        })
-        .collect();
+    let nodes = Member::live(&report);
     collect_from(&nodes, kind, options, false, |_, at, request| {
         let at = crate::args::resolve("node address", at)?;
         ask(
@@ -59,6 +50,22 @@ pub struct Member {
     pub address: String,
     /// Whether it is the head.
     pub is_head: bool,
+}
+
+impl Member {
+    /// The live nodes of a status report.
+    pub fn live(report: &crate::control::StatusReport) -> Vec<Member> {
+        report
+            .nodes
+            .iter()
+            .filter(|n| n.alive)
+            .map(|n| Member {
+                node_id: n.node_id,
+                address: n.address.clone(),
+                is_head: n.is_head,
+            })
+            .collect()
+    }
 }
 
 /// Asks each of `nodes` for its rows of `kind` with `ask(node_id, address, request)` (which

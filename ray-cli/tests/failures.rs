@@ -14,16 +14,6 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The pid of the `ray-rs` daemon that started this worker.
-fn my_daemon() -> u32 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("PPid:"))
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// Drops a marker named after its node's daemon, then waits (up to a minute) for `go`.
 #[ray::remote(resources(spare = 1), max_retries = 2)]
 fn square_when_told(x: u64, dir: String) -> (u64, u32) {

@@ -146,7 +146,8 @@ impl Background {
                 .rx
                 .recv_timeout(left)
                 .unwrap_or_else(|_| panic!("the driver printed no `{prefix}` line"));
-            if let Some(rest) = line.strip_prefix(prefix) {
+            // The first line may follow libtest's own `test driver_main ... ` on the same line.
+            if let Some((_, rest)) = line.split_once(prefix) {
                 return rest.to_string();
             }
         }

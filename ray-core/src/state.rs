@@ -39,7 +39,7 @@ use std::path::Path;
 
 /// How many finished tasks and actor calls a node keeps for the state API and the timeline,
 /// unless [`Config::task_events_max`](crate::Config::task_events_max) says otherwise.
-pub const DEFAULT_TASK_EVENTS_MAX: usize = 10_000;
+pub const DEFAULT_TASK_EVENTS_MAX: usize = 1_000;
 
 /// Where a task or actor call is in its life (Ray's `TaskStatus` names, in JSON too).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -350,3 +350,13 @@ pub fn driver_with_token(mode: &str, address: &str, token: Option<&str>) -> std:
     );
     out
 }
+
+/// The pid of the `ray-rs` daemon that started this worker (its parent).
+pub fn my_daemon() -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or(0)
+}

@@ -154,13 +154,22 @@ impl NodeState {
             self.complete_object(task, Err(e));
             return;
         }
+        if self.enter_task(spec, 0) {
+            self.schedule();
+        }
+    }
+
+    /// Adds `spec` (its arguments pinned, started `attempts` times before) waiting for its
+    /// arguments; true if they are all there and it went on to be placed.
+    fn enter_task(&mut self, spec: TaskSpec, attempts: u32) -> bool {
+        let task = spec.task;
         let missing_deps = self.register_deps(&spec.args, Waiter::Task(task), false);
         self.tasks.map.insert(
             task,
             TaskEntry {
                 spec,
                 missing_deps,
-                attempts: 0,
+                attempts,
                 state: TaskState::WaitingDeps,
                 timing: Timing {
                     submitted_us: self.now_us,
@@ -171,8 +180,8 @@ impl NodeState {
         );
         if missing_deps == 0 {
             self.task_ready(task);
-            self.schedule();
         }
+        missing_deps == 0
     }
 
     /// Every argument of `task` is done: it goes to the peer holding most of their bytes if
@@ -365,12 +374,10 @@ impl NodeState {
         checked
     }
 
-    /// A task goes back to the ready queue (its worker could not start or died).
     /// Runs a finished task again to rebuild its lost result ([`super::lineage`]): its
     /// object is pending again, and its arguments are still referenced by its recipe, whose
     /// pins this entry takes over.
     pub(super) fn rerun_task(&mut self, spec: TaskSpec, attempts: u32) {
-        let task = spec.task;
         for arg in &spec.args {
             if let crate::protocol::Arg::Ref(id) = arg {
                 if let Some(e) = self.objects.get_mut(*id) {
@@ -378,26 +385,10 @@ impl NodeState {
                 }
             }
         }
-        let missing_deps = self.register_deps(&spec.args, Waiter::Task(task), false);
-        self.tasks.map.insert(
-            task,
-            TaskEntry {
-                spec,
-                missing_deps,
-                attempts,
-                state: TaskState::WaitingDeps,
-                timing: Timing {
-                    submitted_us: self.now_us,
-                    started_us: 0,
-                    pid: 0,
-                },
-            },
-        );
-        if missing_deps == 0 {
-            self.task_ready(task);
-        }
+        self.enter_task(spec, attempts);
     }
 
+    /// A task goes back to the ready queue (its worker could not start or died).
     pub(super) fn requeue(&mut self, task: ObjectId) {
         let Some(te) = self.tasks.map.get_mut(&task) else {
             return;
