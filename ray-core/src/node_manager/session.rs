@@ -32,6 +32,9 @@ pub(crate) const ACK_PERIOD: Duration = Duration::from_millis(100);
 /// A session whose connection cannot be made again for this long is given up.
 pub(crate) const MAX_SUSPECT: Duration = Duration::from_secs(60);
 
+/// Frames smaller than this are gathered into one write.
+const GATHER: usize = 64 * 1024;
+
 /// Bytes sent and not acknowledged after which a session is given up.
 pub(crate) const MAX_UNACKED: usize = 512 << 20;
 
@@ -172,25 +175,42 @@ pub(crate) async fn run_writer<W: AsyncWrite + Unpin>(
             },
             frame = rx.recv() => match frame {
                 Some(f) if !f.is_empty() => {
-                    write_to(&mut stream, &f).await;
-                    unacked.push(f);
-                    // What is queued already goes out with it, in one flush.
-                    loop {
+                    // What is queued already goes out with it: small frames gathered into one
+                    // write (one TLS record, one system call), large ones as they are.
+                    let mut batch: Vec<u8> = Vec::new();
+                    let mut closing = false;
+                    let mut next = Some(f);
+                    while let Some(f) = next.take() {
+                        if f.len() >= GATHER {
+                            if !batch.is_empty() {
+                                write_to(&mut stream, &batch).await;
+                                batch.clear();
+                            }
+                            write_to(&mut stream, &f).await;
+                        } else {
+                            batch.extend_from_slice(&f);
+                        }
+                        unacked.push(f);
+                        if batch.len() >= GATHER {
+                            write_to(&mut stream, &batch).await;
+                            batch.clear();
+                        }
                         match rx.try_recv() {
-                            Ok(f) if !f.is_empty() => {
-                                write_to(&mut stream, &f).await;
-                                unacked.push(f);
-                            }
-                            Ok(_) => {
-                                if let Some(s) = &mut stream {
-                                    let _ = s.shutdown().await;
-                                }
-                                return WriterEnd::Closed;
-                            }
-                            Err(_) => break,
+                            Ok(f) if !f.is_empty() => next = Some(f),
+                            Ok(_) => closing = true,
+                            Err(_) => {}
                         }
                     }
+                    if !batch.is_empty() {
+                        write_to(&mut stream, &batch).await;
+                    }
                     flush(&mut stream).await;
+                    if closing {
+                        if let Some(s) = &mut stream {
+                            let _ = s.shutdown().await;
+                        }
+                        return WriterEnd::Closed;
+                    }
                 }
                 _ => {
                     if let Some(s) = &mut stream {
