@@ -11,7 +11,6 @@
 mod common;
 
 use common::*;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const TASKS: u64 = 2_000;
@@ -137,16 +136,7 @@ fn a_job_survives_nodes_killed_and_replaced_every_few_seconds() {
         start_worker_node(&head, &token, 1),
     ];
     let mut retired = Vec::new();
-    let mut driver = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "driver_main", "--nocapture", "--test-threads=1"])
-        .env(MODE, "chaos")
-        .env("RAY_ADDRESS", &head.address)
-        .env("RAY_RS_AUTH_TOKEN", &token)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut driver = spawn_driver("chaos", &head.address, &token, &[]);
     // A small deterministic generator: which node goes, and when.
     let mut seed = u64::from(std::process::id()) | 1;
     let mut next = move || {

@@ -11,7 +11,7 @@ mod common;
 
 use common::*;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 /// Drops a marker named after its node's daemon, then waits (up to a minute) for `go`.
@@ -228,17 +228,12 @@ impl Cluster {
 
     /// Starts the driver in `mode` without waiting for it.
     fn spawn_driver(&self, mode: &str) -> Child {
-        Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "driver_main", "--nocapture", "--test-threads=1"])
-            .env(MODE, mode)
-            .env("RAY_ADDRESS", &self.head.address)
-            .env("RAY_RS_AUTH_TOKEN", &self.token)
-            .env("FAILURES_DIR", &self.work)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
+        spawn_driver(
+            mode,
+            &self.head.address,
+            &self.token,
+            &[("FAILURES_DIR", &self.work)],
+        )
     }
 
     /// The daemon named by the first marker `prefix-<pid>` in the work dir.

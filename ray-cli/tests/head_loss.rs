@@ -85,17 +85,7 @@ fn killing_the_heads_daemon_is_like_losing_any_node() {
     let a_address = file["address"].as_str().unwrap().to_string();
     let work = head_dir.path.with_extension("work");
     std::fs::create_dir_all(&work).unwrap();
-    let driver = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "driver_main", "--nocapture", "--test-threads=1"])
-        .env(MODE, "head-loss")
-        .env("RAY_ADDRESS", &a_address)
-        .env("RAY_RS_AUTH_TOKEN", &token)
-        .env("HEAD_LOSS_DIR", &work)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let driver = spawn_driver("head-loss", &a_address, &token, &[("HEAD_LOSS_DIR", &work)]);
     wait_for("the driver's first work", || {
         work.join("before").exists().then_some(())
     });

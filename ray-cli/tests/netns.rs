@@ -346,17 +346,12 @@ fn a_node_cut_off_by_a_partition_is_declared_dead_and_rejoins_when_it_heals() {
     let work = head_dir.path.with_extension("work");
     std::fs::create_dir_all(&work).unwrap();
     // The task can run only on B (in the namespace) for now.
-    let driver = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "driver_main", "--nocapture", "--test-threads=1"])
-        .env(MODE, "partition")
-        .env("RAY_ADDRESS", &head.address)
-        .env("RAY_RS_AUTH_TOKEN", &token)
-        .env("PARTITION_DIR", &work)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let driver = spawn_driver(
+        "partition",
+        &head.address,
+        &token,
+        &[("PARTITION_DIR", &work)],
+    );
     let b_daemon = b_dir.pid("ray-rs.pid").unwrap();
     wait_for("the task running on B", || {
         work.join(format!("task-{b_daemon}")).exists().then_some(())
@@ -504,17 +499,7 @@ fn a_reset_connection_only_makes_a_node_suspect_and_nothing_is_lost() {
     join(&head, &b_dir, &token, &b_args, &net.exec());
     let work = head_dir.path.with_extension("work");
     std::fs::create_dir_all(&work).unwrap();
-    let driver = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "driver_main", "--nocapture", "--test-threads=1"])
-        .env(MODE, "reset")
-        .env("RAY_ADDRESS", &head.address)
-        .env("RAY_RS_AUTH_TOKEN", &token)
-        .env("PARTITION_DIR", &work)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let driver = spawn_driver("reset", &head.address, &token, &[("PARTITION_DIR", &work)]);
     let progress = || -> u64 {
         std::fs::read_to_string(work.join("progress"))
             .ok()

@@ -104,7 +104,6 @@ impl Node {
         inner.run(|st| {
             st.cluster.own_ip = opts.node_ip;
             st.cluster.member = true;
-            st.names.shared.on = true;
         });
         Ok(Node {
             inner,

@@ -360,3 +360,26 @@ pub fn my_daemon() -> u32 {
         .and_then(|p| p.trim().parse().ok())
         .unwrap_or(0)
 }
+
+/// Starts this binary as a driver in `mode` against `address` without waiting for it (output
+/// piped), with `env` set too; `finish`-style collection is the caller's.
+pub fn spawn_driver(
+    mode: &str,
+    address: &str,
+    token: &str,
+    env: &[(&str, &Path)],
+) -> std::process::Child {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", "driver_main", "--nocapture", "--test-threads=1"])
+        .env(MODE, mode)
+        .env("RAY_ADDRESS", address)
+        .env("RAY_RS_AUTH_TOKEN", token);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}

@@ -278,10 +278,7 @@ impl NodeState {
         if node == self.node || self.cluster.fenced(node, incarnation).is_some() {
             return;
         }
-        if self.cluster.is_newer(node, incarnation) {
-            self.node_declared_dead(node, &format!("it rejoined as incarnation {incarnation}"));
-        }
-        self.cluster.set_incarnation(node, incarnation);
+        self.note_incarnation(node, incarnation);
         let total = Capacity::from_map(total);
         let published = Capacity::from_map(available);
         match self.cluster.nodes.get_mut(&node) {

@@ -113,11 +113,9 @@ enum Waiting {
     List { to: Answer },
 }
 
-/// The directory side of [`super::names::Names`].
+/// The directory side of [`super::names::Names`] (used when the node is a cluster's).
 #[derive(Default)]
 pub(crate) struct Shared {
-    /// Set when the node is a cluster's: names go to the directory too.
-    pub on: bool,
     waiting: IdMap<u64, Waiting>,
     next_op: u64,
     /// The names this node claimed in the directory, by actor (released when it dies).

@@ -151,7 +151,7 @@ impl NodeState {
         };
         let name = self.names.resolve(*name, self.job_of(from));
         let taken = match self.names.table.claim(&name, spec.actor, &spec.class) {
-            Ok(()) if self.names.shared.on => {
+            Ok(()) if self.in_cluster() => {
                 spec.ext.name = Some(Box::new(name.clone()));
                 self.claim_shared_name(from, spec, name, to.clone());
                 return None;
@@ -196,7 +196,7 @@ impl NodeState {
     ) -> Option<Result<ControlReply>> {
         let name = self.names.resolve(name, self.job_of(from));
         let found = self.names.table.lookup(&name);
-        if found.is_none() && self.names.shared.on {
+        if found.is_none() && self.in_cluster() {
             self.lookup_shared_name(from, name, class, to.clone());
             return None;
         }
@@ -249,7 +249,7 @@ impl NodeState {
         to: &Answer,
     ) -> Option<ControlReply> {
         let ns = namespace.unwrap_or_else(|| self.names.namespace(self.job_of(from)));
-        if self.names.shared.on {
+        if self.in_cluster() {
             self.list_shared_names(ns, to.clone());
             return None;
         }

@@ -210,6 +210,15 @@ impl NodeState {
         self.peer_unreachable(node, why);
     }
 
+    /// `node` says it is `incarnation` (its record, or a session's hello): a newer one than
+    /// known means the known one is dead.
+    pub(crate) fn note_incarnation(&mut self, node: NodeId, incarnation: u64) {
+        if self.cluster.is_newer(node, incarnation) {
+            self.node_declared_dead(node, &format!("it rejoined as incarnation {incarnation}"));
+        }
+        self.cluster.set_incarnation(node, incarnation);
+    }
+
     /// This node's control session at `node` broke and is being made again: no new work
     /// goes there meanwhile; nothing is lost (the session resumes where it broke).
     pub(crate) fn peer_suspect(&mut self, node: NodeId) {
@@ -354,10 +363,7 @@ impl NodeState {
         if let Some(reason) = self.cluster.fenced(node, incarnation) {
             return Err(NodeRefusal::Unavailable { reason });
         }
-        if self.cluster.is_newer(node, incarnation) {
-            self.node_declared_dead(node, &format!("it rejoined as incarnation {incarnation}"));
-        }
-        self.cluster.set_incarnation(node, incarnation);
+        self.note_incarnation(node, incarnation);
         let proc = self.workers.add_peer();
         self.peers.sessions.insert(proc, node);
         Ok(proc)

@@ -164,8 +164,7 @@ pub(crate) async fn run_writer<W: AsyncWrite + Unpin>(
                 Some(Attach { stream: s, peer_received }) => {
                     unacked.trim(peer_received.max(counters.acked.load(Ordering::Acquire)));
                     stream = Some(s);
-                    let again: Vec<Vec<u8>> = unacked.from(peer_received).cloned().collect();
-                    for frame in &again {
+                    for frame in unacked.from(peer_received) {
                         write_to(&mut stream, frame).await;
                     }
                     flush(&mut stream).await;

@@ -317,17 +317,20 @@ impl NodeState {
                 ..
             })
         );
-        if ran_on.is_some() && stays_there && !te.spec.stays_with_caller() {
-            self.keep_lineage(te.spec.clone(), attempts);
+        let function = if ran_on.is_some() && stays_there && !te.spec.stays_with_caller() {
+            let function = te.spec.function.clone();
+            self.keep_lineage(te.spec, attempts);
+            function
         } else {
             self.unpin_args(&te.spec.args);
-        }
+            te.spec.function
+        };
         let ended = super::events::Ended {
             attempts,
             error: result.as_ref().err(),
             ran_on,
         };
-        self.record_finished(task, te.spec.function, None, timing, ended);
+        self.record_finished(task, function, None, timing, ended);
         self.complete_object(task, result);
         self.schedule();
     }

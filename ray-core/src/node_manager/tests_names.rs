@@ -20,7 +20,6 @@ impl Harness {
 fn clustered() -> Harness {
     let mut h = Harness::new(cpus(2));
     h.st.cluster.member = true;
-    h.st.names.shared.on = true;
     h
 }
 

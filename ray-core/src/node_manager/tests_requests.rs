@@ -1,0 +1,172 @@
+//! get/wait requests, their timeouts on the fake clock, CPU lending, split replies, and
+//! shutdown, driven by hand like the tests above.
+
+use super::*;
+
+#[test]
+fn a_worker_blocked_in_get_lends_its_cpu_so_a_nested_task_can_run() {
+    let mut h = Harness::new(cpus(1));
+    let spec = h.task(DRIVER, "m::outer", vec![]);
+    let outer = h.submit(DRIVER, spec);
+    let w1 = h.connect_all()[0];
+    h.executing(w1);
+    let spec = h.task(w1, "m::inner", vec![]);
+    let inner = h.submit(w1, spec);
+    assert!(
+        h.started.is_empty(),
+        "no CPU for the nested task while outer holds it"
+    );
+    h.msg(
+        w1,
+        FromWorker::Get {
+            req: 7,
+            ids: vec![inner],
+            timeout_ms: None,
+        },
+    );
+    let w2 = h.connect_all()[0];
+    assert!(
+        matches!(h.executing(w2), Some(Execute::Task { task, .. }) if task == inner),
+        "the blocked worker's CPU runs the nested task"
+    );
+    h.msg(
+        w2,
+        FromWorker::TaskDone {
+            task: inner,
+            result: Ok(value(3)),
+        },
+    );
+    let reply = h.sent_to(w1);
+    assert!(reply.iter().any(|m| matches!(
+        m,
+        ToWorker::GetReply {
+            req: 7,
+            result: Ok(_)
+        }
+    )));
+    h.msg(
+        w1,
+        FromWorker::TaskDone {
+            task: outer,
+            result: Ok(value(4)),
+        },
+    );
+    assert_eq!(h.value_of(outer), Some(4));
+}
+
+#[test]
+fn get_and_wait_timeouts_fire_on_the_clock_and_name_the_task() {
+    let mut h = Harness::new(cpus(1));
+    let spec = h.task(DRIVER, "m::slow", vec![]);
+    let t = h.submit(DRIVER, spec);
+    let w = h.connect_all()[0];
+    h.executing(w);
+    let spec = h.task(w, "m::slower", vec![]);
+    let nested = h.submit(w, spec);
+    h.msg(
+        w,
+        FromWorker::Get {
+            req: 3,
+            ids: vec![nested],
+            timeout_ms: Some(200),
+        },
+    );
+    h.advance(Duration::from_millis(199));
+    assert!(h.sent_to(w).is_empty(), "not yet");
+    h.advance(Duration::from_millis(1));
+    match h.sent_to(w).pop() {
+        Some(ToWorker::GetReply {
+            req: 3,
+            result: Err(Error::Timeout { what, timeout }),
+        }) => {
+            assert_eq!(timeout, Duration::from_millis(200));
+            assert!(what.contains("`slower`"), "{what}");
+        }
+        other => panic!("expected a timeout reply, got {other:?}"),
+    }
+    let slot = h.driver_wait(vec![t], ReqKind::Wait, Duration::from_secs(1));
+    h.advance(Duration::from_secs(1));
+    assert!(
+        slot.try_take().is_some(),
+        "the driver's wait returns when time is up"
+    );
+    let never = h.driver_wait(vec![t], ReqKind::Get, Duration::MAX);
+    assert!(h.timers.is_empty(), "Duration::MAX waits forever: no timer");
+    h.msg(
+        w,
+        FromWorker::TaskDone {
+            task: t,
+            result: Ok(value(1)),
+        },
+    );
+    assert!(never.try_take().is_some());
+}
+
+#[test]
+fn a_large_reply_to_a_worker_is_split_into_parts() {
+    let mut h = Harness::with_store(cpus(1), 1 << 20);
+    let spec = h.task(DRIVER, "m::reader", vec![]);
+    h.submit(DRIVER, spec);
+    let w = h.connect_all()[0];
+    h.executing(w);
+    let chunk = (REPLY_CHUNK / 3 + 1) as usize;
+    let ids: Vec<ObjectId> = (0..7)
+        .map(|_| {
+            let v = Value {
+                data: Data::Inline(Bytes::from(vec![1u8; chunk])),
+                contained: vec![],
+            };
+            h.put(DRIVER, v)
+        })
+        .collect();
+    h.msg(
+        w,
+        FromWorker::Get {
+            req: 9,
+            ids: ids.clone(),
+            timeout_ms: None,
+        },
+    );
+    let msgs = h.sent_to(w);
+    let mut total = 0;
+    for m in &msgs {
+        let (n, bytes): (usize, u64) = match m {
+            ToWorker::GetReplyPart { values, .. } => {
+                (values.len(), values.iter().map(|v| v.len()).sum())
+            }
+            ToWorker::GetReply {
+                result: Ok(values), ..
+            } => (values.len(), values.iter().map(|v| v.len()).sum()),
+            other => panic!("unexpected {other:?}"),
+        };
+        assert!(
+            bytes <= REPLY_CHUNK,
+            "each message stays under the chunk size"
+        );
+        total += n;
+    }
+    assert!(msgs.len() >= 3, "split into parts: {}", msgs.len());
+    assert_eq!(total, ids.len());
+    assert!(matches!(msgs.last(), Some(ToWorker::GetReply { .. })));
+}
+
+#[test]
+fn shutdown_tells_connected_workers_to_exit_kills_starting_ones_and_wakes_the_driver() {
+    let mut h = Harness::new(cpus(2));
+    h.with(|st| st.prestart(JOB, 1));
+    let idle = h.connect_all()[0];
+    h.with(|st| st.prestart(JOB, 1));
+    let starting = h.started[0];
+    let spec = h.task(DRIVER, "m::x", vec![]);
+    let t = h.submit(DRIVER, spec);
+    h.sent.clear();
+    let slot = h.driver_wait(vec![t], ReqKind::Get, Duration::from_secs(60));
+    h.with(|st| st.begin_shutdown());
+    assert!(h.sent_to(idle).iter().any(|m| matches!(m, ToWorker::Exit)));
+    assert!(h.killed.contains(&starting));
+    assert!(slot.try_take().is_some());
+    let spec = h.task(DRIVER, "m::late", vec![]);
+    h.started.clear();
+    h.submit(DRIVER, spec);
+    assert!(h.started.is_empty(), "nothing new is scheduled");
+}
