@@ -250,6 +250,7 @@ impl ControlState {
                 addr,
                 &n.resources_total,
                 &n.resources_available,
+                &n.activity.in_use_by,
                 n.incarnation,
             );
         }
@@ -420,8 +421,26 @@ pub async fn serve(
         let Ok(permit) = pending.clone().acquire_owned().await else {
             return;
         };
+        // The connection is served on the node manager's runtime when there is one, its
+        // socket registered there: its reads then wake the task that handles them directly,
+        // not a thread of this runtime that wakes one of the other.
+        let tcp = match tcp.into_std() {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!("connection from {addr}: {e}");
+                continue;
+            }
+        };
+        let node = state.node.clone();
         let (tls, handshake, state) = (tls.clone(), handshake.clone(), state.clone());
-        tokio::spawn(async move {
+        let serve_one = async move {
+            let tcp = match tokio::net::TcpStream::from_std(tcp) {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!("connection from {addr}: {e}");
+                    return;
+                }
+            };
             let conn = ray_net::accept(tcp, tls, &handshake).await;
             drop(permit);
             let mut conn = match conn {
@@ -495,7 +514,13 @@ pub async fn serve(
                 Err(e) => tracing::warn!("encoding a reply: {e}"),
             }
             let _ = tokio::io::AsyncWriteExt::shutdown(&mut conn.stream).await;
-        });
+        };
+        match node {
+            Some(node) => node.spawn(serve_one),
+            None => {
+                tokio::spawn(serve_one);
+            }
+        }
     }
 }
 

@@ -60,6 +60,10 @@ pub struct NodeActivity {
     pub bytes_pulled: u64,
     /// Bytes of objects copied from this node to others.
     pub bytes_served: u64,
+    /// Resources in use here by tasks other nodes sent, by the sending node's id: each sender
+    /// tells its own running work from others' in this publication.
+    #[serde(default)]
+    pub in_use_by: BTreeMap<u64, Resources>,
 }
 
 /// Milliseconds since the Unix epoch.

@@ -195,6 +195,7 @@ pub fn publish_resources(node: Arc<Node>, out: Publishing) -> Result<std::sync::
                         .collect(),
                     bytes_pulled: stats.bytes_pulled,
                     bytes_served: stats.bytes_served,
+                    in_use_by: node.resources_in_use_by(),
                 };
                 let now = (available, activity);
                 if last.as_ref() != Some(&now) {

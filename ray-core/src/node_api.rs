@@ -123,6 +123,16 @@ impl Node {
             .serve_session(stream, self.cluster_id.clone(), self.binaries.clone());
     }
 
+    /// Runs `task` on the node manager's runtime: a connection accepted elsewhere and served
+    /// there should be registered there (made from a `std` socket inside `task`), so that its
+    /// reads wake the task that handles them without a hop between runtimes.
+    pub fn spawn<F>(&self, task: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.inner.spawn(task);
+    }
+
     /// Another node's address and resources as it published them (it joined or they
     /// changed).
     pub fn node_update(
@@ -131,11 +141,23 @@ impl Node {
         address: Option<std::net::SocketAddr>,
         total: &BTreeMap<String, f64>,
         available: &BTreeMap<String, f64>,
+        in_use_by: &BTreeMap<u64, BTreeMap<String, f64>>,
         incarnation: u64,
     ) {
         let ip = address.map(|a| a.ip());
-        self.inner
-            .run(|st| st.node_update(NodeId(node), ip, total, available, incarnation));
+        self.inner.run(|st| {
+            let empty = BTreeMap::new();
+            let mine = in_use_by
+                .get(&u64::from(st.node.as_u32()))
+                .unwrap_or(&empty);
+            st.node_update(NodeId(node), ip, total, available, mine, incarnation)
+        });
+    }
+
+    /// Resources in use on this node by tasks other nodes sent, by the id of the node that
+    /// sent them (published with its availability; see [`Node::node_update`]).
+    pub fn resources_in_use_by(&self) -> BTreeMap<u64, BTreeMap<String, f64>> {
+        self.inner.lock().in_use_by_senders()
     }
 
     /// Another node's lease expired: it is dead (its work is retried, restarted or rebuilt

@@ -116,7 +116,7 @@ impl NodeState {
         };
         let args = entry.ctor_args.clone().unwrap_or_default();
         let req = entry.resources.clone();
-        let Some(node) = self.place_elsewhere(&req, &args) else {
+        let Some(node) = self.place_elsewhere(&req, &args, false) else {
             return false;
         };
         let entry = self.actors.get(actor).expect("present");

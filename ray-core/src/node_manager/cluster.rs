@@ -2,15 +2,24 @@
 //! not fit here.
 //!
 //! [`Cluster`] holds each live peer's resources, total and available, as last published (the
-//! daemon feeds them from etcd when they change), and what this node has sent there and not
-//! yet heard back about. A peer's room is the smaller of its published availability and its
-//! total less what this node has in flight there: a publication that predates the work sent is
-//! capped by it, and one that already counts it is not charged twice. (A short task may start
-//! and end between two publications, so waiting for the published figure to come back up
-//! would wait forever.) Placement follows Ray's hybrid policy in its simplest form: a task runs here while
-//! it fits here; when it does not, it goes to a peer that has room now, preferring the one that
-//! holds most of its arguments' bytes, then the least loaded. A request no live node could
-//! ever fit is infeasible at once; one that fits only when busy nodes free up waits here.
+//! daemon feeds them from etcd when they change, at most about once a second), and what this
+//! node has sent there and not yet heard back about. A publication also says what of the
+//! peer's resources this node's own tasks were using then; so a peer's room is what it
+//! published free plus what this node's tasks used, less this node's tasks in flight there now.
+//! Each node thus tells its own work from others' in a publication however stale it is:
+//! a publication made while its task ran there does not hold back the next one once the result
+//! is back (it would wait for the next publication, up to a second), and one that predates the
+//! work sent does not count it twice.
+//!
+//! Placement follows Ray's hybrid policy in its simplest form: a task runs here while it fits
+//! here; when it does not, it goes to a peer that has room now, preferring the one that holds
+//! most of its arguments' bytes, then the least loaded. When no peer has room, a task this
+//! node's callers submitted may queue behind this node's work on a peer, up to [`PIPELINE`]
+//! times that peer's total in flight (as Ray pipelines tasks to a leased worker): short tasks
+//! then reach a busy peer without waiting for a round trip each. A task another node sent is
+//! never queued behind work elsewhere, so nothing is passed back and forth between busy
+//! nodes. A request no live node could ever fit is infeasible at once; one that fits only when
+//! busy nodes free up waits.
 
 use super::state::NodeState;
 use crate::codec::Data;
@@ -21,6 +30,12 @@ use std::collections::BTreeMap;
 
 /// Amounts by resource name.
 type Amounts = BTreeMap<String, f64>;
+
+/// How much of this node's work a peer may hold in flight, queued behind what it runs, as a
+/// multiple of its total resources: short tasks then reach a busy peer without a round trip
+/// each (Ray pipelines them to a leased worker), and a long queue does not build up on a
+/// peer another may free first.
+pub(crate) const PIPELINE: u64 = 4;
 
 /// Amounts of resources by kind.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -92,6 +107,33 @@ impl Capacity {
         }
     }
 
+    /// `self` times `k`, kind by kind (saturating).
+    fn times(&self, k: u64) -> Capacity {
+        let mul = |a: Amount| Amount::from_raw(a.raw().saturating_mul(k));
+        Capacity {
+            cpu: mul(self.cpu),
+            gpu: mul(self.gpu),
+            custom: self
+                .custom
+                .iter()
+                .map(|(n, a)| (n.clone(), mul(*a)))
+                .collect(),
+        }
+    }
+
+    fn add_capacity(&mut self, other: &Capacity) {
+        self.cpu = self.cpu.saturating_add(other.cpu);
+        self.gpu = self.gpu.saturating_add(other.gpu);
+        for (n, a) in &other.custom {
+            let have = self.custom.entry(n.clone()).or_default();
+            *have = have.saturating_add(*a);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.cpu.is_zero() && self.gpu.is_zero() && self.custom.values().all(|a| a.is_zero())
+    }
+
     /// `self` less `used`, kind by kind, capped by `cap`.
     fn less_capped(&self, used: &Capacity, cap: &Capacity) -> Capacity {
         let left = |total: Amount, used: Amount, cap: Amount| total.saturating_sub(used).min(cap);
@@ -127,14 +169,20 @@ pub(crate) struct PeerNode {
     total: Capacity,
     /// Available as last published.
     published: Capacity,
+    /// In use there by tasks this node sent, as that same publication says.
+    mine: Capacity,
     /// Tasks this node sent there whose results have not come back.
     in_flight: Capacity,
 }
 
 impl PeerNode {
-    /// Room there now, as far as this node can tell.
+    /// Room there now, as far as this node can tell: what the last publication showed free
+    /// or used by this node's tasks, less this node's tasks in flight there now.
     fn available(&self) -> Capacity {
-        self.total.less_capped(&self.in_flight, &self.published)
+        let mut cap = self.published.clone();
+        cap.add_capacity(&self.mine);
+        let cap = self.total.less_capped(&Capacity::default(), &cap);
+        cap.less_capped(&self.in_flight, &cap)
     }
 }
 
@@ -224,14 +272,41 @@ impl Cluster {
     }
 
     /// A peer that can take `req` now: the one holding most of `bytes_at`, then the least
-    /// loaded (most CPU available).
-    fn pick(&self, req: &ResourceRequest, bytes_at: &BTreeMap<NodeId, u64>) -> Option<NodeId> {
-        self.nodes
-            .iter()
-            .filter(|(id, _)| !self.suspect.contains(id))
+    /// loaded (most CPU available). With `queue_behind` (a task this node's own callers
+    /// submitted), when no peer has room now, a peer already running this node's work may
+    /// take it queued behind that work, up to [`PIPELINE`] times its total in flight: the
+    /// one with the least of this node's work there.
+    fn pick(
+        &self,
+        req: &ResourceRequest,
+        bytes_at: &BTreeMap<NodeId, u64>,
+        queue_behind: bool,
+    ) -> Option<NodeId> {
+        let live = || {
+            self.nodes
+                .iter()
+                .filter(|(id, _)| !self.suspect.contains(id))
+        };
+        let now = live()
             .map(|(id, n)| (id, n.available()))
             .filter(|(_, room)| room.fits(req))
             .max_by_key(|(id, room)| (bytes_at.get(id).copied().unwrap_or(0), room.cpu))
+            .map(|(id, _)| *id);
+        if now.is_some() || !queue_behind {
+            return now;
+        }
+        live()
+            .filter(|(_, n)| !n.in_flight.is_empty())
+            .filter(|(_, n)| {
+                let depth = n.total.times(PIPELINE);
+                depth.less_capped(&n.in_flight, &depth).fits(req)
+            })
+            .min_by_key(|(id, n)| {
+                (
+                    n.in_flight.cpu,
+                    std::cmp::Reverse(bytes_at.get(id).copied()),
+                )
+            })
             .map(|(id, _)| *id)
     }
 
@@ -247,7 +322,8 @@ impl Cluster {
         }
     }
 
-    /// The result of a task sent to `node` came back.
+    /// The result of a task sent to `node` came back, or never will (the node is gone): its
+    /// resources no longer count there.
     pub(crate) fn returned(&mut self, node: NodeId, req: &ResourceRequest) {
         if let Some(n) = self.nodes.get_mut(&node) {
             n.in_flight.take(req);
@@ -264,6 +340,26 @@ impl Cluster {
 }
 
 impl NodeState {
+    /// Resources in use here by tasks other nodes sent, by the node they came from: published
+    /// with this node's availability, so that each sender can tell its own work from others'
+    /// in a publication made while its tasks ran (see [`PeerNode::available`]).
+    pub(crate) fn in_use_by_senders(&self) -> BTreeMap<u64, Amounts> {
+        use super::tasks::TaskState;
+        let mut by: BTreeMap<NodeId, Capacity> = BTreeMap::new();
+        for (id, te) in self.tasks.iter() {
+            let running = matches!(
+                te.state,
+                TaskState::Assigned { .. } | TaskState::Fetching { .. }
+            );
+            if running && id.node() != self.node {
+                by.entry(id.node()).or_default().add(&te.spec.resources);
+            }
+        }
+        by.into_iter()
+            .map(|(n, c)| (u64::from(n.as_u32()), c.to_map()))
+            .collect()
+    }
+
     /// A peer's resources as published (it joined, or its availability changed), by
     /// incarnation: a record of a dead or older incarnation is ignored, and a newer
     /// incarnation means the one this node knew is dead (its work here is handled as lost).
@@ -273,6 +369,7 @@ impl NodeState {
         ip: Option<std::net::IpAddr>,
         total: &BTreeMap<String, f64>,
         available: &BTreeMap<String, f64>,
+        mine: &BTreeMap<String, f64>,
         incarnation: u64,
     ) {
         if node == self.node || self.cluster.fenced(node, incarnation).is_some() {
@@ -281,11 +378,13 @@ impl NodeState {
         self.note_incarnation(node, incarnation);
         let total = Capacity::from_map(total);
         let published = Capacity::from_map(available);
+        let mine = Capacity::from_map(mine);
         match self.cluster.nodes.get_mut(&node) {
             Some(n) => {
                 n.ip = ip;
                 n.total = total;
                 n.published = published;
+                n.mine = mine;
             }
             None => {
                 self.cluster.nodes.insert(
@@ -294,6 +393,7 @@ impl NodeState {
                         ip,
                         total,
                         published,
+                        mine,
                         in_flight: Capacity::default(),
                     },
                 );
@@ -332,14 +432,23 @@ impl NodeState {
     }
 
     /// Where a task that does not fit here now should go: a peer with room, preferring the one
-    /// with most of its arguments' bytes. `None` to keep waiting here. The caller sends it there
+    /// with most of its arguments' bytes; with `queue_behind`, else a peer already running
+    /// this node's work, queued behind it (see [`Cluster::pick`]: only for work submitted
+    /// here, so that a task is never passed back and forth between busy nodes). `None` to keep
+    /// waiting here. The caller sends it there
     /// (and tells [`Cluster::sent`] or [`Cluster::placed_actor`] through `task_sent` /
     /// `actor_sent`).
-    pub(super) fn place_elsewhere(&self, req: &ResourceRequest, args: &[Arg]) -> Option<NodeId> {
+    pub(super) fn place_elsewhere(
+        &self,
+        req: &ResourceRequest,
+        args: &[Arg],
+        queue_behind: bool,
+    ) -> Option<NodeId> {
         if self.cluster.is_empty() || req.bundle.is_some() {
             return None;
         }
-        self.cluster.pick(req, &self.bytes_by_node(args))
+        self.cluster
+            .pick(req, &self.bytes_by_node(args), queue_behind)
     }
 
     /// How a worker's output printed here is told apart at `home`, the node of its driver:

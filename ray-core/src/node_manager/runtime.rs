@@ -228,6 +228,14 @@ impl NodeManager {
         true
     }
 
+    /// Runs `task` on this node manager's runtime.
+    pub(crate) fn spawn<F>(&self, task: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.inner.handle.spawn(task);
+    }
+
     /// Serves a driver's session on `stream`, an authenticated connection from another machine
     /// (on this node's runtime).
     pub(crate) fn serve_session<S>(

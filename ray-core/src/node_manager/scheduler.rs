@@ -120,8 +120,14 @@ impl NodeState {
                     Some(t) if !t.spec.stays_with_caller() => t.spec.args.clone(),
                     _ => continue,
                 };
-                let Some(node) = self.place_elsewhere(&shape, &args) else {
-                    break;
+                let submitted_here = task.node() == self.node;
+                let Some(node) = self.place_elsewhere(&shape, &args, submitted_here) else {
+                    // Nothing has room for this shape; this node's own tasks behind another
+                    // node's may still queue behind their work on a peer.
+                    if submitted_here {
+                        break;
+                    }
+                    continue;
                 };
                 if !self.forward_task(task, node) {
                     break;

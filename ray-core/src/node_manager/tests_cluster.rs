@@ -23,7 +23,7 @@ impl Harness {
     /// A peer publishes its resources (total, available).
     fn peer_publishes(&mut self, node: NodeId, total: &[(&str, f64)], available: &[(&str, f64)]) {
         let (t, a) = (capacity(total), capacity(available));
-        self.with(|st| st.node_update(node, None, &t, &a, 1));
+        self.with(|st| st.node_update(node, None, &t, &a, &Default::default(), 1));
     }
 
     fn ssd_task(&mut self) -> TaskSpec {
@@ -97,42 +97,156 @@ fn a_task_that_fits_no_local_resource_goes_to_a_peer_and_its_result_comes_back()
     assert_eq!(h.st.tasks.len(), 0, "nothing left behind");
 }
 
+/// The tasks sent to `node` (`SubmitTask`) among `sent`.
+fn submitted(sent: &[FromWorker]) -> Vec<ObjectId> {
+    sent.iter()
+        .filter_map(|m| match m {
+            FromWorker::SubmitTask(s) => Some(s.task),
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
-fn work_sent_to_a_peer_counts_there_until_its_result_comes_back() {
+fn work_sent_to_a_peer_counts_there_and_queues_behind_it_up_to_the_pipeline_depth() {
     let mut h = Harness::in_cluster(cpus(1));
     h.peer_publishes(
         PEER,
         &[("CPU", 1.0), ("ssd", 1.0)],
         &[("CPU", 1.0), ("ssd", 1.0)],
     );
-    let first = h.ssd_task();
-    let first = h.submit(DRIVER, first);
-    let second = h.ssd_task();
-    let second = h.submit(DRIVER, second);
-    let sent = h.sent_to_node(PEER);
-    let submitted: Vec<ObjectId> = sent
-        .iter()
-        .filter_map(|m| match m {
-            FromWorker::SubmitTask(s) => Some(s.task),
-            _ => None,
+    let depth = crate::node_manager::cluster::PIPELINE as usize;
+    let tasks: Vec<ObjectId> = (0..depth + 1)
+        .map(|_| {
+            let spec = h.ssd_task();
+            h.submit(DRIVER, spec)
         })
         .collect();
-    assert_eq!(submitted, vec![first], "the peer has room for one");
-    // A stale publication (from before the first task) does not make room for the second.
+    let sent = h.sent_to_node(PEER);
+    assert_eq!(
+        submitted(&sent),
+        tasks[..depth],
+        "one fits there now; the next {} queue behind it there (the peer runs them in turn)",
+        depth - 1
+    );
+    // A stale publication (from before the first task) does not make room for the last.
     h.peer_publishes(
         PEER,
         &[("CPU", 1.0), ("ssd", 1.0)],
         &[("CPU", 1.0), ("ssd", 1.0)],
     );
-    assert!(h.sent_to_node(PEER).is_empty(), "still one in flight there");
-    let req = Harness::result_request(&sent, first);
+    assert!(h.sent_to_node(PEER).is_empty(), "{depth} in flight there");
+    assert!(h.failed(tasks[depth]).is_none(), "it waits here");
+    let req = Harness::result_request(&sent, tasks[0]);
     h.peer_answers(PEER, req, Ok(value(1)));
     let sent = h.sent_to_node(PEER);
-    assert!(
-        sent.iter()
-            .any(|m| matches!(m, FromWorker::SubmitTask(s) if s.task == second)),
-        "the second goes once the first is back: {sent:?}"
+    assert_eq!(
+        submitted(&sent),
+        vec![tasks[depth]],
+        "the last goes once the first is back"
     );
+}
+
+#[test]
+fn a_publication_made_while_this_nodes_task_ran_there_does_not_hold_back_the_next() {
+    let mut h = Harness::in_cluster(cpus(1));
+    let total = capacity(&[("CPU", 1.0), ("ssd", 1.0)]);
+    h.peer_publishes(
+        PEER,
+        &[("CPU", 1.0), ("ssd", 1.0)],
+        &[("CPU", 1.0), ("ssd", 1.0)],
+    );
+    let spec = h.ssd_task();
+    let first = h.submit(DRIVER, spec);
+    let sent = h.sent_to_node(PEER);
+    assert_eq!(submitted(&sent), vec![first]);
+    let req = Harness::result_request(&sent, first);
+    h.peer_answers(PEER, req, Ok(value(1)));
+    // The peer published while the first ran: nothing free, all of it used by this node's
+    // task. That publication arrives after the result.
+    let busy = capacity(&[("CPU", 0.0), ("ssd", 0.0)]);
+    let by: std::collections::BTreeMap<u64, _> =
+        [(u64::from(h.st.node.as_u32()), total.clone())].into();
+    h.with(|st| {
+        let mine = by.get(&u64::from(st.node.as_u32())).unwrap();
+        st.node_update(PEER, None, &total, &busy, mine, 1)
+    });
+    let spec = h.ssd_task();
+    let second = h.submit(DRIVER, spec);
+    let sent = h.sent_to_node(PEER);
+    assert_eq!(
+        submitted(&sent),
+        vec![second],
+        "what was in use there was this node's own, and it is back"
+    );
+    let req = Harness::result_request(&sent, second);
+    h.peer_answers(PEER, req, Ok(value(2)));
+    // Now busy with another node's work: the next waits here until that ends.
+    h.with(|st| st.node_update(PEER, None, &total, &busy, &Default::default(), 1));
+    let spec = h.ssd_task();
+    let third = h.submit(DRIVER, spec);
+    assert!(
+        submitted(&h.sent_to_node(PEER)).is_empty(),
+        "the peer is busy with others' work"
+    );
+    assert!(h.failed(third).is_none(), "it waits here");
+    h.peer_publishes(
+        PEER,
+        &[("CPU", 1.0), ("ssd", 1.0)],
+        &[("CPU", 1.0), ("ssd", 1.0)],
+    );
+    assert_eq!(submitted(&h.sent_to_node(PEER)), vec![third]);
+}
+
+#[test]
+fn a_task_another_node_sent_is_not_queued_behind_work_on_a_busy_peer() {
+    // This node has no ssd; node 3 has one, busy with a task of this node's own driver.
+    const OTHER: NodeId = NodeId(3);
+    let mut h = Harness::in_cluster(cpus(1));
+    h.peer_publishes(
+        OTHER,
+        &[("CPU", 1.0), ("ssd", 1.0)],
+        &[("CPU", 1.0), ("ssd", 1.0)],
+    );
+    let spec = h.ssd_task();
+    let own = h.submit(DRIVER, spec);
+    assert_eq!(submitted(&h.sent_to_node(OTHER)), vec![own]);
+    // Node 2 sends one of its job's tasks here (it thought this node had room).
+    let session = h.with(|st| st.attach_peer(PEER, 1)).expect("attached");
+    let peer_driver = ProcId::driver(PEER);
+    let peer_job = JobId::of_driver(peer_driver);
+    h.msg(
+        session,
+        FromWorker::Job {
+            job: peer_job,
+            fingerprint: FINGERPRINT,
+            sha256: [9; 32],
+            size: 1,
+            namespace: None,
+        },
+    );
+    h.with(|st| {
+        let binary = crate::node_manager::remote::CachedBinary {
+            path: "/bin/false".into(),
+            pin: Box::new(()),
+        };
+        st.job_ready(peer_job, Ok(binary))
+    });
+    let mut theirs = h.task(peer_driver, "m::on_ssd", vec![]);
+    theirs.job = peer_job;
+    theirs.resources.custom = vec![("ssd".into(), Amount::ONE)];
+    let theirs_id = theirs.task;
+    h.msg(session, FromWorker::SubmitTask(theirs));
+    assert!(!h.disconnected.contains(&session), "a valid submission");
+    assert!(
+        submitted(&h.sent_to_node(OTHER)).is_empty(),
+        "not passed on to a busy node: it waits here for one with room"
+    );
+    assert!(h.st.tasks.contains(theirs_id), "it waits here");
+    // A task of this node's own still queues behind its work there.
+    let spec = h.ssd_task();
+    let next = h.submit(DRIVER, spec);
+    assert_eq!(submitted(&h.sent_to_node(OTHER)), vec![next]);
 }
 
 #[test]
@@ -636,7 +750,7 @@ fn a_node_declared_dead_is_fenced_until_it_rejoins_as_a_new_incarnation() {
     );
     // Incarnation 2 is a node like any other.
     let (two, four) = (capacity(&[("CPU", 4.0)]), capacity(&[("CPU", 4.0)]));
-    h.with(|st| st.node_update(PEER, None, &two, &four, 2));
+    h.with(|st| st.node_update(PEER, None, &two, &four, &Default::default(), 2));
     assert!(h.st.cluster.knows(PEER));
     assert!(h.with(|st| st.attach_peer(PEER, 2)).is_ok());
     assert!(h.with(|st| st.attach_peer(PEER, 1)).is_err(), "1 is over");
@@ -651,7 +765,7 @@ fn a_newer_incarnation_means_the_old_one_is_dead() {
     let t = h.submit(DRIVER, spec);
     assert!(!h.sent_to_node(PEER).is_empty());
     let four = capacity(&[("CPU", 4.0)]);
-    h.with(|st| st.node_update(PEER, None, &four, &four, 2));
+    h.with(|st| st.node_update(PEER, None, &four, &four, &Default::default(), 2));
     let resent = h.sent_to_node(PEER);
     assert!(
         resent

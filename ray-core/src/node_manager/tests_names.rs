@@ -13,7 +13,7 @@ impl Harness {
     /// A peer has joined (with one CPU).
     fn peer_is_up(&mut self, node: NodeId) {
         let one: std::collections::BTreeMap<String, f64> = [("CPU".to_string(), 1.0)].into();
-        self.with(|st| st.node_update(node, None, &one, &one, 1));
+        self.with(|st| st.node_update(node, None, &one, &one, &Default::default(), 1));
     }
 }
 
