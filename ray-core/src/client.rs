@@ -78,6 +78,8 @@ pub(crate) struct ProcessClient {
     job: JobId,
     on_lost: OnLost,
     lost: AtomicBool,
+    /// The driver is leaving the cluster: the connection's end is expected, not an error.
+    leaving: AtomicBool,
 }
 
 impl ProcessClient {
@@ -99,6 +101,7 @@ impl ProcessClient {
             job,
             on_lost,
             lost: AtomicBool::new(false),
+            leaving: AtomicBool::new(false),
         }
     }
 
@@ -109,6 +112,11 @@ impl ProcessClient {
         if let Err(e) = self.sender.send(msg) {
             self.connection_lost(&e.to_string());
         }
+    }
+
+    /// The driver leaves the cluster: the end of its connection that follows is expected.
+    pub(crate) fn leaving(&self) {
+        self.leaving.store(true, Ordering::Relaxed);
     }
 
     /// The connection to the node manager is gone (`why`).
@@ -122,7 +130,11 @@ impl ProcessClient {
                 if self.lost.swap(true, Ordering::Relaxed) {
                     return;
                 }
-                crate::log::error!("lost the connection to the cluster: {why}");
+                if self.leaving.load(Ordering::Relaxed) {
+                    crate::log::debug!("the connection to the cluster ended: {why}");
+                } else {
+                    crate::log::error!("lost the connection to the cluster: {why}");
+                }
                 let pending: Vec<Pending> = self
                     .pending
                     .lock()

@@ -286,6 +286,7 @@ fn stop_runtime(rt: tokio::runtime::Runtime) {
 impl ClusterSession {
     /// Leaves the cluster: the connection closes, and the node ends this job.
     pub(crate) fn close(&mut self) {
+        self.client.leaving();
         self.outbox.close();
         if let Some(rt) = self.rt.take() {
             stop_runtime(rt);
