@@ -16,9 +16,9 @@
 //! most of its arguments' bytes, then the least loaded. When no peer has room, a task this
 //! node's callers submitted may queue behind this node's work on a peer, up to [`PIPELINE`]
 //! times that peer's total in flight (as Ray pipelines tasks to a leased worker): short tasks
-//! then reach a busy peer without waiting for a round trip each. A task another node sent is
-//! never queued behind work elsewhere, so nothing is passed back and forth between busy
-//! nodes. A request no live node could ever fit is infeasible at once; one that fits only when
+//! then reach a busy peer without waiting for a round trip each. A task another node sent
+//! runs where it was sent, never passed on: that node placed it there, and a node may submit
+//! only under ids its own processes made. A request no live node could ever fit is infeasible at once; one that fits only when
 //! busy nodes free up waits.
 
 use super::state::NodeState;
@@ -433,9 +433,8 @@ impl NodeState {
 
     /// Where a task that does not fit here now should go: a peer with room, preferring the one
     /// with most of its arguments' bytes; with `queue_behind`, else a peer already running
-    /// this node's work, queued behind it (see [`Cluster::pick`]: only for work submitted
-    /// here, so that a task is never passed back and forth between busy nodes). `None` to keep
-    /// waiting here. The caller sends it there
+    /// this node's work, queued behind it (see [`Cluster::pick`]). `None` to keep waiting
+    /// here. The caller sends it there
     /// (and tells [`Cluster::sent`] or [`Cluster::placed_actor`] through `task_sent` /
     /// `actor_sent`).
     pub(super) fn place_elsewhere(

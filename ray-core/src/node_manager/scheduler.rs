@@ -116,18 +116,16 @@ impl NodeState {
         }
         for (shape, tasks) in self.scheduler.queue.waiting() {
             for task in tasks {
+                // A task another node sent runs here (it fits here, that node chose this one;
+                // and a node may submit only under its own ids).
                 let args = match self.tasks.get(task) {
-                    Some(t) if !t.spec.stays_with_caller() => t.spec.args.clone(),
+                    Some(t) if !t.spec.stays_with_caller() && task.node() == self.node => {
+                        t.spec.args.clone()
+                    }
                     _ => continue,
                 };
-                let submitted_here = task.node() == self.node;
-                let Some(node) = self.place_elsewhere(&shape, &args, submitted_here) else {
-                    // Nothing has room for this shape; this node's own tasks behind another
-                    // node's may still queue behind their work on a peer.
-                    if submitted_here {
-                        break;
-                    }
-                    continue;
+                let Some(node) = self.place_elsewhere(&shape, &args, true) else {
+                    break;
                 };
                 if !self.forward_task(task, node) {
                     break;

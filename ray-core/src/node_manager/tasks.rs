@@ -190,7 +190,9 @@ impl NodeState {
         let Some(te) = self.tasks.map.get(&task) else {
             return;
         };
-        let elsewhere = match te.spec.stays_with_caller() {
+        // A task another node sent runs here: that node placed it (by locality too), and a
+        // node may submit only under ids its own processes made.
+        let elsewhere = match te.spec.stays_with_caller() || task.node() != self.node {
             true => None,
             false => self.place_by_locality(&te.spec.resources, &te.spec.args),
         };

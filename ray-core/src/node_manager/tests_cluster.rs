@@ -199,18 +199,12 @@ fn a_publication_made_while_this_nodes_task_ran_there_does_not_hold_back_the_nex
 }
 
 #[test]
-fn a_task_another_node_sent_is_not_queued_behind_work_on_a_busy_peer() {
-    // This node has no ssd; node 3 has one, busy with a task of this node's own driver.
+fn a_task_another_node_sent_runs_here_and_is_never_passed_on() {
+    // This node's CPU is busy; node 3 has room (and this node's own work queues there).
     const OTHER: NodeId = NodeId(3);
     let mut h = Harness::in_cluster(cpus(1));
-    h.peer_publishes(
-        OTHER,
-        &[("CPU", 1.0), ("ssd", 1.0)],
-        &[("CPU", 1.0), ("ssd", 1.0)],
-    );
-    let spec = h.ssd_task();
-    let own = h.submit(DRIVER, spec);
-    assert_eq!(submitted(&h.sent_to_node(OTHER)), vec![own]);
+    let (_w, _busy) = busy_worker(&mut h);
+    h.peer_publishes(OTHER, &[("CPU", 4.0)], &[("CPU", 4.0)]);
     // Node 2 sends one of its job's tasks here (it thought this node had room).
     let session = h.with(|st| st.attach_peer(PEER, 1)).expect("attached");
     let peer_driver = ProcId::driver(PEER);
@@ -232,21 +226,23 @@ fn a_task_another_node_sent_is_not_queued_behind_work_on_a_busy_peer() {
         };
         st.job_ready(peer_job, Ok(binary))
     });
-    let mut theirs = h.task(peer_driver, "m::on_ssd", vec![]);
+    let mut theirs = h.task(peer_driver, "m::work", vec![]);
     theirs.job = peer_job;
-    theirs.resources.custom = vec![("ssd".into(), Amount::ONE)];
     let theirs_id = theirs.task;
     h.msg(session, FromWorker::SubmitTask(theirs));
     assert!(!h.disconnected.contains(&session), "a valid submission");
     assert!(
         submitted(&h.sent_to_node(OTHER)).is_empty(),
-        "not passed on to a busy node: it waits here for one with room"
+        "not passed on, though node 3 has room: node 3 would refuse work under node 2's ids"
     );
-    assert!(h.st.tasks.contains(theirs_id), "it waits here");
-    // A task of this node's own still queues behind its work there.
-    let spec = h.ssd_task();
-    let next = h.submit(DRIVER, spec);
-    assert_eq!(submitted(&h.sent_to_node(OTHER)), vec![next]);
+    assert!(
+        h.st.tasks.contains(theirs_id),
+        "it waits here for this node's CPU"
+    );
+    // A task of this node's own goes to node 3.
+    let spec = h.task(DRIVER, "m::work", vec![]);
+    let own = h.submit(DRIVER, spec);
+    assert_eq!(submitted(&h.sent_to_node(OTHER)), vec![own]);
 }
 
 #[test]
