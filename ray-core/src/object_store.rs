@@ -199,6 +199,58 @@ impl Arena {
         Ok(())
     }
 
+    /// Opens a write window over `[offset, offset + len)` (its pages pre-faulted) and returns
+    /// it: the destination of bytes read straight from a connection (a chunk of an object
+    /// pulled from another node), without a buffer in between. The window closes when the
+    /// returned value is dropped.
+    ///
+    /// # Safety
+    ///
+    /// The range must lie in a region allocated to the caller alone and not sealed yet, and no
+    /// other window may be open over any of its pages while the returned one lives (regions
+    /// are page-aligned, so only windows over the same region can share a page).
+    pub(crate) unsafe fn window(&self, offset: u64, len: u64) -> Result<WriteWindow<'_>> {
+        const PAGE: u64 = 4096;
+        if offset
+            .checked_add(len)
+            .is_none_or(|end| end > self.capacity)
+        {
+            return Err(Error::InvalidArgument {
+                what: "object store window".into(),
+                message: format!(
+                    "{len} bytes at offset {offset} do not fit the store's {} bytes",
+                    self.capacity
+                ),
+            });
+        }
+        let start = offset / PAGE * PAGE;
+        let end = ((offset + len).div_ceil(PAGE) * PAGE).min(self.capacity.div_ceil(PAGE) * PAGE);
+        let pages_len = (end - start) as usize;
+        // SAFETY: [start, end) lies inside the write mapping (page-aligned, within capacity).
+        let pages = unsafe { self.write_base.add(start as usize) };
+        if pages_len > 0 {
+            let prot = libc::PROT_READ | libc::PROT_WRITE;
+            // SAFETY: opening a window over pages of our own mapping; the caller guarantees no
+            // other writer uses them while it is open.
+            if unsafe { libc::mprotect(pages.cast(), pages_len, prot) } != 0 {
+                return Err(os_err(
+                    "opening a write window in the object store (mprotect)",
+                ));
+            }
+            // SAFETY: pre-faulting the pages just opened; only a hint (an old kernel without
+            // MADV_POPULATE_WRITE returns EINVAL and the writes fault pages in one by one).
+            unsafe { libc::madvise(pages.cast(), pages_len, libc::MADV_POPULATE_WRITE) };
+        }
+        Ok(WriteWindow {
+            _arena: std::marker::PhantomData,
+            pages,
+            pages_len,
+            // SAFETY: `offset` is inside the mapping (checked above).
+            ptr: unsafe { self.write_base.add(offset as usize) },
+            len: len as usize,
+        })
+    }
+
     /// Gives the memory of a freed region back to the system (whole pages only).
     pub(crate) fn punch(&self, offset: u64, len: u64) {
         const PAGE: u64 = 4096;
@@ -226,6 +278,47 @@ impl Drop for Arena {
         unsafe {
             libc::munmap(self.base as *mut libc::c_void, len);
             libc::munmap(self.write_base as *mut libc::c_void, len);
+        }
+    }
+}
+
+/// An open write window over part of a region of the store ([`Arena::window`]); closed (its
+/// pages inaccessible again) when dropped.
+pub(crate) struct WriteWindow<'a> {
+    _arena: std::marker::PhantomData<&'a Arena>,
+    /// The window's first page and its length in bytes (whole pages).
+    pages: *mut u8,
+    pages_len: usize,
+    /// The bytes the window was opened for.
+    ptr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: a window is the only handle on its pages' write access (`Arena::window`'s contract),
+// and the `Arena` it borrows is `Sync`; moving it to another thread moves that access along.
+unsafe impl Send for WriteWindow<'_> {}
+
+impl WriteWindow<'_> {
+    /// The bytes the window was opened for, writable.
+    pub(crate) fn bytes(&mut self) -> &mut [u8] {
+        // SAFETY: `ptr..ptr + len` lies inside the open window (`Arena::window` checked the
+        // bounds and opened its pages), which nobody else writes while it is open, and the
+        // mapping outlives the borrow of the `Arena`.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+}
+
+impl Drop for WriteWindow<'_> {
+    fn drop(&mut self) {
+        if self.pages_len == 0 {
+            return;
+        }
+        // SAFETY: closing the window `Arena::window` opened over these pages of its mapping.
+        if unsafe { libc::mprotect(self.pages.cast(), self.pages_len, libc::PROT_NONE) } != 0 {
+            crate::log::error!(
+                "closing a write window in the object store (mprotect): {}",
+                std::io::Error::last_os_error()
+            );
         }
     }
 }

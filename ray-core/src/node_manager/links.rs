@@ -15,9 +15,9 @@ use crate::codec;
 use crate::error::{Error, Result};
 use crate::ids::{JobId, NodeId, ObjectId};
 use crate::log;
-use crate::object_store::PAD;
+use crate::object_store::{Arena, PAD};
 use crate::protocol::PROTOCOL_VERSION;
-use crate::protocol::node::{DataReply, DataRequest, NodeMessage, PeerRole};
+use crate::protocol::node::{DATA_HEADER_MAX, DataReply, DataRequest, NodeMessage, PeerRole};
 use crate::protocol::worker::{FromWorker, ToWorker};
 use crate::transport::{self, HELLO_MAX, MAX_TO_WORKER, StreamOutbox};
 use std::collections::HashMap;
@@ -25,7 +25,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// A stream to another node, authenticated by the daemon (TLS, cluster token).
 pub trait PeerStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
@@ -261,16 +261,83 @@ async fn read_control_replies<R: AsyncRead + Unpin>(
     }
 }
 
+/// What a request on a data session received.
+#[derive(Debug)]
+pub(super) enum Received {
+    /// This many bytes were written where the request's [`Sink::Store`] said.
+    Stored(u64),
+    /// The bytes themselves ([`Sink::Memory`]).
+    Bytes(Vec<u8>),
+}
+
+/// Where the bytes of a reply go.
+pub(super) enum Sink {
+    /// Into this node's store at `offset` (exactly the length asked for), inside the region
+    /// `target` guards.
+    Store {
+        target: Arc<PullTarget>,
+        offset: u64,
+    },
+    /// Into memory, at most the length asked for (pieces of an executable).
+    Memory,
+}
+
+/// The part of this node's store a pull writes to, `[start, end)`. A data session's reader
+/// writes a chunk there only while it holds `open` and finds it true, one chunk at a time; the
+/// pull sets it false before its region is sealed or given back, so no byte lands in a region
+/// after its pull ended, and no two write windows over the region are ever open at once.
+pub(super) struct PullTarget {
+    open: tokio::sync::Mutex<bool>,
+    start: u64,
+    end: u64,
+}
+
+impl PullTarget {
+    /// The store range `[start, end)` of one pull; `None` if it overflows.
+    pub(super) fn new(start: u64, len: u64) -> Option<Arc<PullTarget>> {
+        Some(Arc::new(PullTarget {
+            open: tokio::sync::Mutex::new(true),
+            start,
+            end: start.checked_add(len)?,
+        }))
+    }
+
+    /// Whether `[offset, offset + len)` lies inside the target.
+    fn holds(&self, offset: u64, len: u64) -> bool {
+        offset >= self.start && offset.checked_add(len).is_some_and(|end| end <= self.end)
+    }
+}
+
+/// What a request's reply brings: the bytes (or where they were put), the serving node's
+/// reason for sending none, or (outer `Err`) a broken session.
+type Answer = std::result::Result<Received, String>;
+
+/// A request waiting for its reply. It stays until the reply came even when its requester
+/// went away, so the reader knows how many bytes follow the reply and skips them.
+struct Waiter {
+    len: u64,
+    sink: Sink,
+    tx: tokio::sync::oneshot::Sender<Answer>,
+}
+
 /// This node's data session at another node: requests by number, replies matched to them.
 pub(crate) struct DataLink {
     outbox: StreamOutbox,
     next: AtomicU64,
-    waiting: Mutex<Option<HashMap<u64, tokio::sync::oneshot::Sender<DataReply>>>>,
+    waiting: Mutex<Option<HashMap<u64, Waiter>>>,
+    /// Stops the session's reader ([`DataLink::shut`]).
+    stop: tokio::sync::Notify,
 }
 
 impl DataLink {
-    /// Sends a request and waits for its reply.
-    async fn request(&self, make: impl FnOnce(u64) -> DataRequest) -> Result<DataReply> {
+    /// Sends a request for `len` bytes whose reply goes to `sink`; the returned receiver gets
+    /// the answer (dropping it abandons the request; its bytes are then skipped).
+    fn ask(
+        &self,
+        len: u64,
+        sink: Sink,
+        make: impl FnOnce(u64) -> DataRequest,
+    ) -> Result<tokio::sync::oneshot::Receiver<Answer>> {
         let req = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = tokio::sync::oneshot::channel();
         {
@@ -278,10 +345,18 @@ impl DataLink {
             let Some(w) = w.as_mut() else {
                 return Err(broken("the data session is closed"));
             };
-            w.insert(req, tx);
+            w.insert(req, Waiter { len, sink, tx });
         }
         self.outbox.send(&make(req))?;
-        rx.await.map_err(|_| broken("the data session ended"))
+        Ok(rx)
+    }
+
+    fn take(&self, req: u64) -> Option<Waiter> {
+        self.waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+            .and_then(|w| w.remove(&req))
     }
 
     fn fail_all(&self) {
@@ -289,6 +364,12 @@ impl DataLink {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();
+    }
+
+    /// Ends the session: its reader stops (between two reads; a chunk it was writing is left
+    /// unfinished) and every request waiting on it fails.
+    fn shut(&self) {
+        self.stop.notify_one();
     }
 }
 
@@ -309,42 +390,137 @@ pub(super) async fn data_link(inner: &Arc<Inner>, node: NodeId) -> Result<Arc<Da
         .await
         .map_err(|e| Error::io(format!("opening a data session with {node}"), e))?;
     let (outbox, rx) = StreamOutbox::new();
-    let link = Arc::new(DataLink {
+    let new = Arc::new(DataLink {
         outbox,
         next: AtomicU64::new(1),
         waiting: Mutex::new(Some(HashMap::new())),
+        stop: tokio::sync::Notify::new(),
     });
-    let link = inner.set_data_link(node, link);
+    let link = inner.set_data_link(node, new.clone());
+    if !Arc::ptr_eq(&link, &new) {
+        // Another pull opened one meanwhile: this stream is closed unused.
+        return Ok(link);
+    }
     let (rd, wr) = tokio::io::split(stream);
     tokio::spawn(StreamOutbox::run_writer(rx, wr));
-    let reader_link = link.clone();
     let weak = Arc::downgrade(inner);
+    let arena = inner.arena().clone();
     tokio::spawn(async move {
-        let mut rd = tokio::io::BufReader::with_capacity(256 * 1024, rd);
-        let mut buf = Vec::new();
-        while let Ok(Some(())) =
-            transport::read_frame_async(&mut rd, &mut buf, (CHUNK as usize) + 4096).await
-        {
-            let Ok(DataReply::Bytes { req, result }) = codec::decode_frame::<DataReply>(&buf)
-            else {
-                break;
-            };
-            let tx = reader_link
-                .waiting
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .as_mut()
-                .and_then(|w| w.remove(&req));
-            if let Some(tx) = tx {
-                let _ = tx.send(DataReply::Bytes { req, result });
-            }
-        }
-        reader_link.fail_all();
+        let why = tokio::select! {
+            why = read_data_replies(&link, &arena, rd) => why,
+            () = link.stop.notified() => "it was shut here".to_string(),
+        };
+        log::debug!("the data session with {node} ended: {why}");
+        link.fail_all();
+        link.outbox.close();
         if let Some(n) = weak.upgrade() {
-            n.forget_data_link(node, &reader_link);
+            n.forget_data_link(node, &link);
         }
     });
-    Ok(link)
+    Ok(new)
+}
+
+/// Reads a data session's replies until it ends (returns why): each header frame, then the
+/// bytes it announces, straight to where its request said (this node's store, or memory).
+/// A reply to nothing asked, or announcing another length than asked, ends the session.
+async fn read_data_replies<R: AsyncRead + Unpin>(link: &DataLink, arena: &Arena, rd: R) -> String {
+    let mut rd = tokio::io::BufReader::with_capacity(64 * 1024, rd);
+    let mut header = Vec::new();
+    loop {
+        match transport::read_frame_async(&mut rd, &mut header, DATA_HEADER_MAX).await {
+            Ok(Some(())) => {}
+            Ok(None) => return "the connection was closed".into(),
+            Err(e) => return e.to_string(),
+        }
+        let DataReply::Bytes { req, result } = match codec::decode_frame::<DataReply>(&header) {
+            Ok(reply) => reply,
+            Err(e) => return format!("a reply that does not decode: {e}"),
+        };
+        let Some(waiter) = link.take(req) else {
+            return format!("a reply to request {req}, which was not asked");
+        };
+        let len = match result {
+            Ok(len) => len,
+            Err(why) => {
+                let _ = waiter.tx.send(Err(why));
+                continue;
+            }
+        };
+        if let Err(why) = acceptable(len, waiter.len, &waiter.sink) {
+            let _ = waiter.tx.send(Err(why.clone()));
+            return why;
+        }
+        let received = match waiter.sink {
+            Sink::Memory => {
+                // At most what was asked for (checked above), which this node chose.
+                let mut bytes = vec![0u8; len as usize];
+                rd.read_exact(&mut bytes)
+                    .await
+                    .map(|_| Received::Bytes(bytes))
+            }
+            Sink::Store { target, offset } => {
+                receive_into_store(&mut rd, arena, &target, offset, len)
+                    .await
+                    .map(|()| Received::Stored(len))
+            }
+        };
+        match received {
+            Ok(r) => {
+                let _ = waiter.tx.send(Ok(r));
+            }
+            // The waiter goes without an answer: its session broke.
+            Err(e) => return e.to_string(),
+        }
+    }
+}
+
+/// Whether a reply may announce `len` bytes for a request of `asked` going to `sink`: a chunk
+/// of an object exactly what was asked, a piece of an executable at most that.
+fn acceptable(len: u64, asked: u64, sink: &Sink) -> std::result::Result<(), String> {
+    let ok = match sink {
+        Sink::Store { .. } => len == asked,
+        Sink::Memory => len <= asked,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "the reply announced {len} bytes, {asked} were asked for"
+        ))
+    }
+}
+
+/// Reads `len` bytes from `rd` into this node's store at `offset`, inside `target` (or skips
+/// them if the pull of `target` ended meanwhile).
+async fn receive_into_store<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    arena: &Arena,
+    target: &PullTarget,
+    offset: u64,
+    len: u64,
+) -> std::io::Result<()> {
+    if !target.holds(offset, len) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("bytes at {offset}..+{len} are outside the object being pulled"),
+        ));
+    }
+    let open = target.open.lock().await;
+    if !*open {
+        let skipped = tokio::io::copy(&mut rd.take(len), &mut tokio::io::sink()).await?;
+        if skipped < len {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        return Ok(());
+    }
+    // SAFETY: [offset, offset + len) lies inside the pull's region (checked above), which is
+    // allocated to the pull alone and not sealed or given back while `open` is true; windows
+    // over it are only opened here, under `open`'s lock, one at a time.
+    let mut window = unsafe { arena.window(offset, len) }.map_err(std::io::Error::other)?;
+    rd.read_exact(window.bytes()).await?;
+    drop(window);
+    drop(open);
+    Ok(())
 }
 
 /// Chunk requests a pull keeps in flight on its data session, so the sending node reads the
@@ -352,12 +528,22 @@ pub(super) async fn data_link(inner: &Arc<Inner>, node: NodeId) -> Result<Arc<Da
 const PULL_WINDOW: usize = 8;
 
 /// Copies `len` bytes of object `id` from `from` into `region` of this node's store, then
-/// tells the state machine. Up to [`PULL_WINDOW`] chunks are asked for at once and written as
-/// they arrive, in order. A broken connection resumes from the last chunk received.
+/// tells the state machine. Up to [`PULL_WINDOW`] chunks are asked for at once; the data
+/// session's reader writes each straight into the region as it arrives. A broken connection
+/// resumes from the last of the chunks received in order.
 pub(super) async fn pull(inner: Arc<Inner>, id: ObjectId, from: NodeId, len: u64, region: u64) {
     log::debug!("pulling object {id} ({len} bytes) from {from}");
+    let Some(target) = region
+        .checked_add(PAD)
+        .and_then(|start| PullTarget::new(start, len))
+    else {
+        let e = Error::object_lost(id, format!("{len} bytes at {region} overflow"));
+        inner.run(|st| st.pull_done(id, region, Err(e)));
+        return;
+    };
     let mut offset = 0u64;
     let mut resumes = 0;
+    let mut current: Option<Arc<DataLink>> = None;
     let result = 'pull: loop {
         if offset >= len {
             break Ok(());
@@ -371,69 +557,80 @@ pub(super) async fn pull(inner: Arc<Inner>, id: ObjectId, from: NodeId, len: u64
             }
             Err(e) => break Err(e),
         };
+        current = Some(link.clone());
         let mut asked = offset;
         let mut inflight = std::collections::VecDeque::new();
-        let broke = loop {
+        let broke = 'chunks: loop {
             while inflight.len() < PULL_WINDOW && asked < len {
-                let want = CHUNK.min(len - asked);
-                let (link, at) = (link.clone(), asked);
-                let reply = tokio::spawn(async move {
-                    link.request(|req| DataRequest::Fetch {
-                        req,
-                        id,
-                        offset: at,
-                        len: want,
-                    })
-                    .await
-                });
-                inflight.push_back((at, want, reply));
+                let (at, want) = (asked, CHUNK.min(len - asked));
+                let sink = Sink::Store {
+                    target: target.clone(),
+                    offset: target.start + at,
+                };
+                let fetch = |req| DataRequest::Fetch {
+                    req,
+                    id,
+                    offset: at,
+                    len: want,
+                };
+                match link.ask(want, sink, fetch) {
+                    Ok(rx) => inflight.push_back((at, want, rx)),
+                    Err(e) => break 'chunks e,
+                }
                 asked += want;
             }
             let Some((at, want, reply)) = inflight.pop_front() else {
                 break 'pull Ok(());
             };
-            let reply = reply
-                .await
-                .unwrap_or_else(|e| Err(broken(&format!("the request failed: {e}"))));
-            match reply {
-                Ok(DataReply::Bytes {
-                    result: Ok(bytes), ..
-                }) if bytes.len() as u64 == want => {
-                    if let Err(e) = inner.arena().write(region + PAD + at, &[&bytes]) {
-                        break 'pull Err(e);
-                    }
+            match reply.await {
+                Ok(Ok(Received::Stored(n))) if n == want => {
                     offset = at + want;
                     inner.count_pulled(want);
                 }
-                Ok(DataReply::Bytes {
-                    result: Ok(bytes), ..
-                }) => {
+                Ok(Ok(other)) => {
                     break 'pull Err(Error::object_lost(
                         id,
-                        format!("{from} sent {} bytes, {want} were asked for", bytes.len()),
+                        format!("{from} answered {other:?} for {want} bytes"),
                     ));
                 }
-                Ok(DataReply::Bytes { result: Err(e), .. }) => {
+                Ok(Err(e)) => {
                     break 'pull Err(Error::object_lost(
                         id,
                         format!("{from} cannot send it: {e}"),
                     ));
                 }
-                Err(e) => break e,
+                Err(_) => break broken("the data session ended"),
             }
         };
-        for (_, _, reply) in inflight {
-            reply.abort();
-        }
         if resumes >= RESUMES {
             break Err(broke);
         }
         resumes += 1;
         log::warn!("pulling object {id} from {from}: {broke}; resuming at byte {offset}");
     };
+    close_target(&target, current.as_deref()).await;
     log::debug!("pulled object {id} from {from}: {result:?}");
     inner.run(|st| st.pull_done(id, region, result));
 }
+
+/// Marks a pull's target closed, waiting for a chunk being written into it to end first: a
+/// pull that failed may still have chunks on their way. If one does not end soon (a stalled
+/// peer), the data session is shut, which ends it.
+async fn close_target(target: &PullTarget, link: Option<&DataLink>) {
+    let mut open = match tokio::time::timeout(CLOSE_WAIT, target.open.lock()).await {
+        Ok(open) => open,
+        Err(_) => {
+            if let Some(link) = link {
+                link.shut();
+            }
+            target.open.lock().await
+        }
+    };
+    *open = false;
+}
+
+/// How long a failed pull waits for a chunk still being written into its region.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Makes sure `job`'s executable is in the binary cache (fetching it from `from`), then tells
 /// the state machine.
@@ -466,17 +663,21 @@ async fn fetch_binary(
     let mut offset = 0u64;
     while offset < size {
         let want = CHUNK.min(size - offset);
+        let fetch = |req| DataRequest::FetchBinary {
+            req,
+            sha256,
+            offset,
+            len: want,
+        };
         let reply = link
-            .request(|req| DataRequest::FetchBinary {
-                req,
-                sha256,
-                offset,
-                len: want,
-            })
+            .ask(want, Sink::Memory, fetch)
+            .map_err(|e| e.to_string())?
             .await
-            .map_err(|e| e.to_string())?;
-        let DataReply::Bytes { result, .. } = reply;
-        let bytes = result?;
+            .map_err(|_| "the data session ended".to_string())?;
+        let bytes = match reply? {
+            Received::Bytes(bytes) => bytes,
+            other => return Err(format!("{from} answered {other:?}")),
+        };
         if bytes.is_empty() {
             return Err(format!("{from} sent nothing at byte {offset} of {size}"));
         }
@@ -485,3 +686,7 @@ async fn fetch_binary(
     }
     upload.finish()
 }
+
+#[cfg(test)]
+#[path = "links_tests.rs"]
+mod tests;

@@ -381,6 +381,10 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Serves another node's data session: bytes of stored objects and of cached executables.
+/// Each reply is a small header frame ([`DataReply`](crate::protocol::node::DataReply)) and
+/// then the bytes themselves, written to the connection straight from this node's store (the
+/// object is counted as read meanwhile, so it is neither freed nor spilled): no copy on the
+/// way but TLS's own encryption.
 async fn serve_data<S>(
     node: Weak<Inner>,
     mut stream: S,
@@ -389,7 +393,7 @@ async fn serve_data<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    use crate::protocol::node::{DataReply, DataRequest};
+    use crate::protocol::node::{DATA_ERROR_MAX, DataReply, DataRequest};
     let Some(n) = node.upgrade() else { return };
     let welcome = NodeMessage::Welcome {
         node: n.node_id(),
@@ -404,36 +408,145 @@ async fn serve_data<S>(
     let (rd, mut wr) = tokio::io::split(stream);
     let mut rd = tokio::io::BufReader::with_capacity(64 * 1024, rd);
     let mut buf = Vec::new();
+    let mut header = Vec::new();
     while let Ok(Some(())) = transport::read_frame_async(&mut rd, &mut buf, HELLO_MAX).await {
         let Ok(request) = codec::decode_frame::<DataRequest>(&buf) else {
             log::warn!("{peer} sent a data request that does not decode");
             break;
         };
         let Some(n) = node.upgrade() else { return };
-        let (req, result) = match request {
+        let (req, source) = match request {
             DataRequest::Fetch {
                 req,
                 id,
                 offset,
                 len,
-            } => (req, n.read_object(id, offset, len)),
+            } => (req, PeerSlice::open(n, id, offset, len)),
             DataRequest::FetchBinary {
                 req,
                 sha256,
                 offset,
                 len,
-            } => (req, read_binary(&*store, &sha256, offset, len)),
+            } => {
+                drop(n);
+                let read = read_binary(&*store, &sha256, offset, len);
+                (req, read.map(PeerSlice::Owned))
+            }
         };
-        if let Ok(bytes) = &result {
-            n.count_served(bytes.len() as u64);
-        }
-        drop(n);
-        let mut frame = Vec::new();
-        if codec::encode_frame(&DataReply::Bytes { req, result }, &mut frame).is_err()
-            || wr.write_all(&frame).await.is_err()
-            || wr.flush().await.is_err()
+        let result = match &source {
+            Ok(s) => Ok(s.bytes().len() as u64),
+            Err(e) => Err(cut(e, DATA_ERROR_MAX)),
+        };
+        header.clear();
+        if codec::encode_frame(&DataReply::Bytes { req, result }, &mut header).is_err()
+            || wr.write_all(&header).await.is_err()
         {
             break;
+        }
+        if let Ok(source) = &source {
+            if wr.write_all(source.bytes()).await.is_err() {
+                break;
+            }
+            if let Some(n) = node.upgrade() {
+                n.count_served(source.bytes().len() as u64);
+            }
+        }
+        drop(source);
+        if wr.flush().await.is_err() {
+            break;
+        }
+    }
+}
+
+/// `text`, cut to at most `max` bytes (at a character boundary).
+fn cut(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
+}
+
+/// Bytes another node asked for.
+enum PeerSlice {
+    /// Of an object of this node: counted as read by peers (so it stays allocated, sealed and
+    /// in memory) until this is dropped.
+    Object {
+        node: Arc<Inner>,
+        id: crate::ids::ObjectId,
+        source: super::store::PeerRead,
+        /// The bytes asked for: offsets into `source`.
+        offset: u64,
+        len: u64,
+    },
+    /// Read out of a file (a cached executable).
+    Owned(bytes::Bytes),
+}
+
+impl PeerSlice {
+    /// `len` bytes of object `id`'s value from `offset`, if this node has them.
+    fn open(
+        node: Arc<Inner>,
+        id: crate::ids::ObjectId,
+        offset: u64,
+        len: u64,
+    ) -> std::result::Result<PeerSlice, String> {
+        let source = node.run(|st| st.read_for_peer(id))?;
+        let total = match &source {
+            super::store::PeerRead::Inline(bytes) => bytes.len() as u64,
+            super::store::PeerRead::Stored { len, .. } => *len,
+        };
+        let (offset, len) = match source {
+            // An inline value's bytes are cut to what there is (as before).
+            super::store::PeerRead::Inline(_) => {
+                let start = offset.min(total);
+                (start, len.min(total - start))
+            }
+            super::store::PeerRead::Stored { .. } => (offset, len),
+        };
+        let slice = PeerSlice::Object {
+            node,
+            id,
+            source,
+            offset,
+            len,
+        };
+        if offset.checked_add(len).is_none_or(|end| end > total) {
+            return Err(format!("bytes {offset}..+{len} of a {total}-byte object"));
+        }
+        Ok(slice)
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            PeerSlice::Owned(b) => b,
+            PeerSlice::Object {
+                source: super::store::PeerRead::Inline(b),
+                offset,
+                len,
+                ..
+            } => &b[*offset as usize..(*offset + *len) as usize],
+            PeerSlice::Object {
+                node,
+                source: super::store::PeerRead::Stored { start, .. },
+                offset,
+                len,
+                ..
+            } => {
+                // SAFETY: `read_for_peer` counted a reader on the object, so its region stays
+                // allocated, sealed (unwritten) and in memory until `read_done` in `drop`, and
+                // `open` checked that the range lies inside the object.
+                unsafe { node.arena().slice(start + offset, *len) }
+            }
+        }
+    }
+}
+
+impl Drop for PeerSlice {
+    fn drop(&mut self) {
+        if let PeerSlice::Object { node, id, .. } = self {
+            let id = *id;
+            node.run(|st| st.read_done(id));
         }
     }
 }

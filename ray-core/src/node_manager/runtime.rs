@@ -369,36 +369,6 @@ impl Inner {
         self.pulled.fetch_add(bytes, Ordering::Relaxed);
     }
 
-    /// `len` bytes of object `id`'s value from `offset`, for another node: the object is held
-    /// against freeing and spilling while they are copied out of the store.
-    pub(super) fn read_object(
-        self: &Arc<Self>,
-        id: crate::ids::ObjectId,
-        offset: u64,
-        len: u64,
-    ) -> std::result::Result<bytes::Bytes, String> {
-        let source = self.run(|st| st.read_for_peer(id))?;
-        let out = match source {
-            super::store::PeerRead::Inline(bytes) => {
-                let start = (offset as usize).min(bytes.len());
-                let end = (offset.saturating_add(len) as usize).min(bytes.len());
-                Ok(bytes.slice(start..end))
-            }
-            super::store::PeerRead::Stored { start, len: total } => {
-                if offset.checked_add(len).is_none_or(|end| end > total) {
-                    Err(format!("bytes {offset}..+{len} of a {total}-byte object"))
-                } else {
-                    // SAFETY: `read_for_peer` counted a reader on the object, so its region
-                    // stays allocated, sealed and in memory until `read_done` below.
-                    let slice = unsafe { self.arena.slice(start + offset, len) };
-                    Ok(bytes::Bytes::copy_from_slice(slice))
-                }
-            }
-        };
-        self.run(|st| st.read_done(id));
-        out
-    }
-
     pub(super) fn count_served(&self, bytes: u64) {
         self.served.fetch_add(bytes, Ordering::Relaxed);
     }

@@ -293,11 +293,24 @@ pub(crate) enum DataRequest {
     },
 }
 
-/// Replies on a data session.
+/// Replies on a data session. A reply is this header frame; for `Ok(len)` exactly `len` raw
+/// bytes follow it on the stream (outside any frame), so the serving node writes them straight
+/// from its store and the requesting node reads them straight to where they go (its own
+/// store, for a chunk of an object). A requester takes no more than it asked for: a reply
+/// announcing another length than a chunk asked (or more than a piece of an executable asked)
+/// ends the session.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) enum DataReply {
     Bytes {
         req: u64,
-        result: Result<bytes::Bytes, String>,
+        /// How many bytes follow, or why there are none.
+        result: Result<u64, String>,
     },
 }
+
+/// Largest header frame of a [`DataReply`] (its bytes follow outside the frame).
+pub(crate) const DATA_HEADER_MAX: usize = 16 * 1024;
+
+/// Longest error text a [`DataReply`] carries (a longer one is cut, so the header fits
+/// [`DATA_HEADER_MAX`]).
+pub(crate) const DATA_ERROR_MAX: usize = 4 * 1024;
