@@ -43,7 +43,10 @@ pub(crate) struct Store {
 impl Store {
     pub(crate) fn new(arena: Arc<Arena>, spill: SpillDir) -> Self {
         let alloc = Allocator::new(arena.capacity());
-        let warm_limit = (arena.capacity() / 4).min(1 << 30);
+        // Half the store, at most 4 GiB: a node that received or made a 1 GiB object keeps
+        // its pages for the next one (a 1 GiB pull into fresh pages spends most of its time
+        // faulting them in: 1.03 GB/s node to node with a 1 GiB limit, 1.72 with this one).
+        let warm_limit = (arena.capacity() / 2).min(4 << 30);
         Store {
             arena,
             alloc,
