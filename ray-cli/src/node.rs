@@ -382,6 +382,7 @@ fn bring_up(
     };
 
     let (cluster_id, token, identity, ca_pem, etcd, etcd_server, ca, node_ip, etcd_url);
+    let mut joined_head = None;
     if args.head {
         cluster_id = new_cluster_id()?;
         token = head_token(dir)?;
@@ -421,6 +422,7 @@ fn bring_up(
         }
     } else {
         let head = resolve("--address", args.address.as_deref().unwrap_or_default())?;
+        joined_head = Some(head);
         token = AuthToken::from_env_or_file(&dir.token_file())?;
         let ca_file = own_tls.as_ref().map(|(_, _, a)| read_text(a)).transpose()?;
         let tls = ray_net::client_config(ca_file.as_deref().map(str::as_bytes), None)?;
@@ -618,6 +620,16 @@ fn bring_up(
         tokio::net::TcpListener::from_std(std_listener)
             .map_err(|e| CliError::io("registering the listener", e))?
     };
+    if let Some(head) = joined_head {
+        let tls = ray_net::client_config(Some(ca_pem.as_bytes()), Some(&identity))?;
+        let handshake = HandshakeConfig::new(
+            token.clone(),
+            Some(cluster_id.clone()),
+            Role::Node,
+            format!("node-{node_id}"),
+        );
+        runtime.block_on(wait_until_head_sees(head, tls, &handshake, node_id));
+    }
     Ok((
         RunningNode {
             dir: dir.clone(),
@@ -635,6 +647,51 @@ fn bring_up(
         },
         listener,
     ))
+}
+
+/// How long a joining node waits for the head's scheduler to know it before `start` returns.
+const HEAD_SEES_JOINER: Duration = Duration::from_secs(30);
+
+/// Waits until the head's node manager lists node `node_id` (it learns of it from its etcd
+/// watch, a moment after the registration): `start` returns once the node has joined, so a
+/// driver started right after it can place work there (else a request only this node fits
+/// would be `Infeasible` in that moment). After [`HEAD_SEES_JOINER`] it only warns.
+async fn wait_until_head_sees(
+    head: SocketAddr,
+    tls: Arc<rustls::ClientConfig>,
+    handshake: &HandshakeConfig,
+    node_id: u64,
+) {
+    let request = Request::State {
+        kind: ray_core::state::StateKind::Nodes,
+        options: Default::default(),
+    };
+    let deadline = tokio::time::Instant::now() + HEAD_SEES_JOINER;
+    let mut pause = Duration::from_millis(10);
+    loop {
+        let seen = match control::request(head, tls.clone(), handshake, &request).await {
+            Ok((Response::State(rows), _, _)) => match *rows {
+                ray_core::state::StateRows::Nodes(rows) => rows
+                    .iter()
+                    .any(|r| u64::from(r.node_id) == node_id && r.state == "ALIVE"),
+                _ => false,
+            },
+            _ => false,
+        };
+        if seen {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(
+                "the head does not list this node after {HEAD_SEES_JOINER:?}; going on (work \
+                 only this node fits may be refused as infeasible until it does)"
+            );
+            return;
+        }
+        // Waiting on the head's etcd watch, which this node cannot be notified of.
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(200));
+    }
 }
 
 fn read_text(path: &Path) -> Result<String> {
