@@ -160,17 +160,27 @@ impl Arena {
     /// Copies `parts`, one after the other, to `offset` (inside a region allocated to this
     /// writer and not sealed yet), through a write window opened for just those pages.
     pub(crate) fn write(&self, offset: u64, parts: &[&[u8]]) -> Result<()> {
-        const PAGE: u64 = 4096;
         let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
         if len == 0 {
             return Ok(());
         }
+        let (pages, pages_len) = self.open_pages(offset, len, "object store write")?;
+        copy_parts(self.write_base as usize, offset, len, parts);
+        close_pages(pages, pages_len)
+            .map_err(|e| Error::io("closing a write window in the object store (mprotect)", e))
+    }
+
+    /// Makes the whole pages holding `[offset, offset + len)` writable through the write
+    /// mapping, once the range is checked to lie in the store; returns them for
+    /// [`close_pages`]. The caller must be the only writer of those pages until then.
+    fn open_pages(&self, offset: u64, len: u64, what: &str) -> Result<(*mut u8, usize)> {
+        const PAGE: u64 = 4096;
         if offset
             .checked_add(len)
             .is_none_or(|end| end > self.capacity)
         {
             return Err(Error::InvalidArgument {
-                what: "object store write".into(),
+                what: what.into(),
                 message: format!(
                     "{len} bytes at offset {offset} do not fit the store's {} bytes",
                     self.capacity
@@ -178,25 +188,19 @@ impl Arena {
             });
         }
         let start = offset / PAGE * PAGE;
-        let end = (offset + len).div_ceil(PAGE) * PAGE;
-        let end = end.min(self.capacity.div_ceil(PAGE) * PAGE);
+        let end = ((offset + len).div_ceil(PAGE) * PAGE).min(self.capacity.div_ceil(PAGE) * PAGE);
+        let pages_len = (end - start) as usize;
         // SAFETY: [start, end) lies inside the write mapping (page-aligned, within capacity).
-        let window = unsafe { self.write_base.add(start as usize) } as *mut libc::c_void;
-        let window_len = (end - start) as usize;
-        // SAFETY: opening a window over pages of our own mapping; no other writer uses them.
-        if unsafe { libc::mprotect(window, window_len, libc::PROT_READ | libc::PROT_WRITE) } != 0 {
+        let pages = unsafe { self.write_base.add(start as usize) };
+        let prot = libc::PROT_READ | libc::PROT_WRITE;
+        // SAFETY: opening a window over pages of our own mapping; the caller is their only
+        // writer while it is open.
+        if pages_len > 0 && unsafe { libc::mprotect(pages.cast(), pages_len, prot) } != 0 {
             return Err(os_err(
                 "opening a write window in the object store (mprotect)",
             ));
         }
-        copy_parts(self.write_base as usize, offset, len, parts);
-        // SAFETY: closing the window opened above.
-        if unsafe { libc::mprotect(window, window_len, libc::PROT_NONE) } != 0 {
-            return Err(os_err(
-                "closing a write window in the object store (mprotect)",
-            ));
-        }
-        Ok(())
+        Ok((pages, pages_len))
     }
 
     /// Opens a write window over `[offset, offset + len)` (its pages pre-faulted) and returns
@@ -210,33 +214,8 @@ impl Arena {
     /// other window may be open over any of its pages while the returned one lives (regions
     /// are page-aligned, so only windows over the same region can share a page).
     pub(crate) unsafe fn window(&self, offset: u64, len: u64) -> Result<WriteWindow<'_>> {
-        const PAGE: u64 = 4096;
-        if offset
-            .checked_add(len)
-            .is_none_or(|end| end > self.capacity)
-        {
-            return Err(Error::InvalidArgument {
-                what: "object store window".into(),
-                message: format!(
-                    "{len} bytes at offset {offset} do not fit the store's {} bytes",
-                    self.capacity
-                ),
-            });
-        }
-        let start = offset / PAGE * PAGE;
-        let end = ((offset + len).div_ceil(PAGE) * PAGE).min(self.capacity.div_ceil(PAGE) * PAGE);
-        let pages_len = (end - start) as usize;
-        // SAFETY: [start, end) lies inside the write mapping (page-aligned, within capacity).
-        let pages = unsafe { self.write_base.add(start as usize) };
+        let (pages, pages_len) = self.open_pages(offset, len, "object store window")?;
         if pages_len > 0 {
-            let prot = libc::PROT_READ | libc::PROT_WRITE;
-            // SAFETY: opening a window over pages of our own mapping; the caller guarantees no
-            // other writer uses them while it is open.
-            if unsafe { libc::mprotect(pages.cast(), pages_len, prot) } != 0 {
-                return Err(os_err(
-                    "opening a write window in the object store (mprotect)",
-                ));
-            }
             // SAFETY: pre-faulting the pages just opened; only a hint (an old kernel without
             // MADV_POPULATE_WRITE returns EINVAL and the writes fault pages in one by one).
             unsafe { libc::madvise(pages.cast(), pages_len, libc::MADV_POPULATE_WRITE) };
@@ -245,7 +224,7 @@ impl Arena {
             _arena: std::marker::PhantomData,
             pages,
             pages_len,
-            // SAFETY: `offset` is inside the mapping (checked above).
+            // SAFETY: `offset` is inside the mapping (`open_pages` checked it).
             ptr: unsafe { self.write_base.add(offset as usize) },
             len: len as usize,
         })
@@ -310,17 +289,19 @@ impl WriteWindow<'_> {
 
 impl Drop for WriteWindow<'_> {
     fn drop(&mut self) {
-        if self.pages_len == 0 {
-            return;
-        }
-        // SAFETY: closing the window `Arena::window` opened over these pages of its mapping.
-        if unsafe { libc::mprotect(self.pages.cast(), self.pages_len, libc::PROT_NONE) } != 0 {
-            crate::log::error!(
-                "closing a write window in the object store (mprotect): {}",
-                std::io::Error::last_os_error()
-            );
+        if let Err(e) = close_pages(self.pages, self.pages_len) {
+            crate::log::error!("closing a write window in the object store (mprotect): {e}");
         }
     }
+}
+
+/// Makes pages [`Arena::open_pages`] opened inaccessible through the write mapping again.
+fn close_pages(pages: *mut u8, pages_len: usize) -> std::io::Result<()> {
+    // SAFETY: closing a window opened over these pages of the store's write mapping.
+    if pages_len > 0 && unsafe { libc::mprotect(pages.cast(), pages_len, libc::PROT_NONE) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Objects at least this large are copied in by several threads at once (as Ray does).
