@@ -18,8 +18,8 @@
 //! times that peer's total in flight (as Ray pipelines tasks to a leased worker): short tasks
 //! then reach a busy peer without waiting for a round trip each. A task another node sent
 //! runs where it was sent, never passed on: that node placed it there, and a node may submit
-//! only under ids its own processes made. A request no live node could ever fit is infeasible at once; one that fits only when
-//! busy nodes free up waits.
+//! only under ids its own processes made. A request no live node could ever fit is infeasible
+//! at once; one that fits only when busy nodes free up waits.
 
 use super::state::NodeState;
 use crate::codec::Data;
@@ -179,10 +179,11 @@ impl PeerNode {
     /// Room there now, as far as this node can tell: what the last publication showed free
     /// or used by this node's tasks, less this node's tasks in flight there now.
     fn available(&self) -> Capacity {
-        let mut cap = self.published.clone();
-        cap.add_capacity(&self.mine);
-        let cap = self.total.less_capped(&Capacity::default(), &cap);
-        cap.less_capped(&self.in_flight, &cap)
+        let mut seen = self.published.clone();
+        seen.add_capacity(&self.mine);
+        // Never more than its total (the figures come from another process).
+        let seen = self.total.less_capped(&Capacity::default(), &seen);
+        seen.less_capped(&self.in_flight, &seen)
     }
 }
 
