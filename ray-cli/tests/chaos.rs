@@ -90,37 +90,8 @@ fn driver_main() {
 
 fn start_worker_node(head: &Head, token: &str, round: usize) -> NodeDir {
     let dir = NodeDir::new(&format!("chaos-{round}"));
-    join(
-        head,
-        &dir,
-        token,
-        &[
-            "--num-cpus",
-            "2",
-            "--num-gpus",
-            "0",
-            "--resources",
-            "spare=1",
-        ],
-        &[],
-    );
+    join(head, &dir, token, &spare_node("2", &[]), &[]);
     dir
-}
-
-/// `ray-rs` workers (processes running a cached driver binary) under `dir`.
-fn workers_under(dir: &std::path::Path) -> Vec<u32> {
-    let needle = dir.to_str().unwrap().as_bytes().to_vec();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
-                c.windows(needle.len()).any(|w| w == needle.as_slice())
-                    && c.windows(12).any(|w| w == b"--ray-worker")
-            })
-        })
-        .collect()
 }
 
 #[test]
@@ -176,11 +147,7 @@ fn a_job_survives_nodes_killed_and_replaced_every_few_seconds() {
         nodes.push(start_worker_node(&head, &token, kills + 1));
     };
     let out = driver.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = output_text(&out);
     assert!(status_done.success(), "{text}");
     let summary = text
         .lines()

@@ -190,16 +190,7 @@ impl Cluster {
         let mut dirs = Vec::new();
         for n in ["a", "b"] {
             let dir = NodeDir::new(&format!("{label}-{n}"));
-            let mut args = vec![
-                "--num-cpus",
-                "1",
-                "--num-gpus",
-                "0",
-                "--resources",
-                "spare=1",
-            ];
-            args.extend_from_slice(extra);
-            join(&head, &dir, &token, &args, &[]);
+            join(&head, &dir, &token, &spare_node("1", extra), &[]);
             dirs.push(dir);
         }
         let b = dirs.pop().unwrap();
@@ -258,20 +249,6 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.work);
     }
-}
-
-/// Processes whose command line names something under `dir`.
-fn processes_under(dir: &Path) -> Vec<u32> {
-    let needle = dir.to_str().unwrap().as_bytes().to_vec();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| c.windows(needle.len()).any(|w| w == needle.as_slice()))
-        })
-        .collect()
 }
 
 fn sigkill(pid: i32) {

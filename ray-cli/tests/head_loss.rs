@@ -68,17 +68,13 @@ fn killing_the_heads_daemon_is_like_losing_any_node() {
     let token = head_dir.token();
     let (a, b) = (NodeDir::new("headloss-a"), NodeDir::new("headloss-b"));
     for dir in [&a, &b] {
-        let args = [
-            "--num-cpus",
-            "1",
-            "--num-gpus",
-            "0",
-            "--resources",
-            "spare=1",
-            "--lease-ttl",
-            "2",
-        ];
-        join(&head, dir, &token, &args, &[]);
+        join(
+            &head,
+            dir,
+            &token,
+            &spare_node("1", &["--lease-ttl", "2"]),
+            &[],
+        );
     }
     let file: serde_json::Value =
         serde_json::from_slice(&std::fs::read(a.path.join("node.json")).unwrap()).unwrap();
@@ -101,11 +97,7 @@ fn killing_the_heads_daemon_is_like_losing_any_node() {
     });
     std::fs::write(work.join("head-dead"), b"").unwrap();
     let out = driver.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = output_text(&out);
     assert!(
         out.status.success() && text.contains("HEAD LOSS OK"),
         "{text}"

@@ -98,6 +98,11 @@ impl Netns {
     /// A namespace of this test (tests of this binary run at once: each gets its own names
     /// and subnet).
     fn create() -> Netns {
+        assert_eq!(
+            ray_net::token::effective_uid(),
+            0,
+            "this test creates network namespaces and must run as root (CI does)"
+        );
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let k = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let pid = std::process::id() % 1_000_000;
@@ -137,6 +142,21 @@ impl Netns {
         n
     }
 
+    /// A head on the host's end of the link (1 CPU, no GPU) whose lease lasts `ttl` seconds.
+    fn start_head(&self, dir: &NodeDir, ttl: &str) -> Head {
+        let args = [
+            "--node-ip",
+            &self.host_ip,
+            "--num-cpus",
+            "1",
+            "--num-gpus",
+            "0",
+            "--lease-ttl",
+            ttl,
+        ];
+        Head::start(dir, &args)
+    }
+
     fn exec(&self) -> Vec<&str> {
         vec!["ip", "netns", "exec", &self.name]
     }
@@ -155,11 +175,6 @@ impl Drop for Netns {
 
 #[test]
 fn a_node_in_another_network_namespace_joins_by_address() {
-    assert_eq!(
-        ray_net::token::effective_uid(),
-        0,
-        "this test creates network namespaces and must run as root (CI does)"
-    );
     // Declared first so it is dropped last: the nodes stop before the network goes.
     let net = Netns::create();
     let head_dir = NodeDir::new("ns-head");
@@ -311,38 +326,19 @@ fn node_entry(
 
 #[test]
 fn a_node_cut_off_by_a_partition_is_declared_dead_and_rejoins_when_it_heals() {
-    assert_eq!(
-        ray_net::token::effective_uid(),
-        0,
-        "this test creates network namespaces and must run as root (CI does)"
-    );
     let net = Netns::create();
     let head_dir = NodeDir::new("part-head");
     let b_dir = NodeDir::new("part-b");
     let a_dir = NodeDir::new("part-a");
-    let ttl = ["--lease-ttl", "2"];
-    let mut head_args = vec![
-        "--node-ip",
-        &net.host_ip,
-        "--num-cpus",
-        "1",
-        "--num-gpus",
-        "0",
-    ];
-    head_args.extend_from_slice(&ttl);
-    let head = Head::start(&head_dir, &head_args);
+    let head = net.start_head(&head_dir, "2");
     let token = head_dir.token();
-    let spare = [
-        "--num-cpus",
-        "1",
-        "--num-gpus",
-        "0",
-        "--resources",
-        "spare=1",
-    ];
-    let mut b_args = spare.to_vec();
-    b_args.extend_from_slice(&ttl);
-    join(&head, &b_dir, &token, &b_args, &net.exec());
+    join(
+        &head,
+        &b_dir,
+        &token,
+        &spare_node("1", &["--lease-ttl", "2"]),
+        &net.exec(),
+    );
     let work = head_dir.path.with_extension("work");
     std::fs::create_dir_all(&work).unwrap();
     // The task can run only on B (in the namespace) for now.
@@ -368,8 +364,7 @@ fn a_node_cut_off_by_a_partition_is_declared_dead_and_rejoins_when_it_heals() {
     assert!(!b_workers.is_empty(), "the task's worker runs on B");
     // A joins on this side: the only other node with `spare`.
     let mut a_args = vec!["--node-ip", &net.host_ip];
-    a_args.extend_from_slice(&spare);
-    a_args.extend_from_slice(&ttl);
+    a_args.extend_from_slice(&spare_node("1", &["--lease-ttl", "2"]));
     join(&head, &a_dir, &token, &a_args, &[]);
     let a_daemon = a_dir.pid("ray-rs.pid").unwrap();
 
@@ -384,11 +379,7 @@ fn a_node_cut_off_by_a_partition_is_declared_dead_and_rejoins_when_it_heals() {
     // B's worker may finish now too: its result cannot be used.
     std::fs::write(work.join("go"), b"").unwrap();
     let out = driver.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = output_text(&out);
     assert!(
         out.status.success() && text.contains("PARTITION DRIVER OK"),
         "{text}"
@@ -467,36 +458,18 @@ fn reset_driver(dir: &str) {
 
 #[test]
 fn a_reset_connection_only_makes_a_node_suspect_and_nothing_is_lost() {
-    assert_eq!(
-        ray_net::token::effective_uid(),
-        0,
-        "this test creates network namespaces and must run as root (CI does)"
-    );
     let net = Netns::create();
     let head_dir = NodeDir::new("reset-head");
     let b_dir = NodeDir::new("reset-b");
-    let ttl = ["--lease-ttl", "10"];
-    let mut head_args = vec![
-        "--node-ip",
-        &net.host_ip,
-        "--num-cpus",
-        "1",
-        "--num-gpus",
-        "0",
-    ];
-    head_args.extend_from_slice(&ttl);
-    let head = Head::start(&head_dir, &head_args);
+    let head = net.start_head(&head_dir, "10");
     let token = head_dir.token();
-    let mut b_args = vec![
-        "--num-cpus",
-        "2",
-        "--num-gpus",
-        "0",
-        "--resources",
-        "spare=1",
-    ];
-    b_args.extend_from_slice(&ttl);
-    join(&head, &b_dir, &token, &b_args, &net.exec());
+    join(
+        &head,
+        &b_dir,
+        &token,
+        &spare_node("2", &["--lease-ttl", "10"]),
+        &net.exec(),
+    );
     let work = head_dir.path.with_extension("work");
     std::fs::create_dir_all(&work).unwrap();
     let driver = spawn_driver("reset", &head.address, &token, &[("PARTITION_DIR", &work)]);
@@ -542,11 +515,7 @@ fn a_reset_connection_only_makes_a_node_suspect_and_nothing_is_lost() {
     nft(&net, &["delete", "table", "inet", "rrreset"]);
     std::fs::write(work.join("healed"), b"").unwrap();
     let out = driver.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = output_text(&out);
     assert!(
         out.status.success() && text.contains("RESET CALLS"),
         "{text}"

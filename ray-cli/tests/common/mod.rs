@@ -383,3 +383,52 @@ pub fn spawn_driver(
         .spawn()
         .unwrap()
 }
+
+/// Processes whose command line names something under `dir` (a node's daemon and the workers
+/// it runs from its binary cache).
+pub fn processes_under(dir: &Path) -> Vec<u32> {
+    processes_matching(dir, |_| true)
+}
+
+/// The `ray-rs` workers under `dir`: processes running a cached driver binary.
+pub fn workers_under(dir: &Path) -> Vec<u32> {
+    processes_matching(dir, |cmdline| {
+        cmdline.windows(12).any(|w| w == b"--ray-worker")
+    })
+}
+
+fn processes_matching(dir: &Path, also: impl Fn(&[u8]) -> bool) -> Vec<u32> {
+    let needle = dir.to_str().unwrap().as_bytes().to_vec();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.windows(needle.len()).any(|w| w == needle.as_slice()) && also(&c))
+        })
+        .collect()
+}
+
+/// A node's `start` arguments: `cpus` CPUs, no GPU, the custom resource `spare`, then `extra`.
+pub fn spare_node<'a>(cpus: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "--num-cpus",
+        cpus,
+        "--num-gpus",
+        "0",
+        "--resources",
+        "spare=1",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// What a process printed: its standard output, then its standard error.
+pub fn output_text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}

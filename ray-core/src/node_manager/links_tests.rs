@@ -30,6 +30,17 @@ fn header(req: u64, result: std::result::Result<u64, String>) -> Vec<u8> {
     out
 }
 
+/// A 1 MiB store, a pull of 100 bytes at offset 4096 in it, and where its one chunk goes.
+fn pull_of_100() -> (Arena, Arc<PullTarget>, Sink) {
+    let arena = Arena::create(1 << 20).unwrap();
+    let target = PullTarget::new(4096, 100).unwrap();
+    let sink = Sink::Store {
+        target: target.clone(),
+        offset: 4096,
+    };
+    (arena, target, sink)
+}
+
 fn stored(arena: &Arena, offset: u64, len: u64) -> Vec<u8> {
     // SAFETY: the test's own store; nothing writes it while the slice lives.
     unsafe { arena.slice(offset, len) }.to_vec()
@@ -94,13 +105,8 @@ async fn a_reply_announcing_more_than_asked_ends_the_session_without_reading_or_
 
 #[tokio::test]
 async fn a_chunk_shorter_than_asked_or_a_reply_to_nothing_asked_ends_the_session() {
-    let arena = Arena::create(1 << 20).unwrap();
-    let target = PullTarget::new(4096, 100).unwrap();
+    let (arena, _target, sink) = pull_of_100();
     let (link, _requests) = new_link();
-    let sink = Sink::Store {
-        target: target.clone(),
-        offset: 4096,
-    };
     let reply = link.ask(100, sink, fetch).unwrap();
     let mut wire = header(1, Ok(50));
     wire.extend([1u8; 50]);
@@ -116,13 +122,8 @@ async fn a_chunk_shorter_than_asked_or_a_reply_to_nothing_asked_ends_the_session
 
 #[tokio::test]
 async fn bytes_for_an_ended_pull_are_skipped_and_the_next_reply_still_read() {
-    let arena = Arena::create(1 << 20).unwrap();
-    let target = PullTarget::new(4096, 100).unwrap();
+    let (arena, target, sink) = pull_of_100();
     let (link, _requests) = new_link();
-    let sink = Sink::Store {
-        target: target.clone(),
-        offset: 4096,
-    };
     let abandoned = link.ask(100, sink, fetch).unwrap();
     drop(abandoned);
     let piece = link.ask(10, Sink::Memory, fetch).unwrap();
@@ -145,13 +146,8 @@ async fn bytes_for_an_ended_pull_are_skipped_and_the_next_reply_still_read() {
 
 #[tokio::test]
 async fn a_chunk_cut_short_by_the_connection_leaves_its_request_unanswered() {
-    let arena = Arena::create(1 << 20).unwrap();
-    let target = PullTarget::new(4096, 100).unwrap();
+    let (arena, _target, sink) = pull_of_100();
     let (link, _requests) = new_link();
-    let sink = Sink::Store {
-        target: target.clone(),
-        offset: 4096,
-    };
     let reply = link.ask(100, sink, fetch).unwrap();
     let mut wire = header(1, Ok(100));
     wire.extend([3u8; 60]);

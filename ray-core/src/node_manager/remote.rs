@@ -496,23 +496,18 @@ impl PeerSlice {
             super::store::PeerRead::Inline(bytes) => bytes.len() as u64,
             super::store::PeerRead::Stored { len, .. } => *len,
         };
-        let (offset, len) = match source {
-            // An inline value's bytes are cut to what there is (as before).
-            super::store::PeerRead::Inline(_) => {
-                let start = offset.min(total);
-                (start, len.min(total - start))
-            }
-            super::store::PeerRead::Stored { .. } => (offset, len),
-        };
-        let slice = PeerSlice::Object {
+        let inline = matches!(source, super::store::PeerRead::Inline(_));
+        let mut slice = PeerSlice::Object {
             node,
             id,
             source,
             offset,
             len,
         };
-        if offset.checked_add(len).is_none_or(|end| end > total) {
-            return Err(format!("bytes {offset}..+{len} of a {total}-byte object"));
+        // On error the slice drops, which ends the read `read_for_peer` counted.
+        let range = peer_range(total, offset, len, inline)?;
+        if let PeerSlice::Object { offset, len, .. } = &mut slice {
+            (*offset, *len) = range;
         }
         Ok(slice)
     }
@@ -539,6 +534,25 @@ impl PeerSlice {
                 unsafe { node.arena().slice(start + offset, *len) }
             }
         }
+    }
+}
+
+/// The bytes `offset..+len` a peer asked of a `total`-byte value, checked: they must lie in
+/// it (an inline value's are cut to what there is instead, as a value may be inline on one node
+/// and stored on another).
+fn peer_range(
+    total: u64,
+    offset: u64,
+    len: u64,
+    inline: bool,
+) -> std::result::Result<(u64, u64), String> {
+    if inline {
+        let start = offset.min(total);
+        return Ok((start, len.min(total - start)));
+    }
+    match offset.checked_add(len) {
+        Some(end) if end <= total => Ok((offset, len)),
+        _ => Err(format!("bytes {offset}..+{len} of a {total}-byte object")),
     }
 }
 
@@ -570,4 +584,20 @@ fn read_binary(
         .read_to_end(&mut out)
         .map_err(|e| e.to_string())?;
     Ok(bytes::Bytes::from(out))
+}
+
+#[cfg(test)]
+mod peer_range_tests {
+    use super::peer_range;
+
+    #[test]
+    fn a_peer_gets_only_bytes_inside_the_object_it_names() {
+        assert_eq!(peer_range(100, 0, 100, false), Ok((0, 100)));
+        assert_eq!(peer_range(100, 90, 10, false), Ok((90, 10)));
+        assert!(peer_range(100, 90, 11, false).is_err());
+        assert!(peer_range(100, u64::MAX, 2, false).is_err(), "no overflow");
+        assert!(peer_range(0, 0, 1, false).is_err());
+        assert_eq!(peer_range(100, 90, 50, true), Ok((90, 10)), "inline: cut");
+        assert_eq!(peer_range(100, u64::MAX, 5, true), Ok((100, 0)));
+    }
 }
