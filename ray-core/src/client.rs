@@ -115,6 +115,7 @@ impl ProcessClient {
     }
 
     /// The driver leaves the cluster: the end of its connection that follows is expected.
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     pub(crate) fn leaving(&self) {
         self.leaving.store(true, Ordering::Relaxed);
     }

@@ -13,10 +13,11 @@ use crate::ids::{JobId, NodeId, ProcId};
 use crate::protocol::PROTOCOL_VERSION;
 use crate::protocol::node::{DriverInfo, NodeMessage, PeerRole};
 use crate::protocol::worker::{FromWorker, ToWorker};
-use crate::transport::{self, HELLO_MAX, MAX_TO_WORKER, StreamOutbox};
+use crate::transport::{self, HELLO_MAX, MAX_TO_WORKER};
 use std::io::Read;
 use std::net::ToSocketAddrs;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
@@ -27,20 +28,52 @@ const CHUNK: usize = 4 << 20;
 
 /// A driver's session with its node.
 pub(crate) struct ClusterSession {
-    rt: Option<tokio::runtime::Runtime>,
     pub client: Arc<ProcessClient>,
-    outbox: StreamOutbox,
+    sink: Arc<TlsSink>,
     pub proc: ProcId,
     pub job: JobId,
     pub node: NodeId,
 }
 
-/// Messages to the node, over the session's stream.
-struct StreamSink(StreamOutbox);
+/// Messages to the node: the calling thread encrypts and writes each one itself (no hand-off
+/// to another thread, so no wake-up on the way out).
+struct TlsSink {
+    writer: Mutex<(ray_net::BlockingWriter, Vec<u8>)>,
+    closed: AtomicBool,
+}
+
+impl TlsSink {
+    fn write(&self, msg: &FromWorker) -> Result<()> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let mut guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let (writer, frame) = &mut *guard;
+        frame.clear();
+        codec::encode_frame(msg, frame)?;
+        let written = writer
+            .write_all(frame)
+            .map_err(|e| Error::io("writing to the cluster's node", e));
+        if frame.capacity() > 1 << 20 {
+            *frame = Vec::new();
+        }
+        written
+    }
+
+    fn close(&self) {
+        if !self.closed.swap(true, Ordering::Relaxed) {
+            let mut guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+            guard.0.close();
+        }
+    }
+}
+
+/// The [`ProcessClient`]'s handle of the sink.
+struct StreamSink(Arc<TlsSink>);
 
 impl MessageSink for StreamSink {
     fn send(&self, msg: &FromWorker) -> Result<()> {
-        self.0.send(msg)
+        self.0.write(msg)
     }
 
     #[cfg(feature = "testing")]
@@ -185,28 +218,34 @@ pub(crate) fn connect(
             .await
             .unwrap_or_else(|_| Err(cluster_error(address, "joining took over two minutes")))
     });
-    let (stream, node, proc, job) = match joined {
-        Ok(j) => j,
-        Err(e) => {
-            stop_runtime(rt);
-            return Err(e);
-        }
-    };
-    let (outbox, rx) = StreamOutbox::new();
+    // Joined: the session runs on plain threads from here (the stream leaves the runtime's
+    // reactor before the runtime stops).
+    let joined = joined.and_then(|(stream, node, proc, job)| {
+        let halves = ray_net::into_blocking(stream)
+            .map_err(|e| cluster_error(address, format!("the session broke: {e}")))?;
+        Ok((halves, node, proc, job))
+    });
+    stop_runtime(rt);
+    let ((reader, writer), node, proc, job) = joined?;
+    let sink = Arc::new(TlsSink {
+        writer: Mutex::new((writer, Vec::new())),
+        closed: AtomicBool::new(false),
+    });
     let client = Arc::new(ProcessClient::new(
         std::process::id(),
-        Box::new(StreamSink(outbox.clone())),
+        Box::new(StreamSink(sink.clone())),
         Vec::new(),
         job,
         OnLost::Fail,
     ));
-    let (rd, wr) = tokio::io::split(stream);
-    rt.spawn(StreamOutbox::run_writer(rx, wr));
-    rt.spawn(read_replies(client.clone(), rd));
+    let reader_client = client.clone();
+    std::thread::Builder::new()
+        .name("ray-cluster-reader".into())
+        .spawn(move || read_replies(reader_client, reader))
+        .map_err(|e| Error::io("starting the cluster client's reader", e))?;
     Ok(ClusterSession {
-        rt: Some(rt),
         client,
-        outbox,
+        sink,
         proc,
         job,
         node,
@@ -229,12 +268,12 @@ async fn ship<W: AsyncWrite + Unpin>(w: &mut W, exe: &std::path::Path) -> std::i
 }
 
 /// Reads the node's replies and the output of this job's workers until the connection ends.
-async fn read_replies<R: AsyncRead + Unpin>(client: Arc<ProcessClient>, rd: R) {
+fn read_replies(client: Arc<ProcessClient>, rd: ray_net::BlockingReader) {
     use std::io::Write;
-    let mut rd = tokio::io::BufReader::with_capacity(64 * 1024, rd);
+    let mut rd = std::io::BufReader::with_capacity(64 * 1024, rd);
     let mut buf = Vec::new();
     let why = loop {
-        match transport::read_frame_async(&mut rd, &mut buf, MAX_TO_WORKER).await {
+        match transport::read_frame(&mut rd, &mut buf, MAX_TO_WORKER) {
             Ok(Some(())) => {}
             Ok(None) => break "the node closed the connection".to_string(),
             Err(e) => break e.to_string(),
@@ -287,9 +326,6 @@ impl ClusterSession {
     /// Leaves the cluster: the connection closes, and the node ends this job.
     pub(crate) fn close(&mut self) {
         self.client.leaving();
-        self.outbox.close();
-        if let Some(rt) = self.rt.take() {
-            stop_runtime(rt);
-        }
+        self.sink.close();
     }
 }

@@ -62,6 +62,8 @@ pub(crate) fn mark_cancelled(task: ObjectId) {
 
 /// Whether the caller's task was cancelled.
 pub(crate) fn is_cancelled() -> bool {
+    // A cancellation reaches a worker running a call only if someone reads its socket.
+    crate::worker::reader_needed();
     if !ANY_CANCELLED.load(Ordering::Relaxed) {
         return false;
     }

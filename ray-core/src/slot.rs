@@ -43,9 +43,14 @@ impl<T> Slot<T> {
     pub(crate) fn wait(&self, timeout: Option<Duration>) -> Option<T> {
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut first = true;
         loop {
             if let Some(v) = st.value.take() {
                 return Some(v);
+            }
+            if std::mem::take(&mut first) {
+                // In a worker running a call, someone must read the reply.
+                crate::worker::reader_needed();
             }
             match deadline {
                 None => st = self.cv.wait(st).unwrap_or_else(|e| e.into_inner()),
@@ -79,6 +84,7 @@ impl<T> Slot<T> {
             Some(v) => Poll::Ready(v),
             None => {
                 st.waker = Some(cx.waker().clone());
+                crate::worker::reader_needed();
                 Poll::Pending
             }
         }

@@ -9,7 +9,7 @@
 //! it is sent: tasks one at a time on its main thread, or one actor for the rest of its life.
 
 use crate::actor::ActorInstance;
-use crate::client::{OnLost, ProcessClient, Reply};
+use crate::client::{OnLost, ProcessClient};
 use crate::codec::{Data, Encoded};
 use crate::context;
 use crate::error::{Error, Result};
@@ -32,6 +32,10 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 
 mod async_actor;
+mod inbox;
+
+use inbox::Inbox;
+pub(crate) use inbox::reader_needed;
 
 static IN_WORKER: AtomicBool = AtomicBool::new(false);
 
@@ -166,16 +170,12 @@ fn run() -> i32 {
     ));
     context::set(Some(core.clone()));
     let _ = CORE.set(core.clone());
-    let (tx, rx) = std::sync::mpsc::channel();
-    let reader_core = core.clone();
-    let spawned = std::thread::Builder::new()
-        .name("ray-worker-reader".into())
-        .spawn(move || read_loop(reader_core, reader, tx));
-    if spawned.is_err() {
-        return EXIT_BAD_ENV;
-    }
+    let inbox = match Inbox::start(core.clone(), reader) {
+        Ok(i) => i,
+        Err(_) => return EXIT_BAD_ENV,
+    };
     crate::setup_hook::prepare_worker();
-    execute_loop(&core, rx)
+    execute_loop(&core, inbox)
 }
 
 enum Job {
@@ -194,55 +194,6 @@ fn send_job(tx: &Sender<Job>, job: Job) {
         }
         None => {
             let _ = tx.send(job);
-        }
-    }
-}
-
-/// Reads messages from the node manager. When the connection ends (the node manager exited or
-/// was killed), the worker exits at once: no orphans. A connection that breaks otherwise is a
-/// clear exit cause (code [`EXIT_LOST_NODE`]), never a silent one.
-fn read_loop(
-    core: Arc<ProcessClient>,
-    mut reader: std::io::BufReader<std::os::unix::net::UnixStream>,
-    tx: Sender<Job>,
-) {
-    let mut buf = Vec::new();
-    loop {
-        match transport::read_frame(&mut reader, &mut buf, MAX_TO_WORKER) {
-            Ok(Some(())) => {}
-            Ok(None) => std::process::exit(0),
-            Err(e) => {
-                eprintln!("ray worker: lost the node manager: {e}; exiting");
-                std::process::exit(EXIT_LOST_NODE);
-            }
-        }
-        let msg: ToWorker = match transport::decode_frame(&buf) {
-            Ok(m) => m,
-            Err(e) => {
-                eprintln!("ray worker: bad message from the node manager: {e}; exiting");
-                std::process::exit(EXIT_LOST_NODE);
-            }
-        };
-        if buf.capacity() > 1 << 20 {
-            buf = Vec::new();
-        }
-        match msg {
-            ToWorker::Execute(e) => send_job(&tx, Job::Run(e)),
-            ToWorker::Exit => send_job(&tx, Job::Exit),
-            ToWorker::ControlReply { req, result } => core.complete(req, Reply::Control(result)),
-            ToWorker::Cancel { task } => {
-                crate::current::mark_cancelled(task);
-                async_actor::cancel(task);
-            }
-            ToWorker::GetReplyPart { req, values } => core.reply_part(req, values),
-            ToWorker::GetReply { req, result } => core.get_reply(req, result),
-            ToWorker::WaitReply { req, ready } => core.complete(req, Reply::Wait(ready)),
-            ToWorker::Allocated { req, result } => core.complete(req, Reply::Alloc(result)),
-            ToWorker::Welcome { .. }
-            | ToWorker::Refused { .. }
-            | ToWorker::Log { .. }
-            | ToWorker::SessionAck { .. }
-            | ToWorker::ActorLocation { .. } => {}
         }
     }
 }
@@ -287,8 +238,8 @@ fn guarded(name: &str, pid: u32, f: impl FnOnce() -> Result<Encoded>) -> Result<
     }
 }
 
-fn execute_loop(core: &Arc<ProcessClient>, rx: Receiver<Job>) -> i32 {
-    while let Ok(job) = rx.recv() {
+fn execute_loop(core: &Arc<ProcessClient>, inbox: Inbox) -> i32 {
+    while let Some(job) = inbox.next() {
         match job {
             Job::Exit => return 0,
             Job::Run(Execute::Task {
@@ -317,7 +268,7 @@ fn execute_loop(core: &Arc<ProcessClient>, rx: Receiver<Job>) -> i32 {
             }) => {
                 *core.gpu_ids.lock().unwrap_or_else(|e| e.into_inner()) = gpu_ids;
                 crate::current::set_actor(actor);
-                return run_actor(core, actor, &class, args, max_concurrency, rx);
+                return run_actor(core, actor, &class, args, max_concurrency, inbox);
             }
             Job::Run(Execute::ActorTask { task, method, .. }) => core.send_done(
                 task,
@@ -337,7 +288,7 @@ fn run_actor(
     class: &str,
     args: Vec<Data>,
     max_concurrency: u32,
-    rx: Receiver<Job>,
+    inbox: Inbox,
 ) -> i32 {
     let short = crate::node_manager::short_name(class).to_string();
     set_log_label(&short);
@@ -384,6 +335,8 @@ fn run_actor(
             ActorInstance::Threaded { instance, .. } => Box::leak(instance),
         };
         let started = async_actor::prepare();
+        // The reader thread reads from now on (handing jobs to the runtime prepared above).
+        drop(inbox.into_jobs());
         let result = started.as_ref().map(|_| ()).map_err(|e| e.clone());
         let _ = core
             .sender
@@ -399,7 +352,7 @@ fn run_actor(
     });
     match instance {
         ActorInstance::Single(mut this) => {
-            while let Ok(job) = rx.recv() {
+            while let Some(job) = inbox.next() {
                 match job {
                     Job::Exit => return 0,
                     Job::Run(Execute::ActorTask { task, method, args }) => {
@@ -421,7 +374,7 @@ fn run_actor(
             max_concurrency: threads,
         } => {
             let threads = threads.min(max_concurrency.max(1));
-            run_threaded(core, entry, &short, instance, threads, rx)
+            run_threaded(core, entry, &short, instance, threads, inbox.into_jobs())
         }
     }
 }

@@ -10,6 +10,7 @@
 //! - [`handshake`]: the first messages on every connection: a versioned [`Hello`], then a mutual
 //!   proof of knowledge of the token bound to the TLS session (see the module docs for the
 //!   design), all bounded in size and time.
+//! - [`blocking`]: a client connection past its handshake, used from plain threads.
 //! - [`frame`]: `u32`-LE length-prefixed frames over any tokio stream, read incrementally with a
 //!   configurable maximum, so an announced length is never allocated up front.
 //!
@@ -19,12 +20,14 @@
 #![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod blocking;
 pub mod error;
 pub mod frame;
 pub mod handshake;
 pub mod tls;
 pub mod token;
 
+pub use blocking::{BlockingReader, BlockingWriter, into_blocking};
 pub use error::{NetError, Refusal};
 pub use frame::{
     DEFAULT_MAX_FRAME, HANDSHAKE_MAX_FRAME, read_frame, read_frame_or_eof, write_frame,
