@@ -21,7 +21,7 @@ use std::time::Instant;
 
 /// An empty task on node B.
 #[ray::remote(resources(node_b = 0.001))]
-fn small_value_on_b() -> Vec<u8> {
+pub(crate) fn small_value_on_b() -> Vec<u8> {
     b"ok".to_vec()
 }
 
@@ -41,14 +41,14 @@ fn read_object(r: ObjectRef<Vec<u8>>) -> (u64, u8, u8) {
 
 /// Ray's `Actor(num_cpus=0)`, on node B.
 #[ray::remote(num_cpus = 0, resources(node_b = 0.001))]
-struct RemoteActor {}
+pub(crate) struct RemoteActor {}
 
 #[ray::remote]
 impl RemoteActor {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         RemoteActor {}
     }
-    fn small_value(&self) -> Vec<u8> {
+    pub(crate) fn small_value(&self) -> Vec<u8> {
         b"ok".to_vec()
     }
 }

@@ -18,6 +18,7 @@
 //! ```text
 //! RAY_ADDRESS=H:P RAY_RS_AUTH_TOKEN=.. ray-bench --cluster   # cluster metrics (see `cluster`)
 //! ray-bench --loopback                                       # TCP and TLS on 127.0.0.1
+//! ray-bench --latency [N]     # p10/p50/p90 of sync calls (see `latency`; cluster with RAY_ADDRESS)
 //! ```
 
 #![warn(clippy::undocumented_unsafe_blocks)]
@@ -25,6 +26,7 @@ use ray::{ActorHandle, ObjectRef};
 use std::time::{Duration, Instant};
 
 mod cluster;
+mod latency;
 mod loopback;
 
 #[ray::remote]
@@ -269,6 +271,13 @@ fn main() -> ray::Result<()> {
             "--json" => json = args.next(),
             "--cluster" => cluster = true,
             "--loopback" => loopback = true,
+            "--latency" => {
+                let n = args
+                    .next()
+                    .map(|n| n.parse().expect("--latency N: a whole number of calls"))
+                    .unwrap_or(3000);
+                return latency::run(n);
+            }
             "--quick" => {
                 quick = true;
                 bench.warmup = Duration::from_millis(300);
@@ -290,7 +299,7 @@ fn main() -> ray::Result<()> {
                 )
             }
             other => panic!(
-                "unknown argument {other:?}; expected --only PATTERN, --json PATH, --quick, --sleep SECS, --task-events-max N, --cluster, --loopback"
+                "unknown argument {other:?}; expected --only PATTERN, --json PATH, --quick, --sleep SECS, --task-events-max N, --cluster, --loopback, --latency [N]"
             ),
         }
     }
