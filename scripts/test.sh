@@ -20,7 +20,18 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 # Internal docs link with intra-doc links, so renamed items break the build of the docs.
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --document-private-items --quiet
-cargo test --workspace
+# A test binary that exits early with status 0 (a `process::exit` reached from a test) would
+# skip its remaining tests silently: every binary must print its summary.
+log=$(mktemp)
+cargo test --workspace 2>&1 | tee "$log"
+started=$(grep -cE '^ +(Running|Doc-tests) ' "$log" || true)
+finished=$(grep -cE '^test result: ' "$log" || true)
+rm -f "$log"
+if [ "$started" != "$finished" ]; then
+    echo "== $started test binaries started but $finished printed a summary: one ended early" >&2
+    exit 1
+fi
+echo "== $finished test binaries, each with its summary"
 df -h . | tail -1 | awk '{print "== disk after the tests: " $4 " free"}'
 du -sh target 2>/dev/null | awk '{print "== target/: " $1}'
 scripts/fuzz.sh

@@ -414,5 +414,9 @@ mod tests {
             jobs.recv_timeout(std::time::Duration::from_secs(10)),
             Ok(Job::Exit)
         ));
+        // A worker exits when its connection ends: the node manager's end stays open for the
+        // rest of the test process, or the reader thread would end it.
+        std::mem::forget(nm);
+        std::mem::forget(jobs);
     }
 }
