@@ -26,7 +26,7 @@ pub(crate) trait MessageSink: Send + Sync + 'static {
     fn send_raw(&self, bytes: &[u8]) -> Result<()>;
 }
 
-impl MessageSink for crate::transport::BlockingSender {
+impl<W: std::io::Write + Send + 'static> MessageSink for crate::transport::BlockingSender<W> {
     fn send(&self, msg: &FromWorker) -> Result<()> {
         crate::transport::BlockingSender::send(self, msg)
     }

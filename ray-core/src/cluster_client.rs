@@ -13,11 +13,11 @@ use crate::ids::{JobId, NodeId, ProcId};
 use crate::protocol::PROTOCOL_VERSION;
 use crate::protocol::node::{DriverInfo, NodeMessage, PeerRole};
 use crate::protocol::worker::{FromWorker, ToWorker};
-use crate::transport::{self, HELLO_MAX, MAX_TO_WORKER};
+use crate::transport::{self, BlockingSender, HELLO_MAX, MAX_TO_WORKER};
 use std::io::Read;
 use std::net::ToSocketAddrs;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
@@ -38,7 +38,7 @@ pub(crate) struct ClusterSession {
 /// Messages to the node: the calling thread encrypts and writes each one itself (no hand-off
 /// to another thread, so no wake-up on the way out).
 struct TlsSink {
-    writer: Mutex<(ray_net::BlockingWriter, Vec<u8>)>,
+    sender: BlockingSender<ray_net::BlockingWriter>,
     closed: AtomicBool,
 }
 
@@ -47,23 +47,12 @@ impl TlsSink {
         if self.closed.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let mut guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        let (writer, frame) = &mut *guard;
-        frame.clear();
-        codec::encode_frame(msg, frame)?;
-        let written = writer
-            .write_all(frame)
-            .map_err(|e| Error::io("writing to the cluster's node", e));
-        if frame.capacity() > 1 << 20 {
-            *frame = Vec::new();
-        }
-        written
+        self.sender.send(msg)
     }
 
     fn close(&self) {
         if !self.closed.swap(true, Ordering::Relaxed) {
-            let mut guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-            guard.0.close();
+            self.sender.with_stream(|w| w.close());
         }
     }
 }
@@ -228,7 +217,7 @@ pub(crate) fn connect(
     stop_runtime(rt);
     let ((reader, writer), node, proc, job) = joined?;
     let sink = Arc::new(TlsSink {
-        writer: Mutex::new((writer, Vec::new())),
+        sender: BlockingSender::new(writer),
         closed: AtomicBool::new(false),
     });
     let client = Arc::new(ProcessClient::new(

@@ -106,14 +106,15 @@ pub(crate) fn read_frame<R: Read>(
     Ok(Some(()))
 }
 
-/// Blocking writer shared by the threads of a worker. Frames are encoded and written under one
-/// lock, so messages leave in the order `send` was called.
-pub(crate) struct BlockingSender {
-    inner: Mutex<(UnixStream, Vec<u8>)>,
+/// Blocking writer shared by the threads of a worker (over its socket) or of a cluster driver
+/// (over TLS). Frames are encoded and written under one lock, so messages leave in the order
+/// `send` was called.
+pub(crate) struct BlockingSender<W = UnixStream> {
+    inner: Mutex<(W, Vec<u8>)>,
 }
 
-impl BlockingSender {
-    pub(crate) fn new(stream: UnixStream) -> Self {
+impl<W: Write> BlockingSender<W> {
+    pub(crate) fn new(stream: W) -> Self {
         BlockingSender {
             inner: Mutex::new((stream, Vec::with_capacity(4096))),
         }
@@ -132,16 +133,16 @@ impl BlockingSender {
         }
         r
     }
-}
 
-impl BlockingSender {
+    /// Runs `f` on the stream, between whole frames.
+    pub(crate) fn with_stream<T>(&self, f: impl FnOnce(&mut W) -> T) -> T {
+        f(&mut self.inner.lock().unwrap_or_else(|e| e.into_inner()).0)
+    }
+
     /// Writes bytes as they are, between whole frames (attack tests).
     #[cfg(feature = "testing")]
     pub(crate) fn send_raw(&self, bytes: &[u8]) -> Result<()> {
-        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        guard
-            .0
-            .write_all(bytes)
+        self.with_stream(|s| s.write_all(bytes))
             .map_err(|e| Error::io("writing to the node manager", e))
     }
 }

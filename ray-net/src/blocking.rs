@@ -31,7 +31,7 @@ pub struct BlockingReader {
     fed: usize,
 }
 
-/// The writing half: [`write_all`](BlockingWriter::write_all) encrypts and sends.
+/// The writing half: [`Write`] encrypts and sends.
 pub struct BlockingWriter {
     conn: Shared,
     sock: TcpStream,
@@ -124,9 +124,9 @@ impl Read for BlockingReader {
     }
 }
 
-impl BlockingWriter {
-    /// Encrypts `bytes` and writes them to the socket (blocking while the peer is not reading).
-    pub fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+/// Each write encrypts all of `bytes` and sends it (blocking while the peer is not reading).
+impl Write for BlockingWriter {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
         for chunk in bytes.chunks(SEAL_CHUNK) {
             self.sealed.clear();
             {
@@ -141,9 +141,15 @@ impl BlockingWriter {
         if self.sealed.capacity() > 4 * SEAL_CHUNK {
             self.sealed = Vec::new();
         }
-        Ok(())
+        Ok(bytes.len())
     }
 
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl BlockingWriter {
     /// Sends the TLS close and shuts the socket down both ways (the reader then sees its end).
     pub fn close(&mut self) {
         self.sealed.clear();

@@ -80,7 +80,9 @@ fn owned(fd: libc::c_int) -> std::io::Result<OwnedFd> {
 /// Called before a thread blocks on a reply: if the main thread is running a call (and so not
 /// reading), the reader thread reads from now on. Does nothing outside a worker.
 pub(crate) fn reader_needed() {
+    // A plain load first: `is_cancelled` may be asked in a tight loop.
     if let Some(s) = SHARED.get()
+        && s.turn.load(Ordering::Relaxed) == RUNNING
         && s.turn
             .compare_exchange(RUNNING, READER, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
