@@ -12,7 +12,8 @@
 # 2. Ray: the same shape with ray.cluster_utils.Cluster (scripts/ray_cluster_bench.py), Ray from
 #    PyPI in a throwaway virtualenv ($RAY_VENV, default /tmp/ray-bench-venv; reused).
 # 3. The limits: iperf3 over TCP on 127.0.0.1 (Debian's iperf3 is installed if missing), and
-#    `ray-bench --loopback`: one TCP connection, plain and with the cluster's TLS 1.3.
+#    `ray-bench --loopback`: one TCP connection, plain and with the cluster's TLS 1.3, its
+#    bandwidth and its round trips of 64 bytes one at a time (the floor of a sync call).
 #
 # Results go to $BENCH_OUT (default target/bench-cluster/). Builds use $CARGO_TARGET_DIR when set.
 set -euo pipefail
@@ -107,4 +108,13 @@ for name, (unit, x, xs) in ours.items():
         print(f"{name} ({unit}) | ours {x:.2f} +- {xs:.2f} | ray (not measured) | ratio n/a")
 for name, (unit, x, xs) in limits.items():
     print(f"{name} ({unit}) | {x:.2f} +- {xs:.2f}")
+# The floor of a synchronous call: any design crosses at least one process boundary and back
+# (one round trip, two thread wake-ups); ours crosses the driver, head, node and worker.
+floor = limits.get("loopback TLS 1.3 round trips (64 B, one at a time)")
+if floor:
+    for name, (unit, x, xs) in ours.items():
+        if name.endswith(" sync") and name in ray:
+            y = ray[name][1]
+            print(f"{name}: 10x Ray is {10 * y:.0f}/s; one TLS round trip, the floor of any "
+                  f"design, {floor[1]:.0f}/s; ours is {x / floor[1]:.2f} of the floor")
 PY

@@ -2,6 +2,12 @@
 //! on 127.0.0.1, plain and with TLS 1.3 as the cluster's connections have it (ray-net's
 //! `server_config` / `client_config`, ring, a self-signed certificate made here with rcgen).
 //!
+//! Round trips: the floor under a synchronous call between two processes. A client thread
+//! writes a 64-byte message and waits for the server thread's 64-byte answer, one at a time,
+//! over one connection (plain and TLS, as above): a call from one process to another and back
+//! costs at least one such round trip (two thread wake-ups), whatever the design. Printed as
+//! round trips per second, comparable with the sync call rates, and the median in µs.
+//!
 //! Each round, a client thread writes `bytes` in 1 MiB writes and the server thread reads them
 //! all and answers one byte; the rate is `bytes` over the client's time from its first write to
 //! that answer (the TLS handshake is done before the clock starts). Plain blocking sockets and
@@ -46,32 +52,88 @@ fn source(mut s: impl Read + Write, bytes: u64) -> f64 {
     start.elapsed().as_secs_f64()
 }
 
+/// The size of a round trip's message and its answer.
+const PING: usize = 64;
+
+/// Answers each 64-byte message with one of its own until the client closes.
+fn echo(mut s: impl Read + Write) {
+    let mut buf = [0u8; PING];
+    while s.read_exact(&mut buf).is_ok() {
+        if s.write_all(&buf).and_then(|_| s.flush()).is_err() {
+            return;
+        }
+    }
+}
+
+/// Times `calls` round trips one at a time; returns each one's seconds.
+fn ping(mut s: impl Read + Write, calls: usize) -> Vec<f64> {
+    let msg = [0x5au8; PING];
+    let mut back = [0u8; PING];
+    (0..calls)
+        .map(|_| {
+            let start = Instant::now();
+            s.write_all(&msg).expect("writing on the client");
+            s.flush().expect("flushing the client");
+            s.read_exact(&mut back).expect("the server's answer");
+            start.elapsed().as_secs_f64()
+        })
+        .collect()
+}
+
+type Tls = (
+    std::sync::Arc<rustls::ServerConfig>,
+    std::sync::Arc<rustls::ClientConfig>,
+);
+
+/// What a round measures.
+#[derive(Clone, Copy)]
+enum Load {
+    /// Bytes streamed one way.
+    Stream(u64),
+    /// Round trips of 64 bytes, one at a time.
+    Pings(usize),
+}
+
+/// What a round measured: the seconds of a stream, or each round trip's.
+enum Measured {
+    Stream(f64),
+    Pings(Vec<f64>),
+}
+
 /// One round over a fresh connection; `tls` carries the server and client configurations.
-fn round(
-    bytes: u64,
-    tls: Option<&(
-        std::sync::Arc<rustls::ServerConfig>,
-        std::sync::Arc<rustls::ClientConfig>,
-    )>,
-) -> f64 {
+fn round(load: Load, tls: Option<&Tls>) -> Measured {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
     let addr = listener.local_addr().expect("the listener's address");
     let server_tls = tls.map(|(s, _)| s.clone());
     let server = std::thread::spawn(move || {
         let (tcp, _) = listener.accept().expect("accept");
         tcp.set_nodelay(true).ok();
-        match server_tls {
-            None => sink(tcp, bytes),
-            Some(cfg) => {
+        match (server_tls, load) {
+            (None, Load::Stream(bytes)) => sink(tcp, bytes),
+            (None, Load::Pings(_)) => echo(tcp),
+            (Some(cfg), load) => {
                 let conn = ServerConnection::new(cfg).expect("a TLS server connection");
-                sink(StreamOwned::new(conn, tcp), bytes)
+                let s = StreamOwned::new(conn, tcp);
+                match load {
+                    Load::Stream(bytes) => sink(s, bytes),
+                    Load::Pings(_) => echo(s),
+                }
             }
         }
     });
     let tcp = TcpStream::connect(addr).expect("connect");
     tcp.set_nodelay(true).ok();
-    let secs = match tls {
-        None => source(tcp, bytes),
+    let measure = |s: &mut dyn ReadWrite| match load {
+        Load::Stream(bytes) => Measured::Stream(source(s, bytes)),
+        Load::Pings(calls) => Measured::Pings(ping(s, calls)),
+    };
+    let measured = match tls {
+        None => {
+            let mut tcp = tcp;
+            let m = measure(&mut tcp);
+            drop(tcp);
+            m
+        }
         Some((_, cfg)) => {
             let name = ServerName::try_from("127.0.0.1").expect("a server name");
             let mut conn = ClientConnection::new(cfg.clone(), name).expect("a TLS client");
@@ -79,14 +141,30 @@ fn round(
             while conn.is_handshaking() {
                 conn.complete_io(&mut tcp).expect("the TLS handshake");
             }
-            source(StreamOwned::new(conn, tcp), bytes)
+            let mut s = StreamOwned::new(conn, tcp);
+            let m = measure(&mut s);
+            s.conn.send_close_notify();
+            let _ = s.flush();
+            drop(s);
+            m
         }
     };
     server.join().expect("the server thread");
-    secs
+    measured
 }
 
-/// Measures plain TCP and TLS over loopback and records both in GB/s (10^9 bytes).
+/// A stream both read and written.
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
+fn mean_std(stats: &[f64]) -> (f64, f64) {
+    let mean = stats.iter().sum::<f64>() / stats.len() as f64;
+    let var = stats.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / stats.len() as f64;
+    (mean, var.sqrt())
+}
+
+/// Measures plain TCP and TLS over loopback: bandwidth in GB/s (10^9 bytes), then 64-byte round
+/// trips per second.
 pub fn run(bench: &mut Bench, quick: bool) {
     let key = rcgen::KeyPair::generate().expect("a key pair");
     let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
@@ -99,7 +177,7 @@ pub fn run(bench: &mut Bench, quick: bool) {
     let server = ray_net::server_config(&identity).expect("the server configuration");
     let client =
         ray_net::client_config(Some(cert.pem().as_bytes()), None).expect("the client config");
-    let tls = (server, client);
+    let tls: Tls = (server, client);
 
     let (warmup, rounds) = if quick { (1, 3) } else { (1, 5) };
     for (name, bytes, tls) in [
@@ -110,15 +188,46 @@ pub fn run(bench: &mut Bench, quick: bool) {
             continue;
         }
         for _ in 0..warmup {
-            round(bytes / 4, tls);
+            round(Load::Stream(bytes / 4), tls);
         }
         let stats: Vec<f64> = (0..rounds)
-            .map(|_| bytes as f64 / round(bytes, tls) / 1e9)
+            .filter_map(|_| match round(Load::Stream(bytes), tls) {
+                Measured::Stream(secs) => Some(bytes as f64 / secs / 1e9),
+                Measured::Pings(_) => None,
+            })
             .collect();
-        let mean = stats.iter().sum::<f64>() / stats.len() as f64;
-        let std = (stats.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / stats.len() as f64)
-            .sqrt();
+        let (mean, std) = mean_std(&stats);
         println!("{name} GB/s {mean:.3} +- {std:.3}");
+        bench.results.push((name.to_string(), mean, std));
+    }
+
+    let calls = if quick { 5_000 } else { 20_000 };
+    for (name, tls) in [
+        ("loopback TCP round trips (64 B, one at a time)", None),
+        (
+            "loopback TLS 1.3 round trips (64 B, one at a time)",
+            Some(&tls),
+        ),
+    ] {
+        if !bench.wanted(name) {
+            continue;
+        }
+        round(Load::Pings(calls / 10), tls);
+        let mut all = Vec::new();
+        let stats: Vec<f64> = (0..rounds)
+            .filter_map(|_| match round(Load::Pings(calls), tls) {
+                Measured::Pings(secs) => {
+                    let rate = secs.len() as f64 / secs.iter().sum::<f64>();
+                    all.extend(secs);
+                    Some(rate)
+                }
+                Measured::Stream(_) => None,
+            })
+            .collect();
+        all.sort_by(f64::total_cmp);
+        let (mean, std) = mean_std(&stats);
+        let p50 = all.get(all.len() / 2).copied().unwrap_or(0.0) * 1e6;
+        println!("{name} per second {mean:.2} +- {std:.2} (p50 {p50:.0} µs)");
         bench.results.push((name.to_string(), mean, std));
     }
 }
