@@ -22,11 +22,12 @@ cargo clippy --workspace --all-targets -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --document-private-items --quiet
 # A test binary that exits early with status 0 (a `process::exit` reached from a test) would
 # skip its remaining tests silently: every binary must print its summary.
-log=$(mktemp)
+# The output stays in target/test-output.log (overwritten each run) for a look afterwards.
+mkdir -p target
+log=target/test-output.log
 cargo test --workspace 2>&1 | tee "$log"
 started=$(grep -cE '^ +(Running|Doc-tests) ' "$log" || true)
 finished=$(grep -cE '^test result: ' "$log" || true)
-rm -f "$log"
 if [ "$started" != "$finished" ]; then
     echo "== $started test binaries started but $finished printed a summary: one ended early" >&2
     exit 1

@@ -82,9 +82,7 @@ fn transfer_rounds(
     let stats: Vec<f64> = (0..rounds)
         .map(|i| bytes / round(warmup + i) / 1e9)
         .collect();
-    let mean = stats.iter().sum::<f64>() / stats.len() as f64;
-    let std =
-        (stats.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / stats.len() as f64).sqrt();
+    let (mean, std) = crate::mean_std(&stats);
     println!("{name} GB/s {mean:.3} +- {std:.3}");
     bench.results.push((name.to_string(), mean, std));
 }

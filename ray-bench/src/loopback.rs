@@ -14,7 +14,7 @@
 //! rustls' blocking `StreamOwned`, one thread on each side, so on 2 cores the two ends share the
 //! machine with nothing else.
 
-use crate::Bench;
+use crate::{Bench, mean_std};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, ServerConnection, StreamOwned};
 use std::io::{Read, Write};
@@ -85,82 +85,66 @@ type Tls = (
     std::sync::Arc<rustls::ClientConfig>,
 );
 
-/// What a round measures.
-#[derive(Clone, Copy)]
-enum Load {
-    /// Bytes streamed one way.
-    Stream(u64),
-    /// Round trips of 64 bytes, one at a time.
-    Pings(usize),
-}
+/// A stream both read and written.
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
 
-/// What a round measured: the seconds of a stream, or each round trip's.
-enum Measured {
-    Stream(f64),
-    Pings(Vec<f64>),
-}
-
-/// One round over a fresh connection; `tls` carries the server and client configurations.
-fn round(load: Load, tls: Option<&Tls>) -> Measured {
+/// Opens a fresh connection (with TLS when `tls` carries the server and client configurations),
+/// runs `serve` on the server thread's end and `measure` on this thread's, and returns what
+/// `measure` did once both ends are done.
+fn connected<R>(
+    tls: Option<&Tls>,
+    serve: impl FnOnce(&mut dyn ReadWrite) + Send + 'static,
+    measure: impl FnOnce(&mut dyn ReadWrite) -> R,
+) -> R {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
     let addr = listener.local_addr().expect("the listener's address");
     let server_tls = tls.map(|(s, _)| s.clone());
     let server = std::thread::spawn(move || {
-        let (tcp, _) = listener.accept().expect("accept");
+        let (mut tcp, _) = listener.accept().expect("accept");
         tcp.set_nodelay(true).ok();
-        match (server_tls, load) {
-            (None, Load::Stream(bytes)) => sink(tcp, bytes),
-            (None, Load::Pings(_)) => echo(tcp),
-            (Some(cfg), load) => {
+        match server_tls {
+            None => serve(&mut tcp),
+            Some(cfg) => {
                 let conn = ServerConnection::new(cfg).expect("a TLS server connection");
-                let s = StreamOwned::new(conn, tcp);
-                match load {
-                    Load::Stream(bytes) => sink(s, bytes),
-                    Load::Pings(_) => echo(s),
-                }
+                serve(&mut StreamOwned::new(conn, tcp))
             }
         }
     });
-    let tcp = TcpStream::connect(addr).expect("connect");
+    let mut tcp = TcpStream::connect(addr).expect("connect");
     tcp.set_nodelay(true).ok();
-    let measure = |s: &mut dyn ReadWrite| match load {
-        Load::Stream(bytes) => Measured::Stream(source(s, bytes)),
-        Load::Pings(calls) => Measured::Pings(ping(s, calls)),
-    };
+    // Each end is closed before the server is joined: an echoing server waits for it.
     let measured = match tls {
         None => {
-            let mut tcp = tcp;
-            let m = measure(&mut tcp);
+            let measured = measure(&mut tcp);
             drop(tcp);
-            m
+            measured
         }
         Some((_, cfg)) => {
             let name = ServerName::try_from("127.0.0.1").expect("a server name");
             let mut conn = ClientConnection::new(cfg.clone(), name).expect("a TLS client");
-            let mut tcp = tcp;
             while conn.is_handshaking() {
                 conn.complete_io(&mut tcp).expect("the TLS handshake");
             }
             let mut s = StreamOwned::new(conn, tcp);
-            let m = measure(&mut s);
+            let measured = measure(&mut s);
             s.conn.send_close_notify();
             let _ = s.flush();
-            drop(s);
-            m
+            measured
         }
     };
     server.join().expect("the server thread");
     measured
 }
 
-/// A stream both read and written.
-trait ReadWrite: Read + Write {}
-impl<T: Read + Write> ReadWrite for T {}
+/// One stream of `bytes` over a fresh connection; its seconds.
+fn stream_round(bytes: u64, tls: Option<&Tls>) -> f64 {
+    connected(tls, move |s| sink(s, bytes), |s| source(s, bytes))
+}
 
-fn mean_std(stats: &[f64]) -> (f64, f64) {
-    let mean = stats.iter().sum::<f64>() / stats.len() as f64;
-    let var = stats.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / stats.len() as f64;
-    (mean, var.sqrt())
+/// `calls` round trips over a fresh connection; each one's seconds.
+fn ping_round(calls: usize, tls: Option<&Tls>) -> Vec<f64> {
+    connected(tls, |s| echo(s), |s| ping(s, calls))
 }
 
 /// Measures plain TCP and TLS over loopback: bandwidth in GB/s (10^9 bytes), then 64-byte round
@@ -188,13 +172,10 @@ pub fn run(bench: &mut Bench, quick: bool) {
             continue;
         }
         for _ in 0..warmup {
-            round(Load::Stream(bytes / 4), tls);
+            stream_round(bytes / 4, tls);
         }
         let stats: Vec<f64> = (0..rounds)
-            .filter_map(|_| match round(Load::Stream(bytes), tls) {
-                Measured::Stream(secs) => Some(bytes as f64 / secs / 1e9),
-                Measured::Pings(_) => None,
-            })
+            .map(|_| bytes as f64 / stream_round(bytes, tls) / 1e9)
             .collect();
         let (mean, std) = mean_std(&stats);
         println!("{name} GB/s {mean:.3} +- {std:.3}");
@@ -212,16 +193,14 @@ pub fn run(bench: &mut Bench, quick: bool) {
         if !bench.wanted(name) {
             continue;
         }
-        round(Load::Pings(calls / 10), tls);
+        ping_round(calls / 10, tls);
         let mut all = Vec::new();
         let stats: Vec<f64> = (0..rounds)
-            .filter_map(|_| match round(Load::Pings(calls), tls) {
-                Measured::Pings(secs) => {
-                    let rate = secs.len() as f64 / secs.iter().sum::<f64>();
-                    all.extend(secs);
-                    Some(rate)
-                }
-                Measured::Stream(_) => None,
+            .map(|_| {
+                let secs = ping_round(calls, tls);
+                let rate = secs.len() as f64 / secs.iter().sum::<f64>();
+                all.extend(secs);
+                rate
             })
             .collect();
         all.sort_by(f64::total_cmp);

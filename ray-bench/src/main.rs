@@ -245,12 +245,17 @@ impl Bench {
             }
             stats.push(multiplier * count as f64 / start.elapsed().as_secs_f64());
         }
-        let mean = stats.iter().sum::<f64>() / stats.len() as f64;
-        let std = (stats.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / stats.len() as f64)
-            .sqrt();
+        let (mean, std) = mean_std(&stats);
         println!("{name} per second {mean:.2} +- {std:.2}");
         self.results.push((name.to_string(), mean, std));
     }
+}
+
+/// The mean and the (population) standard deviation of a benchmark's rounds.
+pub(crate) fn mean_std(stats: &[f64]) -> (f64, f64) {
+    let mean = stats.iter().sum::<f64>() / stats.len() as f64;
+    let var = stats.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / stats.len() as f64;
+    (mean, var.sqrt())
 }
 
 fn main() -> ray::Result<()> {

@@ -216,7 +216,7 @@ impl Shared {
                     // the worker at once (no orphans): its hang-up makes this thread read. (While
                     // the main thread reads, it sees the end itself and exits; the pause keeps
                     // this thread from spinning on the hang-up meanwhile.)
-                    if self.wait(self.socket, false)
+                    if self.wait(false)
                         && self
                             .turn
                             .compare_exchange(RUNNING, READER, Ordering::AcqRel, Ordering::Acquire)
@@ -229,7 +229,7 @@ impl Shared {
             }
             let mut state = lock(&self.state);
             while self.turn.load(Ordering::Acquire) == READER {
-                if state.reader.buffer().is_empty() && !self.wait(self.socket, true) {
+                if state.reader.buffer().is_empty() && !self.wait(true) {
                     continue;
                 }
                 if let Some(job) = state.read_one(&self.core) {
@@ -241,14 +241,17 @@ impl Shared {
 
     /// Waits for a signal (drained) or the socket: true when it is readable, or with
     /// `data: false` when only its end is watched, when the peer hung up.
-    fn wait(&self, socket: libc::c_int, data: bool) -> bool {
+    fn wait(&self, data: bool) -> bool {
         let fd = |fd, events| libc::pollfd {
             fd,
             events,
             revents: 0,
         };
         let events = if data { libc::POLLIN } else { libc::POLLRDHUP };
-        let mut fds = [fd(self.wake.as_raw_fd(), libc::POLLIN), fd(socket, events)];
+        let mut fds = [
+            fd(self.wake.as_raw_fd(), libc::POLLIN),
+            fd(self.socket, events),
+        ];
         // SAFETY: `fds` is a live array of two pollfd for the duration of the call.
         let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
         if n <= 0 {
@@ -398,10 +401,14 @@ mod tests {
         send(&nm, &task(3));
         assert_eq!(function(inbox.next()), "f2");
         assert_eq!(function(inbox.next()), "f3");
+        // The next call comes once the main thread has taken the turn back and reads itself.
         let later = {
             let nm = nm.try_clone().unwrap();
+            let shared = inbox.shared.clone();
             std::thread::spawn(move || {
-                std::thread::sleep(std::time::Duration::from_millis(20));
+                while shared.turn.load(Ordering::Acquire) != MAIN {
+                    std::thread::yield_now();
+                }
                 send(&nm, &task(4));
             })
         };
