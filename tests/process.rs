@@ -147,6 +147,14 @@ fn a_task_panic_prints_one_prefixed_line_naming_the_place() {
     );
 }
 
+/// The value after `key` on the line that holds it. The key need not start its line: libtest's
+/// own `test child_driver ... ` has no newline, and the driver's first line follows it when it
+/// is printed before any worker's (a race of the log forwarder against `ray::get`).
+fn marked<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    text.lines()
+        .find_map(|l| l.split_once(key).map(|(_, rest)| rest.trim()))
+}
+
 fn read_pids(stdout: &mut BufReader<std::process::ChildStdout>) -> Vec<u32> {
     let mut line = String::new();
     loop {
@@ -155,7 +163,7 @@ fn read_pids(stdout: &mut BufReader<std::process::ChildStdout>) -> Vec<u32> {
             stdout.read_line(&mut line).unwrap() > 0,
             "child ended before printing its workers"
         );
-        if let Some(rest) = line.trim().strip_prefix("WORKER_PIDS ") {
+        if let Some(rest) = marked(&line, "WORKER_PIDS ") {
             return rest.split(' ').map(|p| p.parse().unwrap()).collect();
         }
     }
@@ -167,18 +175,13 @@ fn worker_output_reaches_the_driver_with_ray_prefixes_and_whole_lines() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "child failed:\n{stdout}\n{stderr}");
-    let task_pid: u32 = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("TASK_PID "))
-        .unwrap()
-        .parse()
-        .unwrap();
-    let actor_pid: u32 = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("ACTOR_PID "))
-        .unwrap()
-        .parse()
-        .unwrap();
+    let pid = |key: &str| -> u32 {
+        marked(&stdout, key)
+            .unwrap_or_else(|| panic!("no {key:?} line in:\n{stdout}"))
+            .parse()
+            .unwrap()
+    };
+    let (task_pid, actor_pid) = (pid("TASK_PID "), pid("ACTOR_PID "));
     assert!(
         stdout.contains(&format!("(say_hello pid={task_pid}) hello from task 7\n")),
         "{stdout}"
