@@ -75,7 +75,8 @@ fn the_seed_program_trains_three_actors_on_three_nodes() {
     // other nodes (tagged with their node), one on the head (the driver's node: no tag).
     let prefixes: BTreeSet<&str> = stdout
         .lines()
-        .filter_map(|l| l.strip_prefix("(NeuralNetOnGpu pid="))
+        // Not `strip_prefix`: the first line may follow libtest's `test driver_main ... `.
+        .filter_map(|l| l.split_once("(NeuralNetOnGpu pid=").map(|(_, rest)| rest))
         .filter_map(|rest| rest.split_once(')').map(|(p, _)| p))
         .collect();
     let pids: BTreeSet<&str> = prefixes
