@@ -438,24 +438,81 @@ async fn serve_data<S>(
             Err(e) => Err(cut(e, DATA_ERROR_MAX)),
         };
         header.clear();
-        if codec::encode_frame(&DataReply::Bytes { req, result }, &mut header).is_err()
-            || wr.write_all(&header).await.is_err()
+        if codec::encode_frame(&DataReply::Bytes { req, result }, &mut header).is_err() {
+            break;
+        }
+        let body = source.as_ref().map(|s| s.bytes()).unwrap_or_default();
+        if let Err(e) = write_reply(&mut wr, &header, body, DATA_STALL).await {
+            if e.kind() == std::io::ErrorKind::TimedOut {
+                log::warn!("{peer} stopped reading its data session: {e}; closing it");
+            }
+            break;
+        }
+        if !body.is_empty()
+            && let Some(n) = node.upgrade()
         {
-            break;
+            n.count_served(body.len() as u64);
         }
-        if let Ok(source) = &source {
-            if wr.write_all(source.bytes()).await.is_err() {
-                break;
-            }
-            if let Some(n) = node.upgrade() {
-                n.count_served(source.bytes().len() as u64);
-            }
-        }
+        // The object is held for the peer only while its bytes are being written.
         drop(source);
-        if wr.flush().await.is_err() {
-            break;
+    }
+}
+
+/// How long a peer may take to accept any more of a data reply before its data session is
+/// closed, and the object it asked for no longer held for it. A live node reads at network
+/// speed; only one that stopped reading (paused, wedged, or hostile) gets here. A transfer
+/// cut this way resumes on a new session if its node is still there.
+const DATA_STALL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Writes one data reply (its header frame, then its bytes) and flushes it, failing with
+/// `TimedOut` if the peer accepts nothing for `stall` at any point: a deadline on progress,
+/// not on the whole reply, so a large reply to a slow but reading peer still goes out. One
+/// timer per reply, moved on only when it fires (a timer per write costs bandwidth).
+async fn write_reply<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    header: &[u8],
+    body: &[u8],
+    stall: std::time::Duration,
+) -> std::io::Result<()> {
+    use tokio::time::Instant;
+    let deadline = tokio::time::sleep(stall);
+    tokio::pin!(deadline);
+    let mut moved = Instant::now();
+    let mut parts = [header, body];
+    let mut part = 0;
+    let mut flushed = false;
+    while !flushed {
+        tokio::select! {
+            biased;
+            done = async {
+                match parts.get_mut(part) {
+                    Some(rest) if rest.is_empty() => part += 1,
+                    Some(rest) => match w.write(rest).await? {
+                        0 => return Err(std::io::Error::from(std::io::ErrorKind::WriteZero)),
+                        n => *rest = &rest[n..],
+                    },
+                    None => {
+                        w.flush().await?;
+                        flushed = true;
+                    }
+                }
+                Ok::<(), std::io::Error>(())
+            } => {
+                done?;
+                moved = Instant::now();
+            }
+            () = &mut deadline => {
+                if moved.elapsed() >= stall {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("it accepted no bytes for {} s", stall.as_secs_f64()),
+                    ));
+                }
+                deadline.as_mut().reset(moved + stall);
+            }
         }
     }
+    Ok(())
 }
 
 /// `text`, cut to at most `max` bytes (at a character boundary).
@@ -584,6 +641,71 @@ fn read_binary(
         .read_to_end(&mut out)
         .map_err(|e| e.to_string())?;
     Ok(bytes::Bytes::from(out))
+}
+
+#[cfg(test)]
+mod write_reply_tests {
+    use super::write_reply;
+    use std::time::Duration;
+    use tokio::io::AsyncReadExt;
+
+    const STALL: Duration = Duration::from_secs(60);
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_stops_reading_is_cut_off_once_nothing_moved_for_the_stall_limit() {
+        // The peer reads the first 64 KiB (the pipe's capacity), then nothing more.
+        let (mut ours, _peer) = tokio::io::duplex(64 * 1024);
+        let body = vec![7u8; 4 << 20];
+        let start = tokio::time::Instant::now();
+        let err = write_reply(&mut ours, b"header", &body, STALL)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
+        assert!(
+            err.to_string().contains("accepted no bytes for 60 s"),
+            "{err}"
+        );
+        let waited = start.elapsed();
+        assert!(waited >= STALL && waited < STALL * 2, "{waited:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_peer_that_keeps_reading_gets_the_whole_reply() {
+        // 4 MiB through a 64 KiB pipe, 64 KiB every half stall limit: 64 stall limits in all,
+        // but never one without progress.
+        let (mut ours, mut peer) = tokio::io::duplex(64 * 1024);
+        let body: Vec<u8> = (0..4u32 << 20).map(|i| i as u8).collect();
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                tokio::time::sleep(STALL / 2).await;
+                match peer.read(&mut buf).await.unwrap() {
+                    0 => return got,
+                    n => got.extend_from_slice(&buf[..n]),
+                }
+            }
+        });
+        let start = tokio::time::Instant::now();
+        write_reply(&mut ours, b"header", &body, STALL)
+            .await
+            .unwrap();
+        drop(ours);
+        assert!(start.elapsed() > STALL * 30, "{:?}", start.elapsed());
+        let got = reader.await.unwrap();
+        assert_eq!(&got[..6], b"header");
+        assert!(got[6..] == body[..], "every byte, in order");
+    }
+
+    #[tokio::test]
+    async fn a_closed_peer_fails_the_write_at_once() {
+        let (mut ours, peer) = tokio::io::duplex(1024);
+        drop(peer);
+        let err = write_reply(&mut ours, b"header", &[1; 10], STALL)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe, "{err}");
+    }
 }
 
 #[cfg(test)]
