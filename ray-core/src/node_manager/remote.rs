@@ -486,7 +486,7 @@ async fn write_reply<W: AsyncWrite + Unpin>(
             biased;
             done = async {
                 match parts.get_mut(part) {
-                    Some(rest) if rest.is_empty() => part += 1,
+                    Some([]) => part += 1,
                     Some(rest) => match w.write(rest).await? {
                         0 => return Err(std::io::Error::from(std::io::ErrorKind::WriteZero)),
                         n => *rest = &rest[n..],
