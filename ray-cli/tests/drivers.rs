@@ -155,8 +155,94 @@ fn driver_main() {
             ray::shutdown();
             println!("STATE DRIVER OK");
         }
+        "stall" => {
+            let signals = std::path::PathBuf::from(std::env::var(SIGNALS).expect("the signals"));
+            ray::init(ray::Config::default()).expect("joins");
+            assert_eq!(ray::get(&square::remote(3)).unwrap(), 9);
+            std::fs::write(signals.join("joined"), b"").unwrap();
+            let deadline = std::time::Instant::now() + WAIT;
+            while !signals.join("paused").exists() {
+                assert!(std::time::Instant::now() < deadline, "never told to go on");
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            // 256 MiB: far more than the sockets between here and the paused node hold.
+            let start = std::time::Instant::now();
+            let put = ray::put_slice(&vec![5u8; 256 << 20]).and_then(|r| ray::get_slice(&r));
+            println!(
+                "PUT FAILED after {} s: {}",
+                start.elapsed().as_secs(),
+                put.unwrap_err()
+            );
+            let start = std::time::Instant::now();
+            let later = ray::get(&square::remote(4)).unwrap_err();
+            println!(
+                "LATER CALL FAILED after {} s: {later}",
+                start.elapsed().as_secs()
+            );
+            ray::shutdown();
+            println!("STALL OK");
+        }
         other => panic!("unknown mode {other}"),
     }
+}
+
+/// Where the `stall` driver and its test signal each other.
+const SIGNALS: &str = "RAY_TEST_SIGNALS";
+
+#[test]
+fn a_driver_whose_node_stops_reading_fails_its_calls_instead_of_hanging() {
+    let dir = NodeDir::new("drivers-stall");
+    // A long lease, so the paused head is not declared dead (and does not exit) meanwhile.
+    let head = Head::start(&dir, &["--num-cpus", "1", "--lease-ttl", "600"]);
+    let token = dir.token();
+    let signals = dir.path.join("signals");
+    std::fs::create_dir_all(&signals).unwrap();
+    let mut child = spawn_driver("stall", &head.address, &token, &[(SIGNALS, &signals)]);
+    wait_for("the driver to join", || {
+        signals.join("joined").exists().then_some(())
+    });
+    let daemon = head.child.id() as i32;
+    // SAFETY: signals our own child, the head's daemon (its etcd, a process of its own, runs on).
+    unsafe { libc::kill(daemon, libc::SIGSTOP) };
+    std::fs::write(signals.join("paused"), b"").unwrap();
+    // The driver gives up 60 s after the node last accepted a byte; allow for a slow machine.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let hung = child.try_wait().unwrap().is_none();
+    if hung {
+        let _ = child.kill();
+    }
+    // SAFETY: as above.
+    unsafe { libc::kill(daemon, libc::SIGCONT) };
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !hung,
+        "the driver hung on its paused node:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("STALL OK"), "{stdout}\n{stderr}");
+    let put = stdout
+        .lines()
+        .find_map(|l| l.split_once("PUT FAILED after ").map(|(_, r)| r))
+        .unwrap();
+    let secs: u64 = put.split(' ').next().unwrap().parse().unwrap();
+    assert!((60..170).contains(&secs), "{put}");
+    let why = "writing to the node manager: the peer accepted under 64 KiB in 60 s";
+    assert!(put.contains(why), "{put}");
+    assert!(
+        stderr.contains(&format!("lost the connection to the cluster: {why}")),
+        "one error line says it as it happens: {stderr}"
+    );
+    // Every later call fails at once, saying why.
+    let later = stdout
+        .lines()
+        .find_map(|l| l.split_once("LATER CALL FAILED after ").map(|(_, r)| r))
+        .unwrap();
+    assert!(later.starts_with("0 s: "), "{later}");
+    assert!(later.contains(why), "{later}");
 }
 
 #[test]

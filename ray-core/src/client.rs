@@ -37,6 +37,17 @@ impl<W: std::io::Write + Send + 'static> MessageSink for crate::transport::Block
     }
 }
 
+/// Why a failed write lost the connection, as later errors quote it (an I/O error without its
+/// "I/O error in the ray runtime", which the quoting error says already).
+pub(crate) fn lost_reason(e: &Error) -> String {
+    match e {
+        Error::Io {
+            context, message, ..
+        } => format!("{context}: {message}"),
+        e => e.to_string(),
+    }
+}
+
 /// What a client does when its connection is lost.
 #[derive(Clone, Copy)]
 pub(crate) enum OnLost {
@@ -78,6 +89,8 @@ pub(crate) struct ProcessClient {
     job: JobId,
     on_lost: OnLost,
     lost: AtomicBool,
+    /// Why the connection was lost (said by every call made after).
+    lost_why: std::sync::OnceLock<String>,
     /// The driver is leaving the cluster: the connection's end is expected, not an error.
     leaving: AtomicBool,
 }
@@ -101,6 +114,7 @@ impl ProcessClient {
             job,
             on_lost,
             lost: AtomicBool::new(false),
+            lost_why: std::sync::OnceLock::new(),
             leaving: AtomicBool::new(false),
         }
     }
@@ -110,7 +124,7 @@ impl ProcessClient {
             return;
         }
         if let Err(e) = self.sender.send(msg) {
-            self.connection_lost(&e.to_string());
+            self.connection_lost(&lost_reason(&e));
         }
     }
 
@@ -128,6 +142,7 @@ impl ProcessClient {
                 std::process::exit(code);
             }
             OnLost::Fail => {
+                let _ = self.lost_why.set(why.to_string());
                 if self.lost.swap(true, Ordering::Relaxed) {
                     return;
                 }
@@ -226,7 +241,10 @@ impl ProcessClient {
         if self.lost.load(Ordering::Relaxed) {
             callback(Reply::Get(Err(Error::Io {
                 context: "talking to the cluster's node".into(),
-                message: "the connection was lost earlier".into(),
+                message: match self.lost_why.get() {
+                    Some(why) => format!("the connection was lost earlier: {why}"),
+                    None => "the connection was lost earlier".into(),
+                },
                 kind: std::io::ErrorKind::ConnectionAborted,
             })));
             return req;

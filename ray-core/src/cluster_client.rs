@@ -40,14 +40,38 @@ pub(crate) struct ClusterSession {
 struct TlsSink {
     sender: BlockingSender<ray_net::BlockingWriter>,
     closed: AtomicBool,
+    /// Why a write failed, once one did (the reader reports it as the session's end).
+    failed: std::sync::Mutex<Option<String>>,
 }
+
+/// How long the node may accept nothing of a message before this driver gives its session up:
+/// a node that stopped reading (wedged, or paused far past its lease) must not block the
+/// calling thread for good. Far above any pause of a live node (leases are 10 s by default).
+const SEND_STALL: Duration = Duration::from_secs(60);
 
 impl TlsSink {
     fn write(&self, msg: &FromWorker) -> Result<()> {
         if self.closed.load(Ordering::Relaxed) {
             return Ok(());
         }
-        self.sender.send(msg)
+        let sent = self.sender.send(msg);
+        if let Err(e) = &sent {
+            // The stream is cut inside a record: end the session (the reader sees its end and
+            // fails every call waiting on it, with this reason).
+            let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+            failed.get_or_insert_with(|| crate::client::lost_reason(e));
+            drop(failed);
+            self.closed.store(true, Ordering::Relaxed);
+            self.sender.with_stream(|w| w.abort());
+        }
+        sent
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn close(&self) {
@@ -215,10 +239,14 @@ pub(crate) fn connect(
         Ok((halves, node, proc, job))
     });
     stop_runtime(rt);
-    let ((reader, writer), node, proc, job) = joined?;
+    let ((reader, mut writer), node, proc, job) = joined?;
+    writer
+        .set_stall_limit(Some(SEND_STALL))
+        .map_err(|e| cluster_error(address, format!("the session broke: {e}")))?;
     let sink = Arc::new(TlsSink {
         sender: BlockingSender::new(writer),
         closed: AtomicBool::new(false),
+        failed: std::sync::Mutex::new(None),
     });
     let client = Arc::new(ProcessClient::new(
         std::process::id(),
@@ -227,10 +255,10 @@ pub(crate) fn connect(
         job,
         OnLost::Fail,
     ));
-    let reader_client = client.clone();
+    let (reader_client, reader_sink) = (client.clone(), sink.clone());
     std::thread::Builder::new()
         .name("ray-cluster-reader".into())
-        .spawn(move || read_replies(reader_client, reader))
+        .spawn(move || read_replies(reader_client, reader, &reader_sink))
         .map_err(|e| Error::io("starting the cluster client's reader", e))?;
     Ok(ClusterSession {
         client,
@@ -257,7 +285,7 @@ async fn ship<W: AsyncWrite + Unpin>(w: &mut W, exe: &std::path::Path) -> std::i
 }
 
 /// Reads the node's replies and the output of this job's workers until the connection ends.
-fn read_replies(client: Arc<ProcessClient>, rd: ray_net::BlockingReader) {
+fn read_replies(client: Arc<ProcessClient>, rd: ray_net::BlockingReader, sink: &TlsSink) {
     use std::io::Write;
     let mut rd = std::io::BufReader::with_capacity(64 * 1024, rd);
     let mut buf = Vec::new();
@@ -298,7 +326,8 @@ fn read_replies(client: Arc<ProcessClient>, rd: ray_net::BlockingReader) {
             | ToWorker::ActorLocation { .. } => {}
         }
     };
-    client.connection_lost(&why);
+    // A failed write ended the session: that is why the reader saw its end.
+    client.connection_lost(&sink.failure().unwrap_or(why));
 }
 
 /// Stops a runtime from a thread of its own (works inside async code too).

@@ -10,6 +10,7 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 use tokio_rustls::TlsStream;
 
 /// Plaintext is encrypted this much at a time, so the lock is held briefly.
@@ -36,6 +37,11 @@ pub struct BlockingWriter {
     conn: Shared,
     sock: TcpStream,
     sealed: Vec<u8>,
+    /// See [`BlockingWriter::set_stall_limit`].
+    stall: Option<Duration>,
+    /// A write failed part-way: the TLS stream is cut inside a record, so nothing more can be
+    /// sent on it.
+    broken: bool,
 }
 
 /// Splits a client connection's stream (past [`crate::connect`]'s handshake) into blocking halves.
@@ -65,6 +71,8 @@ pub fn into_blocking(
         conn,
         sock: tcp,
         sealed: Vec::new(),
+        stall: None,
+        broken: false,
     };
     Ok((reader, writer))
 }
@@ -124,9 +132,18 @@ impl Read for BlockingReader {
     }
 }
 
-/// Each write encrypts all of `bytes` and sends it (blocking while the peer is not reading).
+/// Each write encrypts all of `bytes` and sends it (blocking while the peer is not reading, up
+/// to the [stall limit](BlockingWriter::set_stall_limit)). After a write that failed, every
+/// later one fails at once: the stream was cut inside a record.
 impl Write for BlockingWriter {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        if self.broken {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "an earlier write on this connection failed part-way",
+            ));
+        }
+        let mut progress = self.stall.map(Progress::new);
         for chunk in bytes.chunks(SEAL_CHUNK) {
             self.sealed.clear();
             {
@@ -136,7 +153,10 @@ impl Write for BlockingWriter {
                     conn.write_tls(&mut self.sealed)?;
                 }
             }
-            self.sock.write_all(&self.sealed)?;
+            if let Err(e) = self.send_sealed(&mut progress) {
+                self.broken = true;
+                return Err(e);
+            }
         }
         if self.sealed.capacity() > 4 * SEAL_CHUNK {
             self.sealed = Vec::new();
@@ -149,9 +169,118 @@ impl Write for BlockingWriter {
     }
 }
 
+/// Fewer bytes than this accepted within the stall limit is a stall: a peer that stopped
+/// reading may still let a few bytes through now and then (its kernel shrinks the buffered
+/// data and reopens the window a little), which must not keep a write going for ever.
+pub const STALL_MIN_BYTES: usize = 64 * 1024;
+
+/// Blocking sends wait at most this long at a time, so the stall limit is checked this often.
+const SEND_SLICE: Duration = Duration::from_secs(1);
+
+/// The progress of one write under a stall limit.
+struct Progress {
+    limit: Duration,
+    /// When [`STALL_MIN_BYTES`] last moved (or the write began).
+    mark: Instant,
+    /// Bytes moved since `mark`.
+    moved: usize,
+}
+
+impl Progress {
+    fn new(limit: Duration) -> Self {
+        Progress {
+            limit,
+            mark: Instant::now(),
+            moved: 0,
+        }
+    }
+
+    fn moved(&mut self, n: usize) {
+        self.moved += n;
+        if self.moved >= STALL_MIN_BYTES {
+            self.mark = Instant::now();
+            self.moved = 0;
+        }
+    }
+
+    fn check(&self) -> io::Result<()> {
+        if self.mark.elapsed() < self.limit {
+            return Ok(());
+        }
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "the peer accepted under {} KiB in {} s",
+                STALL_MIN_BYTES / 1024,
+                self.limit.as_secs_f64()
+            ),
+        ))
+    }
+}
+
 impl BlockingWriter {
+    /// Sends `self.sealed`, under the stall limit if there is one.
+    fn send_sealed(&mut self, progress: &mut Option<Progress>) -> io::Result<()> {
+        let Some(progress) = progress else {
+            return self.sock.write_all(&self.sealed);
+        };
+        let mut rest = &self.sealed[..];
+        while !rest.is_empty() {
+            match self.sock.write(rest) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    rest = &rest[n..];
+                    progress.moved(n);
+                }
+                // SO_SNDTIMEO: a send slice passed without room in the socket.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => return Err(e),
+            }
+            if !rest.is_empty() {
+                progress.check()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes a write fail with `TimedOut` once the peer has accepted under
+    /// [`STALL_MIN_BYTES`] of it in `limit` (a deadline on progress, not on the whole write;
+    /// `None`, the default: wait for ever), so a peer that stops reading cannot block the
+    /// writing thread for good. The connection is then unusable for writing:
+    /// [`abort`](Self::abort) it.
+    ///
+    /// ```no_run
+    /// # fn f(mut writer: ray_net::BlockingWriter) -> std::io::Result<()> {
+    /// writer.set_stall_limit(Some(std::time::Duration::from_secs(60)))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn set_stall_limit(&mut self, limit: Option<Duration>) -> io::Result<()> {
+        self.sock
+            .set_write_timeout(limit.map(|l| l.min(SEND_SLICE)))?;
+        self.stall = limit;
+        Ok(())
+    }
+
+    /// Shuts the socket down both ways without a TLS close (which could not be sent after a
+    /// failed write): the reader sees its end.
+    pub fn abort(&mut self) {
+        self.broken = true;
+        let _ = self.sock.shutdown(Shutdown::Both);
+    }
+
     /// Sends the TLS close and shuts the socket down both ways (the reader then sees its end).
+    /// After a failed write, only shuts it down.
     pub fn close(&mut self) {
+        if self.broken {
+            self.abort();
+            return;
+        }
         self.sealed.clear();
         {
             let mut conn = lock(&self.conn);

@@ -27,7 +27,7 @@ pub mod handshake;
 pub mod tls;
 pub mod token;
 
-pub use blocking::{BlockingReader, BlockingWriter, into_blocking};
+pub use blocking::{BlockingReader, BlockingWriter, STALL_MIN_BYTES, into_blocking};
 pub use error::{NetError, Refusal};
 pub use frame::{
     DEFAULT_MAX_FRAME, HANDSHAKE_MAX_FRAME, read_frame, read_frame_or_eof, write_frame,

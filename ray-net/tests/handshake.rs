@@ -321,3 +321,83 @@ async fn post_auth_frames_respect_the_maximum() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_blocking_writer_fails_once_the_peer_reads_nothing_for_its_stall_limit() {
+    let pki = pki();
+    let token = AuthToken::generate().unwrap();
+    let (addr, server) = serve_one(&pki, cfg(&token, Some("c1"), Role::Node)).await;
+    let tls = client_config(Some(pki.ca_pem.as_bytes()), None).unwrap();
+    let client = connect(addr, tls, &cfg(&token, None, Role::Driver))
+        .await
+        .unwrap();
+    // The server holds its end open and never reads.
+    let _server = server.await.unwrap().unwrap();
+    let (_reader, mut writer) = ray_net::into_blocking(client.stream).unwrap();
+    let limit = Duration::from_millis(500);
+    writer.set_stall_limit(Some(limit)).unwrap();
+    let start = Instant::now();
+    // Far more than the two sockets' buffers hold.
+    let err = std::io::Write::write_all(&mut writer, &vec![7u8; 256 << 20]).unwrap_err();
+    let waited = start.elapsed();
+    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
+    assert!(
+        err.to_string()
+            .contains("the peer accepted under 64 KiB in 0.5 s"),
+        "{err}"
+    );
+    assert!(
+        waited >= limit && waited < Duration::from_secs(60),
+        "{waited:?}"
+    );
+    // The stream is cut inside a record: later writes fail at once, and closing does not block.
+    let err = std::io::Write::write_all(&mut writer, b"more").unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe, "{err}");
+    let start = Instant::now();
+    writer.close();
+    assert!(start.elapsed() < limit, "{:?}", start.elapsed());
+}
+
+#[tokio::test]
+async fn a_blocking_writer_within_its_stall_limit_delivers_everything_to_a_slow_reader() {
+    let pki = pki();
+    let token = AuthToken::generate().unwrap();
+    let (addr, server) = serve_one(&pki, cfg(&token, Some("c1"), Role::Node)).await;
+    let tls = client_config(Some(pki.ca_pem.as_bytes()), None).unwrap();
+    let client = connect(addr, tls, &cfg(&token, None, Role::Driver))
+        .await
+        .unwrap();
+    let server = server.await.unwrap().unwrap();
+    // The server reads 1 MiB frames, pausing 100 ms before each: slower than the writer,
+    // but never 2 s without reading.
+    let reading = tokio::spawn(async move {
+        let mut server = server;
+        let mut total = 0usize;
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            match server.recv(2 << 20).await {
+                Ok(frame) => total += frame.len(),
+                Err(_) => return total,
+            }
+        }
+    });
+    let (_reader, mut writer) = ray_net::into_blocking(client.stream).unwrap();
+    writer
+        .set_stall_limit(Some(Duration::from_secs(2)))
+        .unwrap();
+    let written = tokio::task::spawn_blocking(move || {
+        let frame = vec![3u8; 1 << 20];
+        for _ in 0..32 {
+            // The ray-net frame: a 4-byte little-endian length, then the bytes.
+            let mut bytes = (frame.len() as u32).to_le_bytes().to_vec();
+            bytes.extend_from_slice(&frame);
+            std::io::Write::write_all(&mut writer, &bytes)?;
+        }
+        writer.close();
+        std::io::Result::Ok(())
+    })
+    .await
+    .unwrap();
+    written.unwrap();
+    assert_eq!(reading.await.unwrap(), 32 << 20);
+}

@@ -464,10 +464,15 @@ async fn serve_data<S>(
 /// cut this way resumes on a new session if its node is still there.
 const DATA_STALL: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// Fewer bytes than this accepted within [`DATA_STALL`] is a stall: a peer that stopped
+/// reading may still let a few bytes through now and then (its kernel reopens the window a
+/// little), or read a byte a minute on purpose. (`ray_net::STALL_MIN_BYTES`, the driver's.)
+const STALL_MIN_BYTES: usize = 64 * 1024;
+
 /// Writes one data reply (its header frame, then its bytes) and flushes it, failing with
-/// `TimedOut` if the peer accepts nothing for `stall` at any point: a deadline on progress,
-/// not on the whole reply, so a large reply to a slow but reading peer still goes out. One
-/// timer per reply, moved on only when it fires (a timer per write costs bandwidth).
+/// `TimedOut` once the peer has accepted under [`STALL_MIN_BYTES`] in `stall`: a deadline on
+/// progress, not on the whole reply, so a large reply to a slow but reading peer still goes
+/// out. One timer per reply, moved on only when it fires (a timer per write costs bandwidth).
 async fn write_reply<W: AsyncWrite + Unpin>(
     w: &mut W,
     header: &[u8],
@@ -477,7 +482,8 @@ async fn write_reply<W: AsyncWrite + Unpin>(
     use tokio::time::Instant;
     let deadline = tokio::time::sleep(stall);
     tokio::pin!(deadline);
-    let mut moved = Instant::now();
+    // When STALL_MIN_BYTES last moved (or the reply began), and what moved since.
+    let (mut mark, mut moved) = (Instant::now(), 0);
     let mut parts = [header, body];
     let mut part = 0;
     let mut flushed = false;
@@ -489,7 +495,10 @@ async fn write_reply<W: AsyncWrite + Unpin>(
                     Some([]) => part += 1,
                     Some(rest) => match w.write(rest).await? {
                         0 => return Err(std::io::Error::from(std::io::ErrorKind::WriteZero)),
-                        n => *rest = &rest[n..],
+                        n => {
+                            *rest = &rest[n..];
+                            moved += n;
+                        }
                     },
                     None => {
                         w.flush().await?;
@@ -499,16 +508,22 @@ async fn write_reply<W: AsyncWrite + Unpin>(
                 Ok::<(), std::io::Error>(())
             } => {
                 done?;
-                moved = Instant::now();
+                if moved >= STALL_MIN_BYTES {
+                    (mark, moved) = (Instant::now(), 0);
+                }
             }
             () = &mut deadline => {
-                if moved.elapsed() >= stall {
+                if mark.elapsed() >= stall {
                     return Err(std::io::Error::new(
                         std::io::ErrorKind::TimedOut,
-                        format!("it accepted no bytes for {} s", stall.as_secs_f64()),
+                        format!(
+                            "it accepted under {} KiB in {} s",
+                            STALL_MIN_BYTES / 1024,
+                            stall.as_secs_f64()
+                        ),
                     ));
                 }
-                deadline.as_mut().reset(moved + stall);
+                deadline.as_mut().reset(mark + stall);
             }
         }
     }
@@ -662,11 +677,36 @@ mod write_reply_tests {
             .unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
         assert!(
-            err.to_string().contains("accepted no bytes for 60 s"),
+            err.to_string().contains("accepted under 64 KiB in 60 s"),
             "{err}"
         );
         let waited = start.elapsed();
         assert!(waited >= STALL && waited < STALL * 2, "{waited:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_reads_a_trickle_is_cut_off_too() {
+        // After the pipe's 64 KiB, 1 KiB every 10 s: 6 KiB a minute, under the least that
+        // counts as progress.
+        let (mut ours, mut peer) = tokio::io::duplex(64 * 1024);
+        let trickle = tokio::spawn(async move {
+            let mut buf = vec![0u8; 1024];
+            loop {
+                tokio::time::sleep(STALL / 6).await;
+                if peer.read(&mut buf).await.unwrap_or(0) == 0 {
+                    return;
+                }
+            }
+        });
+        let start = tokio::time::Instant::now();
+        let err = write_reply(&mut ours, b"header", &vec![7u8; 4 << 20], STALL)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
+        let waited = start.elapsed();
+        assert!(waited >= STALL && waited < STALL * 2, "{waited:?}");
+        drop(ours);
+        trickle.await.unwrap();
     }
 
     #[tokio::test(start_paused = true)]
