@@ -6,6 +6,9 @@
 //! [`crate::Connection`] into a [`BlockingReader`] (one thread reads) and a [`BlockingWriter`]
 //! (writes from any thread, one at a time); both share the rustls connection under a lock that
 //! is never held across a system call, so a reader blocked on the socket never stops a writer.
+//!
+//! A writer may have a stall limit ([`BlockingWriter::set_stall_limit`]): a peer that stops
+//! reading then fails the write instead of blocking the writing thread for good.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};

@@ -322,8 +322,8 @@ async fn post_auth_frames_respect_the_maximum() {
     );
 }
 
-#[tokio::test]
-async fn a_blocking_writer_fails_once_the_peer_reads_nothing_for_its_stall_limit() {
+/// A driver's connection and the node's end of it, past the handshake.
+async fn connected() -> (ray_net::Connection, ray_net::Connection) {
     let pki = pki();
     let token = AuthToken::generate().unwrap();
     let (addr, server) = serve_one(&pki, cfg(&token, Some("c1"), Role::Node)).await;
@@ -331,8 +331,13 @@ async fn a_blocking_writer_fails_once_the_peer_reads_nothing_for_its_stall_limit
     let client = connect(addr, tls, &cfg(&token, None, Role::Driver))
         .await
         .unwrap();
+    (client, server.await.unwrap().unwrap())
+}
+
+#[tokio::test]
+async fn a_blocking_writer_fails_once_the_peer_reads_nothing_for_its_stall_limit() {
     // The server holds its end open and never reads.
-    let _server = server.await.unwrap().unwrap();
+    let (client, _server) = connected().await;
     let (_reader, mut writer) = ray_net::into_blocking(client.stream).unwrap();
     let limit = Duration::from_millis(500);
     writer.set_stall_limit(Some(limit)).unwrap();
@@ -360,14 +365,7 @@ async fn a_blocking_writer_fails_once_the_peer_reads_nothing_for_its_stall_limit
 
 #[tokio::test]
 async fn a_blocking_writer_within_its_stall_limit_delivers_everything_to_a_slow_reader() {
-    let pki = pki();
-    let token = AuthToken::generate().unwrap();
-    let (addr, server) = serve_one(&pki, cfg(&token, Some("c1"), Role::Node)).await;
-    let tls = client_config(Some(pki.ca_pem.as_bytes()), None).unwrap();
-    let client = connect(addr, tls, &cfg(&token, None, Role::Driver))
-        .await
-        .unwrap();
-    let server = server.await.unwrap().unwrap();
+    let (client, server) = connected().await;
     // The server reads 1 MiB frames, pausing 100 ms before each: slower than the writer,
     // but never 2 s without reading.
     let reading = tokio::spawn(async move {
