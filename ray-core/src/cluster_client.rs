@@ -44,7 +44,8 @@ struct TlsSink {
     failed: std::sync::Mutex<Option<String>>,
 }
 
-/// How long the node may accept nothing of a message before this driver gives its session up:
+/// How long the node may accept under 64 KiB of a message (`ray_net::STALL_MIN_BYTES`) before
+/// this driver gives its session up:
 /// a node that stopped reading (wedged, or paused far past its lease) must not block the
 /// calling thread for good. Far above any pause of a live node (leases are 10 s by default).
 const SEND_STALL: Duration = Duration::from_secs(60);
@@ -55,7 +56,7 @@ impl TlsSink {
             return Ok(());
         }
         let sent = self.sender.send(msg);
-        if let Err(e) = &sent {
+        if let Err(e @ Error::Io { .. }) = &sent {
             // The stream is cut inside a record: end the session (the reader sees its end and
             // fails every call waiting on it, with this reason).
             let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());

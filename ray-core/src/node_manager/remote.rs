@@ -458,8 +458,8 @@ async fn serve_data<S>(
     }
 }
 
-/// How long a peer may take to accept any more of a data reply before its data session is
-/// closed, and the object it asked for no longer held for it. A live node reads at network
+/// How long a peer may take to accept [`STALL_MIN_BYTES`] more of a data reply before its
+/// data session is closed, and the object it asked for no longer held for it. A live node reads at network
 /// speed; only one that stopped reading (paused, wedged, or hostile) gets here. A transfer
 /// cut this way resumes on a new session if its node is still there.
 const DATA_STALL: std::time::Duration = std::time::Duration::from_secs(60);
@@ -667,7 +667,7 @@ mod write_reply_tests {
     const STALL: Duration = Duration::from_secs(60);
 
     #[tokio::test(start_paused = true)]
-    async fn a_peer_that_stops_reading_is_cut_off_once_nothing_moved_for_the_stall_limit() {
+    async fn a_peer_that_stops_reading_is_cut_off_after_the_stall_limit() {
         // The peer reads the first 64 KiB (the pipe's capacity), then nothing more.
         let (mut ours, _peer) = tokio::io::duplex(64 * 1024);
         let body = vec![7u8; 4 << 20];
