@@ -21,6 +21,9 @@ use std::time::Duration;
 pub(crate) trait MessageSink: Send + Sync + 'static {
     /// Sends one message, in order with the others.
     fn send(&self, msg: &FromWorker) -> Result<()>;
+    /// Ends the connection after a failed `send` (its stream may be cut inside a frame), so
+    /// its reader sees the end too. A worker's sink need not: it exits.
+    fn abort(&self) {}
     /// Writes raw bytes between frames (attack tests).
     #[cfg(feature = "testing")]
     fn send_raw(&self, bytes: &[u8]) -> Result<()>;
@@ -39,7 +42,7 @@ impl<W: std::io::Write + Send + 'static> MessageSink for crate::transport::Block
 
 /// Why a failed write lost the connection, as later errors quote it (an I/O error without its
 /// "I/O error in the ray runtime", which the quoting error says already).
-pub(crate) fn lost_reason(e: &Error) -> String {
+fn lost_reason(e: &Error) -> String {
     match e {
         Error::Io {
             context, message, ..
@@ -124,7 +127,9 @@ impl ProcessClient {
             return;
         }
         if let Err(e) = self.sender.send(msg) {
+            // The reason first: the reader, seeing the end after `abort`, has none.
             self.connection_lost(&lost_reason(&e));
+            self.sender.abort();
         }
     }
 

@@ -40,14 +40,12 @@ pub(crate) struct ClusterSession {
 struct TlsSink {
     sender: BlockingSender<ray_net::BlockingWriter>,
     closed: AtomicBool,
-    /// Why a write failed, once one did (the reader reports it as the session's end).
-    failed: std::sync::Mutex<Option<String>>,
 }
 
 /// How long the node may accept under 64 KiB of a message (`ray_net::STALL_MIN_BYTES`) before
-/// this driver gives its session up:
-/// a node that stopped reading (wedged, or paused far past its lease) must not block the
-/// calling thread for good. Far above any pause of a live node (leases are 10 s by default).
+/// this driver gives its session up: a node that stopped reading (wedged, or paused far past
+/// its lease) must not block the calling thread for good. Far above any pause of a live node
+/// (leases are 10 s by default).
 const SEND_STALL: Duration = Duration::from_secs(60);
 
 impl TlsSink {
@@ -55,24 +53,13 @@ impl TlsSink {
         if self.closed.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let sent = self.sender.send(msg);
-        if let Err(e @ Error::Io { .. }) = &sent {
-            // The stream is cut inside a record: end the session (the reader sees its end and
-            // fails every call waiting on it, with this reason).
-            let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
-            failed.get_or_insert_with(|| crate::client::lost_reason(e));
-            drop(failed);
-            self.closed.store(true, Ordering::Relaxed);
-            self.sender.with_stream(|w| w.abort());
-        }
-        sent
+        self.sender.send(msg)
     }
 
-    fn failure(&self) -> Option<String> {
-        self.failed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    /// After a failed write: the stream is cut inside a record, so no TLS close can follow.
+    fn abort(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+        self.sender.with_stream(|w| w.abort());
     }
 
     fn close(&self) {
@@ -88,6 +75,10 @@ struct StreamSink(Arc<TlsSink>);
 impl MessageSink for StreamSink {
     fn send(&self, msg: &FromWorker) -> Result<()> {
         self.0.write(msg)
+    }
+
+    fn abort(&self) {
+        self.0.abort();
     }
 
     #[cfg(feature = "testing")]
@@ -247,7 +238,6 @@ pub(crate) fn connect(
     let sink = Arc::new(TlsSink {
         sender: BlockingSender::new(writer),
         closed: AtomicBool::new(false),
-        failed: std::sync::Mutex::new(None),
     });
     let client = Arc::new(ProcessClient::new(
         std::process::id(),
@@ -256,10 +246,10 @@ pub(crate) fn connect(
         job,
         OnLost::Fail,
     ));
-    let (reader_client, reader_sink) = (client.clone(), sink.clone());
+    let reader_client = client.clone();
     std::thread::Builder::new()
         .name("ray-cluster-reader".into())
-        .spawn(move || read_replies(reader_client, reader, &reader_sink))
+        .spawn(move || read_replies(reader_client, reader))
         .map_err(|e| Error::io("starting the cluster client's reader", e))?;
     Ok(ClusterSession {
         client,
@@ -286,7 +276,7 @@ async fn ship<W: AsyncWrite + Unpin>(w: &mut W, exe: &std::path::Path) -> std::i
 }
 
 /// Reads the node's replies and the output of this job's workers until the connection ends.
-fn read_replies(client: Arc<ProcessClient>, rd: ray_net::BlockingReader, sink: &TlsSink) {
+fn read_replies(client: Arc<ProcessClient>, rd: ray_net::BlockingReader) {
     use std::io::Write;
     let mut rd = std::io::BufReader::with_capacity(64 * 1024, rd);
     let mut buf = Vec::new();
@@ -327,8 +317,7 @@ fn read_replies(client: Arc<ProcessClient>, rd: ray_net::BlockingReader, sink: &
             | ToWorker::ActorLocation { .. } => {}
         }
     };
-    // A failed write ended the session: that is why the reader saw its end.
-    client.connection_lost(&sink.failure().unwrap_or(why));
+    client.connection_lost(&why);
 }
 
 /// Stops a runtime from a thread of its own (works inside async code too).
