@@ -42,6 +42,43 @@ impl Counter {
     }
 }
 
+/// An actor that prints a lot when told to.
+#[ray::remote]
+struct Chatty;
+
+#[ray::remote]
+impl Chatty {
+    fn new() -> Self {
+        Chatty
+    }
+    fn say(&self, what: String) -> u64 {
+        println!("{what}");
+        1
+    }
+    /// Once `go` exists in `signals`, prints `lines` lines of about 1 KiB, then writes `spoke`.
+    fn speak(&self, signals: String, lines: u64) -> u64 {
+        use std::io::Write;
+        let signals = std::path::PathBuf::from(signals);
+        let deadline = std::time::Instant::now() + WAIT;
+        while !signals.join("go").exists() {
+            assert!(std::time::Instant::now() < deadline, "never told to go");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let pad = "x".repeat(1000);
+        let mut out = std::io::stdout().lock();
+        for i in 0..lines {
+            writeln!(out, "SPEAK {i} {pad}").unwrap();
+        }
+        out.flush().unwrap();
+        std::fs::write(signals.join("spoke"), b"").unwrap();
+        lines
+    }
+}
+
+/// Lines `Chatty::speak` prints in the `deaf` driver: 48 MiB, three times what a node keeps
+/// waiting for a driver, more than any socket buffers between them hold.
+const SPOKEN: u64 = 48 << 10;
+
 #[test]
 fn a_driver_runs_tasks_actors_and_objects_on_a_cluster_node() {
     let dir = NodeDir::new("drivers-head");
@@ -182,6 +219,63 @@ fn driver_main() {
             ray::shutdown();
             println!("STALL OK");
         }
+        "deaf" => {
+            let signals = std::env::var(SIGNALS).expect("the signals");
+            ray::init(ray::Config::default()).expect("joins");
+            let c = Chatty::remote();
+            assert_eq!(ray::get(&c.say("BEFORE")).unwrap(), 1);
+            let spoke = c.speak(&signals, SPOKEN);
+            std::fs::write(std::path::Path::new(&signals).join("joined"), b"").unwrap();
+            // The test stops this process here until the actor has spoken.
+            assert_eq!(ray::get(&spoke).unwrap(), SPOKEN);
+            assert_eq!(ray::get(&c.say("AFTER")).unwrap(), 1);
+            // Lines travel apart from replies: wait until the test has seen the last one.
+            let seen = std::path::Path::new(&signals).join("seen");
+            let deadline = std::time::Instant::now() + WAIT;
+            while !seen.exists() {
+                assert!(std::time::Instant::now() < deadline, "AFTER never arrived");
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            ray::shutdown();
+            println!("DEAF OK");
+        }
+        "blocked" => {
+            let signals = std::path::PathBuf::from(std::env::var(SIGNALS).expect("the signals"));
+            ray::init(ray::Config::default()).expect("joins");
+            let big = ray::put_slice(&vec![9u8; 16 << 20]).unwrap();
+            let c = Chatty::remote();
+            assert_eq!(ray::get(&c.say("BEFORE")).unwrap(), 1);
+            std::fs::write(signals.join("joined"), b"").unwrap();
+            // 4 MiB of output to this process's stdout, which the test does not read yet: the
+            // thread reading the node's messages blocks writing it, so this driver stops
+            // reading its connection while its other threads go on asking.
+            std::fs::write(signals.join("go"), b"").unwrap();
+            let _spoke = c.speak(signals.to_str().unwrap(), 4096);
+            // Every line is then on its way ahead of the replies below (all but the last
+            // 64 KiB, at most, already queued at the node).
+            let deadline = std::time::Instant::now() + WAIT;
+            while !signals.join("spoke").exists() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the actor never spoke"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            let gets: Vec<_> = (0..GETS)
+                .map(|_| {
+                    let big = big.clone();
+                    std::thread::spawn(move || {
+                        let v = ray::get_slice(&big).unwrap();
+                        v.len() == 16 << 20 && v.iter().all(|b| *b == 9)
+                    })
+                })
+                .collect();
+            for g in gets {
+                assert!(g.join().unwrap(), "a get returned other bytes");
+            }
+            ray::shutdown();
+            println!("BLOCKED OK");
+        }
         other => panic!("unknown mode {other}"),
     }
 }
@@ -244,6 +338,159 @@ fn a_driver_whose_node_stops_reading_fails_its_calls_instead_of_hanging() {
         .unwrap();
     assert!(later.starts_with("0 s: "), "{later}");
     assert!(later.contains(why), "{later}");
+}
+
+#[test]
+fn a_driver_that_stops_reading_misses_worker_output_past_the_backlog_and_is_told_how_much() {
+    use std::io::BufRead;
+    let dir = NodeDir::new("drivers-deaf");
+    let head = Head::start(&dir, &["--num-cpus", "1"]);
+    let token = dir.token();
+    let signals = dir.path.join("signals");
+    std::fs::create_dir_all(&signals).unwrap();
+    let mut child = spawn_driver("deaf", &head.address, &token, &[(SIGNALS, &signals)]);
+    let pid = child.id() as i32;
+    // The driver's output, read as it comes: SPEAK lines counted, the rest kept.
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let seen = signals.join("seen");
+    let reader = std::thread::spawn(move || {
+        let (mut spoken, mut rest) = (0u64, String::new());
+        for line in stdout.split(b'\n') {
+            let line = String::from_utf8_lossy(&line.unwrap()).into_owned();
+            if line.contains(") SPEAK ") {
+                spoken += 1;
+            } else {
+                if line.contains("(Chatty pid=") && line.ends_with(") AFTER") {
+                    std::fs::write(&seen, b"").unwrap();
+                }
+                rest.push_str(&line);
+                rest.push('\n');
+            }
+        }
+        (spoken, rest)
+    });
+    let stderr = child.stderr.take().unwrap();
+    let errors = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap());
+    wait_for("the driver to make its call", || {
+        signals.join("joined").exists().then_some(())
+    });
+    let head_rss = || anon_memory(head.child.id());
+    // SAFETY: signals our own child, the driver.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let rss_before = head_rss();
+    std::fs::write(signals.join("go"), b"").unwrap();
+    wait_for("the actor to speak", || {
+        signals.join("spoke").exists().then_some(())
+    });
+    let rss_stopped = head_rss();
+    eprintln!(
+        "the head's heap: {} KiB, then {} KiB",
+        rss_before >> 10,
+        rss_stopped >> 10
+    );
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait()));
+    let status = rx.recv_timeout(WAIT * 2);
+    if status.is_err() {
+        // SAFETY: as above; its output then ends, so the readers below return.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let (spoken, stdout) = reader.join().unwrap();
+    let stderr = errors.join().unwrap();
+    assert!(
+        status.is_ok_and(|s| s.unwrap().success()) && stdout.contains("DEAF OK"),
+        "{stdout}\n{stderr}"
+    );
+    // Every line arrived or is counted in a notice; some were left out.
+    let left_out: u64 = stderr
+        .lines()
+        .filter_map(|l| l.split_once("[ray WARN] ").map(|(_, r)| r))
+        .filter_map(|r| {
+            r.split_once(" lines (")
+                .map(|(n, _)| n.parse::<u64>().unwrap())
+        })
+        .sum();
+    assert!(
+        left_out > 0,
+        "nothing was left out ({spoken} lines arrived): {stderr}"
+    );
+    assert_eq!(spoken + left_out, SPOKEN, "{stderr}");
+    assert!(
+        stderr.contains("of worker output were not sent to this driver while it was not reading"),
+        "{stderr}"
+    );
+    // What waited for the stopped driver stayed near the backlog (16 MiB), not all 48 MiB.
+    let grew = rss_stopped.saturating_sub(rss_before);
+    assert!(
+        grew < 32 << 20,
+        "the head grew by {} MiB while its driver was stopped",
+        grew >> 20
+    );
+}
+
+/// Threads of the `blocked` driver, each getting the same 16 MiB object: 512 MiB of replies.
+const GETS: usize = 32;
+
+/// Anonymous memory of a process (its heap: not the store's shared memory), in bytes.
+fn anon_memory(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("RssAnon:"))
+        .unwrap();
+    kib.trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse::<u64>()
+        .unwrap()
+        << 10
+}
+
+#[test]
+fn a_driver_that_asks_without_reading_makes_its_node_stop_reading_it_not_queue_replies() {
+    let dir = NodeDir::new("drivers-blocked");
+    let head = Head::start(&dir, &["--num-cpus", "1"]);
+    let token = dir.token();
+    let signals = dir.path.join("signals");
+    std::fs::create_dir_all(&signals).unwrap();
+    let mut child = spawn_driver("blocked", &head.address, &token, &[(SIGNALS, &signals)]);
+    let pid = child.id() as i32;
+    let stderr = child.stderr.take().unwrap();
+    let errors = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap());
+    wait_for("the driver to join", || {
+        signals.join("joined").exists().then_some(())
+    });
+    let before = anon_memory(head.child.id());
+    // Its stdout is not read, so it stops reading; its replies pile up at the node until the
+    // node stops reading its requests and says so.
+    wait_for("the head to say its driver is not reading", || {
+        head.said("its next request is not read until it reads")
+            .then_some(())
+    });
+    let held = anon_memory(head.child.id()).saturating_sub(before);
+    eprintln!("the head grew by {} MiB", held >> 20);
+    let stdout = child.stdout.take().unwrap();
+    let output = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait()));
+    let status = rx.recv_timeout(WAIT * 2);
+    if status.is_err() {
+        // SAFETY: signals our own child, the driver; its output then ends.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let (stdout, stderr) = (output.join().unwrap(), errors.join().unwrap());
+    assert!(
+        status.is_ok_and(|s| s.unwrap().success()) && stdout.contains("BLOCKED OK"),
+        "every get completes once the driver reads again: {stderr}"
+    );
+    assert!(
+        held < 256 << 20,
+        "the head held {} MiB for a driver that did not read ({} MiB asked)",
+        held >> 20,
+        (GETS * 16) as u64
+    );
 }
 
 #[test]

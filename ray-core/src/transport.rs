@@ -20,6 +20,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
+mod stream;
+pub(crate) use stream::{OutboxRx, StreamOutbox};
+
 /// Largest first message (`Hello`) a peer may send.
 pub(crate) const HELLO_MAX: usize = 4 * 1024;
 /// Time a peer has to send its first message.
@@ -324,102 +327,6 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
-    }
-}
-
-/// Outgoing frames of a connection over a stream that is not a local socket (TLS to another
-/// machine): encoded here, written in order by the connection's writer task.
-#[derive(Clone)]
-pub(crate) struct StreamOutbox {
-    tx: tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
-    closed: Arc<AtomicBool>,
-}
-
-impl StreamOutbox {
-    /// An outbox and the receiving end its writer task drains.
-    pub(crate) fn new() -> (Self, tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>) {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let outbox = StreamOutbox {
-            tx,
-            closed: Arc::new(AtomicBool::new(false)),
-        };
-        (outbox, rx)
-    }
-
-    pub(crate) fn send<M: Serialize>(&self, msg: &M) -> Result<()> {
-        if self.closed.load(Ordering::Relaxed) {
-            return Ok(());
-        }
-        let mut frame = Vec::new();
-        codec::encode_frame(msg, &mut frame)?;
-        if self.tx.send(frame).is_err() {
-            self.closed.store(true, Ordering::Relaxed);
-        }
-        Ok(())
-    }
-
-    /// Whether `other` is a handle of this same outbox.
-    pub(crate) fn same(&self, other: &StreamOutbox) -> bool {
-        Arc::ptr_eq(&self.closed, &other.closed)
-    }
-
-    /// Whether [`close`](Self::close) was called (or the writer went).
-    pub(crate) fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Relaxed) || self.tx.is_closed()
-    }
-
-    /// Nothing more is sent; the writer ends once what is queued is written.
-    pub(crate) fn close(&self) {
-        self.closed.store(true, Ordering::Relaxed);
-        let _ = self.tx.send(Vec::new());
-    }
-
-    /// Writes queued frames to `w` until the outbox is closed (an empty frame marks the end)
-    /// or the stream fails. Small frames queued together go out in one write (one TLS record
-    /// and one system call instead of one per frame); a large frame is written as it is.
-    pub(crate) async fn run_writer<W: tokio::io::AsyncWrite + Unpin>(
-        mut rx: tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
-        mut w: W,
-    ) {
-        /// Frames are gathered up to this size; larger ones are not copied.
-        const GATHER: usize = 64 * 1024;
-        let mut batch: Vec<u8> = Vec::new();
-        let mut end = false;
-        while let Some(frame) = rx.recv().await {
-            if frame.is_empty() {
-                break;
-            }
-            let mut next = Some(frame);
-            while let Some(frame) = next.take() {
-                if frame.len() >= GATHER {
-                    if (!batch.is_empty() && w.write_all(&batch).await.is_err())
-                        || w.write_all(&frame).await.is_err()
-                    {
-                        end = true;
-                        break;
-                    }
-                    batch.clear();
-                } else {
-                    batch.extend_from_slice(&frame);
-                }
-                if batch.len() >= GATHER {
-                    break;
-                }
-                match rx.try_recv() {
-                    Ok(f) if f.is_empty() => end = true,
-                    Ok(f) => next = Some(f),
-                    Err(_) => {}
-                }
-            }
-            if !batch.is_empty() && w.write_all(&batch).await.is_err() {
-                break;
-            }
-            batch.clear();
-            if end || (rx.is_empty() && w.flush().await.is_err()) {
-                break;
-            }
-        }
-        let _ = w.shutdown().await;
     }
 }
 

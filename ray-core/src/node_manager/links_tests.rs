@@ -3,7 +3,7 @@
 
 use super::*;
 
-fn new_link() -> (DataLink, tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>) {
+fn new_link() -> (DataLink, crate::transport::OutboxRx) {
     let (outbox, rx) = StreamOutbox::new();
     let link = DataLink {
         outbox,

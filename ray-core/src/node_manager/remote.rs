@@ -22,6 +22,62 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 /// Largest piece of a shipped executable.
 pub(crate) const BINARY_CHUNK: usize = 4 << 20;
 
+/// Worker output waiting to be written to a driver on another machine past which more is left
+/// out (other messages waiting do not count): counted, and reported to the driver when it reads again, so a driver that stopped
+/// reading (suspended, say) does not make its node hold its workers' output without bound.
+/// Ray's publisher keeps at most 10 MiB of log messages for a subscriber.
+pub(crate) const DRIVER_LOG_BACKLOG: usize = 16 << 20;
+
+/// Replies waiting to be written to a driver past which its next request is not read until
+/// they drain: a driver that sends without reading cannot make its node queue replies without
+/// bound. One reply may be larger (a `get` of a large value is sent whole).
+pub(crate) const DRIVER_REPLY_BACKLOG: usize = 64 << 20;
+
+/// How long replies may stay over [`DRIVER_REPLY_BACKLOG`] before the node warns that the
+/// driver is not reading.
+const DRIVER_SLOW: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Sends a line of worker output to a driver attached here, over its connection `conn`. Past
+/// [`DRIVER_LOG_BACKLOG`] waiting the line is left out (the worker's log file on its node
+/// keeps it); the driver is told how much once it reads again, before the next line.
+pub(super) fn send_log(conn: &Conn, driver: ProcId, stderr: bool, line: Vec<u8>) {
+    let msg = ToWorker::Log { stderr, line };
+    let Conn::Stream(outbox) = conn else {
+        let _ = conn.send(&msg);
+        return;
+    };
+    if outbox.queued_droppable() <= DRIVER_LOG_BACKLOG
+        && let Some((lines, bytes)) = outbox.take_left_out()
+    {
+        log::info!("driver {driver} reads again; {lines} lines of worker output were left out");
+        let notice = ToWorker::Log {
+            stderr: true,
+            line: left_out_notice(lines, bytes).into_bytes(),
+        };
+        let _ = outbox.send(&notice);
+    }
+    match outbox.send_unless_backlogged(&msg, DRIVER_LOG_BACKLOG) {
+        Ok(Some(1)) => log::warn!(
+            "driver {driver} reads slower than its workers print: their output is left out \
+             while more than {} MiB waits for it (the workers' log files keep it)",
+            DRIVER_LOG_BACKLOG >> 20
+        ),
+        Ok(_) => {}
+        Err(e) => log::error!("cannot send a line of worker output to {driver}: {e}"),
+    }
+}
+
+/// What a driver prints when worker output was left out while it did not read.
+fn left_out_notice(lines: u64, bytes: u64) -> String {
+    format!(
+        "[ray WARN] {lines} lines ({:.1} MiB) of worker output were not sent to this driver \
+         while it was not reading (more than {} MiB waited for it); each worker's log file on \
+         its node keeps its latest output: `ray-rs logs <pid>`\n",
+        bytes as f64 / (1 << 20) as f64,
+        DRIVER_LOG_BACKLOG >> 20
+    )
+}
+
 /// An executable this node has, verified; `pin` keeps it in the cache while a job uses it.
 pub struct CachedBinary {
     /// Where it is.
@@ -192,15 +248,21 @@ pub(crate) async fn serve_session<S>(
         return;
     }
     log::info!("driver pid {} attached as {proc} ({job})", info.pid);
-    n.add_connection(proc, Conn::Stream(outbox));
+    n.add_connection(proc, Conn::Stream(outbox.clone()));
     drop(n);
     let (rd, wr) = tokio::io::split(stream);
     tokio::spawn(StreamOutbox::run_writer(rx, wr));
-    read_driver(node, proc, rd).await;
+    read_driver(node, proc, rd, outbox).await;
 }
 
-/// Reads a driver's messages until its connection ends, then ends its job.
-async fn read_driver<R: AsyncRead + Unpin>(node: Weak<Inner>, proc: ProcId, rd: R) {
+/// Reads a driver's messages until its connection ends, then ends its job. While more than
+/// [`DRIVER_REPLY_BACKLOG`] of replies wait for it, its next request waits unread.
+async fn read_driver<R: AsyncRead + Unpin>(
+    node: Weak<Inner>,
+    proc: ProcId,
+    rd: R,
+    outbox: StreamOutbox,
+) {
     let mut rd = tokio::io::BufReader::with_capacity(64 * 1024, rd);
     let mut buf = Vec::new();
     loop {
@@ -217,10 +279,35 @@ async fn read_driver<R: AsyncRead + Unpin>(node: Weak<Inner>, proc: ProcId, rd: 
         if !super::conn::dispatch_frame(&n, proc, &mut buf) {
             break;
         }
+        drop(n);
+        if outbox.queued() > DRIVER_REPLY_BACKLOG {
+            wait_for_driver(proc, &outbox).await;
+        }
     }
     if let Some(n) = node.upgrade() {
         n.run(|st| st.driver_gone(proc));
     }
+}
+
+/// Waits until at most [`DRIVER_REPLY_BACKLOG`] waits to be written to a driver; says so if
+/// that takes [`DRIVER_SLOW`] (a normal driver reads a large reply faster).
+async fn wait_for_driver(proc: ProcId, outbox: &StreamOutbox) {
+    let drained = outbox.wait_until_below(DRIVER_REPLY_BACKLOG);
+    tokio::pin!(drained);
+    if tokio::time::timeout(DRIVER_SLOW, &mut drained)
+        .await
+        .is_ok()
+    {
+        return;
+    }
+    log::warn!(
+        "driver {proc} is not reading: {} MiB have waited to be written to it for {} s; its \
+         next request is not read until it reads",
+        outbox.queued() >> 20,
+        DRIVER_SLOW.as_secs()
+    );
+    drained.await;
+    log::info!("driver {proc} reads again");
 }
 
 /// Serves a connection of another node's control session: a new session, or one resumed
@@ -381,4 +468,55 @@ fn new_peer_session(
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::worker::ToWorker;
+
+    fn line_of(frame: &[u8]) -> (bool, String) {
+        match transport::decode_frame::<ToWorker>(&frame[4..]).unwrap() {
+            ToWorker::Log { stderr, line } => (stderr, String::from_utf8(line).unwrap()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_driver_not_reading_misses_output_past_the_backlog_and_is_told_how_much() {
+        let (outbox, mut rx) = StreamOutbox::new();
+        let conn = Conn::Stream(outbox.clone());
+        let driver = ProcId::new(NodeId(1), 1);
+        let line =
+            |i: usize| format!("(Chatty pid=7) line {i} {}\n", "x".repeat(1000)).into_bytes();
+        let total = 2 * DRIVER_LOG_BACKLOG / 1000;
+        for i in 0..total {
+            send_log(&conn, driver, false, line(i));
+        }
+        // What waits is the backlog and one line more, however many lines came.
+        let held = outbox.queued_droppable();
+        assert!(
+            held > DRIVER_LOG_BACKLOG && held < DRIVER_LOG_BACKLOG + 4096,
+            "{held}"
+        );
+        let mut got = Vec::new();
+        while let Ok(f) = rx.try_recv() {
+            got.push(line_of(&f));
+        }
+        let kept = got.len();
+        assert!(kept > 1000 && kept < total, "{kept} of {total}");
+        assert!(
+            got.iter()
+                .all(|(e, l)| !e && l.starts_with("(Chatty pid=7) line "))
+        );
+        // The driver read it all: the next line comes after the notice.
+        send_log(&conn, driver, false, b"(Chatty pid=7) last\n".to_vec());
+        let (stderr, notice) = line_of(&rx.try_recv().unwrap());
+        assert!(stderr);
+        let want = format!("[ray WARN] {} lines (", total - kept);
+        assert!(notice.starts_with(&want), "{notice}");
+        assert!(notice.contains("`ray-rs logs <pid>`"), "{notice}");
+        assert_eq!(line_of(&rx.try_recv().unwrap()).1, "(Chatty pid=7) last\n");
+        assert!(rx.try_recv().is_err());
+    }
 }

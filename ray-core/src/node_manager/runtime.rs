@@ -383,6 +383,12 @@ impl Inner {
         let mut rest = Vec::new();
         for effect in effects {
             match effect {
+                Effect::Send(Peer::Worker(p), ToWorker::Log { stderr, line }) => {
+                    // Output of this job's workers on another node, for a driver attached here.
+                    if let Some(conn) = io.conns.get(&p) {
+                        super::remote::send_log(conn, p, stderr, line);
+                    }
+                }
                 Effect::Send(Peer::Worker(p), msg) => {
                     let Some(conn) = io.conns.get(&p) else {
                         log::debug!("dropped a message to {p}, which is not connected");
@@ -416,7 +422,7 @@ impl Inner {
                         log_sink: match log_to {
                             LogTo::Here => LogSink::Here,
                             LogTo::Driver(d) => match io.conns.get(&d) {
-                                Some(conn) => LogSink::Driver(conn.clone()),
+                                Some(conn) => LogSink::Driver(d, conn.clone()),
                                 None => LogSink::Here,
                             },
                             LogTo::Node { node, job, tag } => LogSink::Node {

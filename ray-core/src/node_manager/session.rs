@@ -145,7 +145,7 @@ async fn flush<W: AsyncWrite + Unpin>(stream: &mut Option<W>) {
 /// (from `attach`) first gets again what the other end did not receive. `ack` encodes an
 /// acknowledgement of what this end's reader counted.
 pub(crate) async fn run_writer<W: AsyncWrite + Unpin>(
-    mut rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    mut rx: crate::transport::OutboxRx,
     mut attach: mpsc::UnboundedReceiver<Attach<W>>,
     counters: Arc<Counters>,
     ack: fn(u64) -> Vec<u8>,
@@ -300,7 +300,7 @@ mod tests {
 
     #[tokio::test]
     async fn what_a_broken_connection_lost_is_sent_again_in_order_and_nothing_twice() {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = crate::transport::StreamOutbox::new();
         let (attach_tx, attach_rx) = mpsc::unbounded_channel();
         let counters = Counters::new();
         let writer = tokio::spawn(run_writer(rx, attach_rx, counters.clone(), ack));
@@ -312,7 +312,7 @@ mod tests {
             })
             .unwrap();
         for i in 0..10 {
-            tx.send(data(i)).unwrap();
+            tx.send_frame(data(i));
         }
         assert_eq!(
             read_numbers(&mut theirs, 10).await,
@@ -323,7 +323,7 @@ mod tests {
         counters.acknowledged(4);
         drop(theirs);
         for i in 10..15 {
-            tx.send(data(i)).unwrap();
+            tx.send_frame(data(i));
         }
         // It comes back, having received 7: 7..15 again, in order.
         let (ours, mut theirs) = tokio::io::duplex(1 << 16);
@@ -337,7 +337,7 @@ mod tests {
             read_numbers(&mut theirs, 8).await,
             (7..15).collect::<Vec<_>>()
         );
-        tx.send(data(15)).unwrap();
+        tx.send_frame(data(15));
         assert_eq!(read_numbers(&mut theirs, 1).await, vec![15]);
         drop(tx);
         assert_eq!(writer.await.unwrap(), WriterEnd::Closed);

@@ -52,7 +52,7 @@ pub(crate) enum LogSink {
     /// This process's stdout and stderr.
     Here,
     /// The connection of a driver attached to this node.
-    Driver(crate::transport::Conn),
+    Driver(crate::ids::ProcId, crate::transport::Conn),
     /// The node of the job's driver, over this node's session there; `tag` says where the
     /// line was printed.
     Node {
@@ -286,13 +286,7 @@ async fn forward<R: AsyncRead + Unpin>(
                 let _ = so.write_all(&out);
                 let _ = so.flush();
             }
-            LogSink::Driver(conn) => {
-                let msg = crate::protocol::worker::ToWorker::Log {
-                    stderr: is_err,
-                    line: out,
-                };
-                let _ = conn.send(&msg);
-            }
+            LogSink::Driver(driver, conn) => super::remote::send_log(conn, *driver, is_err, out),
             LogSink::Node {
                 inner, node, job, ..
             } => {
