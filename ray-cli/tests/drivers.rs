@@ -75,9 +75,9 @@ impl Chatty {
     }
 }
 
-/// Lines `Chatty::speak` prints in the `deaf` driver: 48 MiB, three times what a node keeps
-/// waiting for a driver, more than any socket buffers between them hold.
-const SPOKEN: u64 = 48 << 10;
+/// Lines `Chatty::speak` prints in the `deaf` driver: 64 MiB, four times what a node keeps
+/// waiting for a driver, far more than the socket buffers between them hold.
+const SPOKEN: u64 = 64 << 10;
 
 #[test]
 fn a_driver_runs_tasks_actors_and_objects_on_a_cluster_node() {
@@ -280,21 +280,45 @@ fn driver_main() {
     }
 }
 
-/// Where the `stall` driver and its test signal each other.
+/// Where a driver and its test signal each other (files in a directory).
 const SIGNALS: &str = "RAY_TEST_SIGNALS";
 
-#[test]
-fn a_driver_whose_node_stops_reading_fails_its_calls_instead_of_hanging() {
-    let dir = NodeDir::new("drivers-stall");
-    // A long lease, so the paused head is not declared dead (and does not exit) meanwhile.
-    let head = Head::start(&dir, &["--num-cpus", "1", "--lease-ttl", "600"]);
-    let token = dir.token();
+/// A head started with `head_args`, and this binary run as a driver in `mode` against it,
+/// once it has written `joined` into the signals directory (returned too).
+fn joined_driver(
+    name: &str,
+    mode: &str,
+    head_args: &[&str],
+) -> (NodeDir, Head, std::path::PathBuf, std::process::Child) {
+    let dir = NodeDir::new(name);
+    let head = Head::start(&dir, head_args);
     let signals = dir.path.join("signals");
     std::fs::create_dir_all(&signals).unwrap();
-    let child = spawn_driver("stall", &head.address, &token, &[(SIGNALS, &signals)]);
+    let child = spawn_driver(mode, &head.address, &dir.token(), &[(SIGNALS, &signals)]);
     wait_for("the driver to join", || {
         signals.join("joined").exists().then_some(())
     });
+    (dir, head, signals, child)
+}
+
+/// Sends SIGKILL to a process when dropped, unless it was let go: a test that fails while its
+/// driver is stopped does not leave it stopped.
+struct KillOnDrop(Option<i32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            // SAFETY: signals our own child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+#[test]
+fn a_driver_whose_node_stops_reading_fails_its_calls_instead_of_hanging() {
+    // A long lease, so the paused head is not declared dead (and does not exit) meanwhile.
+    let head_args = ["--num-cpus", "1", "--lease-ttl", "600"];
+    let (_dir, head, signals, child) = joined_driver("drivers-stall", "stall", &head_args);
     let daemon = head.child.id() as i32;
     // SAFETY: signals our own child, the head's daemon (its etcd, a process of its own, runs on).
     unsafe { libc::kill(daemon, libc::SIGSTOP) };
@@ -343,13 +367,10 @@ fn a_driver_whose_node_stops_reading_fails_its_calls_instead_of_hanging() {
 #[test]
 fn a_driver_that_stops_reading_misses_worker_output_past_the_backlog_and_is_told_how_much() {
     use std::io::BufRead;
-    let dir = NodeDir::new("drivers-deaf");
-    let head = Head::start(&dir, &["--num-cpus", "1"]);
-    let token = dir.token();
-    let signals = dir.path.join("signals");
-    std::fs::create_dir_all(&signals).unwrap();
-    let mut child = spawn_driver("deaf", &head.address, &token, &[(SIGNALS, &signals)]);
+    let (_dir, head, signals, mut child) =
+        joined_driver("drivers-deaf", "deaf", &["--num-cpus", "1"]);
     let pid = child.id() as i32;
+    let mut guard = KillOnDrop(Some(pid));
     // The driver's output, read as it comes: SPEAK lines counted, the rest kept.
     let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
     let seen = signals.join("seen");
@@ -371,9 +392,6 @@ fn a_driver_that_stops_reading_misses_worker_output_past_the_backlog_and_is_told
     });
     let stderr = child.stderr.take().unwrap();
     let errors = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap());
-    wait_for("the driver to make its call", || {
-        signals.join("joined").exists().then_some(())
-    });
     let head_rss = || anon_memory(head.child.id());
     // SAFETY: signals our own child, the driver.
     unsafe { libc::kill(pid, libc::SIGSTOP) };
@@ -397,6 +415,9 @@ fn a_driver_that_stops_reading_misses_worker_output_past_the_backlog_and_is_told
         // SAFETY: as above; its output then ends, so the readers below return.
         unsafe { libc::kill(pid, libc::SIGKILL) };
     }
+    if status.is_ok() {
+        guard.0 = None;
+    }
     let (spoken, stdout) = reader.join().unwrap();
     let stderr = errors.join().unwrap();
     assert!(
@@ -418,13 +439,17 @@ fn a_driver_that_stops_reading_misses_worker_output_past_the_backlog_and_is_told
     );
     assert_eq!(spoken + left_out, SPOKEN, "{stderr}");
     assert!(
+        head.said("reads slower than its workers print"),
+        "the head warned"
+    );
+    assert!(
         stderr.contains("of worker output were not sent to this driver while it was not reading"),
         "{stderr}"
     );
     // What waited for the stopped driver stayed near the backlog (16 MiB), not all 48 MiB.
     let grew = rss_stopped.saturating_sub(rss_before);
     assert!(
-        grew < 32 << 20,
+        grew < 48 << 20,
         "the head grew by {} MiB while its driver was stopped",
         grew >> 20
     );
@@ -450,18 +475,11 @@ fn anon_memory(pid: u32) -> u64 {
 
 #[test]
 fn a_driver_that_asks_without_reading_makes_its_node_stop_reading_it_not_queue_replies() {
-    let dir = NodeDir::new("drivers-blocked");
-    let head = Head::start(&dir, &["--num-cpus", "1"]);
-    let token = dir.token();
-    let signals = dir.path.join("signals");
-    std::fs::create_dir_all(&signals).unwrap();
-    let mut child = spawn_driver("blocked", &head.address, &token, &[(SIGNALS, &signals)]);
+    let (_dir, head, _, mut child) =
+        joined_driver("drivers-blocked", "blocked", &["--num-cpus", "1"]);
     let pid = child.id() as i32;
     let stderr = child.stderr.take().unwrap();
     let errors = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap());
-    wait_for("the driver to join", || {
-        signals.join("joined").exists().then_some(())
-    });
     let before = anon_memory(head.child.id());
     // Its stdout is not read, so it stops reading; its replies pile up at the node until the
     // node stops reading its requests and says so.

@@ -6,6 +6,7 @@ use crate::codec::{Data, Encoded, Value};
 use crate::context::{self, Client, GetToken};
 use crate::error::{Error, Result};
 use crate::ids::{ActorId, JobId, ObjectId, RefId};
+use crate::log;
 use crate::object_store;
 use crate::protocol::worker::{Control, ControlReply, FromWorker};
 use crate::protocol::{ActorSpec, ActorTaskSpec, TaskSpec};
@@ -71,10 +72,27 @@ pub(crate) enum Reply {
 type Pending = Box<dyn FnOnce(Reply) + Send>;
 
 /// A request whose caller stopped waiting: its reply, when it comes, is released unread.
+///
+/// The callback runs on the thread that reads the node's messages, so the releases are sent
+/// from another: a send may wait for the node to read, and a driver's node stops reading it
+/// while replies wait for it unread (`node_manager/remote.rs::read_driver`).
 fn discard_reply(ids: Vec<ObjectId>) -> Pending {
     Box::new(move |r| {
-        if let (Reply::Get(Ok(values)), Some(c)) = (r, context::try_client()) {
-            c.transfer_done(&ids, &values);
+        let (Reply::Get(Ok(values)), Some(c)) = (r, context::try_client()) else {
+            return;
+        };
+        let nothing_held = values
+            .iter()
+            .all(|v| v.contained.is_empty() && !matches!(v.data, Data::Shm { .. }));
+        if nothing_held {
+            return;
+        }
+        let release = move || c.transfer_done(&ids, &values);
+        if let Err(e) = std::thread::Builder::new()
+            .name("ray-release".into())
+            .spawn(release)
+        {
+            log::warn!("cannot start a thread to release an abandoned reply: {e}");
         }
     })
 }

@@ -23,7 +23,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 pub(crate) const BINARY_CHUNK: usize = 4 << 20;
 
 /// Worker output waiting to be written to a driver on another machine past which more is left
-/// out (other messages waiting do not count): counted, and reported to the driver when it reads again, so a driver that stopped
+/// out, until half of it waits (other messages waiting do not count): counted, and reported to the driver when it reads again, so a driver that stopped
 /// reading (suspended, say) does not make its node hold its workers' output without bound.
 /// Ray's publisher keeps at most 10 MiB of log messages for a subscriber.
 pub(crate) const DRIVER_LOG_BACKLOG: usize = 16 << 20;
@@ -39,16 +39,15 @@ const DRIVER_SLOW: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Sends a line of worker output to a driver attached here, over its connection `conn`. Past
 /// [`DRIVER_LOG_BACKLOG`] waiting the line is left out (the worker's log file on its node
-/// keeps it); the driver is told how much once it reads again, before the next line.
+/// keeps it), until half of that waits; the driver is then told how much it missed, before
+/// the next line.
 pub(super) fn send_log(conn: &Conn, driver: ProcId, stderr: bool, line: Vec<u8>) {
     let msg = ToWorker::Log { stderr, line };
     let Conn::Stream(outbox) = conn else {
         let _ = conn.send(&msg);
         return;
     };
-    if outbox.queued_droppable() <= DRIVER_LOG_BACKLOG
-        && let Some((lines, bytes)) = outbox.take_left_out()
-    {
+    if let Some((lines, bytes)) = outbox.take_left_out(DRIVER_LOG_BACKLOG) {
         log::info!("driver {driver} reads again; {lines} lines of worker output were left out");
         let notice = ToWorker::Log {
             stderr: true,

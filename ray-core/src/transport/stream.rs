@@ -130,8 +130,11 @@ impl StreamOutbox {
 
     /// Sends `msg` unless more than `backlog` bytes of what this method sent wait for the
     /// writer already (other frames do not count: worker output is not left out because a
-    /// large reply is being written); what it leaves out is counted until [`take_left_out`](Self::take_left_out). `None` if sent
-    /// (or closed), else how many messages this outbox left out in all, this one included.
+    /// large reply is being written). Once it left something out, it sends again only when at
+    /// most half of `backlog` waits, so a reader that keeps up only in part is told of what
+    /// it missed now and then, not every few lines. What it leaves out is counted until
+    /// [`take_left_out`](Self::take_left_out). `None` if sent (or closed), else how many
+    /// messages this outbox left out in all, this one included.
     pub(crate) fn send_unless_backlogged<M: Serialize>(
         &self,
         msg: &M,
@@ -142,15 +145,13 @@ impl StreamOutbox {
         }
         let mut frame = Vec::new();
         codec::encode_frame(msg, &mut frame)?;
-        if self.queued_droppable() <= backlog {
+        let mut left_out = self.left_out();
+        let limit = if left_out.0 > 0 { backlog / 2 } else { backlog };
+        if self.queued_droppable() <= limit {
+            drop(left_out);
             self.push(frame, true);
             return Ok(None);
         }
-        let mut left_out = self
-            .shared
-            .left_out
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
         left_out.0 = left_out.0.saturating_add(1);
         left_out.1 = left_out.1.saturating_add(frame.len() as u64);
         left_out.2 = left_out.2.saturating_add(1);
@@ -158,18 +159,25 @@ impl StreamOutbox {
     }
 
     /// How many messages, and how many bytes, [`send_unless_backlogged`] left out since the
-    /// last call (`None`: none).
+    /// last time they were taken, once at most half of `backlog` waits (`None`: none, or
+    /// more waits).
     ///
     /// [`send_unless_backlogged`]: Self::send_unless_backlogged
-    pub(crate) fn take_left_out(&self) -> Option<(u64, u64)> {
-        let mut left_out = self
-            .shared
-            .left_out
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+    pub(crate) fn take_left_out(&self, backlog: usize) -> Option<(u64, u64)> {
+        let mut left_out = self.left_out();
+        if left_out.0 == 0 || self.queued_droppable() > backlog / 2 {
+            return None;
+        }
         let taken = (left_out.0, left_out.1);
         (left_out.0, left_out.1) = (0, 0);
-        (taken.0 > 0).then_some(taken)
+        Some(taken)
+    }
+
+    fn left_out(&self) -> std::sync::MutexGuard<'_, (u64, u64, u64)> {
+        self.shared
+            .left_out
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// The part of [`queued`](Self::queued) that
@@ -188,7 +196,15 @@ impl StreamOutbox {
         if self.queued() <= limit {
             return;
         }
+        /// Counts this task out of `waiting` however the wait ends (a dropped future too).
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
         self.shared.waiting.fetch_add(1, Ordering::SeqCst);
+        let _waiting = Waiting(&self.shared.waiting);
         loop {
             let taken = self.shared.taken.notified();
             tokio::pin!(taken);
@@ -199,7 +215,6 @@ impl StreamOutbox {
             }
             taken.await;
         }
-        self.shared.waiting.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Whether `other` is a handle of this same outbox.
@@ -209,12 +224,12 @@ impl StreamOutbox {
 
     /// Whether [`close`](Self::close) was called (or the writer went).
     pub(crate) fn is_closed(&self) -> bool {
-        self.shared.closed.load(Ordering::Relaxed) || self.tx.is_closed()
+        self.shared.closed.load(Ordering::SeqCst) || self.tx.is_closed()
     }
 
     /// Nothing more is sent; the writer ends once what is queued is written.
     pub(crate) fn close(&self) {
-        self.shared.closed.store(true, Ordering::Relaxed);
+        self.shared.closed.store(true, Ordering::SeqCst);
         let _ = self.tx.send((Vec::new(), false));
         if self.shared.waiting.load(Ordering::SeqCst) > 0 {
             self.shared.taken.notify_waiters();
@@ -270,7 +285,8 @@ impl StreamOutbox {
 impl Drop for OutboxRx {
     /// The writer is gone: whoever waits for room is not left waiting.
     fn drop(&mut self) {
-        self.shared.closed.store(true, Ordering::Relaxed);
+        self.rx.close();
+        self.shared.closed.store(true, Ordering::SeqCst);
         if self.shared.waiting.load(Ordering::SeqCst) > 0 {
             self.shared.taken.notify_waiters();
         }
@@ -350,8 +366,8 @@ mod tests {
         while rx.try_recv().is_ok() {}
         assert_eq!(outbox.queued(), 0, "taken frames are counted out");
         assert_eq!(outbox.queued_droppable(), 0);
-        assert_eq!(outbox.take_left_out(), Some((2, 2 * frame_len)));
-        assert_eq!(outbox.take_left_out(), None);
+        assert_eq!(outbox.take_left_out(10_000), Some((2, 2 * frame_len)));
+        assert_eq!(outbox.take_left_out(10_000), None);
         assert_eq!(outbox.send_unless_backlogged(&line, 10_000).unwrap(), None);
         assert_eq!(rx.try_recv().unwrap().len() as u64, frame_len);
         // Counted in all across reports.
@@ -364,6 +380,21 @@ mod tests {
             outbox.send_unless_backlogged(&line, 10_000).unwrap(),
             Some(4)
         );
-        assert_eq!(outbox.take_left_out(), Some((2, 2 * frame_len)));
+        // Nothing is sent again, nor reported, until at most half the backlog waits.
+        let mut more = 0;
+        while outbox.queued_droppable() > 5_000 {
+            more += 1;
+            assert_eq!(outbox.take_left_out(10_000), None);
+            assert!(
+                outbox
+                    .send_unless_backlogged(&line, 10_000)
+                    .unwrap()
+                    .is_some()
+            );
+            rx.try_recv().unwrap();
+        }
+        assert!(more > 1, "{more}");
+        assert_eq!(outbox.take_left_out(10_000).unwrap().0, 2 + more);
+        assert_eq!(outbox.send_unless_backlogged(&line, 10_000).unwrap(), None);
     }
 }
