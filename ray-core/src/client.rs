@@ -109,9 +109,8 @@ pub(crate) struct ProcessClient {
     pub(crate) gpu_ids: Mutex<Vec<usize>>,
     job: JobId,
     on_lost: OnLost,
-    lost: AtomicBool,
-    /// Why the connection was lost (said by every call made after).
-    lost_why: std::sync::OnceLock<String>,
+    /// Why the connection was lost, once it was (said by every call made after).
+    lost: std::sync::OnceLock<String>,
     /// The driver is leaving the cluster: the connection's end is expected, not an error.
     leaving: AtomicBool,
 }
@@ -134,14 +133,13 @@ impl ProcessClient {
             gpu_ids: Mutex::new(gpu_ids),
             job,
             on_lost,
-            lost: AtomicBool::new(false),
-            lost_why: std::sync::OnceLock::new(),
+            lost: std::sync::OnceLock::new(),
             leaving: AtomicBool::new(false),
         }
     }
 
     pub(crate) fn send(&self, msg: &FromWorker) {
-        if self.lost.load(Ordering::Relaxed) {
+        if self.lost.get().is_some() {
             return;
         }
         if let Err(e) = self.sender.send(msg) {
@@ -165,8 +163,7 @@ impl ProcessClient {
                 std::process::exit(code);
             }
             OnLost::Fail => {
-                let _ = self.lost_why.set(why.to_string());
-                if self.lost.swap(true, Ordering::Relaxed) {
+                if self.lost.set(why.to_string()).is_err() {
                     return;
                 }
                 if self.leaving.load(Ordering::Relaxed) {
@@ -261,13 +258,10 @@ impl ProcessClient {
     /// Registers a callback for the reply, then sends the request (built with its id).
     fn request(&self, callback: Pending, make: impl FnOnce(u64) -> FromWorker) -> u64 {
         let req = self.next_req.fetch_add(1, Ordering::Relaxed);
-        if self.lost.load(Ordering::Relaxed) {
+        if let Some(why) = self.lost.get() {
             callback(Reply::Get(Err(Error::Io {
                 context: "talking to the cluster's node".into(),
-                message: match self.lost_why.get() {
-                    Some(why) => format!("the connection was lost earlier: {why}"),
-                    None => "the connection was lost earlier".into(),
-                },
+                message: format!("the connection was lost earlier: {why}"),
                 kind: std::io::ErrorKind::ConnectionAborted,
             })));
             return req;

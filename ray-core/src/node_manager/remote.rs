@@ -23,14 +23,16 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 pub(crate) const BINARY_CHUNK: usize = 4 << 20;
 
 /// Worker output waiting to be written to a driver on another machine past which more is left
-/// out, until half of it waits (other messages waiting do not count): counted, and reported to the driver when it reads again, so a driver that stopped
-/// reading (suspended, say) does not make its node hold its workers' output without bound.
-/// Ray's publisher keeps at most 10 MiB of log messages for a subscriber.
+/// out, until half of it waits (other messages waiting do not count). What is left out is
+/// counted and reported to the driver when it reads again, so a driver that stopped reading
+/// (suspended, say) does not make its node hold its workers' output without bound. Ray's
+/// publisher keeps at most 10 MiB of log messages for a subscriber.
 pub(crate) const DRIVER_LOG_BACKLOG: usize = 16 << 20;
 
-/// Replies waiting to be written to a driver past which its next request is not read until
-/// they drain: a driver that sends without reading cannot make its node queue replies without
-/// bound. One reply may be larger (a `get` of a large value is sent whole).
+/// Everything waiting to be written to a driver (replies and output) past which its next
+/// request is not read until it drains: a driver that sends without reading cannot make its
+/// node queue replies without bound. Requests read before are still answered in full (a `get`
+/// of a large value is sent whole).
 pub(crate) const DRIVER_REPLY_BACKLOG: usize = 64 << 20;
 
 /// How long replies may stay over [`DRIVER_REPLY_BACKLOG`] before the node warns that the

@@ -41,9 +41,18 @@ struct Shared {
     /// any, so taking a frame costs no lock otherwise.
     waiting: AtomicUsize,
     taken: tokio::sync::Notify,
-    /// Frames [`StreamOutbox::send_unless_backlogged`] left out since they were last
-    /// reported: (frames, bytes), and frames left out in all.
-    left_out: Mutex<(u64, u64, u64)>,
+    left_out: Mutex<LeftOut>,
+}
+
+/// What [`StreamOutbox::send_unless_backlogged`] left out.
+#[derive(Default)]
+struct LeftOut {
+    /// Messages since they were last taken ([`StreamOutbox::take_left_out`]).
+    messages: u64,
+    /// Their frames' bytes.
+    bytes: u64,
+    /// Messages left out in all.
+    in_all: u64,
 }
 
 /// The receiving end, drained by the connection's writer task: taking a frame counts it out
@@ -113,12 +122,12 @@ impl StreamOutbox {
             self.shared.droppable.fetch_add(len, Ordering::Relaxed);
         }
         self.shared.queued.fetch_add(len, Ordering::SeqCst);
+        // Failing only once the receiving end is gone, which marked the outbox closed.
         if self.tx.send((frame, droppable)).is_err() {
             if droppable {
                 self.shared.droppable.fetch_sub(len, Ordering::Relaxed);
             }
             self.shared.queued.fetch_sub(len, Ordering::SeqCst);
-            self.shared.closed.store(true, Ordering::Relaxed);
         }
     }
 
@@ -146,16 +155,20 @@ impl StreamOutbox {
         let mut frame = Vec::new();
         codec::encode_frame(msg, &mut frame)?;
         let mut left_out = self.left_out();
-        let limit = if left_out.0 > 0 { backlog / 2 } else { backlog };
+        let limit = if left_out.messages > 0 {
+            backlog / 2
+        } else {
+            backlog
+        };
         if self.queued_droppable() <= limit {
             drop(left_out);
             self.push(frame, true);
             return Ok(None);
         }
-        left_out.0 = left_out.0.saturating_add(1);
-        left_out.1 = left_out.1.saturating_add(frame.len() as u64);
-        left_out.2 = left_out.2.saturating_add(1);
-        Ok(Some(left_out.2))
+        left_out.messages = left_out.messages.saturating_add(1);
+        left_out.bytes = left_out.bytes.saturating_add(frame.len() as u64);
+        left_out.in_all = left_out.in_all.saturating_add(1);
+        Ok(Some(left_out.in_all))
     }
 
     /// How many messages, and how many bytes, [`send_unless_backlogged`] left out since the
@@ -165,15 +178,15 @@ impl StreamOutbox {
     /// [`send_unless_backlogged`]: Self::send_unless_backlogged
     pub(crate) fn take_left_out(&self, backlog: usize) -> Option<(u64, u64)> {
         let mut left_out = self.left_out();
-        if left_out.0 == 0 || self.queued_droppable() > backlog / 2 {
+        if left_out.messages == 0 || self.queued_droppable() > backlog / 2 {
             return None;
         }
-        let taken = (left_out.0, left_out.1);
-        (left_out.0, left_out.1) = (0, 0);
+        let taken = (left_out.messages, left_out.bytes);
+        (left_out.messages, left_out.bytes) = (0, 0);
         Some(taken)
     }
 
-    fn left_out(&self) -> std::sync::MutexGuard<'_, (u64, u64, u64)> {
+    fn left_out(&self) -> std::sync::MutexGuard<'_, LeftOut> {
         self.shared
             .left_out
             .lock()
@@ -224,7 +237,7 @@ impl StreamOutbox {
 
     /// Whether [`close`](Self::close) was called (or the writer went).
     pub(crate) fn is_closed(&self) -> bool {
-        self.shared.closed.load(Ordering::SeqCst) || self.tx.is_closed()
+        self.shared.closed.load(Ordering::SeqCst)
     }
 
     /// Nothing more is sent; the writer ends once what is queued is written.
