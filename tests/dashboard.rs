@@ -15,8 +15,14 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+/// The dashboard's URL is the process's, and the two tests here each start a runtime: a test
+/// that checks the URL is gone after its `shutdown` holds this, so the other test's `init`
+/// (which waits for that shutdown) cannot publish its own URL in between.
+static ONE_RUNTIME_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 #[ray::remote]
 fn tick(ms: u64) -> u64 {
@@ -143,6 +149,9 @@ fn text_of<'a>(dom: &'a str, id: &str) -> &'a str {
 
 #[test]
 fn the_page_shows_nodes_actors_and_failures_in_chromium() {
+    let _one = ONE_RUNTIME_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     ray::init(
         Config::default()
             .num_cpus(2)
@@ -301,6 +310,9 @@ fn parse_prometheus(text: &str) -> Vec<Sample> {
 
 #[test]
 fn metrics_are_prometheus_text_with_rays_names_and_the_api_is_read_only() {
+    let _one = ONE_RUNTIME_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     ray::init(
         Config::default()
             .num_cpus(2)
