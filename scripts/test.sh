@@ -25,7 +25,8 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --document-private-it
 # The output stays in target/test-output.log (overwritten each run) for a look afterwards.
 mkdir -p target
 log=target/test-output.log
-cargo test --workspace 2>&1 | tee "$log"
+# --no-fail-fast: one flaky binary must not hide whether the others pass.
+cargo test --workspace --no-fail-fast 2>&1 | tee "$log"
 started=$(grep -cE '^ +(Running|Doc-tests) ' "$log" || true)
 finished=$(grep -cE '^test result: ' "$log" || true)
 if [ "$started" != "$finished" ]; then
