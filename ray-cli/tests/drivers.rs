@@ -276,6 +276,37 @@ fn driver_main() {
             ray::shutdown();
             println!("BLOCKED OK");
         }
+        "stuck" => {
+            // As "blocked", but once its node has stopped reading it, this driver also writes
+            // far more than the sockets hold: the write stalls, and its error must say that
+            // the driver's own stdout is the cause.
+            let signals = std::path::PathBuf::from(std::env::var(SIGNALS).expect("the signals"));
+            ray::init(ray::Config::default()).expect("joins");
+            let big = ray::put_slice(&vec![9u8; 16 << 20]).unwrap();
+            let c = Chatty::remote();
+            assert_eq!(ray::get(&c.say("BEFORE")).unwrap(), 1);
+            std::fs::write(signals.join("joined"), b"").unwrap();
+            std::fs::write(signals.join("go"), b"").unwrap();
+            let _spoke = c.speak(signals.to_str().unwrap(), 4096);
+            let wait_for = |name: &str| {
+                let deadline = std::time::Instant::now() + WAIT * 2;
+                while !signals.join(name).exists() {
+                    assert!(std::time::Instant::now() < deadline, "no {name} signal");
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+            };
+            wait_for("spoke");
+            for _ in 0..GETS {
+                let big = big.clone();
+                std::thread::spawn(move || ray::get_slice(&big).map(|v| v.len()));
+            }
+            wait_for("not-reading");
+            // 256 MiB to a node that no longer reads this driver.
+            let put = ray::put_slice(&vec![5u8; 256 << 20]).and_then(|r| ray::get_slice(&r));
+            // stdout is blocked: the verdict goes to stderr, and exit does not wait for stdout.
+            eprintln!("STUCK PUT FAILED: {}", put.unwrap_err());
+            std::process::exit(0);
+        }
         other => panic!("unknown mode {other}"),
     }
 }
@@ -508,6 +539,37 @@ fn a_driver_that_asks_without_reading_makes_its_node_stop_reading_it_not_queue_r
         "the head held {} MiB for a driver that did not read ({} MiB asked)",
         held >> 20,
         (GETS * 16) as u64
+    );
+}
+
+#[test]
+fn a_driver_that_stops_reading_and_keeps_writing_is_told_its_own_stdout_is_the_cause() {
+    let (_dir, head, signals, mut child) =
+        joined_driver("drivers-stuck", "stuck", &["--num-cpus", "1"]);
+    let _kill = KillOnDrop(Some(child.id() as i32));
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(std::io::read_to_string(stderr).unwrap()));
+    wait_for("the head to say its driver is not reading", || {
+        head.said("its next request is not read until it reads")
+            .then_some(())
+    });
+    std::fs::write(signals.join("not-reading"), b"").unwrap();
+    // The driver's write gives up after 60 s without progress (`SEND_STALL`), then it exits;
+    // its stdout is never read here.
+    let errors = rx
+        .recv_timeout(std::time::Duration::from_secs(60) + WAIT * 2)
+        .expect("the driver's write gave up and it exited");
+    let failed = errors
+        .lines()
+        .find(|l| l.contains("STUCK PUT FAILED"))
+        .unwrap_or_else(|| panic!("the put failed and said why: {errors}"));
+    assert!(
+        failed.contains("the peer accepted under 64 KiB in 60 s")
+            && failed.contains("this driver stopped reading the node first")
+            && failed.contains("writing worker output to this program's stdout")
+            && failed.contains("Read the program's stdout"),
+        "{failed}"
     );
 }
 

@@ -17,8 +17,8 @@ use crate::transport::{self, BlockingSender, HELLO_MAX, MAX_TO_WORKER};
 use std::io::Read;
 use std::net::ToSocketAddrs;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 /// How long joining may take (connect, handshake, shipping the executable).
@@ -40,6 +40,80 @@ pub(crate) struct ClusterSession {
 struct TlsSink {
     sender: BlockingSender<ray_net::BlockingWriter>,
     closed: AtomicBool,
+    /// What the reading thread is doing, so that a stalled write can say whose fault it is.
+    reader: Arc<ReaderOutput>,
+}
+
+/// Whether the thread reading the node's messages is inside a write of worker output to this
+/// program's stdout or stderr, and since when: a program whose own output nobody reads blocks
+/// that thread, its node then stops reading it, and the stall that follows is the driver's
+/// doing, not the node's.
+struct ReaderOutput {
+    start: Instant,
+    /// Milliseconds from `start` to the moment the current write began, plus one (0: none).
+    since_ms: AtomicU64,
+    /// The current write goes to stderr (else stdout).
+    stderr: AtomicBool,
+}
+
+impl ReaderOutput {
+    fn new() -> Self {
+        ReaderOutput {
+            start: Instant::now(),
+            since_ms: AtomicU64::new(0),
+            stderr: AtomicBool::new(false),
+        }
+    }
+
+    /// Runs `write` (a write of worker output to stderr or stdout), marked as under way.
+    fn writing<T>(&self, stderr: bool, write: impl FnOnce() -> T) -> T {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        self.stderr.store(stderr, Ordering::Relaxed);
+        self.since_ms.store(ms + 1, Ordering::Relaxed);
+        let r = write();
+        self.since_ms.store(0, Ordering::Relaxed);
+        r
+    }
+
+    /// How long the current write of output has been under way, and where to.
+    fn blocked(&self) -> Option<(Duration, &'static str)> {
+        let since = self.since_ms.load(Ordering::Relaxed).checked_sub(1)?;
+        let now = self.start.elapsed();
+        let stream = if self.stderr.load(Ordering::Relaxed) {
+            "stderr"
+        } else {
+            "stdout"
+        };
+        Some((now.saturating_sub(Duration::from_millis(since)), stream))
+    }
+}
+
+/// `err`, from a write to the node, with the cause named when this driver's own reading
+/// thread has been blocked writing worker output for at least half the stall limit (`reader`):
+/// the node stopped reading this driver because this driver stopped reading the node.
+fn blame_stall(err: Error, reader: Option<(Duration, &'static str)>) -> Error {
+    match (err, reader) {
+        (
+            Error::Io {
+                context,
+                message,
+                kind: kind @ std::io::ErrorKind::TimedOut,
+            },
+            Some((blocked, stream)),
+        ) if blocked >= SEND_STALL / 2 => Error::Io {
+            context,
+            message: format!(
+                "{message}, because this driver stopped reading the node first: its thread \
+                 that reads the node's messages has been blocked for {} s writing worker \
+                 output to this program's {stream}, and a node stops reading a driver while \
+                 64 MiB of replies wait for it. Read the program's {stream} (or redirect it \
+                 to a file)",
+                blocked.as_secs()
+            ),
+            kind,
+        },
+        (err, _) => err,
+    }
 }
 
 /// How long the node may accept under 64 KiB of a message (`ray_net::STALL_MIN_BYTES`) before
@@ -53,7 +127,9 @@ impl TlsSink {
         if self.closed.load(Ordering::Relaxed) {
             return Ok(());
         }
-        self.sender.send(msg)
+        self.sender
+            .send(msg)
+            .map_err(|e| blame_stall(e, self.reader.blocked()))
     }
 
     /// After a failed write: the stream is cut inside a record, so no TLS close can follow.
@@ -235,9 +311,11 @@ pub(crate) fn connect(
     writer
         .set_stall_limit(Some(SEND_STALL))
         .map_err(|e| cluster_error(address, format!("the session broke: {e}")))?;
+    let output = Arc::new(ReaderOutput::new());
     let sink = Arc::new(TlsSink {
         sender: BlockingSender::new(writer),
         closed: AtomicBool::new(false),
+        reader: output.clone(),
     });
     let client = Arc::new(ProcessClient::new(
         std::process::id(),
@@ -249,7 +327,7 @@ pub(crate) fn connect(
     let reader_client = client.clone();
     std::thread::Builder::new()
         .name("ray-cluster-reader".into())
-        .spawn(move || read_replies(reader_client, reader))
+        .spawn(move || read_replies(reader_client, reader, &output))
         .map_err(|e| Error::io("starting the cluster client's reader", e))?;
     Ok(ClusterSession {
         client,
@@ -276,7 +354,7 @@ async fn ship<W: AsyncWrite + Unpin>(w: &mut W, exe: &std::path::Path) -> std::i
 }
 
 /// Reads the node's replies and the output of this job's workers until the connection ends.
-fn read_replies(client: Arc<ProcessClient>, rd: ray_net::BlockingReader) {
+fn read_replies(client: Arc<ProcessClient>, rd: ray_net::BlockingReader, output: &ReaderOutput) {
     use std::io::Write;
     let mut rd = std::io::BufReader::with_capacity(64 * 1024, rd);
     let mut buf = Vec::new();
@@ -299,7 +377,7 @@ fn read_replies(client: Arc<ProcessClient>, rd: ray_net::BlockingReader) {
             ToWorker::WaitReply { req, ready } => client.complete(req, Reply::Wait(ready)),
             ToWorker::Allocated { req, result } => client.complete(req, Reply::Alloc(result)),
             ToWorker::ControlReply { req, result } => client.complete(req, Reply::Control(result)),
-            ToWorker::Log { stderr, line } => {
+            ToWorker::Log { stderr, line } => output.writing(stderr, || {
                 if stderr {
                     let _ = std::io::stderr().lock().write_all(&line);
                 } else {
@@ -307,7 +385,7 @@ fn read_replies(client: Arc<ProcessClient>, rd: ray_net::BlockingReader) {
                     let _ = out.write_all(&line);
                     let _ = out.flush();
                 }
-            }
+            }),
             ToWorker::Exit => break "the node is stopping".to_string(),
             ToWorker::Welcome { .. }
             | ToWorker::Refused { .. }
@@ -335,5 +413,71 @@ impl ClusterSession {
     pub(crate) fn close(&mut self) {
         self.client.leaving();
         self.sink.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stalled() -> Error {
+        Error::io(
+            "writing to the node manager",
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the peer accepted under 64 KiB in 60 s",
+            ),
+        )
+    }
+
+    #[test]
+    fn a_stall_while_the_reader_is_blocked_on_output_names_the_drivers_own_output() {
+        let err = blame_stall(stalled(), Some((Duration::from_secs(75), "stdout")));
+        let text = err.to_string();
+        assert!(
+            text.contains("the peer accepted under 64 KiB in 60 s")
+                && text.contains("blocked for 75 s")
+                && text.contains("this program's stdout")
+                && text.contains("Read the program's stdout"),
+            "{text}"
+        );
+        assert!(matches!(
+            err,
+            Error::Io {
+                kind: std::io::ErrorKind::TimedOut,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_stall_is_the_nodes_when_the_reader_is_free_or_only_briefly_busy() {
+        let plain = stalled().to_string();
+        assert_eq!(blame_stall(stalled(), None).to_string(), plain);
+        let brief = blame_stall(stalled(), Some((Duration::from_secs(2), "stderr")));
+        assert_eq!(brief.to_string(), plain, "a write of 2 s is not the cause");
+        // Other errors pass through as they are, whatever the reader does.
+        let refused = Error::io(
+            "writing to the node manager",
+            std::io::Error::from(std::io::ErrorKind::BrokenPipe),
+        );
+        let text = refused.to_string();
+        let kept = blame_stall(refused, Some((Duration::from_secs(600), "stdout")));
+        assert_eq!(kept.to_string(), text);
+    }
+
+    #[test]
+    fn the_reader_is_marked_blocked_only_inside_a_write_of_output() {
+        let output = ReaderOutput::new();
+        assert!(output.blocked().is_none());
+        let inside = output.writing(true, || output.blocked());
+        let (for_, stream) = inside.expect("marked while writing");
+        assert_eq!(stream, "stderr");
+        assert!(for_ < Duration::from_secs(60));
+        assert!(output.blocked().is_none(), "cleared after the write");
+        assert_eq!(
+            output.writing(false, || output.blocked().unwrap().1),
+            "stdout"
+        );
     }
 }
