@@ -106,9 +106,10 @@ fn blame_stall(err: Error, reader: Option<(Duration, &'static str)>) -> Error {
                 "{message}, because this driver stopped reading the node first: its thread \
                  that reads the node's messages has been blocked for {} s writing worker \
                  output to this program's {stream}, and a node stops reading a driver while \
-                 64 MiB of replies wait for it. Read the program's {stream} (or redirect it \
+                 {} MiB of replies wait for it. Read the program's {stream} (or redirect it \
                  to a file)",
-                blocked.as_secs()
+                blocked.as_secs(),
+                crate::node_manager::remote::DRIVER_REPLY_BACKLOG >> 20
             ),
             kind,
         },
@@ -437,6 +438,7 @@ mod tests {
         assert!(
             text.contains("the peer accepted under 64 KiB in 60 s")
                 && text.contains("blocked for 75 s")
+                && text.contains("while 64 MiB of replies wait")
                 && text.contains("this program's stdout")
                 && text.contains("Read the program's stdout"),
             "{text}"
