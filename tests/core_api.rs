@@ -586,7 +586,9 @@ fn calls_in_flight_when_an_actor_restarts_run_again() {
     ray::init(ray::Config::default().num_cpus(1)).unwrap();
     let actor = Restartable::remote();
     let pid = ray::get(&actor.pid()).unwrap();
-    let results: Vec<ObjectRef<u32>> = (0..30).map(|_| actor.increase(5)).collect();
+    // 1.5 s of queued calls: the kill below lands while some still wait, however late the
+    // test's thread runs.
+    let results: Vec<ObjectRef<u32>> = (0..30).map(|_| actor.increase(50)).collect();
     assert!(eventually(LONG, || ray::wait(
         &results,
         1,
@@ -718,11 +720,9 @@ fn the_runtime_context_names_node_job_task_actor_and_process() {
         driver.node_id(),
         "the job is its driver's"
     );
+    // What it says after `shutdown` is in `not_initialized.rs`, where no other test's runtime
+    // can start in between.
     ray::shutdown();
-    assert!(matches!(
-        ray::runtime_context(),
-        Err(Error::ShutDown { .. })
-    ));
 }
 
 // ----- fidelity ------------------------------------------------------------------------------

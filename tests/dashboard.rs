@@ -102,7 +102,8 @@ fn chromium_cmd(profile: &Path) -> Command {
     c
 }
 
-/// The DOM of `url` after its scripts ran for `ms` milliseconds of (virtual) time.
+/// The DOM of `url` once the page has loaded (its `load` event), or after `ms` milliseconds
+/// if that comes first: what a script fetches after `load` may not be in it yet.
 fn dump_dom(profile: &Path, url: &str, ms: u32) -> String {
     let out = chromium_cmd(profile)
         // Real time (virtual time would wait for the open event stream).
@@ -225,7 +226,14 @@ fn the_page_shows_nodes_actors_and_failures_in_chromium() {
         body.contains("999999") && body.contains("list workers"),
         "{body}"
     );
-    let dom = dump_dom(&profile, &format!("{url}/#logs:{pid}"), 2000);
+    // The log page fetches the output after the page's `load`, when the DOM may be dumped.
+    let mut dom = String::new();
+    for _ in 0..20 {
+        dom = dump_dom(&profile, &format!("{url}/#logs:{pid}"), 2000);
+        if dom.contains("the lamp is on: true") {
+            break;
+        }
+    }
     assert!(dom.contains("the lamp is on: true"), "the log page: {dom}");
 
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");

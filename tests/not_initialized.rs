@@ -1,4 +1,6 @@
-//! Calls without `ray::init` (its own test binary: a runtime is per process).
+//! Calls without `ray::init`, and after `ray::shutdown` (its own test binary with one test: a
+//! runtime is per process, and in a binary with other tests another test's `init` could start
+//! a runtime between this one's `shutdown` and its checks).
 
 use ray::Error;
 
@@ -53,4 +55,10 @@ fn calls_before_init_say_not_initialized_and_after_shutdown_shut_down() {
     let err = ray::get(&r).unwrap_err();
     assert!(matches!(err, Error::ShutDown { .. }), "{err:?}");
     assert!(err.to_string().contains("ray::shutdown"), "{err}");
+    assert!(matches!(ray::put(1u8), Err(Error::ShutDown { .. })));
+    assert!(matches!(
+        ray::runtime_context(),
+        Err(Error::ShutDown { .. })
+    ));
+    assert!(!ray::is_initialized());
 }

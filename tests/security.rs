@@ -562,20 +562,6 @@ fn duration_max_means_forever_in_the_driver_and_in_workers() {
     ray::shutdown();
 }
 
-#[test]
-fn get_after_shutdown_says_the_runtime_was_shut_down() {
-    init(1);
-    let r = square::remote(2);
-    assert_eq!(ray::get(&r).unwrap(), 4);
-    ray::shutdown();
-    assert!(
-        matches!(ray::get(&r), Err(Error::ShutDown { .. })),
-        "{:?}",
-        ray::get(&r)
-    );
-    assert!(matches!(ray::put(1u8), Err(Error::ShutDown { .. })));
-}
-
 // ----- limits and what the runtime prints ----------------------------------------------------
 
 #[test]

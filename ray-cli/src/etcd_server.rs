@@ -8,7 +8,7 @@
 //! (`stop()`) and `ray-rs stop` end it; a head started again on the same temp dir after a
 //! crash needs `ray-rs stop` first.
 
-use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpListener};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -37,12 +37,21 @@ pub fn find_etcd() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn free_port(ip: IpAddr) -> Result<u16> {
-    let l = TcpListener::bind((ip, 0))
-        .map_err(|e| CliError::io(format!("finding a free port on {ip}"), e))?;
-    l.local_addr()
+/// A listener on a port free on every address of `ip`'s family (etcd listens on loopback and
+/// on the node's address with one port; a port found free on one of them can be in use on
+/// the other), and its port. Held until etcd is about to bind, so two picks never coincide.
+fn free_port(ip: IpAddr) -> Result<(TcpListener, u16)> {
+    let any = match ip {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    };
+    let l = TcpListener::bind((any, 0))
+        .map_err(|e| CliError::io(format!("finding a free port for {ip}"), e))?;
+    let port = l
+        .local_addr()
         .map(|a| a.port())
-        .map_err(|e| CliError::io("finding a free port", e))
+        .map_err(|e| CliError::io("finding a free port", e))?;
+    Ok((l, port))
 }
 
 fn url(scheme: &str, ip: IpAddr, port: u16) -> String {
@@ -91,8 +100,8 @@ impl EtcdServer {
         log: &Path,
     ) -> Result<(EtcdServer, Etcd)> {
         let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        let client_port = free_port(node_ip)?;
-        let peer_port = free_port(loopback)?;
+        let (client_held, client_port) = free_port(node_ip)?;
+        let (peer_held, peer_port) = free_port(loopback)?;
         let mut listen = vec![url("https", loopback, client_port)];
         if node_ip != loopback {
             listen.push(url("https", node_ip, client_port));
@@ -149,6 +158,7 @@ impl EtcdServer {
                 Ok(())
             });
         }
+        drop((client_held, peer_held));
         let child = cmd
             .spawn()
             .map_err(|e| CliError::io(format!("starting {}", etcd_bin.display()), e))?;
