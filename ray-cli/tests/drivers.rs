@@ -240,27 +240,7 @@ fn driver_main() {
             println!("DEAF OK");
         }
         "blocked" => {
-            let signals = std::path::PathBuf::from(std::env::var(SIGNALS).expect("the signals"));
-            ray::init(ray::Config::default()).expect("joins");
-            let big = ray::put_slice(&vec![9u8; 16 << 20]).unwrap();
-            let c = Chatty::remote();
-            assert_eq!(ray::get(&c.say("BEFORE")).unwrap(), 1);
-            std::fs::write(signals.join("joined"), b"").unwrap();
-            // 4 MiB of output to this process's stdout, which the test does not read yet: the
-            // thread reading the node's messages blocks writing it, so this driver stops
-            // reading its connection while its other threads go on asking.
-            std::fs::write(signals.join("go"), b"").unwrap();
-            let _spoke = c.speak(signals.to_str().unwrap(), 4096);
-            // Every line is then on its way ahead of the replies below (all but the last
-            // 64 KiB, at most, already queued at the node).
-            let deadline = std::time::Instant::now() + WAIT;
-            while !signals.join("spoke").exists() {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "the actor never spoke"
-                );
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
+            let (_, big) = stop_reading();
             let gets: Vec<_> = (0..GETS)
                 .map(|_| {
                     let big = big.clone();
@@ -280,27 +260,12 @@ fn driver_main() {
             // As "blocked", but once its node has stopped reading it, this driver also writes
             // far more than the sockets hold: the write stalls, and its error must say that
             // the driver's own stdout is the cause.
-            let signals = std::path::PathBuf::from(std::env::var(SIGNALS).expect("the signals"));
-            ray::init(ray::Config::default()).expect("joins");
-            let big = ray::put_slice(&vec![9u8; 16 << 20]).unwrap();
-            let c = Chatty::remote();
-            assert_eq!(ray::get(&c.say("BEFORE")).unwrap(), 1);
-            std::fs::write(signals.join("joined"), b"").unwrap();
-            std::fs::write(signals.join("go"), b"").unwrap();
-            let _spoke = c.speak(signals.to_str().unwrap(), 4096);
-            let wait_for = |name: &str| {
-                let deadline = std::time::Instant::now() + WAIT * 2;
-                while !signals.join(name).exists() {
-                    assert!(std::time::Instant::now() < deadline, "no {name} signal");
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-            };
-            wait_for("spoke");
+            let (signals, big) = stop_reading();
             for _ in 0..GETS {
                 let big = big.clone();
                 std::thread::spawn(move || ray::get_slice(&big).map(|v| v.len()));
             }
-            wait_for("not-reading");
+            wait_for_signal(&signals, "not-reading");
             // 256 MiB to a node that no longer reads this driver.
             let put = ray::put_slice(&vec![5u8; 256 << 20]).and_then(|r| ray::get_slice(&r));
             // stdout is blocked: the verdict goes to stderr, and exit does not wait for stdout.
@@ -313,6 +278,33 @@ fn driver_main() {
 
 /// Where a driver and its test signal each other (files in a directory).
 const SIGNALS: &str = "RAY_TEST_SIGNALS";
+
+/// Waits (in a driver) until its test has written `name` into `signals`.
+fn wait_for_signal(signals: &std::path::Path, name: &str) {
+    let deadline = std::time::Instant::now() + WAIT * 2;
+    while !signals.join(name).exists() {
+        assert!(std::time::Instant::now() < deadline, "no {name} signal");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// In a driver whose test does not read its stdout: joins, stores 16 MiB of 9s, writes
+/// `joined`, then has an actor print 4 MiB, which the thread reading the node's messages
+/// blocks writing to this process's stdout, so this driver stops reading its connection while
+/// its other threads go on asking. Returns once all of it is on its way (all but the last
+/// 64 KiB, at most, already queued at the node, ahead of any later reply).
+fn stop_reading() -> (std::path::PathBuf, ray::ObjectRef<Vec<u8>>) {
+    let signals = std::path::PathBuf::from(std::env::var(SIGNALS).expect("the signals"));
+    ray::init(ray::Config::default()).expect("joins");
+    let big = ray::put_slice(&vec![9u8; 16 << 20]).unwrap();
+    let c = Chatty::remote();
+    assert_eq!(ray::get(&c.say("BEFORE")).unwrap(), 1);
+    std::fs::write(signals.join("joined"), b"").unwrap();
+    std::fs::write(signals.join("go"), b"").unwrap();
+    let _spoke = c.speak(signals.to_str().unwrap(), 4096);
+    wait_for_signal(&signals, "spoke");
+    (signals, big)
+}
 
 /// A head started with `head_args`, and this binary run as a driver in `mode` against it,
 /// once it has written `joined` into the signals directory (returned too).
