@@ -232,3 +232,27 @@ impl Drop for EtcdServer {
         self.stop();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_port_picked_for_the_nodes_address_is_not_in_use_on_loopback() {
+        // 1,000 ports in use on 127.0.0.1, as a busy machine's other listeners; etcd also
+        // listens on loopback with the port picked for the node's address (here 127.0.0.2,
+        // another address, as a machine's own would be).
+        let held: Vec<TcpListener> = (0..1000)
+            .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap())
+            .collect();
+        let taken: std::collections::HashSet<u16> = held
+            .iter()
+            .map(|l| l.local_addr().unwrap().port())
+            .collect();
+        let node = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+        for _ in 0..1000 {
+            let (_picked, port) = free_port(node).unwrap();
+            assert!(!taken.contains(&port), "port {port} is in use on 127.0.0.1");
+        }
+    }
+}
