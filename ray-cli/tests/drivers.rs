@@ -59,11 +59,7 @@ impl Chatty {
     fn speak(&self, signals: String, lines: u64) -> u64 {
         use std::io::Write;
         let signals = std::path::PathBuf::from(signals);
-        let deadline = std::time::Instant::now() + WAIT;
-        while !signals.join("go").exists() {
-            assert!(std::time::Instant::now() < deadline, "never told to go");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        wait_for_signal(&signals, "go");
         let pad = "x".repeat(1000);
         let mut out = std::io::stdout().lock();
         for i in 0..lines {
@@ -197,11 +193,7 @@ fn driver_main() {
             ray::init(ray::Config::default()).expect("joins");
             assert_eq!(ray::get(&square::remote(3)).unwrap(), 9);
             std::fs::write(signals.join("joined"), b"").unwrap();
-            let deadline = std::time::Instant::now() + WAIT;
-            while !signals.join("paused").exists() {
-                assert!(std::time::Instant::now() < deadline, "never told to go on");
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
+            wait_for_signal(&signals, "paused");
             // 256 MiB: far more than the sockets between here and the paused node hold.
             let start = std::time::Instant::now();
             let put = ray::put_slice(&vec![5u8; 256 << 20]).and_then(|r| ray::get_slice(&r));
@@ -220,22 +212,17 @@ fn driver_main() {
             println!("STALL OK");
         }
         "deaf" => {
-            let signals = std::env::var(SIGNALS).expect("the signals");
+            let signals = std::path::PathBuf::from(std::env::var(SIGNALS).expect("the signals"));
             ray::init(ray::Config::default()).expect("joins");
             let c = Chatty::remote();
             assert_eq!(ray::get(&c.say("BEFORE")).unwrap(), 1);
-            let spoke = c.speak(&signals, SPOKEN);
-            std::fs::write(std::path::Path::new(&signals).join("joined"), b"").unwrap();
+            let spoke = c.speak(signals.to_str().unwrap(), SPOKEN);
+            std::fs::write(signals.join("joined"), b"").unwrap();
             // The test stops this process here until the actor has spoken.
             assert_eq!(ray::get(&spoke).unwrap(), SPOKEN);
             assert_eq!(ray::get(&c.say("AFTER")).unwrap(), 1);
             // Lines travel apart from replies: wait until the test has seen the last one.
-            let seen = std::path::Path::new(&signals).join("seen");
-            let deadline = std::time::Instant::now() + WAIT;
-            while !seen.exists() {
-                assert!(std::time::Instant::now() < deadline, "AFTER never arrived");
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
+            wait_for_signal(&signals, "seen");
             ray::shutdown();
             println!("DEAF OK");
         }
@@ -322,6 +309,23 @@ fn joined_driver(
         signals.join("joined").exists().then_some(())
     });
     (dir, head, signals, child)
+}
+
+/// Waits up to `limit` for `child` to exit, and SIGKILLs it if it has not (its pipes then
+/// end, so their readers return). `None` if it had to be killed.
+fn exit_or_kill(
+    mut child: std::process::Child,
+    limit: std::time::Duration,
+) -> Option<std::process::ExitStatus> {
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait()));
+    let status = rx.recv_timeout(limit).ok().and_then(|s| s.ok());
+    if status.is_none() {
+        // SAFETY: signals our own child.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    status
 }
 
 /// Sends SIGKILL to a process when dropped, unless it was let go: a test that fails while its
@@ -431,20 +435,12 @@ fn a_driver_that_stops_reading_misses_worker_output_past_the_backlog_and_is_told
     );
     // SAFETY: as above.
     unsafe { libc::kill(pid, libc::SIGCONT) };
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || tx.send(child.wait()));
-    let status = rx.recv_timeout(WAIT * 2);
-    if status.is_err() {
-        // SAFETY: as above; its output then ends, so the readers below return.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    }
-    if status.is_ok() {
-        guard.0 = None;
-    }
+    let status = exit_or_kill(child, WAIT * 2);
+    guard.0 = None;
     let (spoken, stdout) = reader.join().unwrap();
     let stderr = errors.join().unwrap();
     assert!(
-        status.is_ok_and(|s| s.unwrap().success()) && stdout.contains("DEAF OK"),
+        status.is_some_and(|s| s.success()) && stdout.contains("DEAF OK"),
         "{stdout}\n{stderr}"
     );
     // Every line arrived or is counted in a notice; some were left out.
@@ -500,7 +496,6 @@ fn anon_memory(pid: u32) -> u64 {
 fn a_driver_that_asks_without_reading_makes_its_node_stop_reading_it_not_queue_replies() {
     let (_dir, head, _, mut child) =
         joined_driver("drivers-blocked", "blocked", &["--num-cpus", "1"]);
-    let pid = child.id() as i32;
     let stderr = child.stderr.take().unwrap();
     let errors = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap());
     let before = anon_memory(head.child.id());
@@ -514,16 +509,10 @@ fn a_driver_that_asks_without_reading_makes_its_node_stop_reading_it_not_queue_r
     eprintln!("the head grew by {} MiB", held >> 20);
     let stdout = child.stdout.take().unwrap();
     let output = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || tx.send(child.wait()));
-    let status = rx.recv_timeout(WAIT * 2);
-    if status.is_err() {
-        // SAFETY: signals our own child, the driver; its output then ends.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    }
+    let status = exit_or_kill(child, WAIT * 2);
     let (stdout, stderr) = (output.join().unwrap(), errors.join().unwrap());
     assert!(
-        status.is_ok_and(|s| s.unwrap().success()) && stdout.contains("BLOCKED OK"),
+        status.is_some_and(|s| s.success()) && stdout.contains("BLOCKED OK"),
         "every get completes once the driver reads again: {stderr}"
     );
     assert!(
