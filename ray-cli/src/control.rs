@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex};
 use ray_net::{HandshakeConfig, Role};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 use crate::error::{CliError, Result};
 use crate::etcd::Etcd;
@@ -29,7 +28,10 @@ pub const MAX_CONTROL_MESSAGE: usize = 1 << 20;
 pub const MAX_CONTROL_REPLY: usize = 64 << 20;
 /// How long an authenticated peer has to send its request.
 const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-/// Connections handshaking at once; more wait (bounded work for unauthenticated peers).
+/// Connections handshaking at once (bounded work for unauthenticated peers). A connection
+/// past it ends the oldest handshake still under way rather than waiting behind it
+/// (`ray_net::PendingConnections`), so a stranger's silent connections cannot block the
+/// listener.
 const MAX_PENDING_HANDSHAKES: usize = 64;
 
 /// A request to a node.
@@ -405,7 +407,9 @@ pub async fn serve(
     state: Arc<ControlState>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    let pending = Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES));
+    let handshaking = Arc::new(Mutex::new(ray_net::PendingConnections::new(
+        MAX_PENDING_HANDSHAKES,
+    )));
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -418,9 +422,6 @@ pub async fn serve(
                 continue;
             }
         };
-        let Ok(permit) = pending.clone().acquire_owned().await else {
-            return;
-        };
         // The connection is served on the node manager's runtime when there is one, its
         // socket registered there: its reads then wake the task that handles them directly,
         // not a thread of this runtime that wakes one of the other.
@@ -431,6 +432,11 @@ pub async fn serve(
                 continue;
             }
         };
+        let (handshake_no, ended) = handshaking
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .begin();
+        let handshaking = handshaking.clone();
         let node = state.node.clone();
         let (tls, handshake, state) = (tls.clone(), handshake.clone(), state.clone());
         let serve_one = async move {
@@ -441,8 +447,20 @@ pub async fn serve(
                     return;
                 }
             };
-            let conn = ray_net::accept(tcp, tls, &handshake).await;
-            drop(permit);
+            let conn = tokio::select! {
+                c = ray_net::accept(tcp, tls, &handshake) => c,
+                _ = ended => {
+                    tracing::debug!(
+                        "connection from {addr}: ended unauthenticated, {MAX_PENDING_HANDSHAKES} \
+                         newer connections came while it said nothing"
+                    );
+                    return;
+                }
+            };
+            handshaking
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .end(handshake_no);
             let mut conn = match conn {
                 Ok(c) => c,
                 Err(e) => {

@@ -333,3 +333,25 @@ fn a_node_joining_while_etcd_is_stopped_waits_and_joins_when_it_returns() {
         "the node said it waited: {log}"
     );
 }
+
+/// A stranger (no token) who opens connections and says nothing does not block the node's
+/// listener: a connection past the 64 handshakes under way ends the oldest of them, so a
+/// client's request still gets through (before, they queued behind the silent ones, 5 s each,
+/// and `status` timed out in its handshake).
+#[test]
+fn connections_that_say_nothing_do_not_block_the_nodes_listener() {
+    let dir = NodeDir::new("silent-strangers");
+    let head = Head::start(&dir, &["--node-ip", "127.0.0.1", "--num-cpus", "1"]);
+    let silent: Vec<std::net::TcpStream> = (0..200)
+        .map(|_| std::net::TcpStream::connect(&head.address).unwrap())
+        .collect();
+    let started = std::time::Instant::now();
+    let report = status(&head.address, &dir.path, &dir.token(), &[]);
+    assert_eq!(nodes_len(&report), 1);
+    eprintln!(
+        "status answered in {:?} with {} silent connections open",
+        started.elapsed(),
+        silent.len()
+    );
+    drop(silent);
+}

@@ -43,15 +43,17 @@ fn child_on_b() -> u32 {
     my_daemon()
 }
 
-/// What a task on B sees of where it runs: (node id, job id, pid, in a task).
+/// What a task on B sees of where it runs: (node id, job id, pid, in a task, whether the
+/// cluster token its daemon was started with is in its environment).
 #[ray::remote(resources(zone_b = 1))]
-fn context_on_b() -> (u32, String, u32, bool) {
+fn context_on_b() -> (u32, String, u32, bool, bool) {
     let ctx = ray::runtime_context().expect("a runtime context in a task");
     (
         ctx.node_id().as_u32(),
         ctx.job_id().to_string(),
         ctx.worker_pid(),
         ctx.task_id().is_some(),
+        std::env::var_os("RAY_RS_AUTH_TOKEN").is_some(),
     )
 }
 
@@ -176,9 +178,13 @@ fn everything() {
 
     // runtime_context on another node: that node's id, this driver's job.
     let mine = ray::runtime_context().unwrap();
-    let (node, job, pid, in_task) = ray::get(&context_on_b::remote()).unwrap();
+    let (node, job, pid, in_task, token_seen) = ray::get(&context_on_b::remote()).unwrap();
     assert_eq!(job, mine.job_id().to_string(), "the driver's job");
     assert!(in_task && pid != std::process::id());
+    assert!(
+        !token_seen,
+        "a worker's environment holds the cluster token"
+    );
     assert_ne!(node, mine.node_id().as_u32(), "not the driver's node");
     println!("CONTEXT ON {node}");
     println!("DRIVER NODE {}", mine.node_id().as_u32());

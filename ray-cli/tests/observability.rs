@@ -354,6 +354,16 @@ fn the_heads_dashboard_and_every_nodes_metrics_need_the_token_and_cover_the_clus
     for method in ["POST", "PUT", "DELETE"] {
         assert_eq!(http(&url, method, "/api/actors", Some(&token)).0, 405);
     }
+    // A stranger's silent connections do not block the listener: past 64 still sending their
+    // request head, a new one ends the oldest (before, each held one of the 64 places for 10 s
+    // and the rest waited behind them: this request timed out).
+    let addr = url.trim_start_matches("http://").trim_end_matches('/');
+    let silent: Vec<std::net::TcpStream> = (0..200)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
+    let (status, body) = http(&url, "GET", "/metrics", Some(&token));
+    assert_eq!(status, 200, "{body}");
+    drop(silent);
     let (status, page) = http(&url, "GET", &format!("/?token={token}"), None);
     assert_eq!(status, 200);
     assert!(page.contains("ray-rs dashboard"));

@@ -37,8 +37,13 @@ const EVENT_PERIOD: Duration = Duration::from_millis(250);
 /// Snapshots sent on one event stream before it ends (the browser reconnects).
 const EVENTS_PER_STREAM: usize = 4;
 
-/// Connections served at once; more wait in the kernel's backlog.
+/// Requests served at once; more are answered 503. Connections still sending their request
+/// head count apart, at most this many too: a new one past that ends the oldest of them
+/// (`ray_net::PendingConnections`), so silent connections cannot block the listener.
 const MAX_CONNECTIONS: usize = 64;
+
+/// How long a connection has to send its whole request head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 
 static URL: Mutex<Option<String>> = Mutex::new(None);
 
@@ -111,17 +116,38 @@ pub fn serve_on(
         snapshot: Mutex::new(None),
     });
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let reading = Arc::new(Mutex::new(ray_net::PendingConnections::new(
+        MAX_CONNECTIONS,
+    )));
     handle.spawn(async move {
         loop {
-            let Ok(permit) = permits.clone().acquire_owned().await else {
-                return;
-            };
-            let Ok((stream, _)) = listener.accept().await else {
+            let Ok((mut stream, _)) = listener.accept().await else {
                 continue;
             };
-            let server = server.clone();
+            let (n, ended) = reading.lock().unwrap_or_else(|e| e.into_inner()).begin();
+            let (server, permits, reading) = (server.clone(), permits.clone(), reading.clone());
             tokio::spawn(async move {
-                let _ = server.serve(stream).await;
+                let req = tokio::select! {
+                    r = tokio::time::timeout(HEAD_TIMEOUT, read_request(&mut stream)) => {
+                        r.ok().flatten()
+                    }
+                    _ = ended => None,
+                };
+                reading.lock().unwrap_or_else(|e| e.into_inner()).end(n);
+                let Some(req) = req else {
+                    return;
+                };
+                let Ok(permit) = permits.try_acquire_owned() else {
+                    let _ = respond(
+                        &mut stream,
+                        "503 Service Unavailable",
+                        "text/plain",
+                        "too many requests at once; try again\n",
+                    )
+                    .await;
+                    return;
+                };
+                let _ = server.serve(stream, req).await;
                 drop(permit);
             });
         }
@@ -179,10 +205,7 @@ async fn read_request(stream: &mut TcpStream) -> Option<Request> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {
-        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
-            .await
-            .ok()?
-            .ok()?;
+        let n = stream.read(&mut chunk).await.ok()?;
         if n == 0 {
             return None;
         }
@@ -290,10 +313,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 const JSON: &str = "application/json";
 
 impl Server {
-    async fn serve(self: Arc<Self>, mut stream: TcpStream) -> std::io::Result<()> {
-        let Some(req) = read_request(&mut stream).await else {
-            return Ok(());
-        };
+    async fn serve(self: Arc<Self>, mut stream: TcpStream, req: Request) -> std::io::Result<()> {
         if let Some(expected) = &self.token {
             let given = req.bearer.clone().or_else(|| {
                 req.query

@@ -100,7 +100,36 @@ pub struct ResourceRequest {
     pub(crate) bundle: Option<Box<BundleRef>>,
 }
 
+/// The largest amount of one resource a request may name (what `Amount::from_f64` accepts).
+const MAX_REQUEST: u64 = 1_000_000_000_000 * SCALE;
+
 impl ResourceRequest {
+    /// A request as it arrived from another process: what `set_custom` and `Amount::from_f64`
+    /// guarantee for requests made here (custom names sorted and distinct, no zero amounts, no
+    /// amount over 1e12) must hold, since accounting relies on it (a name listed twice would
+    /// be checked once and taken twice). `Err` says what was wrong.
+    pub(crate) fn check_received(&self) -> Result<(), String> {
+        let too_large = |a: Amount| a.0 > MAX_REQUEST;
+        if too_large(self.cpu) || too_large(self.gpu) {
+            return Err(format!("a resource request of more than 1e12 ({self})"));
+        }
+        for (i, (name, amount)) in self.custom.iter().enumerate() {
+            if amount.is_zero() || too_large(*amount) {
+                return Err(format!(
+                    "a resource request naming {name:?} with {amount}, not in (0, 1e12]"
+                ));
+            }
+            if i > 0 && self.custom[i - 1].0 >= *name {
+                return Err(format!(
+                    "a resource request whose custom resources are not sorted and distinct \
+                     ({name:?} after {:?})",
+                    self.custom[i - 1].0
+                ));
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn set_custom(&mut self, name: &str, amount: Amount) {
         self.custom.retain(|(n, _)| n != name);
         if !amount.is_zero() {
@@ -368,6 +397,50 @@ impl NodeResources {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_received_request_must_be_as_one_made_here() {
+        let mut made = ResourceRequest::default();
+        made.set_custom("b", Amount::ONE);
+        made.set_custom("a", Amount::from_f64(0.5).unwrap());
+        assert_eq!(made.check_received(), Ok(()));
+        let mut twice = made.clone();
+        twice.custom.push(("b".into(), Amount::ONE));
+        assert!(
+            twice
+                .check_received()
+                .unwrap_err()
+                .contains("sorted and distinct")
+        );
+        let mut unsorted = made.clone();
+        unsorted.custom.reverse();
+        assert!(unsorted.check_received().is_err());
+        let mut zero = made.clone();
+        zero.custom[0].1 = Amount::ZERO;
+        assert!(
+            zero.check_received()
+                .unwrap_err()
+                .contains("not in (0, 1e12]")
+        );
+        let huge = ResourceRequest {
+            gpu: Amount::from_raw(u64::MAX),
+            ..Default::default()
+        };
+        assert!(
+            huge.check_received()
+                .unwrap_err()
+                .contains("more than 1e12")
+        );
+        let most = ResourceRequest {
+            cpu: Amount::from_f64(1e12).unwrap(),
+            ..Default::default()
+        };
+        assert_eq!(
+            most.check_received(),
+            Ok(()),
+            "the largest amount made here passes"
+        );
+    }
 
     fn req(cpu: f64, gpu: f64) -> ResourceRequest {
         ResourceRequest {

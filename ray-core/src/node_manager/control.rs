@@ -98,6 +98,9 @@ impl NodeState {
                         spec.id
                     ));
                 }
+                for bundle in &spec.bundles {
+                    bundle.check_received()?;
+                }
                 Ok(self.create_placement_group(from, spec))
             }
             Control::RemovePlacementGroup(group) => Ok(self.remove_placement_group(group)),

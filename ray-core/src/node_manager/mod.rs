@@ -113,12 +113,14 @@ impl NodeState {
                 self.fresh(from, RefId::Object(spec.task))?;
                 self.own_job(from, spec.job)?;
                 self.fresh_returns(from, spec.task, &spec.ext.returns)?;
+                spec.resources.check_received()?;
                 self.check_args(from, &spec.args)?;
                 self.submit_task(from, spec);
             }
             FromWorker::CreateActor(spec) => {
                 self.fresh(from, RefId::Actor(spec.actor))?;
                 self.own_job(from, spec.job)?;
+                spec.resources.check_received()?;
                 self.check_args(from, &spec.args)?;
                 self.create_actor(from, spec);
             }

@@ -12,7 +12,7 @@ use super::effects::Effect;
 use super::requests::{Reply, ReqKind};
 use super::state::NodeState;
 use super::tasks::TaskState;
-use crate::codec::Value;
+use crate::codec::{Data, Value};
 use crate::error::{Error, Result};
 use crate::ids::{ActorId, IdMap, JobId, NodeId, ObjectId, ProcId, RefId};
 use crate::log;
@@ -47,6 +47,14 @@ pub(crate) struct Peers {
     sessions: IdMap<ProcId, NodeId>,
     /// Sessions whose messages wait (in order) for a job's executable to arrive.
     blocked: IdMap<ProcId, (JobId, std::collections::VecDeque<FromWorker>)>,
+}
+
+#[cfg(test)]
+impl Peers {
+    /// Values of split replies kept so far (for tests).
+    pub(super) fn parts_kept(&self) -> usize {
+        self.parts.values().map(Vec::len).sum()
+    }
 }
 
 impl NodeState {
@@ -151,11 +159,14 @@ impl NodeState {
         log::debug!("{node} replied {msg:?}");
         match msg {
             ToWorker::GetReplyPart { req, values } => {
-                self.peers
-                    .parts
-                    .entry((node, req))
-                    .or_default()
-                    .extend(values);
+                // Parts of a reply nobody waits for are not kept.
+                if self.peers.waits.contains_key(&(node, req)) {
+                    self.peers
+                        .parts
+                        .entry((node, req))
+                        .or_default()
+                        .extend(values);
+                }
             }
             ToWorker::GetReply { req, result } => {
                 let result = match (self.peers.parts.remove(&(node, req)), result) {
@@ -164,6 +175,25 @@ impl NodeState {
                         Ok(first)
                     }
                     (_, r) => r,
+                };
+                // A node's stored values travel as `Data::Remote` (`store.rs::located`): a
+                // value naming a region of a store can only name this node's, which the peer
+                // has no business choosing.
+                let result = match result {
+                    Ok(values) if values.iter().any(|v| matches!(v.data, Data::Shm { .. })) => {
+                        log::warn!(
+                            "{node} answered request {req} with a value naming a region of this \
+                             node's object store; the request fails"
+                        );
+                        Err(Error::InvalidArgument {
+                            what: "reply".into(),
+                            message: format!(
+                                "{node} answered with a value naming a region of this node's \
+                                 object store, which a node never sends"
+                            ),
+                        })
+                    }
+                    other => other,
                 };
                 let value = result.and_then(|mut v| {
                     v.pop().ok_or_else(|| Error::InvalidArgument {
@@ -436,6 +466,9 @@ impl NodeState {
                 if !made_there(spec.task.0) {
                     return Err(format!("a task {} not made on {node}", spec.task));
                 }
+                peer_returns(spec.task, &spec.ext.returns)?;
+                spec.resources.check_received()?;
+                peer_args(&spec.args)?;
                 if self.block_until_job(spec.job, from, || FromWorker::SubmitTask(spec.clone()))? {
                     return Ok(());
                 }
@@ -446,6 +479,8 @@ impl NodeState {
                 if !made_there(spec.actor.0) {
                     return Err(format!("an actor {} not made on {node}", spec.actor));
                 }
+                spec.resources.check_received()?;
+                peer_args(&spec.args)?;
                 if self.block_until_job(spec.job, from, || FromWorker::CreateActor(spec.clone()))? {
                     return Ok(());
                 }
@@ -456,6 +491,8 @@ impl NodeState {
                 if !made_there(spec.task.0) {
                     return Err(format!("a call {} not made on {node}", spec.task));
                 }
+                peer_returns(spec.task, &spec.returns)?;
+                peer_args(&spec.args)?;
                 self.know_args(&spec.args);
                 self.submit_actor_task(from, spec);
             }
@@ -610,4 +647,46 @@ impl NodeState {
             }
         }
     }
+}
+
+/// A peer's submission names its return values' ids as its node's too: at most
+/// `MAX_RETURNS`, inside the id range of the task's creator (so `made_there` holds for each),
+/// and a streaming call has only one.
+fn peer_returns(
+    task: ObjectId,
+    returns: &crate::protocol::Returns,
+) -> std::result::Result<(), String> {
+    if returns.extra >= super::returns::MAX_RETURNS {
+        return Err(format!(
+            "a call with {} return values",
+            u64::from(returns.extra) + 1
+        ));
+    }
+    if returns.extra > 0 && returns.stream.is_some() {
+        return Err("a streaming call with several return values".into());
+    }
+    if (task.0 as u64)
+        .checked_add(u64::from(returns.extra))
+        .is_none()
+    {
+        return Err(format!("return values past the id range of {task}"));
+    }
+    Ok(())
+}
+
+/// A peer's arguments never name a region of this node's store (its own stored values travel
+/// by reference).
+fn peer_args(args: &[Arg]) -> std::result::Result<(), String> {
+    if args.iter().any(|a| {
+        matches!(
+            a,
+            Arg::Value(Value {
+                data: Data::Shm { .. },
+                ..
+            })
+        )
+    }) {
+        return Err("an argument naming a store region".into());
+    }
+    Ok(())
 }

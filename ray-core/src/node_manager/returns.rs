@@ -29,7 +29,10 @@ impl NodeState {
         returns: &Returns,
     ) -> Result<(), String> {
         if returns.extra >= MAX_RETURNS {
-            return Err(format!("a call with {} return values", returns.extra + 1));
+            return Err(format!(
+                "a call with {} return values",
+                u64::from(returns.extra) + 1
+            ));
         }
         if returns.extra > 0 && returns.stream.is_some() {
             return Err("a streaming call with several return values".into());

@@ -521,3 +521,82 @@ fn a_task_with_several_returns_stays_on_its_callers_node_and_says_so_when_it_can
 // A peer is lost (issue 11).
 #[path = "tests_peer_loss.rs"]
 mod peer_loss;
+
+#[test]
+fn a_peers_reply_naming_a_region_of_this_nodes_store_fails_the_request_and_frees_nothing() {
+    let mut h = Harness::in_cluster(cpus(1));
+    h.peer_publishes(
+        PEER,
+        &[("CPU", 2.0), ("ssd", 1.0)],
+        &[("CPU", 2.0), ("ssd", 1.0)],
+    );
+    let used = h.st.store.used();
+    let spec = h.ssd_task();
+    let t = h.submit(DRIVER, spec);
+    let req = Harness::result_request(&h.sent_to_node(PEER), t);
+    // Parts of a reply to a request nobody made are not kept.
+    h.with(|st| {
+        st.peer_reply(
+            PEER,
+            ToWorker::GetReplyPart {
+                req: req + 1000,
+                values: vec![value(1)],
+            },
+        )
+    });
+    assert_eq!(h.st.peers.parts_kept(), 0, "an unasked part was kept");
+    let forged = Value {
+        data: Data::Shm {
+            region: 0,
+            pad: PAD as u32,
+            len: 8,
+        },
+        contained: vec![],
+    };
+    h.peer_answers(PEER, req, Ok(forged));
+    let Some(Error::InvalidArgument { message, .. }) = h.failed(t) else {
+        panic!("the request failed: {:?}", h.failed(t))
+    };
+    assert!(
+        message.contains("region of this node's object store"),
+        "{message}"
+    );
+    assert_eq!(h.st.store.used(), used, "nothing was freed or taken");
+}
+
+#[test]
+fn a_peers_submission_is_refused_for_too_many_returns_ids_past_its_range_or_store_regions() {
+    let mut h = Harness::in_cluster(cpus(2));
+    let peer_driver = ProcId::driver(PEER);
+    // 2^20 return values from one ~200-byte frame: refused before any object is made.
+    let session = h.with(|st| st.attach_peer(PEER, 1)).expect("attached");
+    let mut many = h.task(peer_driver, "m::many", vec![]);
+    many.ext.returns.extra = 1 << 20;
+    let objects = h.st.object_stats().0;
+    h.msg(session, FromWorker::SubmitTask(many));
+    assert!(h.disconnected.contains(&session), "the session was dropped");
+    assert_eq!(h.st.object_stats().0, objects, "no object was made");
+
+    // Return ids that would run past the creator's id range (into another process's ids).
+    let session = h.with(|st| st.attach_peer(PEER, 1)).expect("attached");
+    let mut past = h.task(peer_driver, "m::past", vec![]);
+    past.task = ObjectId(past.task.0 | u128::from(u64::MAX - 1));
+    past.ext.returns.extra = 5;
+    h.msg(session, FromWorker::SubmitTask(past));
+    assert!(h.disconnected.contains(&session), "the session was dropped");
+
+    // An argument naming a region of this node's store.
+    let session = h.with(|st| st.attach_peer(PEER, 1)).expect("attached");
+    let region = Value {
+        data: Data::Shm {
+            region: 0,
+            pad: PAD as u32,
+            len: 8,
+        },
+        contained: vec![],
+    };
+    let shm = h.task(peer_driver, "m::shm", vec![Arg::Value(region)]);
+    h.msg(session, FromWorker::SubmitTask(shm));
+    assert!(h.disconnected.contains(&session), "the session was dropped");
+    assert!(h.started.is_empty(), "nothing ran");
+}

@@ -250,3 +250,30 @@ fn a_worker_sending_what_only_nodes_send_is_stopped() {
         assert!(h.st.jobs.get(JOB).is_some(), "the job is untouched");
     }
 }
+
+#[test]
+fn a_worker_cannot_submit_a_resource_request_that_accounting_would_take_twice_or_wrap() {
+    let twice = ResourceRequest {
+        cpu: Amount::ONE,
+        custom: vec![("x".into(), Amount::ONE), ("x".into(), Amount::ONE)],
+        ..Default::default()
+    };
+    let huge = ResourceRequest {
+        cpu: Amount::from_raw(u64::MAX),
+        ..Default::default()
+    };
+    let zero = ResourceRequest {
+        custom: vec![("x".into(), Amount::ZERO)],
+        ..Default::default()
+    };
+    for resources in [twice, huge, zero] {
+        let mut h = Harness::new(cpus(2));
+        let (w, _) = busy_worker(&mut h);
+        let mut spec = h.task(w, "m::greedy", vec![]);
+        spec.resources = resources.clone();
+        let task = spec.task;
+        h.msg(w, FromWorker::SubmitTask(spec));
+        assert_stopped(&h, w);
+        assert!(h.state(task).is_none(), "no task was made for {resources}");
+    }
+}
