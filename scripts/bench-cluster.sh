@@ -16,6 +16,12 @@
 #    bandwidth and its round trips of 64 bytes one at a time (the floor of a sync call).
 #
 # Results go to $BENCH_OUT (default target/bench-cluster/). Builds use $CARGO_TARGET_DIR when set.
+#
+# On a KVM guest, how long an idle vCPU polls before it halts (cpuidle-haltpoll's
+# guest_halt_poll_ns) sets what waking a thread costs: a halted vCPU is woken through the
+# hypervisor (~50 µs here), a polling one at once. The value in force is printed in the header.
+# BENCH_HALT_POLL_NS=N sets it to N for the run (both systems alike) and puts the old value back
+# on exit; the kernel's default is 200000, this VM boots with 0 (see BENCHMARKS.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,7 +43,29 @@ if ! command -v iperf3 >/dev/null; then
     echo "== installing iperf3"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q iperf3 >/dev/null
 fi
+halt_poll=/sys/module/haltpoll/parameters/guest_halt_poll_ns
+halt_poll_was=
+if [ -n "${BENCH_HALT_POLL_NS:-}" ]; then
+    [ -w "$halt_poll" ] || { echo "BENCH_HALT_POLL_NS: $halt_poll is not writable here"; exit 1; }
+    halt_poll_was=$(cat "$halt_poll")
+    trap 'echo "$halt_poll_was" >"$halt_poll"' EXIT
+    echo "$BENCH_HALT_POLL_NS" >"$halt_poll"
+fi
 echo "== $(nproc) CPUs, $(date -u +%Y-%m-%d), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+if [ -r "$halt_poll" ]; then
+    echo "== idle vCPUs poll $(cat "$halt_poll") ns before halting (haltpoll.guest_halt_poll_ns)"
+fi
+
+# CPU time the hypervisor gave to others while a phase ran ("steal" in /proc/stat), as a share
+# of the phase's CPU time: on a shared VM a phase run under 30% steal is not comparable with one
+# run under 2%, so each phase's share is printed and kept beside its figures.
+cpu_ticks() { awk '/^cpu /{t=0; for(i=2;i<=9;i++) t+=$i; print t, $9}' /proc/stat; }
+steal_since() {
+    local t0 s0 t1 s1
+    read -r t0 s0 <<<"$1"
+    read -r t1 s1 <<<"$(cpu_ticks)"
+    awk -v dt=$((t1 - t0)) -v ds=$((s1 - s0)) 'BEGIN{printf "%.1f", dt ? 100 * ds / dt : 0}'
+}
 
 echo "== building ray-rs and ray-bench (release)"
 cargo build --release -q -p ray-cli -p ray-bench
@@ -49,7 +77,11 @@ stop_nodes() {
         [ -d "$tmp/$n" ] && "$ray_rs" stop --temp-dir "$tmp/$n" >/dev/null 2>&1 || true
     done
 }
-trap stop_nodes EXIT
+at_exit() {
+    stop_nodes
+    if [ -n "$halt_poll_was" ]; then echo "$halt_poll_was" >"$halt_poll"; fi
+}
+trap at_exit EXIT
 
 echo "== ray for Rust: head + 3 nodes"
 stop_nodes
@@ -65,13 +97,19 @@ for n in a b c; do
         --num-cpus 1 --num-gpus 0 --resources "node_$n=1" --temp-dir "$tmp/$n" >/dev/null
 done
 RAY_RS_AUTH_TOKEN=$token "$ray_rs" status --address "$address" --temp-dir "$tmp/head"
+phase=$(cpu_ticks)
 RAY_ADDRESS=$address RAY_RS_AUTH_TOKEN=$token "$bench" --cluster "${quick[@]}" \
     --json "$out/ours.json" | grep --line-buffered -v '^(' | tee "$out/ours.txt"
+steal_ours=$(steal_since "$phase")
+echo "steal time during this phase: $steal_ours%"
 stop_nodes
 
 echo "== Ray $("$venv/bin/python" -c 'import ray; print(ray.__version__)'): head + 3 nodes"
+phase=$(cpu_ticks)
 (cd /tmp && "$venv/bin/python" "$OLDPWD/scripts/ray_cluster_bench.py" "${quick[@]}" 2>/dev/null) \
     | grep --line-buffered -v '^(' | tee "$out/ray.txt"
+steal_ray=$(steal_since "$phase")
+echo "steal time during this phase: $steal_ray%"
 
 echo "== limits: iperf3 on 127.0.0.1 (one stream, 10 s)"
 iperf3 -s -1 -B 127.0.0.1 -p 5299 >/dev/null 2>&1 &
@@ -88,7 +126,8 @@ PY
 
 echo
 echo "== side by side ($(nproc) CPUs, $(date -u +%Y-%m-%d))"
-python3 - "$out/ours.txt" "$out/ray.txt" "$out/limits.txt" <<'PY' | tee "$out/table.txt"
+echo "steal time: ours $steal_ours%, Ray $steal_ray% (of each phase's CPU time)" | tee "$out/table.txt"
+python3 - "$out/ours.txt" "$out/ray.txt" "$out/limits.txt" <<'PY' | tee -a "$out/table.txt"
 import re, sys
 line = re.compile(r"^(.*) (per second|GB/s) ([0-9.e+-]+) \+- ([0-9.e+-]+)")
 def load(path):

@@ -10,7 +10,8 @@
 //! - with `RAY_ADDRESS` set, on the cluster's node B (`scripts/bench-cluster.sh`'s shape);
 //!   without, in a single-node runtime that declares `node_b = 1` itself.
 //!
-//! Prints `<kind> sync p10 <µs> p50 <µs> p90 <µs>`.
+//! Prints `<kind> sync p10 <µs> p50 <µs> p90 <µs> p99 <µs> max <µs> mean <µs>` (the mean is what
+//! a rate measures; the tail shows where it goes).
 
 use crate::cluster::{RemoteActor, small_value_on_b};
 use std::time::Instant;
@@ -44,10 +45,13 @@ fn percentiles(kind: &str, n: usize, mut call: impl FnMut()) {
     micros.sort_by(f64::total_cmp);
     let at = |q: f64| micros[((micros.len() - 1) as f64 * q) as usize];
     println!(
-        "{kind} sync p10 {:.0} p50 {:.0} p90 {:.0}",
+        "{kind} sync p10 {:.0} p50 {:.0} p90 {:.0} p99 {:.0} max {:.0} mean {:.0}",
         at(0.1),
         at(0.5),
-        at(0.9)
+        at(0.9),
+        at(0.99),
+        at(1.0),
+        micros.iter().sum::<f64>() / micros.len() as f64
     );
 }
 
