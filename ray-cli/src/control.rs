@@ -30,7 +30,7 @@ pub const MAX_CONTROL_REPLY: usize = 64 << 20;
 const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Connections handshaking at once (bounded work for unauthenticated peers). A connection
 /// past it ends the oldest handshake still under way rather than waiting behind it
-/// (`ray_net::PendingConnections`), so a stranger's silent connections cannot block the
+/// (`ray_core::__node::PendingConnections`), so a stranger's silent connections cannot block the
 /// listener.
 const MAX_PENDING_HANDSHAKES: usize = 64;
 
@@ -407,7 +407,7 @@ pub async fn serve(
     state: Arc<ControlState>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    let handshaking = Arc::new(Mutex::new(ray_net::PendingConnections::new(
+    let handshaking = Arc::new(Mutex::new(ray_core::__node::PendingConnections::new(
         MAX_PENDING_HANDSHAKES,
     )));
     loop {

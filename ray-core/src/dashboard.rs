@@ -39,7 +39,7 @@ const EVENTS_PER_STREAM: usize = 4;
 
 /// Requests served at once; more are answered 503. Connections still sending their request
 /// head count apart, at most this many too: a new one past that ends the oldest of them
-/// (`ray_net::PendingConnections`), so silent connections cannot block the listener.
+/// (`pending_connections.rs`), so silent connections cannot block the listener.
 const MAX_CONNECTIONS: usize = 64;
 
 /// How long a connection has to send its whole request head.
@@ -116,9 +116,9 @@ pub fn serve_on(
         snapshot: Mutex::new(None),
     });
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    let reading = Arc::new(Mutex::new(ray_net::PendingConnections::new(
-        MAX_CONNECTIONS,
-    )));
+    let reading = Arc::new(Mutex::new(
+        crate::pending_connections::PendingConnections::new(MAX_CONNECTIONS),
+    ));
     handle.spawn(async move {
         loop {
             let Ok((mut stream, _)) = listener.accept().await else {

@@ -31,6 +31,7 @@ mod node_manager;
 mod object_ref;
 mod object_store;
 mod options;
+mod pending_connections;
 mod placement;
 mod pod;
 mod protocol;
@@ -83,6 +84,7 @@ pub mod __node {
     #[cfg(feature = "dashboard")]
     pub use crate::dashboard::{Mode as DashboardMode, Source as DashboardSource, bind, serve_on};
     pub use crate::node_api::*;
+    pub use crate::pending_connections::PendingConnections;
     pub use crate::worker_logs::{
         KEEP_EXITED, LogQuery, LogReply, MAX_CHUNK_BYTES, MAX_FILE_BYTES, StreamChunk,
     };

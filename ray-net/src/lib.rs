@@ -11,8 +11,6 @@
 //!   proof of knowledge of the token bound to the TLS session (see the module docs for the
 //!   design), all bounded in size and time.
 //! - [`blocking`]: a client connection past its handshake, used from plain threads.
-//! - [`pending`]: connections not authenticated yet, bounded without letting silent ones block
-//!   a listener.
 //! - [`frame`]: `u32`-LE length-prefixed frames over any tokio stream, read incrementally with a
 //!   configurable maximum, so an announced length is never allocated up front.
 //!
@@ -26,7 +24,6 @@ pub mod blocking;
 pub mod error;
 pub mod frame;
 pub mod handshake;
-pub mod pending;
 pub mod tls;
 pub mod token;
 
@@ -39,7 +36,6 @@ pub use handshake::{
     Connection, DEFAULT_HANDSHAKE_TIMEOUT, HandshakeConfig, Hello, PROTOCOL_VERSION, Role, accept,
     connect,
 };
-pub use pending::PendingConnections;
 pub use tls::{TlsIdentity, client_config, server_config};
 pub use token::{AuthToken, TOKEN_ENV, TOKEN_FILE_NAME};
 

@@ -160,13 +160,14 @@ fn spawn_one(
         .env(ENV_STORE_FD, cfg.store_fd.to_string())
         .env(ENV_STORE_SIZE, cfg.store_size.to_string())
         .env(ENV_INLINE_MAX, cfg.inline_max.to_string())
-        // The cluster token a node daemon was started with is not the work's to see (nor its
-        // subprocesses', core dumps' or /proc's): a worker speaks only to its node, over the
-        // socket pair.
-        .env_remove(ray_net::TOKEN_ENV)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    // The cluster token a node daemon was started with is not the work's to see (nor its
+    // subprocesses', core dumps' or /proc's): a worker speaks only to its node, over the socket
+    // pair.
+    #[cfg(feature = "cluster")]
+    cmd.env_remove(ray_net::TOKEN_ENV);
     let inherit = [cfg.store_fd, theirs.as_raw_fd()];
     // SAFETY: runs in the child between fork and exec; fcntl is async-signal-safe. It lets the
     // object store's fd and the child's end of its socket pair (both close-on-exec in this

@@ -6,15 +6,7 @@
 //! reopened as it ends). [`PendingConnections`] bounds them the other way: a new connection
 //! past the limit ends the *oldest* one still unauthenticated. A real client authenticates in
 //! milliseconds, so only one that stays silent while `limit` newer connections arrive is ended.
-//!
-//! ```
-//! let mut pending = ray_net::PendingConnections::new(2);
-//! let (a, mut a_ended) = pending.begin();
-//! let (_b, _) = pending.begin();
-//! let (_c, _) = pending.begin(); // the third ends the oldest, `a`
-//! assert!(a_ended.try_recv().is_err());
-//! pending.end(a); // what a connection does once it authenticated (a no-op here)
-//! ```
+//! Used by the cluster's node listener (`ray-cli`'s `control.rs`) and the dashboard.
 
 use std::collections::VecDeque;
 use tokio::sync::oneshot;
