@@ -2,8 +2,11 @@
 //!
 //! A binary arrives in chunks into a private temporary file, is verified against its expected
 //! hash (and size) before it is made executable (0700) and renamed into place under its hex
-//! hash. Every [`BinaryCache::get`] re-hashes the file: one whose content no longer matches its
-//! name (tampered, corrupted) is refused and removed. The cache's total size is bounded:
+//! hash. [`BinaryCache::get`] hashes the file again unless it is the very file it last verified,
+//! unchanged (same device, inode, length, modification and change times: any write or
+//! replacement changes the change time, which only the kernel sets): one whose content no
+//! longer matches its name (tampered, corrupted) is refused and removed. (Hashing it on every
+//! `get` made a node serving a binary in 4 MiB pieces hash the whole file once per piece.) The cache's total size is bounded:
 //! inserting evicts the least recently used binaries, never one in use (a [`PinnedBinary`] is
 //! alive for it). The directory is 0700 and owned by this user.
 
@@ -55,6 +58,31 @@ struct Entry {
     size: u64,
     last_used: u64,
     pins: usize,
+    /// The file as it was when its content last matched its hash.
+    verified: Option<Stamp>,
+}
+
+/// What identifies a file's content without reading it, short of its owner changing the clock
+/// back and the change time with it (which takes root).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    fn of(m: &std::fs::Metadata) -> Self {
+        Stamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.len(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -62,6 +90,8 @@ struct State {
     entries: HashMap<Sha256, Entry>,
     clock: u64,
     total: u64,
+    /// Bytes announced by the uploads under way (their `.part` files count on the disk too).
+    uploading: u64,
 }
 
 impl State {
@@ -77,6 +107,8 @@ pub struct BinaryCache {
     dir: PathBuf,
     max_bytes: u64,
     state: Arc<Mutex<State>>,
+    /// Files hashed by `get` (for tests).
+    hashed: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A cached, verified binary, kept from eviction while this value lives.
@@ -107,6 +139,7 @@ pub struct Upload {
     ctx: digest::Context,
     file: Option<File>,
     tmp: PathBuf,
+    _counted: PendingUpload,
 }
 
 impl std::fmt::Debug for Upload {
@@ -178,6 +211,7 @@ impl BinaryCache {
                     size,
                     last_used: t,
                     pins: 0,
+                    verified: None,
                 },
             );
         }
@@ -185,6 +219,7 @@ impl BinaryCache {
             dir: dir.to_path_buf(),
             max_bytes,
             state: Arc::new(Mutex::new(state)),
+            hashed: Default::default(),
         })
     }
 
@@ -227,8 +262,32 @@ impl BinaryCache {
             }
             Err(e) => Err(e.to_string()),
         };
+        let stamp = meta.as_ref().ok().map(Stamp::of);
+        let unchanged = check.is_ok()
+            && stamp.is_some()
+            && self
+                .state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entries
+                .get(hash)
+                .is_some_and(|e| e.verified == stamp);
         let actual = match check {
-            Ok(()) => hash_file(&path)?.0,
+            Ok(()) if unchanged => *hash,
+            Ok(()) => {
+                self.hashed
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let actual = hash_file(&path)?.0;
+                if actual == *hash {
+                    // The stamp was read before hashing: a write during it changes the change
+                    // time, so the next `get` hashes again.
+                    let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Some(e) = st.entries.get_mut(hash) {
+                        e.verified = stamp;
+                    }
+                }
+                actual
+            }
             Err(reason) => {
                 tracing::warn!("cached binary {}: {reason}", path.display());
                 Sha256([0; 32])
@@ -275,6 +334,23 @@ impl BinaryCache {
                 self.max_bytes
             )));
         }
+        {
+            // Uploads under way are bounded together, not one at a time: N sessions each
+            // announcing the limit would otherwise fill the disk with partial files.
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            if st.uploading.saturating_add(size) > self.max_bytes {
+                return Err(CliError::Cache(format!(
+                    "a binary of {size} bytes does not fit beside the {} bytes of uploads under \
+                     way (the cache's limit is {} bytes); try again when they are done",
+                    st.uploading, self.max_bytes
+                )));
+            }
+            st.uploading += size;
+        }
+        let upload = PendingUpload {
+            cache: self.clone(),
+            size,
+        };
         let mut nonce = [0u8; 8];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
             .map_err(|_| CliError::Net(ray_net::NetError::Random))?;
@@ -298,6 +374,7 @@ impl BinaryCache {
             ctx: digest::Context::new(&digest::SHA256),
             file: Some(file),
             tmp,
+            _counted: upload,
         })
     }
 
@@ -388,6 +465,7 @@ impl Upload {
                         size: self.size,
                         last_used: t,
                         pins: 0,
+                        verified: None,
                     },
                 );
             }
@@ -395,6 +473,19 @@ impl Upload {
                 .map_err(|e| CliError::io(format!("renaming into {}", dest.display()), e))?;
         }
         Ok(cache.pin(&self.hash, dest))
+    }
+}
+
+/// An upload's share of the bytes of uploads under way, given back when it ends either way.
+struct PendingUpload {
+    cache: BinaryCache,
+    size: u64,
+}
+
+impl Drop for PendingUpload {
+    fn drop(&mut self) {
+        let mut st = self.cache.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.uploading = st.uploading.saturating_sub(self.size);
     }
 }
 
@@ -440,6 +531,17 @@ mod tests {
         assert_eq!(out.stdout, b"hi\n");
         let again = cache.get(&Sha256::of(&bin)).unwrap().unwrap();
         assert_eq!(again.path, pinned.path);
+        // Verified once, then trusted while the file is unchanged (a node serving a binary
+        // in pieces asks for it once per piece).
+        let hashed = cache.hashed.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(hashed, 1);
+        for _ in 0..10 {
+            cache.get(&Sha256::of(&bin)).unwrap().unwrap();
+        }
+        assert_eq!(
+            cache.hashed.load(std::sync::atomic::Ordering::Relaxed),
+            hashed
+        );
         // Tamper: same name, other content.
         std::fs::write(&pinned.path, b"#!/bin/sh\necho evil\n").unwrap();
         let err = cache.get(&Sha256::of(&bin)).unwrap_err();
@@ -465,6 +567,21 @@ mod tests {
         assert!(up.finish().is_err());
         assert!(cache.begin(Sha256::of(b"x"), 101).is_err());
         assert_eq!(std::fs::read_dir(&d).unwrap().count(), 0);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn uploads_under_way_are_bounded_together() {
+        let d = dir("concurrent");
+        let cache = BinaryCache::open(&d, 100).unwrap();
+        let first = cache.begin(Sha256::of(b"a"), 70).unwrap();
+        let err = cache.begin(Sha256::of(b"b"), 70).unwrap_err();
+        assert!(err.to_string().contains("uploads under way"), "{err}");
+        let small = cache.begin(Sha256::of(b"c"), 30).unwrap();
+        drop(first);
+        let second = cache.begin(Sha256::of(b"b"), 70).unwrap();
+        drop((small, second));
+        assert_eq!(cache.state.lock().unwrap().uploading, 0);
         std::fs::remove_dir_all(&d).unwrap();
     }
 

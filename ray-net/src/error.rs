@@ -37,7 +37,8 @@ impl std::fmt::Display for Refusal {
                 write!(f, "protocol version {peer}, expected {expected}")
             }
             Refusal::ClusterId { peer, expected } => {
-                write!(f, "different cluster id: {peer}, expected {expected}")
+                // Quoted and escaped: the peer chose that text, and it goes into logs.
+                write!(f, "different cluster id: {peer:?}, expected {expected:?}")
             }
             Refusal::Other(reason) => write!(f, "{reason}"),
         }

@@ -131,21 +131,20 @@ async fn wrong_version_and_cluster_are_refused() {
     assert!(server_err.to_string().contains(&expected), "{server_err}");
 
     let (addr, server) = serve_one(&pki, cfg(&token, Some("c1"), Role::Node)).await;
+    // A cluster id with a line break: quoted and escaped, so it cannot forge a log line.
     let err = connect(
         addr,
         client_config(None, None).unwrap(),
-        &cfg(&token, Some("c2"), Role::Cli),
+        &cfg(&token, Some("c2\n[fake] accepted"), Role::Cli),
     )
     .await
     .unwrap_err();
     assert!(err.to_string().contains("different cluster id"), "{err}");
+    let logged = server.await.unwrap().unwrap_err().to_string();
+    assert!(logged.contains("different cluster id"), "{logged}");
     assert!(
-        server
-            .await
-            .unwrap()
-            .unwrap_err()
-            .to_string()
-            .contains("different cluster id")
+        logged.contains(r#""c2\n[fake] accepted""#) && !logged.contains('\n'),
+        "{logged}"
     );
 }
 

@@ -122,7 +122,23 @@ async fn open_session(
     };
     send_msg(&mut stream, &hello).await?;
     let mut buf = Vec::new();
-    match transport::read_frame_async(&mut stream, &mut buf, HELLO_MAX).await? {
+    // A node that accepted the connection and never answers the hello would hold the session
+    // (and every message queued for it) in the opening forever; its reconnection loop retries.
+    let answer = tokio::time::timeout(
+        WELCOME_WAIT,
+        transport::read_frame_async(&mut stream, &mut buf, HELLO_MAX),
+    )
+    .await
+    .map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "{node} did not answer this node's hello within {} s",
+                WELCOME_WAIT.as_secs()
+            ),
+        )
+    })?;
+    match answer? {
         Some(()) => {
             match codec::decode_frame::<NodeMessage>(&buf).map_err(std::io::Error::other)? {
                 NodeMessage::Welcome { received, .. } => Ok((stream, received)),
@@ -135,6 +151,9 @@ async fn open_session(
         None => Err(std::io::ErrorKind::UnexpectedEof.into()),
     }
 }
+
+/// How long a node's answer to this node's hello may take (it comes at once from a live one).
+const WELCOME_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Opens this node's control session at `node`: messages queued in the returned outbox leave
 /// once it is open; replies go to the state machine. The session outlives a broken
@@ -371,7 +390,29 @@ impl DataLink {
     fn shut(&self) {
         self.stop.notify_one();
     }
+
+    /// The answer to a request of this session, waited for at most [`DATA_WAIT`]: a peer that
+    /// keeps the connection open and never answers (wedged, or hostile) would otherwise hold
+    /// the pull's region of the store, and the resources of the task waiting for it, forever.
+    /// On that timeout the session is shut (a retry opens a new one).
+    async fn answer(&self, reply: tokio::sync::oneshot::Receiver<Answer>) -> Result<Answer> {
+        match tokio::time::timeout(DATA_WAIT, reply).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(_)) => Err(broken("the data session ended")),
+            Err(_) => {
+                self.shut();
+                Err(broken(&format!(
+                    "no answer in {} s; the data session was closed",
+                    DATA_WAIT.as_secs()
+                )))
+            }
+        }
+    }
 }
+
+/// How long a data request may wait for its answer (an 8 MiB chunk; the serving node gives up
+/// on a reader that takes under 64 KiB in 60 s, so a live but slow link answers well within).
+const DATA_WAIT: std::time::Duration = std::time::Duration::from_secs(180);
 
 fn broken(why: &str) -> Error {
     Error::Io {
@@ -582,7 +623,7 @@ pub(super) async fn pull(inner: Arc<Inner>, id: ObjectId, from: NodeId, len: u64
             let Some((at, want, reply)) = inflight.pop_front() else {
                 break 'pull Ok(());
             };
-            match reply.await {
+            match link.answer(reply).await {
                 Ok(Ok(Received::Stored(n))) if n == want => {
                     offset = at + want;
                     inner.count_pulled(want);
@@ -599,7 +640,7 @@ pub(super) async fn pull(inner: Arc<Inner>, id: ObjectId, from: NodeId, len: u64
                         format!("{from} cannot send it: {e}"),
                     ));
                 }
-                Err(_) => break broken("the data session ended"),
+                Err(e) => break e,
             }
         };
         if resumes >= RESUMES {
@@ -669,11 +710,10 @@ async fn fetch_binary(
             offset,
             len: want,
         };
-        let reply = link
+        let asked = link
             .ask(want, Sink::Memory, fetch)
-            .map_err(|e| e.to_string())?
-            .await
-            .map_err(|_| "the data session ended".to_string())?;
+            .map_err(|e| e.to_string())?;
+        let reply = link.answer(asked).await.map_err(|e| e.to_string())?;
         let bytes = match reply? {
             Received::Bytes(bytes) => bytes,
             other => return Err(format!("{from} answered {other:?}")),

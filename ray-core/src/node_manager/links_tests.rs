@@ -170,3 +170,20 @@ fn a_target_holds_only_its_own_range() {
     assert!(!t.holds(u64::MAX, 2));
     assert!(PullTarget::new(u64::MAX, 2).is_none());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_request_never_answered_fails_after_the_wait_and_shuts_the_session() {
+    let (link, _requests) = new_link();
+    let (_arena, _target, sink) = pull_of_100();
+    let asked = link.ask(100, sink, fetch).unwrap();
+    let started = tokio::time::Instant::now();
+    let err = link.answer(asked).await.unwrap_err();
+    assert!(err.to_string().contains("no answer in 180 s"), "{err}");
+    assert_eq!(started.elapsed(), DATA_WAIT);
+    assert!(
+        tokio::time::timeout(std::time::Duration::ZERO, link.stop.notified())
+            .await
+            .is_ok(),
+        "the session was shut"
+    );
+}

@@ -86,6 +86,9 @@ impl NodeState {
         if let Some(node) = self.peer_of(from) {
             if let Err(what) = self.handle_peer(from, node, msg) {
                 self.violation(from, &what);
+                // Its connection is closed; nothing else ends the session here (no process
+                // exits), so what it held is let go now.
+                self.peer_gone(from);
             }
             return;
         }

@@ -508,6 +508,13 @@ impl NodeState {
     /// exactly a region allocated to `from` and not sealed yet (which seals it), and every
     /// reference inside must be one `from` holds. `Err` describes the violation.
     pub(crate) fn accept_value(&mut self, from: ProcId, value: &Value) -> Result<(), String> {
+        // Only node managers say where on another node a value lives (`store.rs::located`): a
+        // process that did would choose where this node pulls from and how much it reserves.
+        if let Data::Remote { node, .. } = value.data {
+            return Err(format!(
+                "a value said to be in the store of {node}, which only nodes send"
+            ));
+        }
         for r in &value.contained {
             if !r.is_null() && !self.holds(from, *r) {
                 return Err(format!(

@@ -456,8 +456,13 @@ impl NodeState {
                 size,
                 namespace,
             } => {
-                // Any node running the job's work may announce it (work travels on).
-                if let Some(ns) = namespace {
+                // Any node running the job's work may announce it (work travels on). Its
+                // namespace is its driver's: set by the first announcement, never by a peer
+                // for a job whose driver is on this node (its hello set it).
+                if let Some(ns) = namespace
+                    && job.node() != self.node
+                    && self.names.namespace_of(job).is_none()
+                {
                     self.set_job_namespace(job, &ns);
                 }
                 self.job_announced(node, job, fingerprint, sha256, size)

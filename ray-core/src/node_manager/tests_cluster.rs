@@ -576,6 +576,7 @@ fn a_peers_submission_is_refused_for_too_many_returns_ids_past_its_range_or_stor
     h.msg(session, FromWorker::SubmitTask(many));
     assert!(h.disconnected.contains(&session), "the session was dropped");
     assert_eq!(h.st.object_stats().0, objects, "no object was made");
+    assert!(!h.st.is_peer_session(session), "and forgotten here");
 
     // Return ids that would run past the creator's id range (into another process's ids).
     let session = h.with(|st| st.attach_peer(PEER, 1)).expect("attached");
@@ -599,4 +600,26 @@ fn a_peers_submission_is_refused_for_too_many_returns_ids_past_its_range_or_stor
     h.msg(session, FromWorker::SubmitTask(shm));
     assert!(h.disconnected.contains(&session), "the session was dropped");
     assert!(h.started.is_empty(), "nothing ran");
+}
+
+#[test]
+fn a_peers_job_announcement_sets_a_namespace_once_and_never_for_a_job_whose_driver_is_here() {
+    let mut h = Harness::in_cluster(cpus(2));
+    let session = h.with(|st| st.attach_peer(PEER, 1)).expect("attached");
+    let announce = |job, namespace: &str| FromWorker::Job {
+        job,
+        fingerprint: FINGERPRINT,
+        sha256: [9; 32],
+        size: 1,
+        namespace: Some(namespace.into()),
+    };
+    // This node's own driver's job: its hello set its namespace, a peer may not.
+    h.msg(session, announce(JOB, "evil"));
+    assert_eq!(h.st.names.namespace_of(JOB), None);
+    // A job of the peer's: the first announcement sets it, a later one does not change it.
+    let peer_job = JobId::of_driver(ProcId::driver(PEER));
+    h.msg(session, announce(peer_job, "first"));
+    h.msg(session, announce(peer_job, "second"));
+    assert_eq!(h.st.names.namespace_of(peer_job).as_deref(), Some("first"));
+    assert!(h.disconnected.is_empty(), "announcing is not a violation");
 }

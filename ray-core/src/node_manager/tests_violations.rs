@@ -277,3 +277,26 @@ fn a_worker_cannot_submit_a_resource_request_that_accounting_would_take_twice_or
         assert!(h.state(task).is_none(), "no task was made for {resources}");
     }
 }
+
+#[test]
+fn a_worker_cannot_say_a_value_is_in_another_nodes_store() {
+    let mut h = Harness::new(cpus(1));
+    let (w, _) = busy_worker(&mut h);
+    let id = h.id_of(w);
+    let elsewhere = Value {
+        data: Data::Remote {
+            node: NodeId(9),
+            len: 1 << 30,
+        },
+        contained: vec![],
+    };
+    h.msg(
+        w,
+        FromWorker::Put {
+            id,
+            result: Ok(elsewhere),
+        },
+    );
+    assert_stopped(&h, w);
+    assert!(h.state(id).is_none(), "nothing was stored");
+}
