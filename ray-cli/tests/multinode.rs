@@ -121,6 +121,9 @@ fn daemon_of(pid: u32) -> i32 {
         .unwrap_or(0)
 }
 
+/// Where the test tells the driver that a line of worker output reached it.
+const SEEN_DIR: &str = "RAY_TEST_SEEN_DIR";
+
 /// The driver. A no-op unless `RAY_CLUSTER_DRIVER` is set.
 #[test]
 fn driver_main() {
@@ -228,6 +231,16 @@ fn everything() {
     assert_eq!(entries, (0..300u64).collect::<Vec<_>>());
     let pid = ray::get(&ledger.pid()).unwrap();
     println!("LEDGER ON {pid}");
+    // The actor's output travels apart from its results (C's own session at the head, opened
+    // for it): the test says when it has reached this driver's stdout, so the driver does not
+    // end before it on a loaded machine. (It goes on after a minute; the test then fails.)
+    if let Some(dir) = std::env::var_os(SEEN_DIR) {
+        let seen = std::path::Path::new(&dir).join("ledger-output");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !seen.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
 
     // Infeasible everywhere: fails at once, naming what every node has.
     match ray::get(&needs_a_tpu::remote()) {
@@ -334,9 +347,38 @@ fn one_program_uses_every_node_of_a_four_node_cluster() {
         Cluster::daemon(&cluster.b),
         Cluster::daemon(&cluster.c),
     );
-    let out = driver("everything", &cluster.head.address, &cluster.token);
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "{stdout}");
+    let seen = NodeDir::new("everything-seen");
+    std::fs::create_dir_all(&seen.path).unwrap();
+    let mut child = spawn_driver(
+        "everything",
+        &cluster.head.address,
+        &cluster.token,
+        &[(SEEN_DIR, seen.path.as_path())],
+    );
+    // Read the driver's output as it comes, marking when the actor's line has arrived.
+    let reader = {
+        let pipe = child.stdout.take().unwrap();
+        let mark = seen.path.join("ledger-output");
+        std::thread::spawn(move || {
+            let mut all = String::new();
+            for line in std::io::BufRead::lines(std::io::BufReader::new(pipe)).map_while(Result::ok)
+            {
+                if line.starts_with("(Ledger pid=") && line.ends_with("ledger open") {
+                    std::fs::write(&mark, b"").unwrap();
+                }
+                all.push_str(&line);
+                all.push('\n');
+            }
+            all
+        })
+    };
+    let out = child.wait_with_output().unwrap();
+    let stdout = reader.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("EVERYTHING OK"), "{stdout}");
 
     // Placement by custom resources, nested tasks across nodes.
