@@ -6,9 +6,11 @@
 //! unchanged (same device, inode, length, modification and change times: any write or
 //! replacement changes the change time, which only the kernel sets): one whose content no
 //! longer matches its name (tampered, corrupted) is refused and removed. (Hashing it on every
-//! `get` made a node serving a binary in 4 MiB pieces hash the whole file once per piece.) The cache's total size is bounded:
-//! inserting evicts the least recently used binaries, never one in use (a [`PinnedBinary`] is
-//! alive for it). The directory is 0700 and owned by this user.
+//! `get` made a node serving a binary in 4 MiB pieces hash the whole file once per piece.)
+//!
+//! The cache's total size is bounded: inserting evicts the least recently used binaries, never
+//! one in use (a [`PinnedBinary`] is alive for it), and the uploads under way are bounded
+//! together. The directory is 0700 and owned by this user.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -107,7 +109,7 @@ pub struct BinaryCache {
     dir: PathBuf,
     max_bytes: u64,
     state: Arc<Mutex<State>>,
-    /// Files hashed by `get` (for tests).
+    /// Files hashed by `get` so far (the tests check that an unchanged file is hashed once).
     hashed: Arc<std::sync::atomic::AtomicU64>,
 }
 

@@ -235,12 +235,9 @@ impl NodeState {
     /// Arguments of a submission: values inline (a large value is `put` first and passed by
     /// reference) and every reference one the sender holds.
     fn check_args(&self, from: ProcId, args: &[Arg]) -> Result<(), String> {
+        inline_args(args)?;
         for arg in args {
             match arg {
-                Arg::Value(Value {
-                    data: Data::Shm { .. },
-                    ..
-                }) => return Err("an argument naming a store region".into()),
                 Arg::Value(v) => {
                     for r in &v.contained {
                         if !r.is_null() && !self.holds(from, *r) {
@@ -272,4 +269,22 @@ impl NodeState {
     pub(crate) fn object_stats(&self) -> (usize, u64) {
         (self.objects.len(), self.objects.bytes())
     }
+}
+
+/// No argument value names a region of a store: a process or peer passes its stored values by
+/// reference (`Arg::Ref`), so a region would be one of this node's that it chose.
+fn inline_args(args: &[Arg]) -> Result<(), String> {
+    let region = |a: &Arg| {
+        matches!(
+            a,
+            Arg::Value(Value {
+                data: Data::Shm { .. },
+                ..
+            })
+        )
+    };
+    if args.iter().any(region) {
+        return Err("an argument naming a store region".into());
+    }
+    Ok(())
 }

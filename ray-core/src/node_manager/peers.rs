@@ -471,9 +471,9 @@ impl NodeState {
                 if !made_there(spec.task.0) {
                     return Err(format!("a task {} not made on {node}", spec.task));
                 }
-                peer_returns(spec.task, &spec.ext.returns)?;
+                super::returns::check_shape(spec.task, &spec.ext.returns)?;
                 spec.resources.check_received()?;
-                peer_args(&spec.args)?;
+                super::inline_args(&spec.args)?;
                 if self.block_until_job(spec.job, from, || FromWorker::SubmitTask(spec.clone()))? {
                     return Ok(());
                 }
@@ -485,7 +485,7 @@ impl NodeState {
                     return Err(format!("an actor {} not made on {node}", spec.actor));
                 }
                 spec.resources.check_received()?;
-                peer_args(&spec.args)?;
+                super::inline_args(&spec.args)?;
                 if self.block_until_job(spec.job, from, || FromWorker::CreateActor(spec.clone()))? {
                     return Ok(());
                 }
@@ -496,8 +496,8 @@ impl NodeState {
                 if !made_there(spec.task.0) {
                     return Err(format!("a call {} not made on {node}", spec.task));
                 }
-                peer_returns(spec.task, &spec.returns)?;
-                peer_args(&spec.args)?;
+                super::returns::check_shape(spec.task, &spec.returns)?;
+                super::inline_args(&spec.args)?;
                 self.know_args(&spec.args);
                 self.submit_actor_task(from, spec);
             }
@@ -652,46 +652,4 @@ impl NodeState {
             }
         }
     }
-}
-
-/// A peer's submission names its return values' ids as its node's too: at most
-/// `MAX_RETURNS`, inside the id range of the task's creator (so `made_there` holds for each),
-/// and a streaming call has only one.
-fn peer_returns(
-    task: ObjectId,
-    returns: &crate::protocol::Returns,
-) -> std::result::Result<(), String> {
-    if returns.extra >= super::returns::MAX_RETURNS {
-        return Err(format!(
-            "a call with {} return values",
-            u64::from(returns.extra) + 1
-        ));
-    }
-    if returns.extra > 0 && returns.stream.is_some() {
-        return Err("a streaming call with several return values".into());
-    }
-    if (task.0 as u64)
-        .checked_add(u64::from(returns.extra))
-        .is_none()
-    {
-        return Err(format!("return values past the id range of {task}"));
-    }
-    Ok(())
-}
-
-/// A peer's arguments never name a region of this node's store (its own stored values travel
-/// by reference).
-fn peer_args(args: &[Arg]) -> std::result::Result<(), String> {
-    if args.iter().any(|a| {
-        matches!(
-            a,
-            Arg::Value(Value {
-                data: Data::Shm { .. },
-                ..
-            })
-        )
-    }) {
-        return Err("an argument naming a store region".into());
-    }
-    Ok(())
 }

@@ -11,6 +11,28 @@ use crate::protocol::Returns;
 /// At most this many return values per call (a bound on what a worker may ask to create).
 pub(crate) const MAX_RETURNS: u32 = 1 << 16;
 
+/// A call's return values as any sender may ask for them (a peer too, whose ids are not
+/// checked one by one): at most [`MAX_RETURNS`], their ids inside the id range of the task's
+/// creator (so they are all its ids), and a streaming call has only one.
+pub(super) fn check_shape(task: ObjectId, returns: &Returns) -> Result<(), String> {
+    if returns.extra >= MAX_RETURNS {
+        return Err(format!(
+            "a call with {} return values",
+            u64::from(returns.extra) + 1
+        ));
+    }
+    if returns.extra > 0 && returns.stream.is_some() {
+        return Err("a streaming call with several return values".into());
+    }
+    if (task.0 as u64)
+        .checked_add(u64::from(returns.extra))
+        .is_none()
+    {
+        return Err(format!("return values past the id range of {task}"));
+    }
+    Ok(())
+}
+
 #[derive(Default)]
 pub(crate) struct MultiReturns {
     /// Calls with more than one return value: first object → how many follow it.
@@ -28,15 +50,7 @@ impl NodeState {
         task: ObjectId,
         returns: &Returns,
     ) -> Result<(), String> {
-        if returns.extra >= MAX_RETURNS {
-            return Err(format!(
-                "a call with {} return values",
-                u64::from(returns.extra) + 1
-            ));
-        }
-        if returns.extra > 0 && returns.stream.is_some() {
-            return Err("a streaming call with several return values".into());
-        }
+        check_shape(task, returns)?;
         for i in 1..=returns.extra {
             self.fresh(from, RefId::Object(task.nth_return(i)))?;
         }
