@@ -14,12 +14,17 @@ use crate::error::{Error, Result};
 use crate::ids::{IdMap, ObjectId, ProcId, RefId, RequestKey};
 use crate::protocol::worker::ToWorker;
 use crate::slot::Slot;
+use std::collections::HashMap;
 use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Largest part of a reply's values in one message: larger replies are split.
 pub(crate) const REPLY_CHUNK: u64 = 64 << 20;
+
+/// Bytes a `get` may copy for the ids it lists more than once (past their first copies), past
+/// which it is refused ([`NodeState::repeated_copies`]).
+pub(crate) const REPEATED_GET_BYTES: u64 = 64 << 20;
 
 /// Timeouts longer than this are "forever" (and need no timer).
 const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
@@ -241,9 +246,13 @@ impl NodeState {
                     // A process without the store gets copies; it does not map anything.
                     let remote = self.workers.get(proc).is_some_and(|w| w.remote);
                     let reader = (!remote).then_some(proc);
-                    let result = self
-                        .collect_values(&r.ids, reader)
-                        .and_then(|v| v.ok_or_else(|| Error::object_lost(r.ids[0], "not ready")));
+                    let copies_all = remote && !self.is_peer_session(proc);
+                    let result = match self.repeated_copies(&r.ids, copies_all) {
+                        Some(e) => Err(e),
+                        None => self.collect_values(&r.ids, reader).and_then(|v| {
+                            v.ok_or_else(|| Error::object_lost(r.ids[0], "not ready"))
+                        }),
+                    };
                     let result = match result {
                         Ok(values) if self.is_peer_session(proc) => Ok(self.located(values)),
                         Ok(values) if remote => Ok(self.inlined(values)),
@@ -272,6 +281,45 @@ impl NodeState {
                 }
             },
         }
+    }
+
+    /// Refuses a `get` whose repeated ids would copy more than [`REPEATED_GET_BYTES`]: each
+    /// listing of an id is answered with its own copy of the value (the receiver counts the
+    /// references inside each), so `[id; n]` of a large object would make its node queue `n`
+    /// copies. What is copied: inline values, and for a process that shares no memory with
+    /// this node (`copies_all`) stored ones too.
+    fn repeated_copies(&self, ids: &[ObjectId], copies_all: bool) -> Option<Error> {
+        let mut listed: HashMap<ObjectId, u64> = HashMap::new();
+        for id in ids {
+            *listed.entry(*id).or_default() += 1;
+        }
+        let mut extra = 0u64;
+        let mut worst: Option<(ObjectId, u64)> = None;
+        for (id, n) in listed.into_iter().filter(|(_, n)| *n > 1) {
+            let copy = match self.objects.get(id).map(|e| &e.state) {
+                Some(ObjState::Ready(v)) => match &v.data {
+                    Data::Inline(b) => b.len() as u64,
+                    Data::Shm { .. } | Data::Remote { .. } if copies_all => v.len(),
+                    Data::Shm { .. } | Data::Remote { .. } => 0,
+                },
+                Some(ObjState::Spilled { len, .. }) if copies_all => *len,
+                _ => 0,
+            };
+            extra = extra.saturating_add(copy.saturating_mul(n - 1));
+            if copy > 0 && worst.is_none_or(|(_, w)| n > w) {
+                worst = Some((id, n));
+            }
+        }
+        let (id, n) = worst.filter(|_| extra > REPEATED_GET_BYTES)?;
+        Some(Error::InvalidArgument {
+            what: "get".into(),
+            message: format!(
+                "{id} is listed {n} times and each listing is answered with its own copy: \
+                 {extra} bytes past the first copies, more than the {} MiB a get may repeat; \
+                 list each object once and reuse its value",
+                REPEATED_GET_BYTES >> 20
+            ),
+        })
     }
 
     /// Answers a worker's `get` with `values`, in parts of at most [`REPLY_CHUNK`] bytes so

@@ -170,3 +170,158 @@ fn shutdown_tells_connected_workers_to_exit_kills_starting_ones_and_wakes_the_dr
     h.submit(DRIVER, spec);
     assert!(h.started.is_empty(), "nothing new is scheduled");
 }
+
+/// The reply to a `get` that lists one id `n` times.
+fn get_repeated(
+    h: &mut Harness,
+    from: ProcId,
+    id: ObjectId,
+    n: usize,
+) -> Result<Vec<Value>, Error> {
+    let req = 31;
+    h.msg(
+        from,
+        FromWorker::Get {
+            req,
+            ids: vec![id; n],
+            timeout_ms: None,
+        },
+    );
+    let mut values = Vec::new();
+    for m in h.sent_to(from) {
+        match m {
+            ToWorker::GetReplyPart { values: part, .. } => values.extend(part),
+            ToWorker::GetReply { result, .. } => {
+                return result.map(|last| {
+                    values.extend(last);
+                    values
+                });
+            }
+            _ => {}
+        }
+    }
+    panic!("no reply to the get");
+}
+
+#[test]
+fn a_get_listing_one_id_many_times_is_refused_past_64_mib_of_copies_and_answered_below() {
+    let mut h = Harness::with_store(cpus(1), 256 << 20);
+    let spec = h.task(DRIVER, "m::reader", vec![]);
+    h.submit(DRIVER, spec);
+    let w = h.connect_all()[0];
+    h.executing(w);
+    let small = h.put(
+        DRIVER,
+        Value {
+            data: Data::Inline(Bytes::from(vec![5u8; 1 << 10])),
+            contained: vec![],
+        },
+    );
+    let values = get_repeated(&mut h, w, small, 3).expect("a small value listed 3 times");
+    assert_eq!(values.len(), 3);
+    assert!(values.iter().all(|v| v.len() == 1 << 10));
+
+    // 1 MiB sent inline, listed 100 times: 99 MiB of copies past the first.
+    let mib = h.put(
+        DRIVER,
+        Value {
+            data: Data::Inline(Bytes::from(vec![6u8; 1 << 20])),
+            contained: vec![],
+        },
+    );
+    let Some(crate::node_manager::objects::ObjState::Ready(Value {
+        data: Data::Inline(_),
+        ..
+    })) = h.state(mib)
+    else {
+        panic!("the value is kept inline: {:?}", h.state(mib));
+    };
+    match get_repeated(&mut h, w, mib, 100) {
+        Err(Error::InvalidArgument { what, message }) => {
+            assert_eq!(what, "get");
+            assert!(
+                message.contains(&format!("{mib} is listed 100 times")),
+                "{message}"
+            );
+            assert!(message.contains("list each object once"), "{message}");
+        }
+        other => panic!(
+            "expected the get to be refused, got {:?}",
+            other.map(|v| v.len())
+        ),
+    }
+    let values = get_repeated(&mut h, w, mib, 60).expect("59 MiB of copies");
+    assert_eq!(values.len(), 60);
+    // The worker is not blamed: it asks again and is answered.
+    assert!(h.st.workers.get(w).is_some_and(|e| !e.banned));
+}
+
+#[test]
+fn a_remote_driver_gets_copies_of_stored_values_so_those_count_too() {
+    let mut h = Harness::with_store(cpus(1), 256 << 20);
+    let info = crate::protocol::node::DriverInfo {
+        fingerprint: 1,
+        sha256: [3; 32],
+        size: 10,
+        pid: 77,
+        name: "far".into(),
+        namespace: None,
+    };
+    let (driver, _) = h
+        .with(|st| st.attach_driver(&info, "/nonexistent".into(), Box::new(())))
+        .expect("attached");
+    // A worker stores 40 MiB.
+    let spec = h.task(DRIVER, "m::writer", vec![]);
+    h.submit(DRIVER, spec);
+    let w = h.connect_all()[0];
+    h.executing(w);
+    let len = 40u64 << 20;
+    h.msg(
+        w,
+        FromWorker::Alloc {
+            req: 1,
+            size: len + PAD,
+        },
+    );
+    let Some(ToWorker::Allocated {
+        result: Ok(region), ..
+    }) = h.sent_to(w).pop()
+    else {
+        panic!("a region")
+    };
+    let stored = h.id_of(w);
+    let v = Value {
+        data: Data::Shm {
+            region,
+            pad: PAD as u32,
+            len,
+        },
+        contained: vec![],
+    };
+    h.msg(
+        w,
+        FromWorker::Put {
+            id: stored,
+            result: Ok(v),
+        },
+    );
+    // The worker maps it: three listings cost nothing more.
+    let values = get_repeated(&mut h, w, stored, 3).expect("mapped, not copied");
+    assert_eq!(values.len(), 3);
+    assert!(values.iter().all(|v| matches!(v.data, Data::Shm { .. })));
+    // The remote driver would get three 40 MiB copies: 80 MiB past the first.
+    match get_repeated(&mut h, driver, stored, 3) {
+        Err(Error::InvalidArgument { message, .. }) => {
+            assert!(message.contains("listed 3 times"), "{message}");
+            assert!(message.contains(&(80u64 << 20).to_string()), "{message}");
+        }
+        other => panic!("expected a refusal, got {:?}", other.map(|v| v.len())),
+    }
+    let values = get_repeated(&mut h, driver, stored, 2).expect("40 MiB of copies");
+    assert_eq!(values.len(), 2);
+    assert!(
+        values
+            .iter()
+            .all(|v| matches!(&v.data, Data::Inline(b) if b.len() as u64 == len))
+    );
+}
