@@ -589,3 +589,72 @@ fn a_job_goes_on_while_etcd_is_stopped_and_no_node_is_declared_dead() {
     assert_eq!(all.len(), 3, "{report:#}");
     assert!(all.iter().all(|n| n["alive"] == true), "{report:#}");
 }
+
+/// What the node at `address` answers a member that opens a control session as incarnation
+/// `incarnation` of node `node` (a welcome, or the refusal's text).
+fn hello_as(cluster: &Cluster, node: u32, incarnation: u64) -> Result<(), String> {
+    let report = status(
+        &cluster.head.address,
+        &cluster.head_dir.path,
+        &cluster.token,
+        &[],
+    );
+    let cluster_id = report["cluster_id"].as_str().unwrap().to_string();
+    let addr: std::net::SocketAddr = cluster.head.address.parse().unwrap();
+    let ca = std::fs::read(ray_cli::pki::TlsFiles::under(&cluster.head_dir.path).ca).unwrap();
+    let tls = ray_net::client_config(Some(&ca), None).unwrap();
+    let token =
+        ray_net::AuthToken::from_env_or_file(&cluster.head_dir.path.join("auth_token")).unwrap();
+    let handshake = ray_net::HandshakeConfig::new(token, None, ray_net::Role::Node, "a member");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut conn = ray_net::connect(addr, tls, &handshake).await.unwrap();
+        let session = serde_json::to_vec(&ray_cli::control::Request::Session).unwrap();
+        conn.send(&session).await.unwrap();
+        ray_core::__node::hello_as_node(&mut conn.stream, &cluster_id, node, incarnation)
+            .await
+            .unwrap()
+    })
+}
+
+#[test]
+fn a_hello_naming_an_incarnation_etcd_has_not_shown_is_refused_and_fences_nothing() {
+    let cluster = Cluster::start("fail-forged");
+    let a = node_entry(&cluster, &cluster.a).expect("A's status");
+    let (id, incarnation) = (
+        a["node_id"].as_u64().unwrap() as u32,
+        a["incarnation"].as_u64().unwrap(),
+    );
+    // Anyone with the token may say it is A started again: the head has not seen that in
+    // etcd, so it refuses, and keeps A as it is (before, this fenced A at the head for good).
+    for forged in [incarnation + 1, u64::MAX] {
+        let why = hello_as(&cluster, id, forged).expect_err("refused");
+        assert!(
+            why.contains(&format!("incarnation {forged} of")) && why.contains("not registered"),
+            "{why}"
+        );
+    }
+    // A still takes work from the head: two tasks that each need A's or B's one `spare` run
+    // at once, one on each.
+    let drivers = [cluster.spawn_driver("task"), cluster.spawn_driver("task")];
+    let both: std::collections::BTreeSet<i32> = cluster.daemons().into_iter().collect();
+    wait_for("a task on A and one on B at once", || {
+        let marked: std::collections::BTreeSet<i32> = std::fs::read_dir(&cluster.work)
+            .ok()?
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.strip_prefix("task-")?.parse().ok())
+            .collect();
+        (marked == both).then_some(())
+    });
+    std::fs::write(cluster.work.join("go"), b"").unwrap();
+    for driver in drivers {
+        let (ok, out) = finish(driver);
+        assert!(ok && out.contains("TASK 144 ON"), "{out}");
+    }
+    let a = node_entry(&cluster, &cluster.a).expect("A's status");
+    assert_eq!(a["alive"], true);
+    assert_eq!(a["incarnation"].as_u64(), Some(incarnation));
+}

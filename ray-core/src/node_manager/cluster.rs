@@ -194,7 +194,8 @@ pub(crate) struct Cluster {
     pub own_ip: Option<std::net::IpAddr>,
     /// The node is a cluster's (a `ray-rs` daemon), not a single-node driver's.
     pub member: bool,
-    /// Each peer's newest incarnation seen (kept after it leaves).
+    /// Each peer's newest incarnation registered in etcd (kept after it leaves). Only etcd's
+    /// records raise it: a session's hello naming a newer one is refused until they do.
     incarnations: BTreeMap<NodeId, u64>,
     /// The newest incarnation of each peer declared dead (its lease expired).
     dead: BTreeMap<NodeId, u64>,
@@ -219,6 +220,11 @@ impl Cluster {
             )),
             _ => None,
         }
+    }
+
+    /// Whether etcd's record of `node` (as this node last saw it) is `incarnation`.
+    pub(crate) fn is_registered(&self, node: NodeId, incarnation: u64) -> bool {
+        self.incarnations.get(&node) == Some(&incarnation)
     }
 
     /// Whether `incarnation` of `node` is newer than the one known (which is then dead).

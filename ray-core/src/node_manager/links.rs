@@ -17,7 +17,9 @@ use crate::ids::{JobId, NodeId, ObjectId};
 use crate::log;
 use crate::object_store::{Arena, PAD};
 use crate::protocol::PROTOCOL_VERSION;
-use crate::protocol::node::{DATA_HEADER_MAX, DataReply, DataRequest, NodeMessage, PeerRole};
+use crate::protocol::node::{
+    DATA_HEADER_MAX, DataReply, DataRequest, NodeMessage, NodeRefusal, PeerRole,
+};
 use crate::protocol::worker::{FromWorker, ToWorker};
 use crate::transport::{self, HELLO_MAX, MAX_TO_WORKER, StreamOutbox};
 use std::collections::HashMap;
@@ -65,12 +67,26 @@ async fn send_msg<W: AsyncWrite + Unpin>(w: &mut W, msg: &NodeMessage) -> std::i
 
 /// A node answered a session's hello with a refusal (as opposed to a connection that failed).
 #[derive(Debug)]
-struct Refused(String);
+struct Refused {
+    message: String,
+    /// It has not seen this node's incarnation in etcd yet: asking again may succeed.
+    not_registered: bool,
+}
 
 impl std::fmt::Display for Refused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
+}
+
+/// How long a node asks again while a peer says it has not seen this node's incarnation in
+/// etcd: its watch shows a new record well within this on a live cluster.
+const REGISTRATION_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn not_registered(e: &std::io::Error) -> bool {
+    e.get_ref()
+        .and_then(|r| r.downcast_ref::<Refused>())
+        .is_some_and(|r| r.not_registered)
 }
 
 impl std::error::Error for Refused {}
@@ -120,13 +136,24 @@ async fn open_session(
         resume,
         received,
     };
-    send_msg(&mut stream, &hello).await?;
+    let received = answer_to_hello(&mut stream, node, &hello).await?;
+    Ok((stream, received))
+}
+
+/// Sends `hello` to `node` and reads its answer: the frames it says it received on the
+/// session (a welcome), or the refusal as an error ([`Refused`]).
+async fn answer_to_hello<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    node: NodeId,
+    hello: &NodeMessage,
+) -> std::io::Result<u64> {
+    send_msg(stream, hello).await?;
     let mut buf = Vec::new();
     // A node that accepted the connection and never answers the hello would hold the session
     // (and every message queued for it) in the opening forever; its reconnection loop retries.
     let answer = tokio::time::timeout(
         WELCOME_WAIT,
-        transport::read_frame_async(&mut stream, &mut buf, HELLO_MAX),
+        transport::read_frame_async(stream, &mut buf, HELLO_MAX),
     )
     .await
     .map_err(|_| {
@@ -141,14 +168,45 @@ async fn open_session(
     match answer? {
         Some(()) => {
             match codec::decode_frame::<NodeMessage>(&buf).map_err(std::io::Error::other)? {
-                NodeMessage::Welcome { received, .. } => Ok((stream, received)),
-                NodeMessage::Refused { reason } => Err(std::io::Error::other(Refused(format!(
-                    "{node} refused this node: {reason}"
-                )))),
+                NodeMessage::Welcome { received, .. } => Ok(received),
+                NodeMessage::Refused { reason } => Err(std::io::Error::other(Refused {
+                    not_registered: matches!(reason, NodeRefusal::NotRegistered { .. }),
+                    message: format!("{node} refused this node: {reason}"),
+                })),
                 other => Err(std::io::Error::other(format!("{node} answered {other:?}"))),
             }
         }
         None => Err(std::io::ErrorKind::UnexpectedEof.into()),
+    }
+}
+
+/// Opens a new control session on `stream` (a node connection past its token handshake) as
+/// incarnation `incarnation` of node `node` of cluster `cluster_id`, and says how the node at
+/// the other end answered: `Ok(Ok(()))` for a welcome, `Ok(Err(why))` for a refusal. For
+/// tests of what a node accepts from a member that claims to be another (not a public API).
+pub async fn hello_as_node<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    cluster_id: &str,
+    node: u32,
+    incarnation: u64,
+) -> std::io::Result<std::result::Result<(), String>> {
+    let hello = NodeMessage::Hello {
+        version: PROTOCOL_VERSION,
+        cluster_id: cluster_id.to_string(),
+        role: PeerRole::Node,
+        driver: None,
+        node: Some((NodeId(node), false)),
+        incarnation,
+        session: session::new_session_id(),
+        resume: false,
+        received: 0,
+    };
+    match answer_to_hello(stream, NodeId(node), &hello).await {
+        Ok(_) => Ok(Ok(())),
+        Err(e) => match e.get_ref().and_then(|r| r.downcast_ref::<Refused>()) {
+            Some(r) => Ok(Err(r.message.clone())),
+            None => Err(e),
+        },
     }
 }
 
@@ -172,6 +230,7 @@ pub(super) fn open_control(inner: &Arc<Inner>, node: NodeId) -> StreamOutbox {
         let id = session::new_session_id();
         let mut connected_once = false;
         let mut suspect_since: Option<std::time::Instant> = None;
+        let mut unregistered_since: Option<std::time::Instant> = None;
         let mut pause = std::time::Duration::from_millis(50);
         let why = loop {
             if out.is_closed() || writer.is_finished() {
@@ -192,8 +251,21 @@ pub(super) fn open_control(inner: &Arc<Inner>, node: NodeId) -> StreamOutbox {
                         n.run(|st| st.peer_resumed(node));
                     }
                     connected_once = true;
+                    unregistered_since = None;
                     pause = std::time::Duration::from_millis(50);
                     Some((stream, peer_received))
+                }
+                // It has not seen this incarnation in etcd yet (this node is new, or started
+                // again, and its watch lags): ask again for a while.
+                Err(e)
+                    if not_registered(&e)
+                        && unregistered_since
+                            .get_or_insert_with(std::time::Instant::now)
+                            .elapsed()
+                            < REGISTRATION_WAIT =>
+                {
+                    log::debug!("{e}; asking again");
+                    None
                 }
                 // Never reached, or it refuses (it started again, or this incarnation is
                 // fenced): the work there is lost.

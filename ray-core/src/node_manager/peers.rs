@@ -240,8 +240,8 @@ impl NodeState {
         self.peer_unreachable(node, why);
     }
 
-    /// `node` says it is `incarnation` (its record, or a session's hello): a newer one than
-    /// known means the known one is dead.
+    /// etcd's record says `node` is `incarnation`: a newer one than known means the known one
+    /// is dead.
     pub(crate) fn note_incarnation(&mut self, node: NodeId, incarnation: u64) {
         if self.cluster.is_newer(node, incarnation) {
             self.node_declared_dead(node, &format!("it rejoined as incarnation {incarnation}"));
@@ -377,8 +377,10 @@ impl NodeState {
     }
 
     /// Another node (as `incarnation`) opened a session here. Refused while shutting down,
-    /// and for an incarnation this node knows is dead or was followed by a newer one: what an
-    /// old incarnation sends is never used (issue 11's fencing).
+    /// for an incarnation this node knows is dead or was followed by a newer one (what an old
+    /// incarnation sends is never used: issue 11's fencing), and for one etcd's records have
+    /// not shown this node yet: only etcd says a node started again, since a hello naming a
+    /// newer incarnation would otherwise fence the node it names here, for good.
     pub(crate) fn attach_peer(
         &mut self,
         node: NodeId,
@@ -393,7 +395,9 @@ impl NodeState {
         if let Some(reason) = self.cluster.fenced(node, incarnation) {
             return Err(NodeRefusal::Unavailable { reason });
         }
-        self.note_incarnation(node, incarnation);
+        if !self.cluster.is_registered(node, incarnation) {
+            return Err(NodeRefusal::NotRegistered { node, incarnation });
+        }
         let proc = self.workers.add_peer();
         self.peers.sessions.insert(proc, node);
         Ok(proc)

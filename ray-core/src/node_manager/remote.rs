@@ -342,10 +342,15 @@ where
         None => match new_peer_session(&n, peer, hello) {
             Ok(s) => s,
             Err(reason) => {
-                log::warn!(
-                    "a session of {peer} (incarnation {}) was refused: {reason}",
-                    hello.incarnation
-                );
+                // A new incarnation ahead of this node's watch of etcd asks again: no warning.
+                if matches!(reason, NodeRefusal::NotRegistered { .. }) {
+                    log::info!("a session of {peer} waits for its record in etcd: {reason}");
+                } else {
+                    log::warn!(
+                        "a session of {peer} (incarnation {}) was refused: {reason}",
+                        hello.incarnation
+                    );
+                }
                 let _ = send(&mut stream, &NodeMessage::Refused { reason }).await;
                 return;
             }

@@ -26,6 +26,16 @@ impl Harness {
         self.with(|st| st.node_update(node, None, &t, &a, &Default::default(), 1));
     }
 
+    /// `node` opens a session here as incarnation 1, registered in etcd first (with no
+    /// resources, unless it published some).
+    fn peer_attaches(&mut self, node: NodeId) -> ProcId {
+        if !self.st.cluster.is_registered(node, 1) {
+            let none = Default::default();
+            self.with(|st| st.node_update(node, None, &none, &none, &Default::default(), 1));
+        }
+        self.with(|st| st.attach_peer(node, 1)).expect("attached")
+    }
+
     fn ssd_task(&mut self) -> TaskSpec {
         let mut spec = self.task(DRIVER, "m::on_ssd", vec![]);
         spec.resources.custom = vec![("ssd".into(), Amount::ONE)];
@@ -206,7 +216,7 @@ fn a_task_another_node_sent_runs_here_and_is_never_passed_on() {
     let (_w, _busy) = busy_worker(&mut h);
     h.peer_publishes(OTHER, &[("CPU", 4.0)], &[("CPU", 4.0)]);
     // Node 2 sends one of its job's tasks here (it thought this node had room).
-    let session = h.with(|st| st.attach_peer(PEER, 1)).expect("attached");
+    let session = h.peer_attaches(PEER);
     let peer_driver = ProcId::driver(PEER);
     let peer_job = JobId::of_driver(peer_driver);
     h.msg(
@@ -334,7 +344,7 @@ fn work_on_a_peer_that_becomes_unreachable_runs_again_elsewhere() {
 #[test]
 fn a_peer_may_only_submit_work_under_its_own_ids_for_a_job_it_announced() {
     let mut h = Harness::in_cluster(cpus(2));
-    let session = h.with(|st| st.attach_peer(PEER, 1)).expect("attached");
+    let session = h.peer_attaches(PEER);
     // Work under an id this node made (as if node 2 forged it) is a violation.
     let mut forged = h.task(DRIVER, "m::forged", vec![]);
     forged.job = JobId::of_driver(ProcId::driver(PEER));
@@ -343,7 +353,7 @@ fn a_peer_may_only_submit_work_under_its_own_ids_for_a_job_it_announced() {
     assert!(h.started.is_empty(), "nothing ran");
 
     // Work of a job it never announced: also refused.
-    let session = h.with(|st| st.attach_peer(PEER, 1)).expect("attached");
+    let session = h.peer_attaches(PEER);
     let peer_driver = ProcId::driver(PEER);
     let mut unknown = h.task(peer_driver, "m::unknown", vec![]);
     unknown.job = JobId::of_driver(peer_driver);
@@ -569,7 +579,7 @@ fn a_peers_submission_is_refused_for_too_many_returns_ids_past_its_range_or_stor
     let mut h = Harness::in_cluster(cpus(2));
     let peer_driver = ProcId::driver(PEER);
     // 2^20 return values from one ~200-byte frame: refused before any object is made.
-    let session = h.with(|st| st.attach_peer(PEER, 1)).expect("attached");
+    let session = h.peer_attaches(PEER);
     let mut many = h.task(peer_driver, "m::many", vec![]);
     many.ext.returns.extra = 1 << 20;
     let objects = h.st.object_stats().0;
@@ -579,7 +589,7 @@ fn a_peers_submission_is_refused_for_too_many_returns_ids_past_its_range_or_stor
     assert!(!h.st.is_peer_session(session), "and forgotten here");
 
     // Return ids that would run past the creator's id range (into another process's ids).
-    let session = h.with(|st| st.attach_peer(PEER, 1)).expect("attached");
+    let session = h.peer_attaches(PEER);
     let mut past = h.task(peer_driver, "m::past", vec![]);
     past.task = ObjectId(past.task.0 | u128::from(u64::MAX - 1));
     past.ext.returns.extra = 5;
@@ -587,7 +597,7 @@ fn a_peers_submission_is_refused_for_too_many_returns_ids_past_its_range_or_stor
     assert!(h.disconnected.contains(&session), "the session was dropped");
 
     // An argument naming a region of this node's store.
-    let session = h.with(|st| st.attach_peer(PEER, 1)).expect("attached");
+    let session = h.peer_attaches(PEER);
     let region = Value {
         data: Data::Shm {
             region: 0,
@@ -605,7 +615,7 @@ fn a_peers_submission_is_refused_for_too_many_returns_ids_past_its_range_or_stor
 #[test]
 fn a_peers_job_announcement_sets_a_namespace_once_and_never_for_a_job_whose_driver_is_here() {
     let mut h = Harness::in_cluster(cpus(2));
-    let session = h.with(|st| st.attach_peer(PEER, 1)).expect("attached");
+    let session = h.peer_attaches(PEER);
     let announce = |job, namespace: &str| FromWorker::Job {
         job,
         fingerprint: FINGERPRINT,

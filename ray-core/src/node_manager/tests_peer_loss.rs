@@ -254,3 +254,59 @@ fn a_newer_incarnation_means_the_old_one_is_dead() {
         "the task lost with incarnation 1 goes to incarnation 2: {resent:?}"
     );
 }
+
+#[test]
+fn a_hello_naming_an_incarnation_etcd_has_not_shown_is_refused_and_fences_nothing() {
+    use crate::protocol::node::NodeRefusal;
+    let mut h = Harness::in_cluster(cpus(1));
+    let (_w, _busy) = busy_worker(&mut h);
+    h.peer_publishes(PEER, &[("CPU", 4.0)], &[("CPU", 4.0)]);
+    let session = h
+        .with(|st| st.attach_peer(PEER, 1))
+        .expect("incarnation 1 is registered");
+    let spec = h.task(DRIVER, "m::work", vec![]);
+    let t = h.submit(DRIVER, spec);
+    assert!(
+        !h.sent_to_node(PEER).is_empty(),
+        "the task went to the peer"
+    );
+    // Anyone with the token may say it is incarnation u64::MAX of the peer: refused, and the
+    // peer this node knows is untouched.
+    for forged in [2, u64::MAX] {
+        match h.with(|st| st.attach_peer(PEER, forged)) {
+            Err(NodeRefusal::NotRegistered { node, incarnation }) => {
+                assert_eq!((node, incarnation), (PEER, forged));
+            }
+            other => panic!("expected NotRegistered, got {:?}", other.map(|_| ())),
+        }
+    }
+    // So is a node etcd never showed.
+    assert!(matches!(
+        h.with(|st| st.attach_peer(PEER2, 1)),
+        Err(NodeRefusal::NotRegistered { .. })
+    ));
+    assert!(
+        !h.disconnected.contains(&session),
+        "the peer's session stays"
+    );
+    assert!(h.st.cluster.knows(PEER));
+    assert!(
+        h.to_nodes.is_empty(),
+        "nothing was sent again: {:?}",
+        h.to_nodes
+    );
+    assert!(h.failed(t).is_none());
+    assert!(
+        h.with(|st| st.attach_peer(PEER, 1)).is_ok(),
+        "incarnation 1 may still open sessions"
+    );
+    // Once etcd shows incarnation 2, it is the peer, and 1 is over.
+    let four = capacity(&[("CPU", 4.0)]);
+    h.with(|st| st.node_update(PEER, None, &four, &four, &Default::default(), 2));
+    assert!(
+        h.disconnected.contains(&session),
+        "incarnation 1's session ends"
+    );
+    assert!(h.with(|st| st.attach_peer(PEER, 2)).is_ok());
+    assert!(h.with(|st| st.attach_peer(PEER, 1)).is_err());
+}

@@ -79,6 +79,14 @@ pub(crate) enum NodeRefusal {
     Unavailable {
         reason: String,
     },
+    /// The hello names an incarnation of `node` that the receiver has not seen registered in
+    /// etcd (yet): a restarted node may reach a peer before that peer's watch of etcd shows its
+    /// new record, and a hello alone must not make the receiver take the node it knew for
+    /// dead. The sender asks again for a while.
+    NotRegistered {
+        node: crate::ids::NodeId,
+        incarnation: u64,
+    },
 }
 
 impl fmt::Display for NodeRefusal {
@@ -91,6 +99,11 @@ impl fmt::Display for NodeRefusal {
             NodeRefusal::NoHello => f.write_str("the first message was not Hello"),
             NodeRefusal::BadBinary { reason } => write!(f, "the executable was refused: {reason}"),
             NodeRefusal::Unavailable { reason } => write!(f, "the node is unavailable: {reason}"),
+            NodeRefusal::NotRegistered { node, incarnation } => write!(
+                f,
+                "incarnation {incarnation} of {node} is not registered in etcd as this node \
+                 sees it (yet)"
+            ),
         }
     }
 }
