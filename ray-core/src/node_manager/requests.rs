@@ -289,6 +289,9 @@ impl NodeState {
     /// copies. What is copied: inline values, and for a process that shares no memory with
     /// this node (`copies_all`) stored ones too.
     fn repeated_copies(&self, ids: &[ObjectId], copies_all: bool) -> Option<Error> {
+        if ids.len() < 2 {
+            return None; // the usual get, and nothing to repeat
+        }
         let mut listed: HashMap<ObjectId, u64> = HashMap::new();
         for id in ids {
             *listed.entry(*id).or_default() += 1;
