@@ -223,6 +223,21 @@ fn run_foreground(args: StartArgs, dir: NodeDir) -> Result<()> {
             return Err(e);
         }
     };
+    // The node manager learns the other nodes (and which incarnation each is) only from
+    // here: without it, this node could reach no peer and would refuse every peer's session
+    // (it accepts only incarnations etcd showed it), so it does not start.
+    let follower = match node.control.follow_membership() {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = std::fs::remove_file(dir.pid_file());
+            ready.send(
+                false,
+                &format!("cannot follow the cluster's membership: {e}"),
+            );
+            node.shut_down();
+            return Err(e);
+        }
+    };
     let message = format!(
         "{}\n{}",
         joined_message(&node, &args),
@@ -235,15 +250,6 @@ fn run_foreground(args: StartArgs, dir: NodeDir) -> Result<()> {
     tracing::info!("node {} up at {}", node.membership.node_id(), node.address);
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let follower = match node.control.follow_membership() {
-        Ok(f) => Some(f),
-        Err(e) => {
-            tracing::warn!(
-                "cannot follow membership changes (status will not list dead nodes): {e}"
-            );
-            None
-        }
-    };
     let handshake = Arc::new(HandshakeConfig::new(
         node.token.clone(),
         Some(node.cluster_id.clone()),

@@ -113,7 +113,8 @@ pub struct Reach {
     pub tls: Arc<rustls::ClientConfig>,
     /// The token handshake, as a node.
     pub handshake: ray_net::HandshakeConfig,
-    /// This node's incarnation (its sessions at peers say it; peers refuse dead ones).
+    /// This node's incarnation (its sessions at peers say it; peers refuse dead ones, and ones
+    /// etcd has not shown them yet).
     pub incarnation: u64,
 }
 

@@ -633,7 +633,8 @@ fn a_hello_naming_an_incarnation_etcd_has_not_shown_is_refused_and_fences_nothin
     for forged in [incarnation + 1, u64::MAX] {
         let why = hello_as(&cluster, id, forged).expect_err("refused");
         assert!(
-            why.contains(&format!("incarnation {forged} of")) && why.contains("not registered"),
+            why.contains(&format!("incarnation {forged} of"))
+                && why.contains("registrations in etcd"),
             "{why}"
         );
     }
@@ -654,7 +655,6 @@ fn a_hello_naming_an_incarnation_etcd_has_not_shown_is_refused_and_fences_nothin
         let (ok, out) = finish(driver);
         assert!(ok && out.contains("TASK 144 ON"), "{out}");
     }
-    let a = node_entry(&cluster, &cluster.a).expect("A's status");
-    assert_eq!(a["alive"], true);
-    assert_eq!(a["incarnation"].as_u64(), Some(incarnation));
+    // (`ray-rs status` reads etcd, which no hello changes: the two tasks above are what show
+    // that the head still places work on A.)
 }

@@ -136,7 +136,7 @@ async fn open_session(
         resume,
         received,
     };
-    let received = answer_to_hello(&mut stream, node, &hello).await?;
+    let received = answer_to_hello(&mut stream, &node, &hello).await?;
     Ok((stream, received))
 }
 
@@ -144,7 +144,7 @@ async fn open_session(
 /// session (a welcome), or the refusal as an error ([`Refused`]).
 async fn answer_to_hello<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
-    node: NodeId,
+    node: &(dyn std::fmt::Display + Sync),
     hello: &NodeMessage,
 ) -> std::io::Result<u64> {
     send_msg(stream, hello).await?;
@@ -182,8 +182,10 @@ async fn answer_to_hello<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// Opens a new control session on `stream` (a node connection past its token handshake) as
 /// incarnation `incarnation` of node `node` of cluster `cluster_id`, and says how the node at
-/// the other end answered: `Ok(Ok(()))` for a welcome, `Ok(Err(why))` for a refusal. For
-/// tests of what a node accepts from a member that claims to be another (not a public API).
+/// the other end answered: `Ok(Ok(()))` for a welcome, `Ok(Err(why))` for a refusal. For the
+/// project's tests of what a node accepts from a member that claims to be another (feature
+/// `testing`, never enabled for users).
+#[cfg(feature = "testing")]
 pub async fn hello_as_node<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     cluster_id: &str,
@@ -201,7 +203,7 @@ pub async fn hello_as_node<S: AsyncRead + AsyncWrite + Unpin>(
         resume: false,
         received: 0,
     };
-    match answer_to_hello(stream, NodeId(node), &hello).await {
+    match answer_to_hello(stream, &"the node", &hello).await {
         Ok(_) => Ok(Ok(())),
         Err(e) => match e.get_ref().and_then(|r| r.downcast_ref::<Refused>()) {
             Some(r) => Ok(Err(r.message.clone())),
@@ -246,6 +248,9 @@ pub(super) fn open_control(inner: &Arc<Inner>, node: NodeId) -> StreamOutbox {
             let opened = open_session(&n, node, opening).await;
             let stream = match opened {
                 Ok((stream, peer_received)) => {
+                    if unregistered_since.take().is_some() {
+                        n.run(|st| st.peer_resumed(node));
+                    }
                     if suspect_since.take().is_some() {
                         log::warn!("the session with {node} was made again: nothing was lost");
                         n.run(|st| st.peer_resumed(node));
@@ -257,10 +262,15 @@ pub(super) fn open_control(inner: &Arc<Inner>, node: NodeId) -> StreamOutbox {
                 }
                 // It has not seen this incarnation in etcd yet (this node is new, or started
                 // again, and its watch lags): ask again for a while.
+                // No new work goes there meanwhile (it is suspect, as while a broken session is
+                // made again).
                 Err(e)
                     if not_registered(&e)
                         && unregistered_since
-                            .get_or_insert_with(std::time::Instant::now)
+                            .get_or_insert_with(|| {
+                                n.run(|st| st.peer_suspect(node));
+                                std::time::Instant::now()
+                            })
                             .elapsed()
                             < REGISTRATION_WAIT =>
                 {

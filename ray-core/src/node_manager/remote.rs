@@ -319,17 +319,10 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let Some(n) = node.upgrade() else { return };
-    let known = lock(&n.peer_sessions).get(&(peer, hello.session)).cloned();
+    let key = (peer, hello.incarnation, hello.session);
+    let known = lock(&n.peer_sessions).get(&key).cloned();
     let session = match known {
-        Some(s) if s.incarnation == hello.incarnation => s,
-        Some(_) => {
-            return refuse(
-                &mut stream,
-                peer,
-                "that session belongs to another incarnation",
-            )
-            .await;
-        }
+        Some(s) => s,
         None if hello.resume => {
             return refuse(
                 &mut stream,
@@ -450,15 +443,14 @@ fn new_peer_session(
     let writer = tokio::spawn(session::run_writer(rx, attached, counters.clone(), ack));
     let s = Arc::new(session::PeerSession {
         proc,
-        incarnation: hello.incarnation,
         counters,
         attach,
         gate: std::sync::Mutex::new(0),
     });
-    lock(&n.peer_sessions).insert((peer, hello.session), s.clone());
+    let key = (peer, hello.incarnation, hello.session);
+    lock(&n.peer_sessions).insert(key, s.clone());
     n.add_connection(proc, Conn::Stream(outbox));
     let weak = Arc::downgrade(n);
-    let key = (peer, hello.session);
     tokio::spawn(async move {
         let end = writer.await;
         if let Some(n) = weak.upgrade() {

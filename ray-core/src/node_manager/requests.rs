@@ -297,7 +297,8 @@ impl NodeState {
             *listed.entry(*id).or_default() += 1;
         }
         let mut extra = 0u64;
-        let mut worst: Option<(ObjectId, u64)> = None;
+        // The id whose repeats copy the most (the lowest id of equals, for a stable message).
+        let mut worst: Option<(ObjectId, u64, u64)> = None;
         for (id, n) in listed.into_iter().filter(|(_, n)| *n > 1) {
             let copy = match self.objects.get(id).map(|e| &e.state) {
                 Some(ObjState::Ready(v)) => match &v.data {
@@ -308,12 +309,16 @@ impl NodeState {
                 Some(ObjState::Spilled { len, .. }) if copies_all => *len,
                 _ => 0,
             };
-            extra = extra.saturating_add(copy.saturating_mul(n - 1));
-            if copy > 0 && worst.is_none_or(|(_, w)| n > w) {
-                worst = Some((id, n));
+            let repeats = copy.saturating_mul(n - 1);
+            extra = extra.saturating_add(repeats);
+            let worse = worst.is_none_or(|(w, _, r)| {
+                (repeats, std::cmp::Reverse(id)) > (r, std::cmp::Reverse(w))
+            });
+            if repeats > 0 && worse {
+                worst = Some((id, n, repeats));
             }
         }
-        let (id, n) = worst.filter(|_| extra > REPEATED_GET_BYTES)?;
+        let (id, n, _) = worst.filter(|_| extra > REPEATED_GET_BYTES)?;
         Some(Error::InvalidArgument {
             what: "get".into(),
             message: format!(

@@ -54,6 +54,10 @@ pub(crate) struct NodeManager {
     pub(super) inner: Arc<Inner>,
 }
 
+/// Control sessions other nodes hold here (see `Inner::peer_sessions`).
+pub(super) type PeerSessions =
+    std::collections::HashMap<(NodeId, u64, u64), Arc<super::session::PeerSession>>;
+
 pub(crate) struct Inner {
     state: Mutex<NodeState>,
     /// Held while effects execute; holds what executing them needs.
@@ -71,9 +75,9 @@ pub(crate) struct Inner {
     cluster: Mutex<Option<Arc<ClusterIo>>>,
     /// This node's data sessions at other nodes.
     data_links: Mutex<IdMap<NodeId, Arc<DataLink>>>,
-    /// Control sessions other nodes hold here, by (node, session id).
-    pub(super) peer_sessions:
-        Mutex<std::collections::HashMap<(NodeId, u64), Arc<super::session::PeerSession>>>,
+    /// Control sessions other nodes hold here, by (node, incarnation, session id): a node that
+    /// started again counts its session ids from 1 again.
+    pub(super) peer_sessions: Mutex<PeerSessions>,
     /// Bytes of objects copied here from other nodes, and from here to them.
     pulled: AtomicU64,
     served: AtomicU64,

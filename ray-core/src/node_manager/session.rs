@@ -237,10 +237,10 @@ pub(crate) async fn run_writer<W: AsyncWrite + Unpin>(
 /// The write half of a session's connection.
 pub(crate) type SessionStream = Box<dyn AsyncWrite + Unpin + Send>;
 
-/// A control session another node holds here, kept across its connections.
+/// A control session another node holds here, kept across its connections (found by node,
+/// incarnation and session id).
 pub(crate) struct PeerSession {
     pub proc: crate::ids::ProcId,
-    pub incarnation: u64,
     pub counters: Arc<Counters>,
     pub attach: mpsc::UnboundedSender<Attach<SessionStream>>,
     /// The connection now serving it (by number): a reader of an older one stops, and only

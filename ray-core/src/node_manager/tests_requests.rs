@@ -325,3 +325,45 @@ fn a_remote_driver_gets_copies_of_stored_values_so_those_count_too() {
             .all(|v| matches!(&v.data, Data::Inline(b) if b.len() as u64 == len))
     );
 }
+
+#[test]
+fn a_refused_get_names_the_id_whose_repeats_copy_the_most() {
+    let mut h = Harness::with_store(cpus(1), 256 << 20);
+    let spec = h.task(DRIVER, "m::reader", vec![]);
+    h.submit(DRIVER, spec);
+    let w = h.connect_all()[0];
+    h.executing(w);
+    let put = |h: &mut Harness, len: usize| {
+        h.put(
+            DRIVER,
+            Value {
+                data: Data::Inline(Bytes::from(vec![1u8; len])),
+                contained: vec![],
+            },
+        )
+    };
+    let (small, mib) = (put(&mut h, 1 << 10), put(&mut h, 1 << 20));
+    // 1 KiB listed 1,000 times copies ~1 MiB more; 1 MiB listed 80 times, 79 MiB.
+    let mut ids = vec![small; 1000];
+    ids.extend(vec![mib; 80]);
+    h.msg(
+        w,
+        FromWorker::Get {
+            req: 5,
+            ids,
+            timeout_ms: None,
+        },
+    );
+    let refused = h.sent_to(w).into_iter().find_map(|m| match m {
+        ToWorker::GetReply {
+            result: Err(Error::InvalidArgument { message, .. }),
+            ..
+        } => Some(message),
+        _ => None,
+    });
+    let message = refused.expect("refused");
+    assert!(
+        message.contains(&format!("{mib} is listed 80 times")),
+        "{message}"
+    );
+}

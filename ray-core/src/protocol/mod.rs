@@ -22,8 +22,9 @@ use serde::{Deserialize, Serialize};
 
 /// Version of the wire protocol. Both handshakes carry it; a peer with another version is
 /// refused with a message naming both. 4: a data session's reply is a header frame followed by
-/// the raw bytes (`node::DataReply`), no longer one frame holding them.
-pub(crate) const PROTOCOL_VERSION: u32 = 4;
+/// the raw bytes (`node::DataReply`), no longer one frame holding them. 5: a node may refuse a
+/// hello with `NodeRefusal::NotRegistered`, which its sender answers by asking again.
+pub(crate) const PROTOCOL_VERSION: u32 = 5;
 
 /// A task argument: an inline value, or a reference resolved before the task runs.
 #[derive(Debug, Clone, Serialize, Deserialize)]

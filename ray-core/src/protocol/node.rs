@@ -101,8 +101,8 @@ impl fmt::Display for NodeRefusal {
             NodeRefusal::Unavailable { reason } => write!(f, "the node is unavailable: {reason}"),
             NodeRefusal::NotRegistered { node, incarnation } => write!(
                 f,
-                "incarnation {incarnation} of {node} is not registered in etcd as this node \
-                 sees it (yet)"
+                "incarnation {incarnation} of {node} is not (yet) among the registrations \
+                 in etcd that the refusing node has seen"
             ),
         }
     }
@@ -122,7 +122,7 @@ pub(crate) enum NodeMessage {
         node: Option<(NodeId, bool)>,
         /// For a node: its incarnation (1 at first registration, +1 each time it rejoins
         /// after being declared dead). A node refuses sessions of an incarnation it knows is
-        /// dead or superseded.
+        /// dead or superseded, and of one it has not seen registered in etcd (yet).
         incarnation: u64,
         /// For a node's control session: its id (chosen by the opening node), whether this
         /// connection resumes it (else it is new), and how many frames the opening node
