@@ -68,14 +68,14 @@ async fn send_msg<W: AsyncWrite + Unpin>(w: &mut W, msg: &NodeMessage) -> std::i
 /// A node answered a session's hello with a refusal (as opposed to a connection that failed).
 #[derive(Debug)]
 struct Refused {
-    message: String,
-    /// It has not seen this node's incarnation in etcd yet: asking again may succeed.
-    not_registered: bool,
+    /// The node that refused, as messages name it.
+    by: String,
+    reason: NodeRefusal,
 }
 
 impl std::fmt::Display for Refused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
+        write!(f, "{} refused this node: {}", self.by, self.reason)
     }
 }
 
@@ -83,10 +83,14 @@ impl std::fmt::Display for Refused {
 /// etcd: its watch shows a new record well within this on a live cluster.
 const REGISTRATION_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// The refusal `e` carries, if a node refused (rather than a connection failing).
+fn refusal(e: &std::io::Error) -> Option<&Refused> {
+    e.get_ref().and_then(|r| r.downcast_ref::<Refused>())
+}
+
+/// The node has not seen this node's incarnation in etcd yet: asking again may succeed.
 fn not_registered(e: &std::io::Error) -> bool {
-    e.get_ref()
-        .and_then(|r| r.downcast_ref::<Refused>())
-        .is_some_and(|r| r.not_registered)
+    refusal(e).is_some_and(|r| matches!(r.reason, NodeRefusal::NotRegistered { .. }))
 }
 
 impl std::error::Error for Refused {}
@@ -170,8 +174,8 @@ async fn answer_to_hello<S: AsyncRead + AsyncWrite + Unpin>(
             match codec::decode_frame::<NodeMessage>(&buf).map_err(std::io::Error::other)? {
                 NodeMessage::Welcome { received, .. } => Ok(received),
                 NodeMessage::Refused { reason } => Err(std::io::Error::other(Refused {
-                    not_registered: matches!(reason, NodeRefusal::NotRegistered { .. }),
-                    message: format!("{node} refused this node: {reason}"),
+                    by: node.to_string(),
+                    reason,
                 })),
                 other => Err(std::io::Error::other(format!("{node} answered {other:?}"))),
             }
@@ -205,8 +209,8 @@ pub async fn hello_as_node<S: AsyncRead + AsyncWrite + Unpin>(
     };
     match answer_to_hello(stream, &"the node", &hello).await {
         Ok(_) => Ok(Ok(())),
-        Err(e) => match e.get_ref().and_then(|r| r.downcast_ref::<Refused>()) {
-            Some(r) => Ok(Err(r.message.clone())),
+        Err(e) => match refusal(&e) {
+            Some(r) => Ok(Err(r.to_string())),
             None => Err(e),
         },
     }
@@ -256,14 +260,12 @@ pub(super) fn open_control(inner: &Arc<Inner>, node: NodeId) -> StreamOutbox {
                         n.run(|st| st.peer_resumed(node));
                     }
                     connected_once = true;
-                    unregistered_since = None;
                     pause = std::time::Duration::from_millis(50);
                     Some((stream, peer_received))
                 }
                 // It has not seen this incarnation in etcd yet (this node is new, or started
-                // again, and its watch lags): ask again for a while.
-                // No new work goes there meanwhile (it is suspect, as while a broken session is
-                // made again).
+                // again, and its watch lags): ask again for a while. No new work goes there
+                // meanwhile (it is suspect, as while a broken session is made again).
                 Err(e)
                     if not_registered(&e)
                         && unregistered_since
@@ -279,7 +281,7 @@ pub(super) fn open_control(inner: &Arc<Inner>, node: NodeId) -> StreamOutbox {
                 }
                 // Never reached, or it refuses (it started again, or this incarnation is
                 // fenced): the work there is lost.
-                Err(e) if !connected_once || e.get_ref().is_some_and(|r| r.is::<Refused>()) => {
+                Err(e) if !connected_once || refusal(&e).is_some() => {
                     break e.to_string();
                 }
                 Err(e) => {

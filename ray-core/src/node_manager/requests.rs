@@ -246,15 +246,15 @@ impl NodeState {
                     // A process without the store gets copies; it does not map anything.
                     let remote = self.workers.get(proc).is_some_and(|w| w.remote);
                     let reader = (!remote).then_some(proc);
-                    let copies_all = remote && !self.is_peer_session(proc);
-                    let result = match self.repeated_copies(&r.ids, copies_all) {
+                    let peer = self.is_peer_session(proc);
+                    let result = match self.repeated_copies(&r.ids, remote && !peer) {
                         Some(e) => Err(e),
                         None => self.collect_values(&r.ids, reader).and_then(|v| {
                             v.ok_or_else(|| Error::object_lost(r.ids[0], "not ready"))
                         }),
                     };
                     let result = match result {
-                        Ok(values) if self.is_peer_session(proc) => Ok(self.located(values)),
+                        Ok(values) if peer => Ok(self.located(values)),
                         Ok(values) if remote => Ok(self.inlined(values)),
                         other => other,
                     };
@@ -296,29 +296,33 @@ impl NodeState {
         for id in ids {
             *listed.entry(*id).or_default() += 1;
         }
-        let mut extra = 0u64;
-        // The id whose repeats copy the most (the lowest id of equals, for a stable message).
-        let mut worst: Option<(ObjectId, u64, u64)> = None;
-        for (id, n) in listed.into_iter().filter(|(_, n)| *n > 1) {
-            let copy = match self.objects.get(id).map(|e| &e.state) {
-                Some(ObjState::Ready(v)) => match &v.data {
-                    Data::Inline(b) => b.len() as u64,
-                    Data::Shm { .. } | Data::Remote { .. } if copies_all => v.len(),
-                    Data::Shm { .. } | Data::Remote { .. } => 0,
-                },
-                Some(ObjState::Spilled { len, .. }) if copies_all => *len,
-                _ => 0,
-            };
-            let repeats = copy.saturating_mul(n - 1);
-            extra = extra.saturating_add(repeats);
-            let worse = worst.is_none_or(|(w, _, r)| {
-                (repeats, std::cmp::Reverse(id)) > (r, std::cmp::Reverse(w))
-            });
-            if repeats > 0 && worse {
-                worst = Some((id, n, repeats));
-            }
+        // Each repeated id: how often it is listed, and the bytes its repeats copy.
+        let repeated: Vec<(ObjectId, u64, u64)> = listed
+            .into_iter()
+            .filter(|(_, n)| *n > 1)
+            .map(|(id, n)| {
+                let copy = match self.objects.get(id).map(|e| &e.state) {
+                    Some(ObjState::Ready(v)) => match &v.data {
+                        Data::Inline(b) => b.len() as u64,
+                        Data::Shm { .. } | Data::Remote { .. } if copies_all => v.len(),
+                        Data::Shm { .. } | Data::Remote { .. } => 0,
+                    },
+                    Some(ObjState::Spilled { len, .. }) if copies_all => *len,
+                    _ => 0,
+                };
+                (id, n, copy.saturating_mul(n - 1))
+            })
+            .collect();
+        let extra = repeated
+            .iter()
+            .fold(0u64, |sum, (_, _, bytes)| sum.saturating_add(*bytes));
+        if extra <= REPEATED_GET_BYTES {
+            return None;
         }
-        let (id, n, _) = worst.filter(|_| extra > REPEATED_GET_BYTES)?;
+        // Named: the id whose repeats copy the most (the lowest of equals, for a stable message).
+        let (id, n, _) = repeated
+            .into_iter()
+            .max_by_key(|(id, _, bytes)| (*bytes, std::cmp::Reverse(*id)))?;
         Some(Error::InvalidArgument {
             what: "get".into(),
             message: format!(

@@ -199,17 +199,23 @@ fn a_value_that_cannot_be_made_again_is_lost_naming_the_node() {
     }
 }
 
-#[test]
-fn a_node_declared_dead_is_fenced_until_it_rejoins_as_a_new_incarnation() {
-    let mut h = Harness::in_cluster(cpus(1));
-    let (_w, _busy) = busy_worker(&mut h);
+/// This node's CPU busy, PEER (4 CPUs) registered as incarnation 1 with a session here, and a
+/// task that went there: the session, the task, and what was sent to PEER.
+fn work_at_peer(h: &mut Harness) -> (ProcId, ObjectId, Vec<FromWorker>) {
+    let (_w, _busy) = busy_worker(h);
     h.peer_publishes(PEER, &[("CPU", 4.0)], &[("CPU", 4.0)]);
     let session = h
         .with(|st| st.attach_peer(PEER, 1))
-        .expect("incarnation 1 is alive");
+        .expect("incarnation 1 is registered");
     let spec = h.task(DRIVER, "m::work", vec![]);
     let t = h.submit(DRIVER, spec);
-    let sent = h.sent_to_node(PEER);
+    (session, t, h.sent_to_node(PEER))
+}
+
+#[test]
+fn a_node_declared_dead_is_fenced_until_it_rejoins_as_a_new_incarnation() {
+    let mut h = Harness::in_cluster(cpus(1));
+    let (session, t, sent) = work_at_peer(&mut h);
     let req = Harness::result_request(&sent, t);
     // etcd: its lease expired.
     h.with(|st| st.node_declared_dead(PEER, "its lease expired"));
@@ -259,17 +265,8 @@ fn a_newer_incarnation_means_the_old_one_is_dead() {
 fn a_hello_naming_an_incarnation_etcd_has_not_shown_is_refused_and_fences_nothing() {
     use crate::protocol::node::NodeRefusal;
     let mut h = Harness::in_cluster(cpus(1));
-    let (_w, _busy) = busy_worker(&mut h);
-    h.peer_publishes(PEER, &[("CPU", 4.0)], &[("CPU", 4.0)]);
-    let session = h
-        .with(|st| st.attach_peer(PEER, 1))
-        .expect("incarnation 1 is registered");
-    let spec = h.task(DRIVER, "m::work", vec![]);
-    let t = h.submit(DRIVER, spec);
-    assert!(
-        !h.sent_to_node(PEER).is_empty(),
-        "the task went to the peer"
-    );
+    let (session, t, sent) = work_at_peer(&mut h);
+    assert!(!sent.is_empty(), "the task went to the peer");
     // Anyone with the token may say it is incarnation u64::MAX of the peer: refused, and the
     // peer this node knows is untouched.
     for forged in [2, u64::MAX] {

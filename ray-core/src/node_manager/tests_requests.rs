@@ -105,10 +105,7 @@ fn get_and_wait_timeouts_fire_on_the_clock_and_name_the_task() {
 #[test]
 fn a_large_reply_to_a_worker_is_split_into_parts() {
     let mut h = Harness::with_store(cpus(1), 1 << 20);
-    let spec = h.task(DRIVER, "m::reader", vec![]);
-    h.submit(DRIVER, spec);
-    let w = h.connect_all()[0];
-    h.executing(w);
+    let w = reading_worker(&mut h);
     let chunk = (REPLY_CHUNK / 3 + 1) as usize;
     let ids: Vec<ObjectId> = (0..7)
         .map(|_| {
@@ -171,6 +168,15 @@ fn shutdown_tells_connected_workers_to_exit_kills_starting_ones_and_wakes_the_dr
     assert!(h.started.is_empty(), "nothing new is scheduled");
 }
 
+/// A worker running a task (`m::reader`), to send requests from.
+fn reading_worker(h: &mut Harness) -> ProcId {
+    let spec = h.task(DRIVER, "m::reader", vec![]);
+    h.submit(DRIVER, spec);
+    let w = h.connect_all()[0];
+    h.executing(w);
+    w
+}
+
 /// The reply to a `get` that lists one id `n` times.
 fn get_repeated(
     h: &mut Harness,
@@ -206,10 +212,7 @@ fn get_repeated(
 #[test]
 fn a_get_listing_one_id_many_times_is_refused_past_64_mib_of_copies_and_answered_below() {
     let mut h = Harness::with_store(cpus(1), 256 << 20);
-    let spec = h.task(DRIVER, "m::reader", vec![]);
-    h.submit(DRIVER, spec);
-    let w = h.connect_all()[0];
-    h.executing(w);
+    let w = reading_worker(&mut h);
     let small = h.put(
         DRIVER,
         Value {
@@ -271,10 +274,7 @@ fn a_remote_driver_gets_copies_of_stored_values_so_those_count_too() {
         .with(|st| st.attach_driver(&info, "/nonexistent".into(), Box::new(())))
         .expect("attached");
     // A worker stores 40 MiB.
-    let spec = h.task(DRIVER, "m::writer", vec![]);
-    h.submit(DRIVER, spec);
-    let w = h.connect_all()[0];
-    h.executing(w);
+    let w = reading_worker(&mut h);
     let len = 40u64 << 20;
     h.msg(
         w,
@@ -329,10 +329,7 @@ fn a_remote_driver_gets_copies_of_stored_values_so_those_count_too() {
 #[test]
 fn a_refused_get_names_the_id_whose_repeats_copy_the_most() {
     let mut h = Harness::with_store(cpus(1), 256 << 20);
-    let spec = h.task(DRIVER, "m::reader", vec![]);
-    h.submit(DRIVER, spec);
-    let w = h.connect_all()[0];
-    h.executing(w);
+    let w = reading_worker(&mut h);
     let put = |h: &mut Harness, len: usize| {
         h.put(
             DRIVER,
