@@ -12,6 +12,7 @@
 //! - [`dashboard`]: the head's dashboard (every node's rows) and each node's `/metrics`;
 //! - [`membership`]: node records under leases, ids by compare-and-swap, resource publishing,
 //!   watches;
+//! - [`host`]: this machine's resources and default address;
 //! - [`fence`]: a node declared dead stops its workers and rejoins as a new incarnation;
 //! - [`names`]: actor names in etcd, unique across the cluster;
 //! - [`etcd`] and [`http`]: the etcd v3 client over the JSON gateway;
@@ -33,6 +34,7 @@ pub mod error;
 pub mod etcd;
 pub mod etcd_server;
 pub mod fence;
+pub mod host;
 pub mod http;
 pub mod jobs;
 pub mod logs;

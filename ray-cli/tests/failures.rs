@@ -590,9 +590,15 @@ fn a_job_goes_on_while_etcd_is_stopped_and_no_node_is_declared_dead() {
     assert!(all.iter().all(|n| n["alive"] == true), "{report:#}");
 }
 
-/// What the node at `address` answers a member that opens a control session as incarnation
-/// `incarnation` of node `node` (a welcome, or the refusal's text).
-fn hello_as(cluster: &Cluster, node: u32, incarnation: u64) -> Result<(), String> {
+/// What the head answers a connection with `token` (the cluster's, unless given) that opens a
+/// control session as incarnation `incarnation` of node `node`: a welcome, or the refusal's
+/// text (of the token handshake, or of the hello).
+fn hello_as(
+    cluster: &Cluster,
+    token: Option<ray_net::AuthToken>,
+    node: u32,
+    incarnation: u64,
+) -> Result<(), String> {
     let report = status(
         &cluster.head.address,
         &cluster.head_dir.path,
@@ -603,15 +609,18 @@ fn hello_as(cluster: &Cluster, node: u32, incarnation: u64) -> Result<(), String
     let addr: std::net::SocketAddr = cluster.head.address.parse().unwrap();
     let ca = std::fs::read(ray_cli::pki::TlsFiles::under(&cluster.head_dir.path).ca).unwrap();
     let tls = ray_net::client_config(Some(&ca), None).unwrap();
-    let token =
-        ray_net::AuthToken::from_env_or_file(&cluster.head_dir.path.join("auth_token")).unwrap();
+    let token = token.unwrap_or_else(|| {
+        ray_net::AuthToken::from_env_or_file(&cluster.head_dir.path.join("auth_token")).unwrap()
+    });
     let handshake = ray_net::HandshakeConfig::new(token, None, ray_net::Role::Node, "a member");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(async {
-        let mut conn = ray_net::connect(addr, tls, &handshake).await.unwrap();
+        let mut conn = ray_net::connect(addr, tls, &handshake)
+            .await
+            .map_err(|e| e.to_string())?;
         let session = serde_json::to_vec(&ray_cli::control::Request::Session).unwrap();
         conn.send(&session).await.unwrap();
         ray_core::__node::hello_as_node(&mut conn.stream, &cluster_id, node, incarnation)
@@ -631,13 +640,17 @@ fn a_hello_naming_an_incarnation_etcd_has_not_shown_is_refused_and_fences_nothin
     // Anyone with the token may say it is A started again: the head has not seen that in
     // etcd, so it refuses, and keeps A as it is (before, this fenced A at the head for good).
     for forged in [incarnation + 1, u64::MAX] {
-        let why = hello_as(&cluster, id, forged).expect_err("refused");
+        let why = hello_as(&cluster, None, id, forged).expect_err("refused");
         assert!(
             why.contains(&format!("incarnation {forged} of"))
                 && why.contains("registrations in etcd"),
             "{why}"
         );
     }
+    // A stranger (another token) says nothing: its connection ends at the token handshake.
+    let stranger = Some(ray_net::AuthToken::generate().unwrap());
+    let why = hello_as(&cluster, stranger, id, incarnation + 1).expect_err("refused");
+    assert!(why.contains("wrong cluster token"), "{why}");
     // A still takes work from the head: two tasks that each need A's or B's one `spare` run
     // at once, one on each.
     let drivers = [cluster.spawn_driver("task"), cluster.spawn_driver("task")];

@@ -1,7 +1,7 @@
 //! Another node's data session: bytes of stored objects and of cached executables, asked for
 //! by offset and length (`DataRequest`) and written straight from this node's store, under a
 //! progress rule so a peer that stops reading cannot keep an object held. The session is set up
-//! by [`super::remote::serve_session`]; the requesting side is `links.rs`.
+//! by [`super::remote::serve_session`]; the requesting side is `data_links.rs`.
 
 use super::remote::{BINARY_CHUNK, BinaryStore, send};
 use super::runtime::Inner;

@@ -18,6 +18,7 @@ mod cancel;
 mod cluster;
 mod conn;
 mod control;
+mod data_links;
 mod data_session;
 mod effects;
 mod escapes;

@@ -11,8 +11,9 @@
 //! waits for the state lock, so neither lock is ever taken twice.
 
 use super::conn;
+use super::data_links::{self, DataLink};
 use super::effects::{Effect, LogTo, Peer, Timer};
-use super::links::{self, ClusterIo, DataLink};
+use super::links::{self, ClusterIo};
 use super::spawn::{LogSink, SpawnRequest, SpawnerConfig, spawner_main};
 use super::state::{NodeState, Settings};
 use super::store::{SpillDir, Store, remove_stale_spill_dirs};
@@ -504,7 +505,7 @@ impl Inner {
                     region,
                 } => {
                     self.handle
-                        .spawn(links::pull(self.clone(), id, from, len, region));
+                        .spawn(data_links::pull(self.clone(), id, from, len, region));
                 }
                 Effect::EnsureJob {
                     job,
@@ -512,8 +513,13 @@ impl Inner {
                     sha256,
                     size,
                 } => {
-                    self.handle
-                        .spawn(links::ensure_job(self.clone(), job, from, sha256, size));
+                    self.handle.spawn(data_links::ensure_job(
+                        self.clone(),
+                        job,
+                        from,
+                        sha256,
+                        size,
+                    ));
                 }
                 Effect::Wake(slot) => slot.fill(()),
                 Effect::Resolve(slot, result) => slot.fill(result),
