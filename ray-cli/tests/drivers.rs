@@ -22,6 +22,12 @@ fn node_pid() -> u32 {
 }
 
 #[ray::remote]
+fn sleepy(ms: u64) -> u64 {
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+    ms
+}
+
+#[ray::remote]
 fn explode() -> u64 {
     panic!("blew up on purpose")
 }
@@ -188,6 +194,48 @@ fn driver_main() {
             ray::shutdown();
             println!("STATE DRIVER OK");
         }
+        "threads" => {
+            let signals = std::path::PathBuf::from(std::env::var(SIGNALS).expect("the signals"));
+            ray::init(ray::Config::default()).expect("joins");
+            std::fs::write(signals.join("joined"), b"").unwrap();
+            // A long synchronous get, an awaited ref (no thread blocks on its reply), and four
+            // threads of synchronous calls, all at once: every reply reaches its caller,
+            // whichever thread reads the connection when it comes.
+            let slow = sleepy::remote(1500);
+            let waiter = std::thread::spawn(move || ray::get(&slow).unwrap());
+            let later = sleepy::remote(300);
+            let awaited = std::thread::spawn(move || block_on(later.into_future()).unwrap());
+            let callers: Vec<_> = (0..4u64)
+                .map(|t| {
+                    std::thread::spawn(move || {
+                        let c = Counter::remote();
+                        for i in 1..=100u64 {
+                            assert_eq!(ray::get(&c.add(1)).unwrap(), i, "in order");
+                            let x = t * 1000 + i;
+                            assert_eq!(ray::get(&square::remote(x)).unwrap(), x * x);
+                        }
+                    })
+                })
+                .collect();
+            for c in callers {
+                c.join().unwrap();
+            }
+            assert_eq!(waiter.join().unwrap(), 1500);
+            assert_eq!(awaited.join().unwrap(), 300);
+            // After a synchronous call nobody reads until the next one; worker output that
+            // comes meanwhile must still be printed without another call.
+            let c = Chatty::remote();
+            assert_eq!(ray::get(&c.say("BEFORE IDLE")).unwrap(), 1);
+            let _said = c.say("WHILE IDLE");
+            wait_for_signal(&signals, "seen");
+            // Connection lost: a wait does not hang, and every ref counts as ready (failed).
+            let pending = sleepy::remote(60_000);
+            std::fs::write(signals.join("waiting"), b"").unwrap();
+            let (ready, _) = ray::wait(std::slice::from_ref(&pending), 1, None);
+            println!("READY AFTER LOSS: {}", ready.len());
+            println!("GET AFTER LOSS: {}", ray::get(&pending).unwrap_err());
+            println!("THREADS OK");
+        }
         "stall" => {
             let signals = std::path::PathBuf::from(std::env::var(SIGNALS).expect("the signals"));
             ray::init(ray::Config::default()).expect("joins");
@@ -260,6 +308,25 @@ fn driver_main() {
             std::process::exit(0);
         }
         other => panic!("unknown mode {other}"),
+    }
+}
+
+/// Polls `fut` to its end on this thread (parked between polls; woken by its waker).
+fn block_on<F: std::future::Future>(fut: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::sync::Arc::new(Unpark(std::thread::current())).into();
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        if let std::task::Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+        std::thread::park();
     }
 }
 
@@ -339,6 +406,54 @@ impl Drop for KillOnDrop {
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
     }
+}
+
+#[test]
+fn a_driver_gets_every_reply_on_any_thread_and_worker_output_between_calls() {
+    use std::io::BufRead;
+    let (_dir, head, signals, mut child) =
+        joined_driver("drivers-threads", "threads", &["--num-cpus", "2"]);
+    let mut guard = KillOnDrop(Some(child.id() as i32));
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let seen = signals.join("seen");
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in stdout.split(b'\n') {
+            let line = String::from_utf8_lossy(&line.unwrap()).into_owned();
+            if line.contains("(Chatty pid=") && line.ends_with(") WHILE IDLE") {
+                std::fs::write(&seen, b"").unwrap();
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let stderr = child.stderr.take().unwrap();
+    let errors = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap());
+    wait_for("the driver to wait on a long task", || {
+        signals.join("waiting").exists().then_some(())
+    });
+    // The head goes away while the driver waits.
+    let mut head = head;
+    head.child.kill().unwrap();
+    let status = exit_or_kill(child, WAIT * 2);
+    guard.0 = None;
+    let stdout = reader.join().unwrap();
+    let stderr = errors.join().unwrap();
+    assert!(
+        status.is_some() && stdout.contains("THREADS OK"),
+        "{stdout}\n{stderr}"
+    );
+    assert_eq!(
+        stdout.matches("squaring ").count(),
+        400,
+        "every task's output line came"
+    );
+    assert!(stdout.contains("READY AFTER LOSS: 1"), "{stdout}");
+    assert!(
+        stdout.contains("GET AFTER LOSS: ") && stdout.contains("the connection was lost"),
+        "{stdout}"
+    );
 }
 
 #[test]

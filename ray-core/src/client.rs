@@ -113,6 +113,9 @@ pub(crate) struct ProcessClient {
     lost: std::sync::OnceLock<String>,
     /// The driver is leaving the cluster: the connection's end is expected, not an error.
     leaving: AtomicBool,
+    /// A remote driver's connection, which a thread waiting on a reply reads itself.
+    #[cfg(feature = "cluster")]
+    turn: std::sync::OnceLock<Arc<crate::cluster_client::Turn>>,
 }
 
 impl ProcessClient {
@@ -135,7 +138,35 @@ impl ProcessClient {
             on_lost,
             lost: std::sync::OnceLock::new(),
             leaving: AtomicBool::new(false),
+            #[cfg(feature = "cluster")]
+            turn: std::sync::OnceLock::new(),
         }
+    }
+
+    /// From now on a thread waiting on a reply reads the connection itself (see
+    /// [`crate::cluster_client::Turn`]).
+    #[cfg(feature = "cluster")]
+    pub(crate) fn read_while_waiting(&self, turn: Arc<crate::cluster_client::Turn>) {
+        let _ = self.turn.set(turn);
+    }
+
+    /// Whether any request still awaits its reply.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn awaits_replies(&self) -> bool {
+        !self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+
+    /// Blocks until the reply that fills `slot` has come.
+    fn wait_reply<T: Send + 'static>(&self, slot: &Arc<Slot<T>>) -> Option<T> {
+        #[cfg(feature = "cluster")]
+        if let Some(turn) = self.turn.get() {
+            return turn.wait(self, slot);
+        }
+        slot.wait(None)
     }
 
     pub(crate) fn send(&self, msg: &FromWorker) {
@@ -326,7 +357,7 @@ impl Client for ProcessClient {
                 timeout_ms: timeout_ms(timeout),
             },
         );
-        match slot.wait(None) {
+        match self.wait_reply(&slot) {
             Some(Err(Error::Timeout { what, .. })) => Err(Error::Timeout {
                 what,
                 timeout: timeout.unwrap_or_default(),
@@ -354,6 +385,11 @@ impl Client for ProcessClient {
                 timeout_ms: None,
             },
         );
+        // No thread blocks on this reply to read it.
+        #[cfg(feature = "cluster")]
+        if let Some(turn) = self.turn.get() {
+            turn.reader_needed();
+        }
         (slot, NonZeroU64::new(req))
     }
 
@@ -388,14 +424,16 @@ impl Client for ProcessClient {
         let slot = Arc::new(Slot::new());
         let s2 = slot.clone();
         self.request(
-            Box::new(move |r| {
-                if let Reply::Alloc(v) = r {
-                    s2.fill(v)
-                }
+            Box::new(move |r| match r {
+                Reply::Alloc(v) => s2.fill(v),
+                // The connection was lost.
+                Reply::Get(Err(e)) => s2.fill(Err(e)),
+                _ => {}
             }),
             |req| FromWorker::Alloc { req, size },
         );
-        slot.wait(None).unwrap_or_else(|| Err(Error::shut_down()))
+        self.wait_reply(&slot)
+            .unwrap_or_else(|| Err(Error::shut_down()))
     }
 
     fn release(&self, ids: &[ObjectId]) {
@@ -403,13 +441,16 @@ impl Client for ProcessClient {
     }
 
     fn wait(&self, ids: &[ObjectId], num_returns: usize, timeout: Option<Duration>) -> Vec<bool> {
+        let count = u32::try_from(ids.len()).unwrap_or(u32::MAX);
         let slot = Arc::new(Slot::new());
         let s2 = slot.clone();
         self.request(
-            Box::new(move |r| {
-                if let Reply::Wait(v) = r {
-                    s2.fill(v)
-                }
+            Box::new(move |r| match r {
+                Reply::Wait(v) => s2.fill(v),
+                // The connection was lost: every object failed, so each one is ready (a `get`
+                // says why), as Ray counts a failed object ready.
+                Reply::Get(Err(_)) => s2.fill((0..count).collect()),
+                _ => {}
             }),
             |req| FromWorker::Wait {
                 req,
@@ -418,7 +459,7 @@ impl Client for ProcessClient {
                 timeout_ms: timeout_ms(timeout),
             },
         );
-        let ready = slot.wait(None).unwrap_or_default();
+        let ready = self.wait_reply(&slot).unwrap_or_default();
         let mut flags = vec![false; ids.len()];
         for i in ready {
             if let Some(f) = flags.get_mut(i as usize) {
@@ -469,7 +510,8 @@ impl Client for ProcessClient {
             }),
             |req| FromWorker::Control { req, op },
         );
-        slot.wait(None).unwrap_or_else(|| Err(Error::shut_down()))
+        self.wait_reply(&slot)
+            .unwrap_or_else(|| Err(Error::shut_down()))
     }
 
     fn adopt(&self, id: RefId) {
@@ -503,7 +545,7 @@ impl ProcessClient {
             },
         );
         drop(pins);
-        slot.wait(None)
+        self.wait_reply(&slot)
             .unwrap_or_else(|| Err(Error::shut_down()))
             .map(|_| ())
     }

@@ -6,20 +6,23 @@
 //! for it. It then talks to that node as a worker talks to its own, without shared memory:
 //! values travel inline, and the output of its workers comes back over the connection.
 
-use crate::client::{MessageSink, OnLost, ProcessClient, Reply};
+use crate::client::{MessageSink, OnLost, ProcessClient};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::ids::{JobId, NodeId, ProcId};
 use crate::protocol::PROTOCOL_VERSION;
 use crate::protocol::node::{DriverInfo, NodeMessage, PeerRole};
-use crate::protocol::worker::{FromWorker, ToWorker};
-use crate::transport::{self, BlockingSender, HELLO_MAX, MAX_TO_WORKER};
+use crate::protocol::worker::FromWorker;
+use crate::transport::{self, BlockingSender, HELLO_MAX};
 use std::io::Read;
 use std::net::ToSocketAddrs;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+
+mod turn;
+pub(crate) use turn::Turn;
 
 /// How long joining may take (connect, handshake, shipping the executable).
 const JOIN_TIMEOUT: Duration = Duration::from_secs(120);
@@ -325,11 +328,9 @@ pub(crate) fn connect(
         job,
         OnLost::Fail,
     ));
-    let reader_client = client.clone();
-    std::thread::Builder::new()
-        .name("ray-cluster-reader".into())
-        .spawn(move || read_replies(reader_client, reader, &output))
+    let turn = turn::Turn::start(client.clone(), reader, output)
         .map_err(|e| Error::io("starting the cluster client's reader", e))?;
+    client.read_while_waiting(turn);
     Ok(ClusterSession {
         client,
         sink,
@@ -352,51 +353,6 @@ async fn ship<W: AsyncWrite + Unpin>(w: &mut W, exe: &std::path::Path) -> std::i
         send(w, &chunk).await?;
     }
     send(w, &NodeMessage::BinaryDone).await
-}
-
-/// Reads the node's replies and the output of this job's workers until the connection ends.
-fn read_replies(client: Arc<ProcessClient>, rd: ray_net::BlockingReader, output: &ReaderOutput) {
-    use std::io::Write;
-    let mut rd = std::io::BufReader::with_capacity(64 * 1024, rd);
-    let mut buf = Vec::new();
-    let why = loop {
-        match transport::read_frame(&mut rd, &mut buf, MAX_TO_WORKER) {
-            Ok(Some(())) => {}
-            Ok(None) => break "the node closed the connection".to_string(),
-            Err(e) => break e.to_string(),
-        }
-        let msg: ToWorker = match transport::decode_frame(&buf) {
-            Ok(m) => m,
-            Err(e) => break format!("a message that does not decode: {e}"),
-        };
-        if buf.capacity() > 1 << 20 {
-            buf = Vec::new();
-        }
-        match msg {
-            ToWorker::GetReplyPart { req, values } => client.reply_part(req, values),
-            ToWorker::GetReply { req, result } => client.get_reply(req, result),
-            ToWorker::WaitReply { req, ready } => client.complete(req, Reply::Wait(ready)),
-            ToWorker::Allocated { req, result } => client.complete(req, Reply::Alloc(result)),
-            ToWorker::ControlReply { req, result } => client.complete(req, Reply::Control(result)),
-            ToWorker::Log { stderr, line } => output.writing(stderr, || {
-                if stderr {
-                    let _ = std::io::stderr().lock().write_all(&line);
-                } else {
-                    let mut out = std::io::stdout().lock();
-                    let _ = out.write_all(&line);
-                    let _ = out.flush();
-                }
-            }),
-            ToWorker::Exit => break "the node is stopping".to_string(),
-            ToWorker::Welcome { .. }
-            | ToWorker::Refused { .. }
-            | ToWorker::Execute(_)
-            | ToWorker::Cancel { .. }
-            | ToWorker::SessionAck { .. }
-            | ToWorker::ActorLocation { .. } => {}
-        }
-    };
-    client.connection_lost(&why);
 }
 
 /// Stops a runtime from a thread of its own (works inside async code too).

@@ -44,6 +44,7 @@ pub mod state;
 mod submit;
 mod sys;
 mod transport;
+mod wakeup;
 mod worker;
 mod worker_logs;
 

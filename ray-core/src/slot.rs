@@ -12,6 +12,21 @@ pub(crate) struct Slot<T> {
 struct State<T> {
     value: Option<T>,
     waker: Option<Waker>,
+    /// [`Slot::poke`] was called and [`Slot::wait_or_poke`] has not returned for it yet.
+    poked: bool,
+}
+
+/// Wakes a thread blocked in [`Slot::wait_or_poke`] without filling its slot (any slot type).
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+pub(crate) trait Poke: Send + Sync {
+    fn poke(&self);
+}
+
+impl<T: Send> Poke for Slot<T> {
+    fn poke(&self) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).poked = true;
+        self.cv.notify_all();
+    }
 }
 
 impl<T> Slot<T> {
@@ -20,6 +35,7 @@ impl<T> Slot<T> {
             state: Mutex::new(State {
                 value: None,
                 waker: None,
+                poked: false,
             }),
             cv: Condvar::new(),
         }
@@ -69,6 +85,26 @@ impl<T> Slot<T> {
         }
     }
 
+    /// Whether a value was filled and not taken.
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    pub(crate) fn is_filled(&self) -> bool {
+        self.state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .value
+            .is_some()
+    }
+
+    /// Blocks until the slot is filled or [poked](Poke::poke) (the value stays in the slot).
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    pub(crate) fn wait_or_poke(&self) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        while st.value.is_none() && !st.poked {
+            st = self.cv.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        st.poked = false;
+    }
+
     /// The value, if one was filled and not taken.
     pub(crate) fn try_take(&self) -> Option<T> {
         self.state
@@ -112,5 +148,22 @@ mod tests {
             "no overflow: forever"
         );
         t.join().unwrap();
+    }
+
+    #[test]
+    fn a_poke_ends_one_wait_without_a_value_and_a_fill_ends_it_with_one() {
+        let slot = Arc::new(Slot::<u32>::new());
+        let s2 = slot.clone();
+        let t = std::thread::spawn(move || s2.poke());
+        slot.wait_or_poke();
+        t.join().unwrap();
+        assert!(!slot.is_filled(), "a poke fills nothing");
+        // The poke was used up: the next wait lasts until a fill.
+        let s3 = slot.clone();
+        let t = std::thread::spawn(move || s3.fill(7));
+        slot.wait_or_poke();
+        t.join().unwrap();
+        assert!(slot.is_filled());
+        assert_eq!(slot.wait(None), Some(7));
     }
 }

@@ -80,6 +80,29 @@ pub fn into_blocking(
     Ok((reader, writer))
 }
 
+impl BlockingReader {
+    /// Whether a read may return without the socket having anything new: bytes received and
+    /// not yet decrypted, or plaintext not yet read. A thread that polls the socket before it
+    /// reads must read first while this is true.
+    pub fn has_buffered(&self) -> bool {
+        if self.fed < self.raw.len() {
+            return true;
+        }
+        match lock(&self.conn).process_new_packets() {
+            Ok(state) => state.plaintext_bytes_to_read() > 0,
+            // Let the read report it.
+            Err(_) => true,
+        }
+    }
+}
+
+/// The socket's descriptor, to poll it (reading stays with [`Read`]).
+impl std::os::fd::AsRawFd for BlockingReader {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.sock.as_raw_fd()
+    }
+}
+
 impl Read for BlockingReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         if out.is_empty() {

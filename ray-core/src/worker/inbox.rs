@@ -22,7 +22,8 @@ use crate::client::{ProcessClient, Reply};
 use crate::node_manager::exits::EXIT_LOST_NODE;
 use crate::protocol::worker::ToWorker;
 use crate::transport::{self, MAX_TO_WORKER};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use crate::wakeup::Wakeup;
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
@@ -52,7 +53,7 @@ struct Shared {
     /// The socket's descriptor (owned by `state`), for `poll`.
     socket: libc::c_int,
     /// Signalled to make the reader thread look at the turn.
-    wake: OwnedFd,
+    wake: Wakeup,
     core: Arc<ProcessClient>,
 }
 
@@ -67,14 +68,6 @@ pub(super) struct Inbox {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn owned(fd: libc::c_int) -> std::io::Result<OwnedFd> {
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just returned by the kernel for a new object nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Called before a thread blocks on a reply: if the main thread is running a call (and so not
@@ -97,8 +90,7 @@ impl Inbox {
         core: Arc<ProcessClient>,
         reader: std::io::BufReader<UnixStream>,
     ) -> std::io::Result<Inbox> {
-        // SAFETY: eventfd has no memory preconditions.
-        let wake = owned(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })?;
+        let wake = Wakeup::new()?;
         let socket = reader.get_ref().as_raw_fd();
         let shared = Arc::new(Shared {
             turn: AtomicU8::new(READER),
@@ -166,15 +158,7 @@ impl Inbox {
 
 impl Shared {
     fn signal(&self) {
-        let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a live u64 to the eventfd this struct owns.
-        unsafe {
-            libc::write(
-                self.wake.as_raw_fd(),
-                (&one as *const u64).cast(),
-                std::mem::size_of::<u64>(),
-            );
-        }
+        self.wake.signal();
     }
 
     /// The main thread takes the turn: at once unless the reader thread has it.
@@ -242,34 +226,8 @@ impl Shared {
     /// Waits for a signal (drained) or the socket: true when it is readable, or with
     /// `data: false` when only its end is watched, when the peer hung up.
     fn wait(&self, data: bool) -> bool {
-        let fd = |fd, events| libc::pollfd {
-            fd,
-            events,
-            revents: 0,
-        };
         let events = if data { libc::POLLIN } else { libc::POLLRDHUP };
-        let mut fds = [
-            fd(self.wake.as_raw_fd(), libc::POLLIN),
-            fd(self.socket, events),
-        ];
-        // SAFETY: `fds` is a live array of two pollfd for the duration of the call.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-        if n <= 0 {
-            return false; // EINTR: look again
-        }
-        if fds[0].revents != 0 {
-            let mut count: u64 = 0;
-            // SAFETY: reads 8 bytes into a live u64 from the eventfd this struct owns
-            // (non-blocking: nothing to read is not an error here).
-            unsafe {
-                libc::read(
-                    fds[0].fd,
-                    (&mut count as *mut u64).cast(),
-                    std::mem::size_of::<u64>(),
-                );
-            }
-        }
-        fds[1].revents != 0
+        self.wake.poll(self.socket, events)
     }
 }
 
