@@ -194,21 +194,20 @@ impl ProcessClient {
                 std::process::exit(code);
             }
             OnLost::Fail => {
-                if self.lost.set(why.to_string()).is_err() {
-                    return;
-                }
+                let pending: Vec<Pending> = {
+                    // Under the lock `request` checks `lost` in, so no request is registered
+                    // after this drain.
+                    let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+                    if self.lost.set(why.to_string()).is_err() {
+                        return;
+                    }
+                    pending.drain().map(|(_, cb)| cb).collect()
+                };
                 if self.leaving.load(Ordering::Relaxed) {
                     crate::log::debug!("the connection to the cluster ended: {why}");
                 } else {
                     crate::log::error!("lost the connection to the cluster: {why}");
                 }
-                let pending: Vec<Pending> = self
-                    .pending
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .drain()
-                    .map(|(_, cb)| cb)
-                    .collect();
                 let err = Error::Io {
                     context: "talking to the cluster's node".into(),
                     message: format!("the connection was lost: {why}"),
@@ -289,18 +288,21 @@ impl ProcessClient {
     /// Registers a callback for the reply, then sends the request (built with its id).
     fn request(&self, callback: Pending, make: impl FnOnce(u64) -> FromWorker) -> u64 {
         let req = self.next_req.fetch_add(1, Ordering::Relaxed);
-        if let Some(why) = self.lost.get() {
-            callback(Reply::Get(Err(Error::Io {
-                context: "talking to the cluster's node".into(),
-                message: format!("the connection was lost earlier: {why}"),
-                kind: std::io::ErrorKind::ConnectionAborted,
-            })));
-            return req;
+        {
+            // `lost` is set under this lock (`connection_lost`): a request is either failed
+            // here or registered before the loss drains what waits.
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(why) = self.lost.get() {
+                drop(pending);
+                callback(Reply::Get(Err(Error::Io {
+                    context: "talking to the cluster's node".into(),
+                    message: format!("the connection was lost earlier: {why}"),
+                    kind: std::io::ErrorKind::ConnectionAborted,
+                })));
+                return req;
+            }
+            pending.insert(req, callback);
         }
-        self.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(req, callback);
         self.send(&make(req));
         req
     }

@@ -82,14 +82,14 @@ pub fn into_blocking(
 
 impl BlockingReader {
     /// Whether a read may return without the socket having anything new: bytes received and
-    /// not yet decrypted, or plaintext not yet read. A thread that polls the socket before it
-    /// reads must read first while this is true.
+    /// not yet decrypted, plaintext not yet read, or the peer's TLS close. A thread that polls
+    /// the socket before it reads must read first while this is true.
     pub fn has_buffered(&self) -> bool {
         if self.fed < self.raw.len() {
             return true;
         }
         match lock(&self.conn).process_new_packets() {
-            Ok(state) => state.plaintext_bytes_to_read() > 0,
+            Ok(state) => state.plaintext_bytes_to_read() > 0 || state.peer_has_closed(),
             // Let the read report it.
             Err(_) => true,
         }

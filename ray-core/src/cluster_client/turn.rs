@@ -10,7 +10,8 @@
 //! - When it is done and nothing else awaits a reply, the turn stays free ([`Reader::Idle`]):
 //!   the next call takes it at no cost, so a loop of synchronous calls wakes no other thread.
 //!   Meanwhile the reader thread looks every [`TICK`] whether a message (worker output) came,
-//!   and takes the turn back once a whole tick passed without a call.
+//!   and takes the turn back once a whole tick passed without a call. (While a waiting thread
+//!   reads, the reader thread waits untimed, so a long `get` costs it nothing.)
 //! - When the reader thread has the turn, an asking thread signals it out of its `poll` (while
 //!   the request is still on its way, off the call's path) and is handed the turn.
 //! - When other requests still await replies (another thread's, or an `async` get's), the
@@ -57,6 +58,9 @@ struct TurnState {
     /// How many times a waiting thread took a free turn (the reader thread gives the turn
     /// back to itself after a tick without one).
     taken: u64,
+    /// The reader thread waits, untimed, for a waiting thread to be done reading: that
+    /// thread wakes it when it leaves the turn free.
+    parked: bool,
 }
 
 /// The connection's reading end and the frame being read: held by whoever reads.
@@ -102,6 +106,7 @@ impl Turn {
                 asked: None,
                 ended: false,
                 taken: 0,
+                parked: false,
             }),
             given_back: Condvar::new(),
             socket: rd.as_raw_fd(),
@@ -129,6 +134,12 @@ impl Turn {
         slot: &Arc<Slot<T>>,
     ) -> Option<T> {
         let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
+        // Leaves the turn also when a callback run while reading panics.
+        let leave = Leave {
+            turn: self,
+            client,
+            ticket,
+        };
         loop {
             if slot.is_filled() {
                 break;
@@ -167,7 +178,7 @@ impl Turn {
             // Until the reader thread gives the turn (or the reply came meanwhile).
             slot.wait_or_poke();
         }
-        self.leave(client, ticket);
+        drop(leave);
         slot.wait(None)
     }
 
@@ -186,6 +197,11 @@ impl Turn {
                 self.given_back.notify_one();
             } else {
                 st.reader = Reader::Idle;
+                // The reader thread looks again every tick from now on.
+                if st.parked {
+                    drop(st);
+                    self.given_back.notify_one();
+                }
             }
         }
     }
@@ -240,7 +256,9 @@ impl Turn {
     /// The reader thread: reads while it has the turn, gives it to a waiting thread that asks,
     /// and waits while that thread reads.
     fn reader_thread(&self, client: &ProcessClient) {
-        let mut seen = 0;
+        // `taken` when this thread last looked at a free turn, if it did since it last waited
+        // for a waiting thread.
+        let mut seen = None;
         loop {
             {
                 let mut st = lock(&self.state);
@@ -250,22 +268,30 @@ impl Turn {
                     }
                     match st.reader {
                         Reader::Thread => break,
-                        Reader::Waiter(_) => {}
+                        Reader::Waiter(_) => {
+                            st.parked = true;
+                            st = self
+                                .given_back
+                                .wait(st)
+                                .unwrap_or_else(|e| e.into_inner());
+                            st.parked = false;
+                            seen = None;
+                        }
                         Reader::Idle => {
                             // Nobody reads: take the turn back when a message came, or when a
                             // whole tick passed without a call.
-                            if st.taken == seen || self.anything_came() {
+                            if seen == Some(st.taken) || self.anything_came() {
                                 st.reader = Reader::Thread;
                                 break;
                             }
+                            seen = Some(st.taken);
+                            st = self
+                                .given_back
+                                .wait_timeout(st, TICK)
+                                .unwrap_or_else(|e| e.into_inner())
+                                .0;
                         }
                     }
-                    seen = st.taken;
-                    st = self
-                        .given_back
-                        .wait_timeout(st, TICK)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0;
                 }
             }
             let mut end = lock(&self.end);
@@ -292,6 +318,19 @@ impl Turn {
             drop(end);
             given.poke();
         }
+    }
+}
+
+/// Leaves the turn when dropped (see [`Turn::leave`]).
+struct Leave<'a> {
+    turn: &'a Turn,
+    client: &'a ProcessClient,
+    ticket: u64,
+}
+
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        self.turn.leave(self.client, self.ticket);
     }
 }
 
