@@ -270,10 +270,7 @@ impl Turn {
                         Reader::Thread => break,
                         Reader::Waiter(_) => {
                             st.parked = true;
-                            st = self
-                                .given_back
-                                .wait(st)
-                                .unwrap_or_else(|e| e.into_inner());
+                            st = self.given_back.wait(st).unwrap_or_else(|e| e.into_inner());
                             st.parked = false;
                             seen = None;
                         }
