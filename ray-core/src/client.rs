@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::ids::{ActorId, JobId, ObjectId, RefId};
 use crate::log;
 use crate::object_store;
-use crate::protocol::worker::{Control, ControlReply, FromWorker};
+use crate::protocol::worker::{Control, ControlReply, FromWorker, ToWorker};
 use crate::protocol::{ActorSpec, ActorTaskSpec, TaskSpec};
 use crate::refcount::{LocalCounts, Transition};
 use crate::slot::Slot;
@@ -272,6 +272,20 @@ impl ProcessClient {
                 result: Err(e),
             }),
         }
+    }
+
+    /// Handles `msg` if it answers a request (completing what waits for it); any other
+    /// message is given back.
+    pub(crate) fn take_reply(&self, msg: ToWorker) -> Option<ToWorker> {
+        match msg {
+            ToWorker::GetReplyPart { req, values } => self.reply_part(req, values),
+            ToWorker::GetReply { req, result } => self.get_reply(req, result),
+            ToWorker::WaitReply { req, ready } => self.complete(req, Reply::Wait(ready)),
+            ToWorker::Allocated { req, result } => self.complete(req, Reply::Alloc(result)),
+            ToWorker::ControlReply { req, result } => self.complete(req, Reply::Control(result)),
+            other => return Some(other),
+        }
+        None
     }
 
     pub(crate) fn complete(&self, req: u64, reply: Reply) {

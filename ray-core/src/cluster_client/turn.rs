@@ -23,7 +23,7 @@
 //! on its slot, which the reader thread fills: the hand-over is only ever a shortcut.
 
 use super::ReaderOutput;
-use crate::client::{ProcessClient, Reply};
+use crate::client::ProcessClient;
 use crate::protocol::worker::ToWorker;
 use crate::slot::{Poke, Slot};
 use crate::transport::{self, MAX_TO_WORKER};
@@ -80,13 +80,6 @@ pub(crate) struct Turn {
     wake: Wakeup,
     output: Arc<ReaderOutput>,
     next_ticket: AtomicU64,
-}
-
-/// What reading one message led to.
-enum Next {
-    Go,
-    /// The connection ended (why).
-    End(String),
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -238,7 +231,7 @@ impl Turn {
     fn read_until(&self, client: &ProcessClient, done: &dyn Fn() -> bool) {
         let mut end = lock(&self.end);
         while !done() {
-            if let Next::End(why) = end.read_one(client, &self.output) {
+            if let Err(why) = end.read_one(client, &self.output) {
                 drop(end);
                 self.ended(client, &why);
                 return;
@@ -306,7 +299,7 @@ impl Turn {
                     continue;
                 }
                 readable = false;
-                if let Next::End(why) = end.read_one(client, &self.output) {
+                if let Err(why) = end.read_one(client, &self.output) {
                     drop(end);
                     self.ended(client, &why);
                     return;
@@ -333,27 +326,26 @@ impl Drop for Leave<'_> {
 
 impl ReadEnd {
     /// Reads one message from the node and handles it: replies complete what waits for them,
-    /// worker output goes to this program's stdout or stderr.
-    fn read_one(&mut self, client: &ProcessClient, output: &ReaderOutput) -> Next {
+    /// worker output goes to this program's stdout or stderr. An error says why the
+    /// connection ended.
+    fn read_one(&mut self, client: &ProcessClient, output: &ReaderOutput) -> Result<(), String> {
         use std::io::Write;
         match transport::read_frame(&mut self.rd, &mut self.buf, MAX_TO_WORKER) {
             Ok(Some(())) => {}
-            Ok(None) => return Next::End("the node closed the connection".into()),
-            Err(e) => return Next::End(e.to_string()),
+            Ok(None) => return Err("the node closed the connection".into()),
+            Err(e) => return Err(e.to_string()),
         }
         let msg: ToWorker = match transport::decode_frame(&self.buf) {
             Ok(m) => m,
-            Err(e) => return Next::End(format!("a message that does not decode: {e}")),
+            Err(e) => return Err(format!("a message that does not decode: {e}")),
         };
         if self.buf.capacity() > 1 << 20 {
             self.buf = Vec::new();
         }
+        let Some(msg) = client.take_reply(msg) else {
+            return Ok(());
+        };
         match msg {
-            ToWorker::GetReplyPart { req, values } => client.reply_part(req, values),
-            ToWorker::GetReply { req, result } => client.get_reply(req, result),
-            ToWorker::WaitReply { req, ready } => client.complete(req, Reply::Wait(ready)),
-            ToWorker::Allocated { req, result } => client.complete(req, Reply::Alloc(result)),
-            ToWorker::ControlReply { req, result } => client.complete(req, Reply::Control(result)),
             ToWorker::Log { stderr, line } => output.writing(stderr, || {
                 if stderr {
                     let _ = std::io::stderr().lock().write_all(&line);
@@ -363,14 +355,20 @@ impl ReadEnd {
                     let _ = out.flush();
                 }
             }),
-            ToWorker::Exit => return Next::End("the node is stopping".into()),
+            ToWorker::Exit => return Err("the node is stopping".into()),
             ToWorker::Welcome { .. }
             | ToWorker::Refused { .. }
             | ToWorker::Execute(_)
             | ToWorker::Cancel { .. }
             | ToWorker::SessionAck { .. }
             | ToWorker::ActorLocation { .. } => {}
+            // Taken by `take_reply`.
+            ToWorker::GetReplyPart { .. }
+            | ToWorker::GetReply { .. }
+            | ToWorker::WaitReply { .. }
+            | ToWorker::Allocated { .. }
+            | ToWorker::ControlReply { .. } => {}
         }
-        Next::Go
+        Ok(())
     }
 }

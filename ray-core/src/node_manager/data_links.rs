@@ -6,16 +6,15 @@
 //!
 //! The other side, serving data requests, is [`super::data_session`].
 
-use super::links::{Opening, open_session};
+use super::links::{Opening, next_reply, open_session};
 use super::remote::CachedBinary;
 use super::runtime::Inner;
-use crate::codec;
 use crate::error::{Error, Result};
 use crate::ids::{JobId, NodeId, ObjectId};
 use crate::log;
 use crate::object_store::{Arena, PAD};
 use crate::protocol::node::{DATA_HEADER_MAX, DataReply, DataRequest};
-use crate::transport::{self, StreamOutbox};
+use crate::transport::StreamOutbox;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -214,15 +213,11 @@ async fn read_data_replies<R: AsyncRead + Unpin>(link: &DataLink, arena: &Arena,
     let mut rd = tokio::io::BufReader::with_capacity(64 * 1024, rd);
     let mut header = Vec::new();
     loop {
-        match transport::read_frame_async(&mut rd, &mut header, DATA_HEADER_MAX).await {
-            Ok(Some(())) => {}
-            Ok(None) => return "the connection was closed".into(),
-            Err(e) => return e.to_string(),
-        }
-        let DataReply::Bytes { req, result } = match codec::decode_frame::<DataReply>(&header) {
-            Ok(reply) => reply,
-            Err(e) => return format!("a reply that does not decode: {e}"),
-        };
+        let DataReply::Bytes { req, result } =
+            match next_reply(&mut rd, &mut header, DATA_HEADER_MAX).await {
+                Ok(reply) => reply,
+                Err(why) => return why,
+            };
         let Some(waiter) = link.take(req) else {
             return format!("a reply to request {req}, which was not asked");
         };

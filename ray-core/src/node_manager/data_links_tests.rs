@@ -2,6 +2,7 @@
 //! asked, and a reply announcing other than what was asked ends the session unread.
 
 use super::*;
+use crate::codec;
 
 fn new_link() -> (DataLink, crate::transport::OutboxRx) {
     let (outbox, rx) = StreamOutbox::new();

@@ -319,6 +319,21 @@ pub(super) fn open_control(inner: &Arc<Inner>, node: NodeId) -> StreamOutbox {
     outbox
 }
 
+/// The next message of a session this node opened at a peer (at most `max` bytes), or why
+/// the session ended.
+pub(super) async fn next_reply<M, R>(rd: &mut R, buf: &mut Vec<u8>, max: usize) -> Result<M, String>
+where
+    M: serde::de::DeserializeOwned,
+    R: AsyncRead + Unpin,
+{
+    match transport::read_frame_async(rd, buf, max).await {
+        Ok(Some(())) => {}
+        Ok(None) => return Err("the connection was closed".into()),
+        Err(e) => return Err(e.to_string()),
+    }
+    codec::decode_frame(buf).map_err(|e| format!("a reply that does not decode: {e}"))
+}
+
 async fn read_control_replies<R: AsyncRead + Unpin>(
     weak: &Weak<Inner>,
     node: NodeId,
@@ -328,14 +343,9 @@ async fn read_control_replies<R: AsyncRead + Unpin>(
     let mut rd = tokio::io::BufReader::with_capacity(64 * 1024, rd);
     let mut buf = Vec::new();
     loop {
-        match transport::read_frame_async(&mut rd, &mut buf, MAX_TO_WORKER).await {
-            Ok(Some(())) => {}
-            Ok(None) => return "the connection was closed".into(),
-            Err(e) => return e.to_string(),
-        }
-        let msg: ToWorker = match codec::decode_frame(&buf) {
+        let msg: ToWorker = match next_reply(&mut rd, &mut buf, MAX_TO_WORKER).await {
             Ok(m) => m,
-            Err(e) => return format!("a reply that does not decode: {e}"),
+            Err(why) => return why,
         };
         if let ToWorker::SessionAck { received } = msg {
             counters.acknowledged(received);

@@ -18,7 +18,7 @@
 //! after its result was sent). Only the thread whose turn it is touches the reader state.
 
 use super::{Job, send_job};
-use crate::client::{ProcessClient, Reply};
+use crate::client::ProcessClient;
 use crate::node_manager::exits::EXIT_LOST_NODE;
 use crate::protocol::worker::ToWorker;
 use crate::transport::{self, MAX_TO_WORKER};
@@ -80,7 +80,7 @@ pub(crate) fn reader_needed() {
             .compare_exchange(RUNNING, READER, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
     {
-        s.signal();
+        s.wake.signal();
     }
 }
 
@@ -150,17 +150,13 @@ impl Inbox {
             .compare_exchange(RUNNING, READER, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
-            self.shared.signal();
+            self.shared.wake.signal();
         }
         self.jobs
     }
 }
 
 impl Shared {
-    fn signal(&self) {
-        self.wake.signal();
-    }
-
     /// The main thread takes the turn: at once unless the reader thread has it.
     fn take_turn(&self) {
         if self
@@ -176,7 +172,7 @@ impl Shared {
             .compare_exchange(READER, MAIN_WANTS, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
-            self.signal();
+            self.wake.signal();
         }
         while self.turn.load(Ordering::Acquire) != MAIN {
             guard = self.turned.wait(guard).unwrap_or_else(|e| e.into_inner());
@@ -255,23 +251,24 @@ impl ReadState {
         if self.buf.capacity() > 1 << 20 {
             self.buf = Vec::new();
         }
-        match msg {
+        match core.take_reply(msg)? {
             ToWorker::Execute(e) => return Some(Job::Run(e)),
             ToWorker::Exit => return Some(Job::Exit),
-            ToWorker::ControlReply { req, result } => core.complete(req, Reply::Control(result)),
             ToWorker::Cancel { task } => {
                 crate::current::mark_cancelled(task);
                 super::async_actor::cancel(task);
             }
-            ToWorker::GetReplyPart { req, values } => core.reply_part(req, values),
-            ToWorker::GetReply { req, result } => core.get_reply(req, result),
-            ToWorker::WaitReply { req, ready } => core.complete(req, Reply::Wait(ready)),
-            ToWorker::Allocated { req, result } => core.complete(req, Reply::Alloc(result)),
             ToWorker::Welcome { .. }
             | ToWorker::Refused { .. }
             | ToWorker::Log { .. }
             | ToWorker::SessionAck { .. }
             | ToWorker::ActorLocation { .. } => {}
+            // Taken by `take_reply`.
+            ToWorker::GetReplyPart { .. }
+            | ToWorker::GetReply { .. }
+            | ToWorker::WaitReply { .. }
+            | ToWorker::Allocated { .. }
+            | ToWorker::ControlReply { .. } => {}
         }
         None
     }
