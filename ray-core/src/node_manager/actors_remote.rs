@@ -82,21 +82,23 @@ impl NodeState {
             calls.extend(queue.drain(..));
         }
         for call in calls {
-            if call.returns.extra > 0 || call.returns.stream.is_some() {
-                // Their extra objects would be delivered only on the actor's node.
+            if call.returns.stream.is_some() {
+                // Its items would be delivered only on the actor's node.
                 self.unpin_args(&call.args);
                 let err = Error::InvalidArgument {
                     what: format!(
                         "call of `{}` on an actor on another node ({node})",
                         call.method
                     ),
-                    message: "several return values and streaming returns work with actors on \
-                              the caller's node only, for now: return a tuple or a Vec instead"
+                    message: "streaming returns work with actors on the caller's node only, \
+                              for now: return a Vec instead, or call it from a task on the \
+                              actor's node"
                         .into(),
                 };
                 self.complete_object(call.task, Err(err));
                 continue;
             }
+            let extra = call.returns.extra;
             let spec = ActorTaskSpec {
                 actor,
                 task: call.task,
@@ -105,7 +107,7 @@ impl NodeState {
                 returns: call.returns,
             };
             self.send_node(node, FromWorker::SubmitActorTask(spec));
-            self.await_result(node, call.task, call.args, Some(actor));
+            self.await_result(node, call.task, call.args, Some(actor), extra);
         }
     }
 

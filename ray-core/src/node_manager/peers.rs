@@ -23,11 +23,13 @@ use std::collections::{HashMap, HashSet};
 /// What a request to another node waits for.
 pub(crate) enum PeerWait {
     /// The result of a task or actor call sent there (`args`: an actor call's, pinned here
-    /// until then; a task keeps its own; `actor`: the actor called).
+    /// until then; a task keeps its own; `actor`: the actor called; `extra`: how many return
+    /// values follow the first, `task + 1 ..= task + extra`, asked for in the same `Get`).
     Result {
         task: ObjectId,
         args: Vec<Arg>,
         actor: Option<ActorId>,
+        extra: u32,
     },
     /// The value of an object this node borrows.
     Value(ObjectId),
@@ -115,25 +117,36 @@ impl NodeState {
         self.tasks.set_state(task, TaskState::Forwarded { node });
         self.tasks.count_attempt(task);
         self.task_sent(node, &spec.resources);
+        let extra = spec.ext.returns.extra;
         self.send_node(node, FromWorker::SubmitTask(spec));
-        self.await_result(node, task, Vec::new(), None);
+        self.await_result(node, task, Vec::new(), None, extra);
         true
     }
 
-    /// Asks `node` for the result of `task` (a call of `actor`, if any), which runs there.
+    /// Asks `node` for the result of `task` (a call of `actor`, if any), which runs there,
+    /// and for its `extra` other return values: one `Get` for all of them.
     pub(super) fn await_result(
         &mut self,
         node: NodeId,
         task: ObjectId,
         args: Vec<Arg>,
         actor: Option<ActorId>,
+        extra: u32,
     ) {
-        let req = self.peer_request(node, PeerWait::Result { task, args, actor });
+        let req = self.peer_request(
+            node,
+            PeerWait::Result {
+                task,
+                args,
+                actor,
+                extra,
+            },
+        );
         self.send_node(
             node,
             FromWorker::Get {
                 req,
-                ids: vec![task],
+                ids: (0..=extra).map(|i| task.nth_return(i)).collect(),
                 timeout_ms: None,
             },
         );
@@ -195,17 +208,30 @@ impl NodeState {
                     }
                     other => other,
                 };
-                let value = result.and_then(|mut v| {
-                    v.pop().ok_or_else(|| Error::InvalidArgument {
+                // One value per id asked for: a `Get` of several ids is answered in order.
+                let wait = self.peers.waits.remove(&(node, req));
+                let asked = match &wait {
+                    Some(PeerWait::Result { extra, .. }) => *extra as usize + 1,
+                    _ => 1,
+                };
+                let values = result.and_then(|v| match v.len() == asked {
+                    true => Ok(v),
+                    false => Err(Error::InvalidArgument {
                         what: "reply".into(),
-                        message: format!("{node} answered with no value"),
-                    })
+                        message: format!(
+                            "{node} answered with {} values for {asked} objects",
+                            v.len()
+                        ),
+                    }),
                 });
-                match self.peers.waits.remove(&(node, req)) {
-                    Some(PeerWait::Result { task, args, .. }) => {
-                        self.result_arrived(node, task, args, value)
+                match wait {
+                    Some(PeerWait::Result {
+                        task, args, extra, ..
+                    }) => self.result_arrived(node, task, args, extra, values),
+                    Some(PeerWait::Value(id)) => {
+                        let value = values.map(|mut v| v.remove(0));
+                        self.complete_object(id, value)
                     }
-                    Some(PeerWait::Value(id)) => self.complete_object(id, value),
                     Some(PeerWait::Actor(_)) | None => {}
                 }
             }
@@ -282,7 +308,9 @@ impl NodeState {
         for key in keys {
             self.peers.parts.remove(&key);
             match self.peers.waits.remove(&key) {
-                Some(PeerWait::Result { task, args, actor }) => {
+                Some(PeerWait::Result {
+                    task, args, actor, ..
+                }) => {
                     let sent_there = matches!(
                         self.tasks.get(task).map(|t| &t.state),
                         Some(TaskState::Forwarded { node: n }) if *n == node
@@ -337,26 +365,37 @@ impl NodeState {
         }
     }
 
-    /// The result of work sent to `node` arrived.
+    /// The result of work sent to `node` arrived: its return values in order (`task`, then
+    /// `task + 1 ..= task + extra`), or the error they all get.
     fn result_arrived(
         &mut self,
         node: NodeId,
         task: ObjectId,
         args: Vec<Arg>,
-        value: Result<Value>,
+        extra: u32,
+        values: Result<Vec<Value>>,
     ) {
         // A value stored there stays there (this node holds it there until it frees the
         // object); anything else was copied here, and `node` may drop its entry.
-        let stored_there = matches!(
-            &value,
-            Ok(Value {
-                data: crate::codec::Data::Remote { .. },
-                ..
-            })
-        );
-        if !stored_there {
-            self.send_node(node, FromWorker::DelRef(RefId::Object(task)));
+        let stored_there: Vec<bool> = match &values {
+            Ok(v) => v
+                .iter()
+                .map(|v| matches!(v.data, crate::codec::Data::Remote { .. }))
+                .collect(),
+            Err(_) => vec![false; extra as usize + 1],
+        };
+        for (i, there) in (0..).zip(&stored_there) {
+            if !there {
+                let id = task.nth_return(i);
+                self.send_node(node, FromWorker::DelRef(RefId::Object(id)));
+            }
         }
+        // The values after the first complete with it (`returns.rs::on_completed`).
+        let value = values.map(|mut v| {
+            let rest = v.split_off(1);
+            self.stash_returns(task, rest);
+            v.remove(0)
+        });
         if let Some(t) = self.tasks.get(task) {
             if matches!(t.state, TaskState::Forwarded { node: n } if n == node) {
                 let req = t.spec.resources.clone();
@@ -367,11 +406,15 @@ impl NodeState {
             self.unpin_args(&args);
             self.complete_object(task, value);
         }
-        if stored_there {
-            if let Some(e) = self.objects.get_mut(task) {
+        for (i, there) in (0..).zip(&stored_there) {
+            if !there {
+                continue;
+            }
+            let id = task.nth_return(i);
+            if let Some(e) = self.objects.get_mut(id) {
                 e.held_at = Some(node);
             } else {
-                self.send_node(node, FromWorker::DelRef(RefId::Object(task)));
+                self.send_node(node, FromWorker::DelRef(RefId::Object(id)));
             }
         }
     }

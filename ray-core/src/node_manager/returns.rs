@@ -71,6 +71,15 @@ impl NodeState {
         self.returns.extra.insert(task, returns.extra);
     }
 
+    /// The values after the first of a call that ran on another node, kept until the first
+    /// completes (then `on_completed` completes them). Dropped if the call has no other
+    /// values waiting here (the reply's length was checked against what was asked).
+    pub(super) fn stash_returns(&mut self, task: ObjectId, rest: Vec<Value>) {
+        if !rest.is_empty() && self.returns.extra.contains_key(&task) {
+            self.returns.stashed.insert(task, rest);
+        }
+    }
+
     /// A worker's `TaskReturns`: checked like `TaskDone`, and every value must be there.
     pub(super) fn task_returns(
         &mut self,

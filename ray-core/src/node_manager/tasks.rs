@@ -128,19 +128,20 @@ impl NodeState {
             self.complete_object(task, Err(e));
             return;
         }
-        let feasible =
-            if spec.stays_with_caller() && !self.cluster.is_empty() {
-                self.resources.check_feasible(&spec.resources).map_err(|missing| {
-                let available = format!(
-                    "{} (on this node: a task with several return values or a stream runs on \
-                     its caller's node in a cluster)",
-                    self.resources.describe_total()
-                );
-                (missing, available)
-            })
-            } else {
-                self.feasible_in_cluster(&spec.resources)
-            };
+        let feasible = if spec.stays_with_caller() && !self.cluster.is_empty() {
+            self.resources
+                .check_feasible(&spec.resources)
+                .map_err(|missing| {
+                    let available = format!(
+                        "{} (on this node: a streaming task runs on its caller's node in a \
+                     cluster)",
+                        self.resources.describe_total()
+                    );
+                    (missing, available)
+                })
+        } else {
+            self.feasible_in_cluster(&spec.resources)
+        };
         if let Err((missing, available)) = feasible {
             let err = Error::Infeasible {
                 name: spec.function.clone(),
@@ -319,7 +320,7 @@ impl NodeState {
                 ..
             })
         );
-        let function = if ran_on.is_some() && stays_there && !te.spec.stays_with_caller() {
+        let function = if ran_on.is_some() && stays_there && te.spec.single_return() {
             let function = te.spec.function.clone();
             self.keep_lineage(te.spec, attempts);
             function

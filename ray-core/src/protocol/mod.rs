@@ -48,10 +48,17 @@ pub(crate) struct TaskSpec {
 }
 
 impl TaskSpec {
-    /// A task with several return values or a stream runs on its caller's node in a cluster:
-    /// their extra objects are delivered only there (forwarding awaits the first return only).
+    /// A streaming task runs on its caller's node in a cluster: its items are delivered only
+    /// there. (A task with several return values may run anywhere: forwarding awaits all of
+    /// them, `peers.rs::await_result`.)
     pub(crate) fn stays_with_caller(&self) -> bool {
-        self.ext.returns.extra > 0 || self.ext.returns.stream.is_some()
+        self.ext.returns.stream.is_some()
+    }
+
+    /// A task with one return value and no stream: the only kind whose lost result is made
+    /// again by running it again (lineage keeps no spec for the other kinds).
+    pub(crate) fn single_return(&self) -> bool {
+        self.ext.returns.extra == 0 && self.ext.returns.stream.is_none()
     }
 }
 
