@@ -38,6 +38,12 @@ fn three_on_a(n: u64) -> (u64, Vec<u8>, u32) {
     (n * 2, vec![9u8; 1 << 20], my_daemon())
 }
 
+/// A stream of `0..n` made on node A.
+#[ray::remote(streaming, resources(zone_a = 1))]
+fn count_on_a(n: u64) -> impl Iterator<Item = u64> {
+    0..n
+}
+
 /// Runs on A and submits a child that must run on B: (A's worker pid, B's worker pid).
 #[ray::remote(resources(zone_a = 1))]
 fn parent_on_a() -> (u32, u32) {
@@ -253,17 +259,30 @@ fn everything() {
         (300, (0..300u64).sum()),
         "two return values of a call on another node"
     );
-    // A streaming method of an actor on another node is not supported yet, and says so.
-    let items: Vec<ObjectRef<u64>> = ledger.stream_entries().collect();
-    match items.last().map(ray::get) {
-        Some(Err(ray::Error::InvalidArgument { message, .. })) => {
-            assert!(message.contains("streaming returns"), "{message}")
-        }
-        other => panic!("expected InvalidArgument, got {other:?}"),
-    }
+    // Streams from another node: an actor's method on C, a task on A (its items are taken
+    // from A as they come, two at most ahead). A stream dropped half-way lets its producer go:
+    // the next task that needs A's `zone_a` could not run otherwise.
+    let entries: Vec<u64> = ledger
+        .stream_entries()
+        .map(|r| ray::get(&r).unwrap())
+        .collect();
+    assert_eq!(entries, (0..300u64).collect::<Vec<_>>(), "streamed from C");
+    let counted: Vec<u64> = count_on_a::options()
+        .stream_backpressure(2)
+        .remote(50)
+        .map(|r| ray::get(&r).unwrap())
+        .collect();
+    assert_eq!(counted, (0..50u64).collect::<Vec<_>>(), "streamed from A");
+    let mut long = count_on_a::options().stream_backpressure(2).remote(1000);
+    let first: Vec<u64> = (0..3)
+        .map(|_| ray::get(&long.next().expect("an item")).unwrap())
+        .collect();
+    assert_eq!(first, [0, 1, 2]);
+    drop(long);
 
     // Several return values of a task on another node, each an object of its own: the large
-    // one stays in A's store and is read on B from there.
+    // one stays in A's store and is read on B from there. (It needs `zone_a`, which the
+    // dropped stream above held until its producer was let go.)
     let (doubled, big, daemon) = three_on_a::remote(21);
     let (pid, sum) = ray::get(&sum_on_b::remote(&big)).unwrap();
     assert_eq!(

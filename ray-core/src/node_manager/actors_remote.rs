@@ -82,23 +82,8 @@ impl NodeState {
             calls.extend(queue.drain(..));
         }
         for call in calls {
-            if call.returns.stream.is_some() {
-                // Its items would be delivered only on the actor's node.
-                self.unpin_args(&call.args);
-                let err = Error::InvalidArgument {
-                    what: format!(
-                        "call of `{}` on an actor on another node ({node})",
-                        call.method
-                    ),
-                    message: "streaming returns work with actors on the caller's node only, \
-                              for now: return a Vec instead, or call it from a task on the \
-                              actor's node"
-                        .into(),
-                };
-                self.complete_object(call.task, Err(err));
-                continue;
-            }
             let extra = call.returns.extra;
+            let streaming = call.returns.stream.is_some();
             let spec = ActorTaskSpec {
                 actor,
                 task: call.task,
@@ -108,6 +93,9 @@ impl NodeState {
             };
             self.send_node(node, FromWorker::SubmitActorTask(spec));
             self.await_result(node, call.task, call.args, Some(actor), extra);
+            if streaming {
+                self.stream_sent(call.task, node);
+            }
         }
     }
 

@@ -8,12 +8,19 @@
 //! (allowed to go on) only when the caller catches up. A retried call yields its items again:
 //! those already received are dropped. When the caller drops the generator, items it did not
 //! take are freed and the producer is never held back again.
+//!
+//! A streaming call sent to another node keeps its stream there, owned by this node's
+//! session: the caller's `StreamNext` is passed on to that node (`Stream::remote`), and each
+//! item it answers with is an object of that node, which this node borrows for the caller
+//! (one hold there per answer, released when this node's entry goes). This node releases the
+//! call's own object there only when the caller drops the generator, so the items stay there
+//! until then.
 
 use super::control::Answer;
 use super::state::NodeState;
 use crate::codec::Value;
 use crate::error::{Error, Result};
-use crate::ids::{IdMap, ObjectId, ProcId, RefId};
+use crate::ids::{IdMap, NodeId, ObjectId, ProcId, RefId};
 use crate::protocol::worker::{ControlReply, StreamItem, ToWorker};
 
 pub(crate) struct Stream {
@@ -31,6 +38,8 @@ pub(crate) struct Stream {
     waiting: Vec<(u64, Answer)>,
     /// The producer's `Yield` waiting for the owner to catch up.
     held: Option<(ProcId, u64)>,
+    /// The call runs on this node: its stream is there, and `StreamNext` goes there.
+    remote: Option<NodeId>,
 }
 
 #[derive(Default)]
@@ -63,6 +72,7 @@ impl NodeState {
                 abandoned: false,
                 waiting: Vec::new(),
                 held: None,
+                remote: None,
             },
         );
     }
@@ -212,6 +222,10 @@ impl NodeState {
                 message: "only the caller of a streaming call takes its items".into(),
             }));
         }
+        if let Some(node) = stream.remote {
+            self.ask_stream_item(node, generator, index, to);
+            return None;
+        }
         if (index as usize) < stream.items.len() {
             return Some(self.take_item(generator, index));
         }
@@ -223,6 +237,32 @@ impl NodeState {
                 None
             }
         }
+    }
+
+    /// The streaming call `generator` was sent to `node` to run: its items will be there, and
+    /// what the caller asked for already is asked of `node`.
+    pub(super) fn stream_sent(&mut self, generator: ObjectId, node: NodeId) {
+        let Some(stream) = self.generators.map.get_mut(&generator) else {
+            return;
+        };
+        stream.remote = Some(node);
+        for (index, to) in std::mem::take(&mut stream.waiting) {
+            self.ask_stream_item(node, generator, index, to);
+        }
+    }
+
+    /// The process that takes `generator`'s items.
+    pub(super) fn stream_owner(&self, generator: ObjectId) -> Option<ProcId> {
+        self.generators.map.get(&generator).map(|s| s.owner)
+    }
+
+    /// Whether `generator`'s stream is at `node` and its caller still takes items from it
+    /// (then this node's hold on the call's object there is kept).
+    pub(super) fn stream_kept_at(&self, generator: ObjectId, node: NodeId) -> bool {
+        self.generators
+            .map
+            .get(&generator)
+            .is_some_and(|s| s.remote == Some(node) && !s.abandoned)
     }
 
     /// The streaming call's own object completed: the stream ended.
@@ -261,6 +301,22 @@ impl NodeState {
         let Some(stream) = self.generators.map.get_mut(&generator) else {
             return;
         };
+        if let Some(node) = stream.remote {
+            // The stream is there: letting the call's object go there ends it there (its
+            // untaken items are freed there, its producer let go).
+            let first = !stream.abandoned;
+            stream.abandoned = true;
+            if stream.ended.is_some() {
+                self.generators.map.remove(&generator);
+            }
+            if first {
+                self.send_node(
+                    node,
+                    crate::protocol::worker::FromWorker::DelRef(RefId::Object(generator)),
+                );
+            }
+            return;
+        }
         stream.abandoned = true;
         let owner = stream.owner;
         let untaken: Vec<ObjectId> =

@@ -35,6 +35,11 @@ pub(crate) enum PeerWait {
     Value(ObjectId),
     /// Where an actor runs.
     Actor(ActorId),
+    /// The next item of a streaming call that runs there, for its caller here (`to`).
+    StreamItem {
+        generator: ObjectId,
+        to: super::control::Answer,
+    },
 }
 
 #[derive(Default)]
@@ -65,6 +70,72 @@ impl NodeState {
         let req = self.peers.next_req;
         self.peers.waits.insert((node, req), wait);
         req
+    }
+
+    /// Asks `node`, where the streaming call `generator` runs, for its item `index`; `to`
+    /// hears the answer. A node that is gone has no items to give: the stream failed.
+    pub(super) fn ask_stream_item(
+        &mut self,
+        node: NodeId,
+        generator: ObjectId,
+        index: u64,
+        to: super::control::Answer,
+    ) {
+        if !self.cluster.knows(node) {
+            let failed = crate::protocol::worker::StreamItem::Failed;
+            self.answer(to, Ok(crate::protocol::worker::ControlReply::Item(failed)));
+            return;
+        }
+        let req = self.peer_request(node, PeerWait::StreamItem { generator, to });
+        self.send_node(
+            node,
+            FromWorker::Control {
+                req,
+                op: Control::StreamNext { generator, index },
+            },
+        );
+    }
+
+    /// `node` answered a `StreamNext` of this node's: an item there, which this node borrows
+    /// for the caller (the answer was one hold there, so a second answer for an item already
+    /// known here gives that hold back), or the stream's end.
+    fn stream_item_arrived(
+        &mut self,
+        node: NodeId,
+        generator: ObjectId,
+        to: super::control::Answer,
+        result: Result<crate::protocol::worker::ControlReply>,
+    ) {
+        use crate::protocol::worker::{ControlReply, StreamItem};
+        let owner = self.stream_owner(generator);
+        let result = match result {
+            Ok(ControlReply::Item(StreamItem::Ref(item))) => {
+                if item.node() != node {
+                    log::warn!("{node} answered an item {item} of {generator} it did not make");
+                    Err(Error::InvalidArgument {
+                        what: "reply".into(),
+                        message: format!("{node} named an item {item} it did not make"),
+                    })
+                } else {
+                    if !self.objects.create_borrowed(item, node) {
+                        self.send_node(node, FromWorker::DelRef(RefId::Object(item)));
+                    } else {
+                        self.ask_for_value(node, item);
+                    }
+                    if let Some(owner) = owner {
+                        self.objects.add_holder(item, owner);
+                    }
+                    Ok(ControlReply::Item(StreamItem::Ref(item)))
+                }
+            }
+            Ok(ControlReply::Item(item)) => Ok(ControlReply::Item(item)),
+            Ok(other) => Err(Error::InvalidArgument {
+                what: "reply".into(),
+                message: format!("{node} answered a stream's next item with {other:?}"),
+            }),
+            Err(e) => Err(e),
+        };
+        self.answer(to, result);
     }
 
     /// Asks `owner` for the value of `id`, which this node borrows.
@@ -118,8 +189,12 @@ impl NodeState {
         self.tasks.count_attempt(task);
         self.task_sent(node, &spec.resources);
         let extra = spec.ext.returns.extra;
+        let streaming = spec.ext.returns.stream.is_some();
         self.send_node(node, FromWorker::SubmitTask(spec));
         self.await_result(node, task, Vec::new(), None, extra);
+        if streaming {
+            self.stream_sent(task, node);
+        }
         true
     }
 
@@ -232,7 +307,29 @@ impl NodeState {
                         let value = values.map(|mut v| v.remove(0));
                         self.complete_object(id, value)
                     }
+                    Some(PeerWait::StreamItem { to, .. }) => {
+                        let err = Error::InvalidArgument {
+                            what: "reply".into(),
+                            message: format!("{node} answered a stream's next item with values"),
+                        };
+                        self.answer(to, Err(err))
+                    }
                     Some(PeerWait::Actor(_)) | None => {}
+                }
+            }
+            ToWorker::ControlReply { req, result } => {
+                // Only a stream's next item is asked of a node as a control request.
+                if !matches!(
+                    self.peers.waits.get(&(node, req)),
+                    Some(PeerWait::StreamItem { .. })
+                ) {
+                    log::debug!("ignored a control reply {req} from {node}");
+                    return;
+                }
+                if let Some(PeerWait::StreamItem { generator, to }) =
+                    self.peers.waits.remove(&(node, req))
+                {
+                    self.stream_item_arrived(node, generator, to, result);
                 }
             }
             ToWorker::ActorLocation { req, node: at } => {
@@ -329,6 +426,10 @@ impl NodeState {
                     self.complete_object(id, Err(err));
                 }
                 Some(PeerWait::Actor(actor)) => self.actor_located(actor, None),
+                Some(PeerWait::StreamItem { to, .. }) => {
+                    let failed = crate::protocol::worker::StreamItem::Failed;
+                    self.answer(to, Ok(crate::protocol::worker::ControlReply::Item(failed)));
+                }
                 None => {}
             }
         }
@@ -342,11 +443,13 @@ impl NodeState {
         };
         let (attempts, max_retries) = (te.attempts(), te.spec.max_retries);
         let function = te.spec.function.clone();
+        // A stream's items taken so far were objects of that node: a stream is not run again.
+        let streaming = te.spec.ext.returns.stream.is_some();
         if let TaskState::Forwarded { .. } = te.state {
             let req = te.spec.resources.clone();
             self.cluster.returned(node, &req);
         }
-        if attempts <= max_retries && !self.shutting_down {
+        if attempts <= max_retries && !self.shutting_down && !streaming {
             log::warn!(
                 "`{function}` was running on {node}, which is gone ({why}); retrying (attempt {} \
                  of {})",
@@ -384,8 +487,11 @@ impl NodeState {
                 .collect(),
             Err(_) => vec![false; extra as usize + 1],
         };
+        // A stream's items stay there while its caller takes them: the call's own object is
+        // let go there when the caller drops the generator (`generators.rs::stream_dropped`).
+        let stream_there = self.stream_kept_at(task, node);
         for (i, there) in (0..).zip(&stored_there) {
-            if !there {
+            if !there && (i != 0 || !stream_there) {
                 let id = task.nth_return(i);
                 self.send_node(node, FromWorker::DelRef(RefId::Object(id)));
             }
@@ -576,7 +682,10 @@ impl NodeState {
             // What a node asks of an actor or task of its own that runs here.
             FromWorker::Control {
                 req,
-                op: op @ (Control::KillActor { .. } | Control::Cancel { .. }),
+                op:
+                    op @ (Control::KillActor { .. }
+                    | Control::Cancel { .. }
+                    | Control::StreamNext { .. }),
             } => {
                 let to = super::control::Answer::Remote { proc: from, req };
                 self.control(from, to, op)?;

@@ -119,9 +119,7 @@ impl NodeState {
                 // A task another node sent runs here (it fits here, that node chose this one;
                 // and a node may submit only under its own ids).
                 let args = match self.tasks.get(task) {
-                    Some(t) if !t.spec.stays_with_caller() && task.node() == self.node => {
-                        t.spec.args.clone()
-                    }
+                    Some(t) if task.node() == self.node => t.spec.args.clone(),
                     _ => continue,
                 };
                 let Some(node) = self.place_elsewhere(&shape, &args, true) else {

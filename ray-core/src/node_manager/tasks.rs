@@ -128,20 +128,7 @@ impl NodeState {
             self.complete_object(task, Err(e));
             return;
         }
-        let feasible = if spec.stays_with_caller() && !self.cluster.is_empty() {
-            self.resources
-                .check_feasible(&spec.resources)
-                .map_err(|missing| {
-                    let available = format!(
-                        "{} (on this node: a streaming task runs on its caller's node in a \
-                     cluster)",
-                        self.resources.describe_total()
-                    );
-                    (missing, available)
-                })
-        } else {
-            self.feasible_in_cluster(&spec.resources)
-        };
+        let feasible = self.feasible_in_cluster(&spec.resources);
         if let Err((missing, available)) = feasible {
             let err = Error::Infeasible {
                 name: spec.function.clone(),
@@ -193,7 +180,7 @@ impl NodeState {
         };
         // A task another node sent runs here: that node placed it (by locality too), and a
         // node may submit only under ids its own processes made.
-        let elsewhere = match te.spec.stays_with_caller() || task.node() != self.node {
+        let elsewhere = match task.node() != self.node {
             true => None,
             false => self.place_by_locality(&te.spec.resources, &te.spec.args),
         };

@@ -570,7 +570,9 @@ fn a_task_with_several_returns_runs_on_a_peer_and_all_its_values_come_back_in_on
 }
 
 #[test]
-fn a_streaming_task_stays_on_its_callers_node_and_says_so_when_it_cannot_fit() {
+fn a_streaming_task_runs_on_a_peer_which_its_callers_next_items_are_asked_of() {
+    use crate::node_manager::control::Answer;
+    use crate::protocol::worker::{Control, ControlReply, StreamItem};
     let mut h = Harness::in_cluster(cpus(4));
     h.peer_publishes(
         PEER,
@@ -580,18 +582,151 @@ fn a_streaming_task_stays_on_its_callers_node_and_says_so_when_it_cannot_fit() {
     let mut spec = h.ssd_task();
     spec.ext.returns.stream = Some(4);
     let t = h.submit(DRIVER, spec);
+    let sent = h.sent_to_node(PEER);
+    assert!(
+        sent.iter()
+            .any(|m| matches!(m, FromWorker::SubmitTask(s) if s.task == t)),
+        "the streaming task went to the peer: {sent:?}"
+    );
+    let result_req = Harness::result_request(&sent, t);
+    // The caller's next item is asked of the peer, and answered when the peer answers.
+    let next = |h: &mut Harness, index: u64| {
+        let slot = Arc::new(Slot::new());
+        let op = Control::StreamNext {
+            generator: t,
+            index,
+        };
+        h.with(|st| st.control(DRIVER, Answer::Local(slot.clone()), op))
+            .expect("allowed");
+        let req = h
+            .sent_to_node(PEER)
+            .iter()
+            .find_map(|m| match m {
+                FromWorker::Control {
+                    req,
+                    op:
+                        Control::StreamNext {
+                            generator,
+                            index: i,
+                        },
+                } if *generator == t && *i == index => Some(*req),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("item {index} was not asked of the peer"));
+        assert!(slot.try_take().is_none(), "answered before the peer did");
+        (slot, req)
+    };
+    let answer = |h: &mut Harness, req: u64, item: StreamItem| {
+        h.with(|st| {
+            st.peer_reply(
+                PEER,
+                ToWorker::ControlReply {
+                    req,
+                    result: Ok(ControlReply::Item(item)),
+                },
+            )
+        })
+    };
+    // An id made by a process of `node` (`ids.rs`: node, process, counter).
+    let made_by = |node: NodeId, i: u64| ObjectId(((node.0 as u128) << 96) | (9 << 64) | i as u128);
+    let made_there = |i: u64| made_by(PEER, i);
+    let (slot, req) = next(&mut h, 0);
+    let item = made_there(1);
+    answer(&mut h, req, StreamItem::Ref(item));
+    assert!(matches!(
+        slot.try_take(),
+        Some(Ok(ControlReply::Item(StreamItem::Ref(i)))) if i == item
+    ));
+    // The item is the peer's: borrowed here for the caller, its value asked of the peer.
+    let value_req = Harness::result_request(&h.sent_to_node(PEER), item);
+    h.peer_answers(PEER, value_req, Ok(value(5)));
+    assert_eq!(h.value_of(item), Some(5));
+
+    // An item the peer did not make is refused.
+    let (slot, req) = next(&mut h, 1);
+    answer(&mut h, req, StreamItem::Ref(made_by(NodeId(3), 2)));
+    assert!(matches!(
+        slot.try_take(),
+        Some(Err(Error::InvalidArgument { .. }))
+    ));
+
+    // The call ends: the peer keeps its stream (this node does not let the call's object go
+    // there), and the caller's next item is still asked there.
+    h.peer_answers(PEER, result_req, Ok(value(0)));
+    assert!(
+        !h.sent_to_node(PEER)
+            .iter()
+            .any(|m| matches!(m, FromWorker::DelRef(RefId::Object(o)) if *o == t)),
+        "the call's object let go at the peer while its items may still be taken"
+    );
+    let (slot, req) = next(&mut h, 1);
+    answer(&mut h, req, StreamItem::End);
+    assert!(matches!(
+        slot.try_take(),
+        Some(Ok(ControlReply::Item(StreamItem::End)))
+    ));
+    // The caller drops the generator: the peer is told, once.
+    h.with(|st| st.del_ref(DRIVER, RefId::Object(t)))
+        .expect("held");
+    let sent = h.sent_to_node(PEER);
+    assert_eq!(
+        sent.iter()
+            .filter(|m| matches!(m, FromWorker::DelRef(RefId::Object(o)) if *o == t))
+            .count(),
+        1,
+        "{sent:?}"
+    );
+}
+
+#[test]
+fn a_stream_whose_node_is_lost_fails_and_does_not_run_again() {
+    use crate::node_manager::control::Answer;
+    use crate::protocol::worker::{Control, ControlReply, StreamItem};
+    let mut h = Harness::in_cluster(cpus(4));
+    h.peer_publishes(
+        PEER,
+        &[("CPU", 2.0), ("ssd", 1.0)],
+        &[("CPU", 2.0), ("ssd", 1.0)],
+    );
+    let mut spec = h.ssd_task();
+    spec.ext.returns.stream = Some(4);
+    spec.max_retries = 3;
+    let t = h.submit(DRIVER, spec);
+    h.sent_to_node(PEER);
+    let next = |h: &mut Harness| {
+        let slot = Arc::new(Slot::new());
+        let op = Control::StreamNext {
+            generator: t,
+            index: 0,
+        };
+        h.with(|st| st.control(DRIVER, Answer::Local(slot.clone()), op))
+            .expect("allowed");
+        slot
+    };
+    let waiting = next(&mut h);
+    assert!(waiting.try_take().is_none(), "asked of the peer");
+    h.with(|st| st.peer_unreachable(PEER, "connection reset"));
+    assert!(matches!(
+        waiting.try_take(),
+        Some(Ok(ControlReply::Item(StreamItem::Failed)))
+    ));
+    assert!(
+        matches!(h.failed(t), Some(Error::NodeDied { .. })),
+        "not run again: {:?}",
+        h.state(t)
+    );
     assert!(
         !h.sent_to_node(PEER)
             .iter()
             .any(|m| matches!(m, FromWorker::SubmitTask(_))),
-        "not sent to the peer"
+        "not sent again"
     );
-    match h.failed(t) {
-        Some(Error::Infeasible { available, .. }) => {
-            assert!(available.contains("caller's node"), "{available}")
-        }
-        other => panic!("expected Infeasible, got {other:?}"),
-    }
+    assert!(h.started.is_empty(), "not run here either");
+    let later = next(&mut h);
+    assert!(matches!(
+        later.try_take(),
+        Some(Ok(ControlReply::Item(StreamItem::Failed)))
+    ));
 }
 
 // A peer is lost (issue 11).

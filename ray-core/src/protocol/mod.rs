@@ -48,13 +48,6 @@ pub(crate) struct TaskSpec {
 }
 
 impl TaskSpec {
-    /// A streaming task runs on its caller's node in a cluster: its items are delivered only
-    /// there. (A task with several return values may run anywhere: forwarding awaits all of
-    /// them, `peers.rs::await_result`.)
-    pub(crate) fn stays_with_caller(&self) -> bool {
-        self.ext.returns.stream.is_some()
-    }
-
     /// A task with one return value and no stream: the only kind whose lost result is made
     /// again by running it again (lineage keeps no spec for the other kinds).
     pub(crate) fn single_return(&self) -> bool {
