@@ -77,6 +77,7 @@ impl NodeState {
         let Some(entry) = self.actors.get_mut(actor) else {
             return;
         };
+        let entry_class = entry.class.clone();
         let mut calls = Vec::new();
         for (_, queue) in entry.callers.iter_mut() {
             calls.extend(queue.drain(..));
@@ -84,6 +85,29 @@ impl NodeState {
         for call in calls {
             let extra = call.returns.extra;
             let streaming = call.returns.stream.is_some();
+            // A stream is passed on once, and only before it gave out items: a stream that
+            // items were taken from here, or one a peer's call asked of this node, cannot go
+            // on there (its caller's next index, or its items' node, would be wrong).
+            let passed_on = streaming
+                && self
+                    .stream_owner(call.task)
+                    .is_some_and(|o| self.is_peer_session(o));
+            if passed_on || self.stream_started_here(call.task) {
+                self.unpin_args(&call.args);
+                let class = crate::node_manager::short_name(&entry_class).to_string();
+                let err = Error::ActorDied {
+                    actor: class,
+                    restarting: true,
+                    cause: format!(
+                        "the actor of streaming call `{}` is now on {node}, and a stream that \
+                         already gave out items, or was sent here by another node, cannot go \
+                         on there; call it again",
+                        call.method
+                    ),
+                };
+                self.complete_object(call.task, Err(err));
+                continue;
+            }
             let spec = ActorTaskSpec {
                 actor,
                 task: call.task,

@@ -90,6 +90,13 @@ impl NodeState {
                     None => return Ok(()), // answered when the item comes
                 }
             }
+            Control::StreamDropped { generator } => {
+                self.may_name(from, generator)?;
+                if self.stream_owner(generator) == Some(from) {
+                    self.stream_dropped(generator);
+                }
+                Ok(ControlReply::Done)
+            }
             Control::CreatePlacementGroup(spec) => {
                 self.fresh(from, RefId::Object(spec.ready))?;
                 if spec.id.creator() != from || self.placement_group_exists(spec.id) {

@@ -40,6 +40,9 @@ pub(crate) struct Stream {
     held: Option<(ProcId, u64)>,
     /// The call runs on this node: its stream is there, and `StreamNext` goes there.
     remote: Option<NodeId>,
+    /// That node was lost: its items with it (a node rejoining under the same id knows
+    /// nothing of the stream).
+    remote_lost: bool,
 }
 
 #[derive(Default)]
@@ -73,6 +76,7 @@ impl NodeState {
                 waiting: Vec::new(),
                 held: None,
                 remote: None,
+                remote_lost: false,
             },
         );
     }
@@ -223,6 +227,9 @@ impl NodeState {
             }));
         }
         if let Some(node) = stream.remote {
+            if stream.remote_lost {
+                return Some(Ok(ControlReply::Item(StreamItem::Failed)));
+            }
             self.ask_stream_item(node, generator, index, to);
             return None;
         }
@@ -240,15 +247,58 @@ impl NodeState {
     }
 
     /// The streaming call `generator` was sent to `node` to run: its items will be there, and
-    /// what the caller asked for already is asked of `node`.
+    /// what the caller asked for already is asked of `node` (a caller that dropped the
+    /// generator already: `node` is told at once, so its producer is never held).
     pub(super) fn stream_sent(&mut self, generator: ObjectId, node: NodeId) {
         let Some(stream) = self.generators.map.get_mut(&generator) else {
             return;
         };
         stream.remote = Some(node);
+        if stream.abandoned {
+            self.send_stream_dropped(node, generator);
+        }
+        let Some(stream) = self.generators.map.get_mut(&generator) else {
+            return;
+        };
         for (index, to) in std::mem::take(&mut stream.waiting) {
             self.ask_stream_item(node, generator, index, to);
         }
+    }
+
+    /// Whether `generator`'s stream has given out or made items here: such a call is not sent
+    /// to another node (its caller's next index would mean nothing there).
+    pub(super) fn stream_started_here(&self, generator: ObjectId) -> bool {
+        self.generators
+            .map
+            .get(&generator)
+            .is_some_and(|s| s.remote.is_none() && (!s.items.is_empty() || s.taken > 0))
+    }
+
+    /// Whether an item that `node` answered for `generator` still has a taker here: the
+    /// stream is there, not dropped, and its caller lives.
+    pub(super) fn stream_wants_items(&self, generator: ObjectId) -> Option<ProcId> {
+        let stream = self.generators.map.get(&generator)?;
+        let owner_alive = stream.owner == self.driver() || self.workers.get(stream.owner).is_some();
+        (!stream.abandoned && owner_alive).then_some(stream.owner)
+    }
+
+    /// `node` is lost: streams there fail from now on.
+    pub(super) fn streams_lost_with(&mut self, node: NodeId) {
+        for stream in self.generators.map.values_mut() {
+            if stream.remote == Some(node) {
+                stream.remote_lost = true;
+            }
+        }
+    }
+
+    fn send_stream_dropped(&mut self, node: NodeId, generator: ObjectId) {
+        self.send_node(
+            node,
+            crate::protocol::worker::FromWorker::Control {
+                req: 0,
+                op: crate::protocol::worker::Control::StreamDropped { generator },
+            },
+        );
     }
 
     /// The process that takes `generator`'s items.
@@ -302,18 +352,26 @@ impl NodeState {
             return;
         };
         if let Some(node) = stream.remote {
-            // The stream is there: letting the call's object go there ends it there (its
-            // untaken items are freed there, its producer let go).
+            // The stream is there. Once the call ended, this node's hold on the call's object
+            // there is all that keeps it: letting it go ends the stream there. Before, the
+            // object stays (this node's `Get` of the result waits on it, and its reply lets it
+            // go, `peers.rs::result_arrived`): the stream there is only told it was dropped.
             let first = !stream.abandoned;
             stream.abandoned = true;
-            if stream.ended.is_some() {
+            let ended = stream.ended.is_some();
+            let lost = stream.remote_lost;
+            if ended {
                 self.generators.map.remove(&generator);
             }
-            if first {
-                self.send_node(
-                    node,
-                    crate::protocol::worker::FromWorker::DelRef(RefId::Object(generator)),
-                );
+            if first && !lost {
+                if ended {
+                    self.send_node(
+                        node,
+                        crate::protocol::worker::FromWorker::DelRef(RefId::Object(generator)),
+                    );
+                } else {
+                    self.send_stream_dropped(node, generator);
+                }
             }
             return;
         }

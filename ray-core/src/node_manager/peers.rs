@@ -107,7 +107,16 @@ impl NodeState {
         result: Result<crate::protocol::worker::ControlReply>,
     ) {
         use crate::protocol::worker::{ControlReply, StreamItem};
-        let owner = self.stream_owner(generator);
+        let Some(owner) = self.stream_wants_items(generator) else {
+            // Dropped (or its caller gone) meanwhile: the hold the answer carried goes back.
+            if let Ok(ControlReply::Item(StreamItem::Ref(item))) = result
+                && item.node() == node
+            {
+                self.send_node(node, FromWorker::DelRef(RefId::Object(item)));
+            }
+            self.answer(to, Ok(ControlReply::Item(StreamItem::End)));
+            return;
+        };
         let result = match result {
             Ok(ControlReply::Item(StreamItem::Ref(item))) => {
                 if item.node() != node {
@@ -122,9 +131,7 @@ impl NodeState {
                     } else {
                         self.ask_for_value(node, item);
                     }
-                    if let Some(owner) = owner {
-                        self.objects.add_holder(item, owner);
-                    }
+                    self.objects.add_holder(item, owner);
                     Ok(ControlReply::Item(StreamItem::Ref(item)))
                 }
             }
@@ -391,6 +398,7 @@ impl NodeState {
     pub(crate) fn peer_unreachable(&mut self, node: NodeId, why: &str) {
         self.peers.jobs_sent.retain(|(n, _)| *n != node);
         self.node_left(node);
+        self.streams_lost_with(node);
         for actor in self.actors_placed_on(node) {
             self.actor_node_died(actor, node, why);
         }
@@ -513,7 +521,8 @@ impl NodeState {
             self.complete_object(task, value);
         }
         for (i, there) in (0..).zip(&stored_there) {
-            if !there {
+            // A kept stream's call object is let go there by the stream (`stream_dropped`).
+            if !there || (i == 0 && stream_there) {
                 continue;
             }
             let id = task.nth_return(i);
@@ -685,7 +694,8 @@ impl NodeState {
                 op:
                     op @ (Control::KillActor { .. }
                     | Control::Cancel { .. }
-                    | Control::StreamNext { .. }),
+                    | Control::StreamNext { .. }
+                    | Control::StreamDropped { .. }),
             } => {
                 let to = super::control::Answer::Remote { proc: from, req };
                 self.control(from, to, op)?;

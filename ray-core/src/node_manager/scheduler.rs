@@ -119,7 +119,9 @@ impl NodeState {
                 // A task another node sent runs here (it fits here, that node chose this one;
                 // and a node may submit only under its own ids).
                 let args = match self.tasks.get(task) {
-                    Some(t) if task.node() == self.node => t.spec.args.clone(),
+                    Some(t) if task.node() == self.node && !self.stream_started_here(task) => {
+                        t.spec.args.clone()
+                    }
                     _ => continue,
                 };
                 let Some(node) = self.place_elsewhere(&shape, &args, true) else {

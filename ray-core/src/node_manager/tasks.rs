@@ -180,7 +180,7 @@ impl NodeState {
         };
         // A task another node sent runs here: that node placed it (by locality too), and a
         // node may submit only under ids its own processes made.
-        let elsewhere = match task.node() != self.node {
+        let elsewhere = match task.node() != self.node || self.stream_started_here(task) {
             true => None,
             false => self.place_by_locality(&te.spec.resources, &te.spec.args),
         };

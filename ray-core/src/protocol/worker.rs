@@ -176,6 +176,12 @@ pub(crate) enum Control {
     /// A reference left ray serialized (serde outside ray): keep it alive until its owner
     /// exits.
     Escape(RefId),
+    /// The stream's caller dropped its generator: free the items it did not take and let the
+    /// producer go on unheld; the call's own object stays (its result is still awaited). Sent
+    /// by a node for a stream of a call it sent there (the local caller's drop is its `DelRef`).
+    StreamDropped {
+        generator: ObjectId,
+    },
 }
 
 /// The answer to a `Control`. Ids in it are counted as held by the receiver.
