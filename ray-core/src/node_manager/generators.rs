@@ -17,11 +17,13 @@
 //! until then.
 
 use super::control::Answer;
+use super::peers::PeerWait;
 use super::state::NodeState;
 use crate::codec::Value;
 use crate::error::{Error, Result};
 use crate::ids::{IdMap, NodeId, ObjectId, ProcId, RefId};
-use crate::protocol::worker::{ControlReply, StreamItem, ToWorker};
+use crate::log;
+use crate::protocol::worker::{Control, ControlReply, FromWorker, StreamItem, ToWorker};
 
 pub(crate) struct Stream {
     owner: ProcId,
@@ -294,9 +296,9 @@ impl NodeState {
     fn send_stream_dropped(&mut self, node: NodeId, generator: ObjectId) {
         self.send_node(
             node,
-            crate::protocol::worker::FromWorker::Control {
+            FromWorker::Control {
                 req: 0,
-                op: crate::protocol::worker::Control::StreamDropped { generator },
+                op: Control::StreamDropped { generator },
             },
         );
     }
@@ -365,10 +367,7 @@ impl NodeState {
             }
             if first && !lost {
                 if ended {
-                    self.send_node(
-                        node,
-                        crate::protocol::worker::FromWorker::DelRef(RefId::Object(generator)),
-                    );
+                    self.send_node(node, FromWorker::DelRef(RefId::Object(generator)));
                 } else {
                     self.send_stream_dropped(node, generator);
                 }
@@ -391,6 +390,77 @@ impl NodeState {
                 self.object_freed(item, freed);
             }
         }
+    }
+
+    /// Asks `node`, where the streaming call `generator` runs, for its item `index`; `to`
+    /// hears the answer. A node that is gone has no items to give: the stream failed.
+    pub(super) fn ask_stream_item(
+        &mut self,
+        node: NodeId,
+        generator: ObjectId,
+        index: u64,
+        to: Answer,
+    ) {
+        if !self.cluster.knows(node) {
+            self.answer(to, Ok(ControlReply::Item(StreamItem::Failed)));
+            return;
+        }
+        let req = self.peer_request(node, PeerWait::StreamItem { generator, to });
+        self.send_node(
+            node,
+            FromWorker::Control {
+                req,
+                op: Control::StreamNext { generator, index },
+            },
+        );
+    }
+
+    /// `node` answered a `StreamNext` of this node's: an item there, which this node borrows
+    /// for the caller (the answer was one hold there, so a second answer for an item already
+    /// known here gives that hold back), or the stream's end.
+    pub(super) fn stream_item_arrived(
+        &mut self,
+        node: NodeId,
+        generator: ObjectId,
+        to: Answer,
+        result: Result<ControlReply>,
+    ) {
+        let Some(owner) = self.stream_wants_items(generator) else {
+            // Dropped (or its caller gone) meanwhile: the hold the answer carried goes back.
+            if let Ok(ControlReply::Item(StreamItem::Ref(item))) = result
+                && item.node() == node
+            {
+                self.send_node(node, FromWorker::DelRef(RefId::Object(item)));
+            }
+            self.answer(to, Ok(ControlReply::Item(StreamItem::End)));
+            return;
+        };
+        let result = match result {
+            Ok(ControlReply::Item(StreamItem::Ref(item))) => {
+                if item.node() != node {
+                    log::warn!("{node} answered an item {item} of {generator} it did not make");
+                    Err(Error::InvalidArgument {
+                        what: "reply".into(),
+                        message: format!("{node} named an item {item} it did not make"),
+                    })
+                } else {
+                    if !self.objects.create_borrowed(item, node) {
+                        self.send_node(node, FromWorker::DelRef(RefId::Object(item)));
+                    } else {
+                        self.ask_for_value(node, item);
+                    }
+                    self.objects.add_holder(item, owner);
+                    Ok(ControlReply::Item(StreamItem::Ref(item)))
+                }
+            }
+            Ok(ControlReply::Item(item)) => Ok(ControlReply::Item(item)),
+            Ok(other) => Err(Error::InvalidArgument {
+                what: "reply".into(),
+                message: format!("{node} answered a stream's next item with {other:?}"),
+            }),
+            Err(e) => Err(e),
+        };
+        self.answer(to, result);
     }
 
     /// Shutdown: owners waiting for items are told.

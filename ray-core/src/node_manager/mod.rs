@@ -35,6 +35,7 @@ mod local;
 pub(crate) mod name_directory;
 mod names;
 mod objects;
+mod peer_messages;
 mod peers;
 mod placement;
 pub(crate) mod remote;

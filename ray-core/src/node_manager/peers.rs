@@ -4,20 +4,18 @@
 //! This node talks to another over its session there as a client, with the worker protocol's
 //! requests: `Job` (the program whose work follows), `SubmitTask`, `CreateActor`,
 //! `SubmitActorTask`, `Get` (for results and borrowed values), `AddRef`/`DelRef` (its count as a
-//! holder there), `LocateActor`. [`Peers`] owns what it waits for. A session another node holds
-//! here is served by [`NodeState::handle_peer`]: a node may submit work only under ids its own
-//! processes made, and for a job it announced.
+//! holder there), `LocateActor`, `StreamNext`/`StreamDropped` (a stream of a call sent there).
+//! [`Peers`] owns what it waits for. A session another node holds here is served by
+//! `peer_messages.rs`.
 
-use super::effects::Effect;
-use super::requests::{Reply, ReqKind};
 use super::state::NodeState;
 use super::tasks::TaskState;
 use crate::codec::{Data, Value};
 use crate::error::{Error, Result};
 use crate::ids::{ActorId, IdMap, JobId, NodeId, ObjectId, ProcId, RefId};
 use crate::log;
-use crate::protocol::worker::{Control, FromWorker, ToWorker};
-use crate::protocol::{Arg, TaskSpec};
+use crate::protocol::Arg;
+use crate::protocol::worker::{FromWorker, ToWorker};
 use std::collections::{HashMap, HashSet};
 
 /// What a request to another node waits for.
@@ -53,7 +51,7 @@ pub(crate) struct Peers {
     /// Sessions other nodes hold here: the process id each has here, and its node.
     sessions: IdMap<ProcId, NodeId>,
     /// Sessions whose messages wait (in order) for a job's executable to arrive.
-    blocked: IdMap<ProcId, (JobId, std::collections::VecDeque<FromWorker>)>,
+    pub(super) blocked: IdMap<ProcId, (JobId, std::collections::VecDeque<FromWorker>)>,
 }
 
 #[cfg(test)]
@@ -65,84 +63,11 @@ impl Peers {
 }
 
 impl NodeState {
-    fn peer_request(&mut self, node: NodeId, wait: PeerWait) -> u64 {
+    pub(super) fn peer_request(&mut self, node: NodeId, wait: PeerWait) -> u64 {
         self.peers.next_req += 1;
         let req = self.peers.next_req;
         self.peers.waits.insert((node, req), wait);
         req
-    }
-
-    /// Asks `node`, where the streaming call `generator` runs, for its item `index`; `to`
-    /// hears the answer. A node that is gone has no items to give: the stream failed.
-    pub(super) fn ask_stream_item(
-        &mut self,
-        node: NodeId,
-        generator: ObjectId,
-        index: u64,
-        to: super::control::Answer,
-    ) {
-        if !self.cluster.knows(node) {
-            let failed = crate::protocol::worker::StreamItem::Failed;
-            self.answer(to, Ok(crate::protocol::worker::ControlReply::Item(failed)));
-            return;
-        }
-        let req = self.peer_request(node, PeerWait::StreamItem { generator, to });
-        self.send_node(
-            node,
-            FromWorker::Control {
-                req,
-                op: Control::StreamNext { generator, index },
-            },
-        );
-    }
-
-    /// `node` answered a `StreamNext` of this node's: an item there, which this node borrows
-    /// for the caller (the answer was one hold there, so a second answer for an item already
-    /// known here gives that hold back), or the stream's end.
-    fn stream_item_arrived(
-        &mut self,
-        node: NodeId,
-        generator: ObjectId,
-        to: super::control::Answer,
-        result: Result<crate::protocol::worker::ControlReply>,
-    ) {
-        use crate::protocol::worker::{ControlReply, StreamItem};
-        let Some(owner) = self.stream_wants_items(generator) else {
-            // Dropped (or its caller gone) meanwhile: the hold the answer carried goes back.
-            if let Ok(ControlReply::Item(StreamItem::Ref(item))) = result
-                && item.node() == node
-            {
-                self.send_node(node, FromWorker::DelRef(RefId::Object(item)));
-            }
-            self.answer(to, Ok(ControlReply::Item(StreamItem::End)));
-            return;
-        };
-        let result = match result {
-            Ok(ControlReply::Item(StreamItem::Ref(item))) => {
-                if item.node() != node {
-                    log::warn!("{node} answered an item {item} of {generator} it did not make");
-                    Err(Error::InvalidArgument {
-                        what: "reply".into(),
-                        message: format!("{node} named an item {item} it did not make"),
-                    })
-                } else {
-                    if !self.objects.create_borrowed(item, node) {
-                        self.send_node(node, FromWorker::DelRef(RefId::Object(item)));
-                    } else {
-                        self.ask_for_value(node, item);
-                    }
-                    self.objects.add_holder(item, owner);
-                    Ok(ControlReply::Item(StreamItem::Ref(item)))
-                }
-            }
-            Ok(ControlReply::Item(item)) => Ok(ControlReply::Item(item)),
-            Ok(other) => Err(Error::InvalidArgument {
-                what: "reply".into(),
-                message: format!("{node} answered a stream's next item with {other:?}"),
-            }),
-            Err(e) => Err(e),
-        };
-        self.answer(to, result);
     }
 
     /// Asks `owner` for the value of `id`, which this node borrows.
@@ -324,21 +249,17 @@ impl NodeState {
                     Some(PeerWait::Actor(_)) | None => {}
                 }
             }
-            ToWorker::ControlReply { req, result } => {
-                // Only a stream's next item is asked of a node as a control request.
-                if !matches!(
-                    self.peers.waits.get(&(node, req)),
-                    Some(PeerWait::StreamItem { .. })
-                ) {
+            // Only a stream's next item is asked of a node as a control request.
+            ToWorker::ControlReply { req, result } => match self.peers.waits.remove(&(node, req)) {
+                Some(PeerWait::StreamItem { generator, to }) => {
+                    self.stream_item_arrived(node, generator, to, result)
+                }
+                Some(other) => {
                     log::debug!("ignored a control reply {req} from {node}");
-                    return;
+                    self.peers.waits.insert((node, req), other);
                 }
-                if let Some(PeerWait::StreamItem { generator, to }) =
-                    self.peers.waits.remove(&(node, req))
-                {
-                    self.stream_item_arrived(node, generator, to, result);
-                }
-            }
+                None => log::debug!("ignored a control reply {req} from {node}"),
+            },
             ToWorker::ActorLocation { req, node: at } => {
                 if let Some(PeerWait::Actor(actor)) = self.peers.waits.remove(&(node, req)) {
                     self.actor_located(actor, at);
@@ -435,8 +356,8 @@ impl NodeState {
                 }
                 Some(PeerWait::Actor(actor)) => self.actor_located(actor, None),
                 Some(PeerWait::StreamItem { to, .. }) => {
-                    let failed = crate::protocol::worker::StreamItem::Failed;
-                    self.answer(to, Ok(crate::protocol::worker::ControlReply::Item(failed)));
+                    use crate::protocol::worker::{ControlReply, StreamItem};
+                    self.answer(to, Ok(ControlReply::Item(StreamItem::Failed)));
                 }
                 None => {}
             }
@@ -487,20 +408,20 @@ impl NodeState {
         values: Result<Vec<Value>>,
     ) {
         // A value stored there stays there (this node holds it there until it frees the
-        // object); anything else was copied here, and `node` may drop its entry.
-        let stored_there: Vec<bool> = match &values {
-            Ok(v) => v
-                .iter()
-                .map(|v| matches!(v.data, crate::codec::Data::Remote { .. }))
-                .collect(),
-            Err(_) => vec![false; extra as usize + 1],
-        };
-        // A stream's items stay there while its caller takes them: the call's own object is
-        // let go there when the caller drops the generator (`generators.rs::stream_dropped`).
+        // object); anything else was copied here, and `node` may drop its entry. A kept
+        // stream's call object is let go there by the stream (`generators.rs::stream_dropped`).
         let stream_there = self.stream_kept_at(task, node);
-        for (i, there) in (0..).zip(&stored_there) {
-            if !there && (i != 0 || !stream_there) {
-                let id = task.nth_return(i);
+        let mut stored_there = Vec::new();
+        for i in 0..=extra {
+            let there = values
+                .as_ref()
+                .is_ok_and(|v| matches!(v[i as usize].data, Data::Remote { .. }));
+            let id = task.nth_return(i);
+            if i == 0 && stream_there {
+                continue;
+            } else if there {
+                stored_there.push(id);
+            } else {
                 self.send_node(node, FromWorker::DelRef(RefId::Object(id)));
             }
         }
@@ -520,12 +441,7 @@ impl NodeState {
             self.unpin_args(&args);
             self.complete_object(task, value);
         }
-        for (i, there) in (0..).zip(&stored_there) {
-            // A kept stream's call object is let go there by the stream (`stream_dropped`).
-            if !there || (i == 0 && stream_there) {
-                continue;
-            }
-            let id = task.nth_return(i);
+        for id in stored_there {
             if let Some(e) = self.objects.get_mut(id) {
                 e.held_at = Some(node);
             } else {
@@ -574,248 +490,5 @@ impl NodeState {
     pub(crate) fn peer_gone(&mut self, proc: ProcId) {
         self.peers.sessions.remove(&proc);
         self.driver_gone(proc);
-    }
-
-    /// Makes sure this node knows every object `args` refer to (borrowing those of others).
-    fn know_args(&mut self, args: &[Arg]) {
-        for arg in args {
-            let refs: Vec<ObjectId> = match arg {
-                Arg::Ref(id) => vec![*id],
-                Arg::Value(v) => v
-                    .contained
-                    .iter()
-                    .filter_map(|r| match r {
-                        RefId::Object(o) => Some(*o),
-                        RefId::Actor(_) => None,
-                    })
-                    .collect(),
-            };
-            for id in refs {
-                self.know(id);
-            }
-        }
-    }
-
-    /// A message from the session node `node` holds here (as process `from`).
-    pub(super) fn handle_peer(
-        &mut self,
-        from: ProcId,
-        node: NodeId,
-        msg: FromWorker,
-    ) -> std::result::Result<(), String> {
-        log::debug!("{node} sent {msg:?}");
-        // A session waiting for a job's executable keeps its messages in order.
-        if let Some((_, queue)) = self.peers.blocked.get_mut(&from) {
-            queue.push_back(msg);
-            return Ok(());
-        }
-        let made_there = |id: u128| crate::ids::ObjectId(id).node() == node;
-        match msg {
-            FromWorker::Job {
-                job,
-                fingerprint,
-                sha256,
-                size,
-                namespace,
-            } => {
-                // Any node running the job's work may announce it (work travels on). Its
-                // namespace is its driver's: set by the first announcement, never by a peer
-                // for a job whose driver is on this node (its hello set it).
-                if let Some(ns) = namespace
-                    && job.node() != self.node
-                    && self.names.namespace_of(job).is_none()
-                {
-                    self.set_job_namespace(job, &ns);
-                }
-                self.job_announced(node, job, fingerprint, sha256, size)
-            }
-            FromWorker::SubmitTask(spec) => {
-                if !made_there(spec.task.0) {
-                    return Err(format!("a task {} not made on {node}", spec.task));
-                }
-                super::returns::check_shape(spec.task, &spec.ext.returns)?;
-                spec.resources.check_received()?;
-                super::inline_args(&spec.args)?;
-                if self.block_until_job(spec.job, from, || FromWorker::SubmitTask(spec.clone()))? {
-                    return Ok(());
-                }
-                self.know_args(&spec.args);
-                self.submit_task(from, spec);
-            }
-            FromWorker::CreateActor(spec) => {
-                if !made_there(spec.actor.0) {
-                    return Err(format!("an actor {} not made on {node}", spec.actor));
-                }
-                spec.resources.check_received()?;
-                super::inline_args(&spec.args)?;
-                if self.block_until_job(spec.job, from, || FromWorker::CreateActor(spec.clone()))? {
-                    return Ok(());
-                }
-                self.know_args(&spec.args);
-                self.create_actor(from, spec);
-            }
-            FromWorker::SubmitActorTask(spec) => {
-                if !made_there(spec.task.0) {
-                    return Err(format!("a call {} not made on {node}", spec.task));
-                }
-                super::returns::check_shape(spec.task, &spec.returns)?;
-                super::inline_args(&spec.args)?;
-                self.know_args(&spec.args);
-                self.submit_actor_task(from, spec);
-            }
-            FromWorker::Get {
-                req,
-                ids,
-                timeout_ms,
-            } => {
-                let reply = Reply::Remote { proc: from, req };
-                let timeout = timeout_ms.map(std::time::Duration::from_millis);
-                self.add_request(ids, ReqKind::Get, 0, reply, timeout);
-            }
-            FromWorker::Wait {
-                req,
-                ids,
-                num_returns,
-                timeout_ms,
-            } => {
-                let reply = Reply::Remote { proc: from, req };
-                let timeout = timeout_ms.map(std::time::Duration::from_millis);
-                self.add_request(ids, ReqKind::Wait, num_returns, reply, timeout);
-            }
-            FromWorker::AddRef(id) => self.add_ref(from, id),
-            // Another node's count may race with the object's end here: not a violation.
-            FromWorker::DelRef(id) => {
-                let _ = self.del_ref(from, id);
-            }
-            FromWorker::KillActor { actor } => self.kill_actor(actor, "killed by ray::kill"),
-            // What a node asks of an actor or task of its own that runs here.
-            FromWorker::Control {
-                req,
-                op:
-                    op @ (Control::KillActor { .. }
-                    | Control::Cancel { .. }
-                    | Control::StreamNext { .. }
-                    | Control::StreamDropped { .. }),
-            } => {
-                let to = super::control::Answer::Remote { proc: from, req };
-                self.control(from, to, op)?;
-            }
-            FromWorker::CancelGet { req } => self.cancel_get(from, req),
-            FromWorker::LocateActor { req, actor } => {
-                let node = self.actor_location(actor);
-                self.send(from, ToWorker::ActorLocation { req, node });
-            }
-            FromWorker::JobEnded { job } => {
-                if job.node() != node {
-                    return Err(format!("the end of {job}, whose driver is not on {node}"));
-                }
-                self.end_job(job);
-            }
-            FromWorker::Log { job, stderr, line } => {
-                if let Some(driver) = self.jobs.get(job).and_then(|j| j.driver) {
-                    self.send(driver, ToWorker::Log { stderr, line });
-                }
-            }
-            other => return Err(format!("{other:?}, which a node does not send")),
-        }
-        Ok(())
-    }
-
-    /// Work of a job whose executable is still being fetched waits for it, and so does every
-    /// later message of the same session (they stay in order). `Ok(true)` if `make`'s message
-    /// was queued; an error for work of a job the session never announced.
-    fn block_until_job(
-        &mut self,
-        job: JobId,
-        from: ProcId,
-        make: impl FnOnce() -> FromWorker,
-    ) -> std::result::Result<bool, String> {
-        if self.jobs.get(job).is_some() {
-            return Ok(false);
-        }
-        if !self.jobs.is_fetching(job) {
-            return Err(format!("work of {job}, which it did not announce"));
-        }
-        self.peers
-            .blocked
-            .insert(from, (job, std::collections::VecDeque::from([make()])));
-        Ok(true)
-    }
-
-    /// A peer announced a job: known already, or its executable is fetched (from that peer).
-    fn job_announced(
-        &mut self,
-        node: NodeId,
-        job: JobId,
-        fingerprint: u64,
-        sha256: [u8; 32],
-        size: u64,
-    ) {
-        if self.jobs.get(job).is_some() || !self.jobs.start_fetch(job, fingerprint, sha256, size) {
-            return;
-        }
-        self.effects.push(Effect::EnsureJob {
-            job,
-            from: node,
-            sha256,
-            size,
-        });
-    }
-
-    /// The executable of an announced job is here (or could not be had): the sessions that
-    /// waited for it go on, in order.
-    pub(crate) fn job_ready(
-        &mut self,
-        job: JobId,
-        result: std::result::Result<crate::node_manager::remote::CachedBinary, String>,
-    ) {
-        let Some((fingerprint, sha256, size)) = self.jobs.fetched(job) else {
-            return;
-        };
-        let failed = match result {
-            Ok(binary) => {
-                self.add_job(job, binary.path, fingerprint, None);
-                self.jobs.set_binary(job, sha256, size);
-                self.jobs.pin(job, binary.pin);
-                None
-            }
-            Err(reason) => {
-                log::error!("cannot get the executable of {job}: {reason}");
-                Some(reason)
-            }
-        };
-        let waiting: Vec<ProcId> = self
-            .peers
-            .blocked
-            .iter()
-            .filter(|(_, (j, _))| *j == job)
-            .map(|(p, _)| *p)
-            .collect();
-        for from in waiting {
-            let Some((_, queue)) = self.peers.blocked.remove(&from) else {
-                continue;
-            };
-            let Some(node) = self.peer_of(from) else {
-                continue;
-            };
-            for msg in queue {
-                if let (Some(reason), FromWorker::SubmitTask(TaskSpec { task, job: j, .. })) =
-                    (&failed, &msg)
-                {
-                    if *j == job {
-                        let err = Error::WorkerStartFailed {
-                            cause: format!("{job}'s executable could not be fetched: {reason}"),
-                        };
-                        self.objects.create_pending(*task, from);
-                        self.complete_object(*task, Err(err));
-                        continue;
-                    }
-                }
-                if let Err(what) = self.handle_peer(from, node, msg) {
-                    self.violation(from, &what);
-                    break;
-                }
-            }
-        }
     }
 }
