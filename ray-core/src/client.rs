@@ -60,6 +60,10 @@ pub(crate) enum OnLost {
     /// A remote driver fails what waits and every later call.
     #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     Fail,
+    /// A remote driver's direct session to an actor's node: the same, and its calls go
+    /// through the home node from then on.
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    Direct,
 }
 
 pub(crate) enum Reply {
@@ -116,6 +120,9 @@ pub(crate) struct ProcessClient {
     /// A remote driver's connection, which a thread waiting on a reply reads itself.
     #[cfg(feature = "cluster")]
     turn: std::sync::OnceLock<Arc<crate::cluster_client::Turn>>,
+    /// A remote driver's direct actor calls.
+    #[cfg(feature = "cluster")]
+    direct: std::sync::OnceLock<Arc<crate::cluster_client::DirectCalls>>,
 }
 
 impl ProcessClient {
@@ -140,7 +147,35 @@ impl ProcessClient {
             leaving: AtomicBool::new(false),
             #[cfg(feature = "cluster")]
             turn: std::sync::OnceLock::new(),
+            #[cfg(feature = "cluster")]
+            direct: std::sync::OnceLock::new(),
         }
+    }
+
+    /// From now on this driver calls actors on other nodes directly.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn call_directly(&self, direct: Arc<crate::cluster_client::DirectCalls>) {
+        let _ = self.direct.set(direct);
+    }
+
+    /// Its direct sessions close (the driver leaves).
+    #[cfg(feature = "cluster")]
+    pub(crate) fn close_direct(&self) {
+        if let Some(d) = self.direct.get() {
+            d.close();
+        }
+    }
+
+    /// Whether the connection was lost.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn is_lost(&self) -> bool {
+        self.lost.get().is_some()
+    }
+
+    /// Blocks until `slot` is filled, reading the connection meanwhile if this thread can.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn wait_for<T: Send + 'static>(&self, slot: &Arc<Slot<T>>) -> Option<T> {
+        self.wait_reply(slot)
     }
 
     /// From now on a thread waiting on a reply reads the connection itself (see
@@ -193,7 +228,7 @@ impl ProcessClient {
                 eprintln!("ray worker: lost the node manager ({why}); exiting");
                 std::process::exit(code);
             }
-            OnLost::Fail => {
+            OnLost::Fail | OnLost::Direct => {
                 let pending: Vec<Pending> = {
                     // Under the lock `request` checks `lost` in, so no request is registered
                     // after this drain.
@@ -205,6 +240,11 @@ impl ProcessClient {
                 };
                 if self.leaving.load(Ordering::Relaxed) {
                     crate::log::debug!("the connection to the cluster ended: {why}");
+                } else if matches!(self.on_lost, OnLost::Direct) {
+                    crate::log::warn!(
+                        "a direct session to an actor's node ended ({why}); its actor's calls \
+                         go through this driver's node from now on"
+                    );
                 } else {
                     crate::log::error!("lost the connection to the cluster: {why}");
                 }
@@ -300,7 +340,7 @@ impl ProcessClient {
     }
 
     /// Registers a callback for the reply, then sends the request (built with its id).
-    fn request(&self, callback: Pending, make: impl FnOnce(u64) -> FromWorker) -> u64 {
+    pub(crate) fn request(&self, callback: Pending, make: impl FnOnce(u64) -> FromWorker) -> u64 {
         let req = self.next_req.fetch_add(1, Ordering::Relaxed);
         {
             // `lost` is set under this lock (`connection_lost`): a request is either failed
@@ -350,6 +390,14 @@ impl Client for ProcessClient {
         for i in 0..=spec.returns.extra {
             self.owned(RefId::Object(spec.task.nth_return(i)));
         }
+        #[cfg(feature = "cluster")]
+        let spec = match self.direct.get() {
+            Some(direct) => match direct.submit(self, spec) {
+                Some(spec) => spec,
+                None => return,
+            },
+            None => spec,
+        };
         self.send(&FromWorker::SubmitActorTask(spec));
     }
 
@@ -359,6 +407,13 @@ impl Client for ProcessClient {
     }
 
     fn get(&self, ids: &[ObjectId], timeout: Option<Duration>) -> Result<Vec<Value>> {
+        #[cfg(feature = "cluster")]
+        if timeout.is_none()
+            && !ids.is_empty()
+            && let Some(values) = self.direct.get().and_then(|d| d.get(ids))
+        {
+            return Ok(values);
+        }
         let slot = Arc::new(Slot::new());
         let s2 = slot.clone();
         self.request(
@@ -495,6 +550,10 @@ impl Client for ProcessClient {
     fn del_ref(&self, id: RefId) {
         let mut refs = self.refs.lock().unwrap_or_else(|e| e.into_inner());
         if let Transition::Last = refs.dec(id) {
+            #[cfg(feature = "cluster")]
+            if let (Some(direct), RefId::Object(o)) = (self.direct.get(), id) {
+                direct.forget(o);
+            }
             self.send(&FromWorker::DelRef(id));
         }
     }

@@ -21,7 +21,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
+mod direct;
 mod turn;
+pub(crate) use direct::DirectCalls;
 pub(crate) use turn::Turn;
 
 /// How long joining may take (connect, handshake, shipping the executable).
@@ -255,6 +257,7 @@ pub(crate) fn connect(
         .build()
         .map_err(|e| Error::io("starting the cluster client's runtime", e))?;
     let handshake = ray_net::HandshakeConfig::new(token, None, ray_net::Role::Driver, name);
+    let direct_handshake = handshake.clone();
     let join = async {
         let tls = ray_net::client_config(None, None).map_err(|e| cluster_error(address, e))?;
         let conn = ray_net::connect(addr, tls, &handshake)
@@ -264,7 +267,7 @@ pub(crate) fn connect(
         let mut stream = conn.stream;
         let hello = NodeMessage::Hello {
             version: PROTOCOL_VERSION,
-            cluster_id,
+            cluster_id: cluster_id.clone(),
             role: PeerRole::Driver,
             driver: Some(info),
             node: None,
@@ -285,7 +288,7 @@ pub(crate) fn connect(
                     proc: Some(proc),
                     job: Some(job),
                     ..
-                } => return Ok((stream, node, proc, job)),
+                } => return Ok((stream, node, proc, job, cluster_id)),
                 NodeMessage::Refused { reason } => {
                     return Err(cluster_error(
                         address,
@@ -305,13 +308,13 @@ pub(crate) fn connect(
     });
     // Joined: the session runs on plain threads from here (the stream leaves the runtime's
     // reactor before the runtime stops).
-    let joined = joined.and_then(|(stream, node, proc, job)| {
+    let joined = joined.and_then(|(stream, node, proc, job, cluster_id)| {
         let halves = ray_net::into_blocking(stream)
             .map_err(|e| cluster_error(address, format!("the session broke: {e}")))?;
-        Ok((halves, node, proc, job))
+        Ok((halves, node, proc, job, cluster_id))
     });
     stop_runtime(rt);
-    let ((reader, mut writer), node, proc, job) = joined?;
+    let ((reader, mut writer), node, proc, job, cluster_id) = joined?;
     writer
         .set_stall_limit(Some(SEND_STALL))
         .map_err(|e| cluster_error(address, format!("the session broke: {e}")))?;
@@ -331,6 +334,16 @@ pub(crate) fn connect(
     let turn = turn::Turn::start(client.clone(), reader, output)
         .map_err(|e| Error::io("starting the cluster client's reader", e))?;
     client.read_while_waiting(turn);
+    if direct::enabled() {
+        client.call_directly(Arc::new(DirectCalls::new(
+            Arc::downgrade(&client),
+            node,
+            proc,
+            job,
+            cluster_id,
+            direct_handshake,
+        )));
+    }
     Ok(ClusterSession {
         client,
         sink,
@@ -368,6 +381,7 @@ fn stop_runtime(rt: tokio::runtime::Runtime) {
 impl ClusterSession {
     /// Leaves the cluster: the connection closes, and the node ends this job.
     pub(crate) fn close(&mut self) {
+        self.client.close_direct();
         self.client.leaving();
         self.sink.close();
     }

@@ -146,13 +146,12 @@ impl Node {
         in_use_by: &BTreeMap<u64, BTreeMap<String, f64>>,
         incarnation: u64,
     ) {
-        let ip = address.map(|a| a.ip());
         self.inner.run(|st| {
             let empty = BTreeMap::new();
             let mine = in_use_by
                 .get(&u64::from(st.node.as_u32()))
                 .unwrap_or(&empty);
-            st.node_update(NodeId(node), ip, total, available, mine, incarnation)
+            st.node_update(NodeId(node), address, total, available, mine, incarnation)
         });
     }
 

@@ -56,7 +56,7 @@ pub(crate) struct ActorEntry {
     pub ctor_args: Option<Vec<Arg>>,
     pub state: ActorState,
     pub alloc: Option<Allocation>,
-    callers: Vec<(ProcId, VecDeque<ActorCall>)>,
+    pub(super) callers: Vec<(ProcId, VecDeque<ActorCall>)>,
     inflight: IdMap<ObjectId, ActorCall>,
     holders: Holders,
     pins: u32,

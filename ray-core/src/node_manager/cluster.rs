@@ -164,8 +164,8 @@ impl Capacity {
 /// A live peer.
 #[derive(Debug, Clone)]
 pub(crate) struct PeerNode {
-    /// Its address's IP, if known.
-    ip: Option<std::net::IpAddr>,
+    /// Its address, if known.
+    addr: Option<std::net::SocketAddr>,
     total: Capacity,
     /// Available as last published.
     published: Capacity,
@@ -255,6 +255,11 @@ impl Cluster {
             let dead = self.dead.entry(node).or_insert(0);
             *dead = (*dead).max(inc);
         }
+    }
+
+    /// Where a live peer listens, if known.
+    pub(crate) fn address(&self, node: NodeId) -> Option<std::net::SocketAddr> {
+        self.nodes.get(&node)?.addr
     }
 
     pub(crate) fn knows(&self, node: NodeId) -> bool {
@@ -373,7 +378,7 @@ impl NodeState {
     pub(crate) fn node_update(
         &mut self,
         node: NodeId,
-        ip: Option<std::net::IpAddr>,
+        addr: Option<std::net::SocketAddr>,
         total: &BTreeMap<String, f64>,
         available: &BTreeMap<String, f64>,
         mine: &BTreeMap<String, f64>,
@@ -388,7 +393,7 @@ impl NodeState {
         let mine = Capacity::from_map(mine);
         match self.cluster.nodes.get_mut(&node) {
             Some(n) => {
-                n.ip = ip;
+                n.addr = addr;
                 n.total = total;
                 n.published = published;
                 n.mine = mine;
@@ -397,7 +402,7 @@ impl NodeState {
                 self.cluster.nodes.insert(
                     node,
                     PeerNode {
-                        ip,
+                        addr,
                         total,
                         published,
                         mine,
@@ -461,7 +466,12 @@ impl NodeState {
     /// `ip=..` when this node's IP differs from that node's, else `node=..` (several nodes on
     /// one machine).
     pub(super) fn where_tag(&self, home: NodeId) -> String {
-        let theirs = self.cluster.nodes.get(&home).and_then(|n| n.ip);
+        let theirs = self
+            .cluster
+            .nodes
+            .get(&home)
+            .and_then(|n| n.addr)
+            .map(|a| a.ip());
         match (self.cluster.own_ip, theirs) {
             (Some(mine), Some(theirs)) if mine != theirs => format!("ip={mine}"),
             _ => format!("node={}", self.node.as_u32()),

@@ -90,6 +90,7 @@ impl NodeState {
                     None => return Ok(()), // answered when the item comes
                 }
             }
+            Control::DirectTicket { actor, ticket } => self.direct_ticket(from, actor, ticket)?,
             Control::StreamDropped { generator } => {
                 self.may_name(from, generator)?;
                 if self.stream_owner(generator) == Some(from) {

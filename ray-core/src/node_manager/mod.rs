@@ -20,6 +20,7 @@ mod conn;
 mod control;
 mod data_links;
 mod data_session;
+mod direct;
 mod effects;
 mod escapes;
 mod events;
@@ -86,7 +87,11 @@ impl NodeState {
             return;
         }
         if let Some(node) = self.peer_of(from) {
-            if let Err(what) = self.handle_peer(from, node, msg) {
+            let handled = match self.is_direct_session(from) {
+                true => self.handle_direct(from, msg),
+                false => self.handle_peer(from, node, msg),
+            };
+            if let Err(what) = handled {
                 self.violation(from, &what);
                 // Its connection is closed; nothing else ends the session here (no process
                 // exits), so what it held is let go now.
@@ -190,9 +195,18 @@ impl NodeState {
             | FromWorker::SessionAck { .. }
             | FromWorker::JobEnded { .. }
             | FromWorker::LocateActor { .. }
+            | FromWorker::DirectTicket { .. }
             | FromWorker::Log { .. } => {
                 return Err("a message only nodes send".into());
             }
+            FromWorker::DirectCall {
+                actor,
+                task,
+                returns,
+                args,
+                at,
+            } => self.direct_call(from, actor, task, returns, args, at)?,
+            FromWorker::DirectDone { task, result } => self.direct_done(from, task, result)?,
             FromWorker::Control { req, op } => {
                 let to = control::Answer::Remote { proc: from, req };
                 self.control(from, to, op)?;

@@ -14,7 +14,7 @@ use crate::protocol::{Arg, TaskSpec};
 
 impl NodeState {
     /// Makes sure this node knows every object `args` refer to (borrowing those of others).
-    fn know_args(&mut self, args: &[Arg]) {
+    pub(super) fn know_args(&mut self, args: &[Arg]) {
         for arg in args {
             let refs: Vec<ObjectId> = match arg {
                 Arg::Ref(id) => vec![*id],
@@ -153,6 +153,12 @@ impl NodeState {
                     self.send(driver, ToWorker::Log { stderr, line });
                 }
             }
+            FromWorker::DirectTicket {
+                actor,
+                driver,
+                job,
+                ticket,
+            } => self.direct_ticket_arrived(from, node, actor, driver, job, ticket)?,
             other => return Err(format!("{other:?}, which a node does not send")),
         }
         Ok(())

@@ -62,6 +62,21 @@ impl Peers {
     }
 }
 
+impl Peers {
+    /// How many return values follow the first in the result awaited under `req` from `node`.
+    pub(super) fn extra_of(&self, node: NodeId, req: u64) -> Option<u32> {
+        match self.waits.get(&(node, req))? {
+            PeerWait::Result { extra, .. } => Some(*extra),
+            _ => None,
+        }
+    }
+
+    /// Records `proc` as a session of `node` here (a direct session acts for its home node).
+    pub(super) fn add_session(&mut self, proc: ProcId, node: NodeId) {
+        self.sessions.insert(proc, node);
+    }
+}
+
 impl NodeState {
     pub(super) fn peer_request(&mut self, node: NodeId, wait: PeerWait) -> u64 {
         self.peers.next_req += 1;
@@ -489,6 +504,7 @@ impl NodeState {
     /// A session another node held here ended.
     pub(crate) fn peer_gone(&mut self, proc: ProcId) {
         self.peers.sessions.remove(&proc);
+        self.direct_session_gone(proc);
         self.driver_gone(proc);
     }
 }

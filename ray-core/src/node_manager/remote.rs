@@ -203,6 +203,10 @@ pub(crate) async fn serve_session<S>(
             }
             return;
         }
+        Ok((PeerRole::Direct, _)) => {
+            serve_direct(node, stream, hello).await;
+            return;
+        }
         Ok(_) => Err(NodeRefusal::NoHello),
         Err(reason) => Err(reason),
     };
@@ -253,10 +257,85 @@ pub(crate) async fn serve_session<S>(
     drop(n);
     let (rd, wr) = tokio::io::split(stream);
     tokio::spawn(StreamOutbox::run_writer(rx, wr));
-    read_driver(node, proc, rd, outbox).await;
+    read_driver(node.clone(), proc, rd, outbox).await;
+    if let Some(n) = node.upgrade() {
+        n.run(|st| st.driver_gone(proc));
+    }
 }
 
-/// Reads a driver's messages until its connection ends, then ends its job. While more than
+/// How long a direct session's hello waits for its ticket, which the driver's home node
+/// sends this node on another connection.
+const TICKET_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Serves a remote driver's direct session (`docs/direct-actor-calls.md`): checked against
+/// the ticket its home node sent here, then served as a narrowed session of that node
+/// (`direct.rs`) until it ends.
+async fn serve_direct<S>(node: Weak<Inner>, mut stream: S, hello: NodeMessage)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let NodeMessage::DirectHello {
+        home,
+        driver,
+        job,
+        actor,
+        ticket,
+        ..
+    } = hello
+    else {
+        return;
+    };
+    let deadline = tokio::time::Instant::now() + TICKET_WAIT;
+    let attached = loop {
+        let Some(n) = node.upgrade() else { return };
+        match n.run(|st| st.attach_direct(home, driver, job, actor, &ticket)) {
+            Ok(Some(proc)) => break Ok((n, proc)),
+            Ok(None) if tokio::time::Instant::now() < deadline => {}
+            Ok(None) => {
+                break Err(NodeRefusal::Unavailable {
+                    reason: format!(
+                        "no valid ticket from {home} for this direct session (unknown, used \
+                         or expired)"
+                    ),
+                });
+            }
+            Err(reason) => break Err(reason),
+        }
+        drop(n);
+        // The ticket travels from the home node on another connection: look again soon.
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    };
+    let (n, proc) = match attached {
+        Ok(a) => a,
+        Err(reason) => {
+            log::warn!("a direct session of driver {driver} was refused: {reason}");
+            let _ = send(&mut stream, &NodeMessage::Refused { reason }).await;
+            return;
+        }
+    };
+    let welcome = NodeMessage::Welcome {
+        node: proc.node,
+        proc: Some(proc),
+        job: Some(job),
+        received: 0,
+    };
+    if send(&mut stream, &welcome).await.is_err() {
+        n.run(|st| st.peer_gone(proc));
+        return;
+    }
+    log::info!("driver {driver} opened a direct session to {actor} here as {proc}");
+    let (outbox, rx) = StreamOutbox::new();
+    n.add_connection(proc, Conn::Stream(outbox.clone()));
+    drop(n);
+    let (rd, wr) = tokio::io::split(stream);
+    tokio::spawn(StreamOutbox::run_writer(rx, wr));
+    read_driver(node.clone(), proc, rd, outbox).await;
+    if let Some(n) = node.upgrade() {
+        n.run(|st| st.peer_gone(proc));
+    }
+}
+
+/// Reads a driver's messages (on its session or a direct one) until its connection ends. While more than
 /// [`DRIVER_REPLY_BACKLOG`] of replies wait for it, its next request waits unread.
 async fn read_driver<R: AsyncRead + Unpin>(
     node: Weak<Inner>,
@@ -284,9 +363,6 @@ async fn read_driver<R: AsyncRead + Unpin>(
         if outbox.queued() > DRIVER_REPLY_BACKLOG {
             wait_for_driver(proc, &outbox).await;
         }
-    }
-    if let Some(n) = node.upgrade() {
-        n.run(|st| st.driver_gone(proc));
     }
 }
 

@@ -558,6 +558,10 @@ mod core_api;
 #[path = "tests_cluster.rs"]
 mod cluster;
 
+// Direct actor calls of remote drivers: the home node's records and the actor node's sessions.
+#[path = "tests_direct.rs"]
+mod direct;
+
 // Names shared through the cluster's directory (faked by hand), detached actors.
 #[path = "tests_names.rs"]
 mod names_shared;

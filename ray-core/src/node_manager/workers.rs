@@ -357,6 +357,7 @@ impl NodeState {
 
     /// A remote driver's connection ended: what it held is released and its job ends.
     pub(crate) fn driver_gone(&mut self, proc: ProcId) {
+        self.direct_driver_gone(proc);
         self.worker_gone(proc, "its connection ended".into());
     }
 

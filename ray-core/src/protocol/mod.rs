@@ -23,8 +23,32 @@ use serde::{Deserialize, Serialize};
 /// Version of the wire protocol. Both handshakes carry it; a peer with another version is
 /// refused with a message naming both. 4: a data session's reply is a header frame followed by
 /// the raw bytes (`node::DataReply`), no longer one frame holding them. 5: a node may refuse a
-/// hello with `NodeRefusal::NotRegistered`, which its sender answers by asking again.
-pub(crate) const PROTOCOL_VERSION: u32 = 5;
+/// hello with `NodeRefusal::NotRegistered`, which its sender answers by asking again. 6: direct
+/// actor calls (`NodeMessage::DirectHello`, `FromWorker::DirectTicket|DirectCall|DirectDone`).
+pub(crate) const PROTOCOL_VERSION: u32 = 6;
+
+/// 256 random bits a driver makes to open a direct session to the node of an actor it calls
+/// (`docs/direct-actor-calls.md`): its home node passes them to that node, and the driver's
+/// hello there must carry them. Good for one use. Never shown: its `Debug` hides the bits.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Ticket(pub [u8; 32]);
+
+impl Ticket {
+    /// Compares in time independent of where the two differ.
+    pub(crate) fn matches(&self, other: &Ticket) -> bool {
+        self.0
+            .iter()
+            .zip(other.0.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+    }
+}
+
+impl std::fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Ticket(..)")
+    }
+}
 
 /// A task argument: an inline value, or a reference resolved before the task runs.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -24,6 +24,9 @@ pub(crate) enum PeerRole {
     Node,
     /// A driver joining the cluster.
     Driver,
+    /// A driver of another node opening a direct session to call one actor here
+    /// ([`NodeMessage::DirectHello`]).
+    Direct,
 }
 
 /// A driver's program, as it introduces itself.
@@ -148,6 +151,17 @@ pub(crate) enum NodeMessage {
     BinaryChunk(bytes::Bytes),
     /// The whole executable was sent.
     BinaryDone,
+    /// A remote driver's hello for a direct session to call `actor` here, with the ticket
+    /// its home node `home` sent this node (`docs/direct-actor-calls.md`).
+    DirectHello {
+        version: u32,
+        cluster_id: String,
+        home: NodeId,
+        driver: ProcId,
+        job: JobId,
+        actor: crate::ids::ActorId,
+        ticket: super::Ticket,
+    },
 }
 
 /// The node's side of a session's set-up.
@@ -173,7 +187,9 @@ impl Handshake {
             return Err(NodeRefusal::NoHello);
         }
         let outcome = match msg {
-            NodeMessage::Hello { version, .. } if *version != PROTOCOL_VERSION => {
+            NodeMessage::Hello { version, .. } | NodeMessage::DirectHello { version, .. }
+                if *version != PROTOCOL_VERSION =>
+            {
                 Err(NodeRefusal::WrongVersion {
                     ours: PROTOCOL_VERSION,
                     theirs: *version,
@@ -181,7 +197,15 @@ impl Handshake {
             }
             NodeMessage::Hello {
                 cluster_id: theirs, ..
+            }
+            | NodeMessage::DirectHello {
+                cluster_id: theirs, ..
             } if theirs != cluster_id => Err(NodeRefusal::OtherCluster),
+            NodeMessage::DirectHello { .. } => Ok((PeerRole::Direct, None)),
+            NodeMessage::Hello {
+                role: PeerRole::Direct,
+                ..
+            } => Err(NodeRefusal::NoHello),
             NodeMessage::Hello {
                 role: PeerRole::Driver,
                 driver: None,

@@ -130,6 +130,31 @@ pub(crate) enum FromWorker {
         item: ObjectId,
         value: Value,
     },
+    /// Node sessions only, from a remote driver's home node: `driver` (of `job`) may open one
+    /// direct session here to call `actor`, with this ticket (`docs/direct-actor-calls.md`).
+    DirectTicket {
+        actor: ActorId,
+        driver: ProcId,
+        job: JobId,
+        ticket: super::Ticket,
+    },
+    /// Remote drivers only, to their home node: the call `task` of `actor` went straight to
+    /// node `at` over a direct session. The home node keeps what it keeps for a call it sends
+    /// there itself (`args`: the call's references, pinned until its result), but sends
+    /// nothing. Sent before anything else of the driver names the call's objects.
+    DirectCall {
+        actor: ActorId,
+        task: ObjectId,
+        returns: super::Returns,
+        args: Vec<super::Arg>,
+        at: NodeId,
+    },
+    /// Remote drivers only: the answer node `at` gave the driver's `Get` of a direct call's
+    /// return values (once per declared call).
+    DirectDone {
+        task: ObjectId,
+        result: Result<Vec<Value>, Error>,
+    },
 }
 
 /// What a `FromWorker::Control` asks for.
@@ -182,6 +207,13 @@ pub(crate) enum Control {
     StreamDropped {
         generator: ObjectId,
     },
+    /// A remote driver's request to call `actor` directly on its node: the home node passes
+    /// `ticket` there (`FromWorker::DirectTicket`) and answers with the node and its address
+    /// (`ControlReply::Direct`), or an error when the calls must go through it.
+    DirectTicket {
+        actor: ActorId,
+        ticket: super::Ticket,
+    },
 }
 
 /// The answer to a `Control`. Ids in it are counted as held by the receiver.
@@ -198,6 +230,11 @@ pub(crate) enum ControlReply {
     Assigned(Vec<(String, f64)>),
     Item(StreamItem),
     State(Box<crate::state::StateRows>),
+    /// Where to open a direct session (`Control::DirectTicket`).
+    Direct {
+        node: NodeId,
+        address: std::net::SocketAddr,
+    },
 }
 
 /// The next item of a stream.
