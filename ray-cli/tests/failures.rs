@@ -671,3 +671,40 @@ fn a_hello_naming_an_incarnation_etcd_has_not_shown_is_refused_and_fences_nothin
     // (`ray-rs status` reads etcd, which no hello changes: the two tasks above are what show
     // that the head still places work on A.)
 }
+
+#[test]
+fn a_direct_session_with_a_ticket_its_home_node_never_sent_is_refused() {
+    let cluster = Cluster::start("fail-ticket");
+    let report = status(
+        &cluster.head.address,
+        &cluster.head_dir.path,
+        &cluster.token,
+        &[],
+    );
+    let cluster_id = report["cluster_id"].as_str().unwrap().to_string();
+    let head_id = node_entry(&cluster, &cluster.head_dir).expect("the head's status")["node_id"]
+        .as_u64()
+        .unwrap() as u32;
+    let a = node_entry(&cluster, &cluster.a).expect("A's status");
+    let a_addr: std::net::SocketAddr = a["address"].as_str().unwrap().parse().unwrap();
+    let ca = std::fs::read(ray_cli::pki::TlsFiles::under(&cluster.head_dir.path).ca).unwrap();
+    let token =
+        ray_net::AuthToken::from_env_or_file(&cluster.head_dir.path.join("auth_token")).unwrap();
+    let handshake = ray_net::HandshakeConfig::new(token, None, ray_net::Role::Driver, "forger");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // Anyone with the cluster token can reach A as a driver; a direct session there also
+    // takes a ticket the named home node (the head) sent A for that driver and actor.
+    let answer = runtime.block_on(async {
+        let tls = ray_net::client_config(Some(&ca), None).unwrap();
+        let mut conn = ray_net::connect(a_addr, tls, &handshake).await.unwrap();
+        ray_core::__node::direct_hello(&mut conn.stream, &cluster_id, head_id, [9; 32])
+            .await
+            .unwrap()
+    });
+    let why = answer.expect_err("refused");
+    assert!(why.contains("no valid ticket"), "{why}");
+    assert!(!why.contains("9, 9"), "the ticket is not repeated: {why}");
+}

@@ -46,6 +46,11 @@ fn count_on_a(n: u64) -> impl Iterator<Item = u64> {
 
 /// Runs on A and submits a child that must run on B: (A's worker pid, B's worker pid).
 #[ray::remote(resources(zone_a = 1))]
+fn plus_one_on_a(x: usize) -> usize {
+    x + 1
+}
+
+#[ray::remote(resources(zone_a = 1))]
 fn parent_on_a() -> (u32, u32) {
     let child = ray::get(&child_on_b::remote()).expect("the child's result");
     (my_daemon(), child)
@@ -108,6 +113,16 @@ impl Ledger {
     }
     fn append(&mut self, x: u64) -> usize {
         self.entries.push(x);
+        self.entries.len()
+    }
+    /// Appends the first of `xs` (passed by reference: a value put by the driver).
+    fn append_first(&mut self, xs: Vec<u64>) -> usize {
+        self.entries.push(xs[0]);
+        self.entries.len()
+    }
+    /// How many entries, after `ms` milliseconds.
+    fn len_after(&self, ms: u64) -> usize {
+        std::thread::sleep(Duration::from_millis(ms));
         self.entries.len()
     }
     fn entries(&self) -> Vec<u64> {
@@ -241,8 +256,17 @@ fn everything() {
     );
 
     // 300 ordered calls to an actor on C; its output reaches this driver tagged with its node.
+    // They go straight to C (a direct session) once it is open. Every 60th passes its entry
+    // by reference to a value put here, a large one (kept in the head's store) or a small
+    // one: C borrows it from the head.
     let ledger = Ledger::remote();
-    let appends: Vec<_> = (0..300u64).map(|i| ledger.append(i)).collect();
+    let appends: Vec<_> = (0..300u64)
+        .map(|i| match i % 60 {
+            30 => ledger.append_first(ray::put(vec![i; 300_000]).unwrap()),
+            59 => ledger.append_first(ray::put(vec![i]).unwrap()),
+            _ => ledger.append(i),
+        })
+        .collect();
     let lens = ray::get_all(&appends).unwrap();
     assert_eq!(
         lens,
@@ -253,6 +277,12 @@ fn everything() {
     assert_eq!(entries, (0..300u64).collect::<Vec<_>>());
     let pid = ray::get(&ledger.pid()).unwrap();
     println!("LEDGER ON {pid}");
+    // A direct call's result passed to a task on A, before it is known and after.
+    let late = ledger.len_after(300);
+    let before = plus_one_on_a::remote(&late);
+    assert_eq!(ray::get(&before).unwrap(), 301, "a direct result used on A");
+    assert_eq!(ray::get(&late).unwrap(), 300);
+    assert_eq!(ray::get(&plus_one_on_a::remote(&appends[9])).unwrap(), 11);
     let (count, sum) = ledger.count_and_sum();
     assert_eq!(
         (ray::get(&count).unwrap(), ray::get(&sum).unwrap()),
@@ -447,6 +477,20 @@ fn one_program_uses_every_node_of_a_four_node_cluster() {
     assert_eq!(line_after(&stdout, "SLICE ON "), b.to_string());
     assert_eq!(line_after(&stdout, "NESTED "), format!("{a} {b}"));
     assert_eq!(line_after(&stdout, "LEDGER ON "), c.to_string());
+    // The driver called the actor on C directly, not through the head: it connected to C
+    // (a direct session; C logs each driver connection, and the driver is attached to the
+    // head).
+    let said = |dir: &NodeDir, what: &str| {
+        std::fs::read_dir(dir.path.join("logs"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("ray-rs-"))
+            .any(|e| std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains(what)))
+    };
+    wait_for("C's log of the direct session", || {
+        said(&cluster.c, "ray_cli::control: driver multinode").then_some(())
+    });
     assert_eq!(
         line_after(&stdout, "THREE ON "),
         format!("{a} READ ON {b}"),

@@ -2,9 +2,9 @@
 //! project's own). In single-node mode `ray::init` starts the same node manager inside the
 //! driver; here it runs alone, and drivers attach over authenticated connections.
 
-#[cfg(feature = "testing")]
-pub use crate::node_manager::links::hello_as_node;
 pub use crate::node_manager::links::{Connecting, Connector, PeerStream};
+#[cfg(feature = "testing")]
+pub use crate::node_manager::links::{direct_hello, hello_as_node};
 pub use crate::node_manager::name_directory::NameDirectory;
 pub use crate::node_manager::remote::{BinaryStore, BinaryUpload, CachedBinary};
 pub use crate::node_manager::stats::{JobSummary, NodeStats};

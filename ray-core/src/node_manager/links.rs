@@ -204,6 +204,35 @@ pub async fn hello_as_node<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
+/// Sends a direct session's hello (`NodeMessage::DirectHello`) naming home node `home`, one
+/// of its drivers and an actor, with `ticket`, and says how the node answered, as
+/// [`hello_as_node`] does. For the project's tests of forged tickets (feature `testing`).
+#[cfg(feature = "testing")]
+pub async fn direct_hello<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    cluster_id: &str,
+    home: u32,
+    ticket: [u8; 32],
+) -> std::io::Result<std::result::Result<(), String>> {
+    let driver = crate::ids::ProcId::new(NodeId(home), 7);
+    let hello = NodeMessage::DirectHello {
+        version: PROTOCOL_VERSION,
+        cluster_id: cluster_id.to_string(),
+        home: NodeId(home),
+        driver,
+        job: crate::ids::JobId::of_driver(driver),
+        actor: crate::ids::ActorId((u128::from(home) << 96) | (7 << 64) | 1),
+        ticket: crate::protocol::Ticket(ticket),
+    };
+    match answer_to_hello(stream, &"the node", &hello).await {
+        Ok(_) => Ok(Ok(())),
+        Err(e) => match refusal(&e) {
+            Some(r) => Ok(Err(r.to_string())),
+            None => Err(e),
+        },
+    }
+}
+
 /// How long a node's answer to this node's hello may take (it comes at once from a live one).
 const WELCOME_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
