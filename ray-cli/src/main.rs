@@ -13,7 +13,7 @@ fn main() -> ExitCode {
     // Warnings always reach stderr; a node daemon also logs what it does (to its log file when
     // daemonized). RUST_LOG overrides.
     let default = match &cli.command {
-        Command::Start(_) => "warn,ray_cli=info,ray_net=info",
+        Command::Start(_) => "warn,ray_cli=info,ray_net=info,ray_core=info",
         _ => "warn",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));

@@ -477,9 +477,8 @@ fn one_program_uses_every_node_of_a_four_node_cluster() {
     assert_eq!(line_after(&stdout, "SLICE ON "), b.to_string());
     assert_eq!(line_after(&stdout, "NESTED "), format!("{a} {b}"));
     assert_eq!(line_after(&stdout, "LEDGER ON "), c.to_string());
-    // The driver called the actor on C directly, not through the head: it connected to C
-    // (a direct session; C logs each driver connection, and the driver is attached to the
-    // head).
+    // The driver called the actor on C directly, not through the head: C accepted its
+    // direct session.
     let said = |dir: &NodeDir, what: &str| {
         std::fs::read_dir(dir.path.join("logs"))
             .into_iter()
@@ -489,7 +488,7 @@ fn one_program_uses_every_node_of_a_four_node_cluster() {
             .any(|e| std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains(what)))
     };
     wait_for("C's log of the direct session", || {
-        said(&cluster.c, "ray_cli::control: driver multinode").then_some(())
+        said(&cluster.c, "opened a direct session to").then_some(())
     });
     assert_eq!(
         line_after(&stdout, "THREE ON "),

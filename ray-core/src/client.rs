@@ -551,8 +551,11 @@ impl Client for ProcessClient {
         let mut refs = self.refs.lock().unwrap_or_else(|e| e.into_inner());
         if let Transition::Last = refs.dec(id) {
             #[cfg(feature = "cluster")]
-            if let (Some(direct), RefId::Object(o)) = (self.direct.get(), id) {
-                direct.forget(o);
+            if let Some(direct) = self.direct.get() {
+                match id {
+                    RefId::Object(o) => direct.forget(o),
+                    RefId::Actor(a) => direct.forget_actor(a),
+                }
             }
             self.send(&FromWorker::DelRef(id));
         }

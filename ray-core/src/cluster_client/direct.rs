@@ -33,10 +33,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
-/// How long after a failed attempt an actor's calls go through the home node before the next.
+/// How long after a failed attempt an actor's calls go through the home node before the next
+/// (doubled after each failure in a row, up to [`RETRY_MAX`]).
 const RETRY: Duration = Duration::from_secs(2);
-/// How long opening a direct session may take.
-const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+const RETRY_MAX: Duration = Duration::from_secs(300);
+/// How long opening a direct session may take (the call waits meanwhile: on a network where
+/// the actor's node answers, it takes milliseconds).
+const OPEN_TIMEOUT: Duration = Duration::from_secs(3);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -65,11 +68,19 @@ pub(crate) struct DirectCalls {
 }
 
 enum Mode {
-    /// Through the home node; a direct session is tried (again) from `retry_at`.
+    /// Through the home node; a direct session is tried (again) from `retry_at`, after
+    /// `failed` attempts in a row.
     Relayed {
         retry_at: Option<Instant>,
+        failed: u32,
     },
     Direct(Arc<Session>),
+}
+
+/// When to try again after `failed` attempts in a row.
+fn retry_after(failed: u32) -> Instant {
+    let wait = RETRY.saturating_mul(1 << failed.min(8).saturating_sub(1));
+    Instant::now() + wait.min(RETRY_MAX)
 }
 
 /// A direct session to the node of one actor.
@@ -77,11 +88,31 @@ struct Session {
     client: Arc<ProcessClient>,
     sink: Arc<TlsSink>,
     node: NodeId,
+    /// Calls sent on it whose answer (or hand-over) the home node has not been sent yet.
+    open_calls: Mutex<usize>,
+    reported: std::sync::Condvar,
 }
 
 impl Session {
     fn alive(&self) -> bool {
         !self.client.is_lost()
+    }
+
+    /// Waits until every call sent on this (lost) session was reported to the home node, so
+    /// a call sent through it next comes after them.
+    fn wait_reported(&self) {
+        let mut open = lock(&self.open_calls);
+        while *open > 0 {
+            open = self.reported.wait(open).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn call_reported(&self) {
+        let mut open = lock(&self.open_calls);
+        *open = open.saturating_sub(1);
+        if *open == 0 {
+            self.reported.notify_all();
+        }
     }
 
     fn close(&self) {
@@ -100,12 +131,12 @@ enum Held {
     Home,
 }
 
-/// Whether the home node has the call's `DirectCall` (else the answer waits for it: the
+/// Whether the home node has the call's `DirectCall` (else the report waits for it: the
 /// home node must hear of the call before its end).
 #[derive(Default)]
 struct Declared {
     sent: bool,
-    answer: Option<Result<Vec<Value>>>,
+    report: Option<FromWorker>,
 }
 
 impl DirectCalls {
@@ -143,20 +174,28 @@ impl DirectCalls {
         }
         let mode = lock(&self.actors)
             .entry(spec.actor)
-            .or_insert_with(|| Arc::new(Mutex::new(Mode::Relayed { retry_at: None })))
+            .or_insert_with(|| {
+                Arc::new(Mutex::new(Mode::Relayed {
+                    retry_at: None,
+                    failed: 0,
+                }))
+            })
             .clone();
         let mut mode = lock(&mode);
-        let now = Instant::now();
         if let Mode::Direct(s) = &*mode
             && !s.alive()
         {
+            // Its calls in flight are handed to the home node first (`on_answer`).
+            s.wait_reported();
             *mode = Mode::Relayed {
-                retry_at: Some(now + RETRY),
+                retry_at: Some(retry_after(1)),
+                failed: 0,
             };
         }
-        if let Mode::Relayed { retry_at } = &*mode
-            && retry_at.is_none_or(|t| now >= t)
+        if let Mode::Relayed { retry_at, failed } = &*mode
+            && retry_at.is_none_or(|t| Instant::now() >= t)
         {
+            let failed = *failed;
             *mode = match self.open(home, spec.actor) {
                 Ok(s) => Mode::Direct(s),
                 Err(e) => {
@@ -165,7 +204,8 @@ impl DirectCalls {
                         spec.actor
                     );
                     Mode::Relayed {
-                        retry_at: Some(now + RETRY),
+                        retry_at: Some(retry_after(failed + 1)),
+                        failed: failed + 1,
                     }
                 }
             };
@@ -196,6 +236,7 @@ impl DirectCalls {
             })
             .collect();
         let references = !refs.is_empty();
+        let streaming = spec.returns.stream.is_some();
         let declare = FromWorker::DirectCall {
             actor: spec.actor,
             task,
@@ -218,58 +259,60 @@ impl DirectCalls {
             lock(&declared).sent = true;
             let _ = crate::context::Client::get(home, &[], None);
         }
+        *lock(&session.open_calls) += 1;
+        let answered = self.on_answer(spec.clone(), ids.clone(), slot, declared.clone(), &session);
         session.client.send(&FromWorker::SubmitActorTask(spec));
-        let answered = self.on_answer(task, ids.clone(), slot, declared.clone(), &session);
         session.client.request(answered, |req| FromWorker::Get {
             req,
             ids,
             timeout_ms: None,
         });
+        if streaming {
+            // The home node asks the actor's node for the stream's items on its own
+            // connection there: the call must be there first. An empty `get` comes back once
+            // the actor's node has read it.
+            let _ = crate::context::Client::get(&*session.client, &[], None);
+        }
         if !references {
             home.send(&declare);
             let early = {
                 let mut d = lock(&declared);
                 d.sent = true;
-                d.answer.take()
+                d.report.take()
             };
-            if let Some(result) = early {
-                home.send(&FromWorker::DirectDone { task, result });
+            if let Some(report) = early {
+                home.send(&report);
+                session.call_reported();
             }
         }
     }
 
-    /// What runs when the actor's node answers the `Get` of call `task`'s values `ids`.
+    /// What runs when the actor's node answers the `Get` of call `spec`'s values `ids`, or
+    /// the session ends first: the home node is told the answer (`DirectDone`), or is handed
+    /// the call (`DirectLost`: it sends the call again over its own session there, which
+    /// survives a broken connection; the node ignores it if it had it, and answers the home
+    /// node's `Get`), so a broken direct connection loses nothing.
     fn on_answer(
         &self,
-        task: ObjectId,
+        spec: ActorTaskSpec,
         ids: Vec<ObjectId>,
         slot: Arc<Slot<()>>,
         declared: Arc<Mutex<Declared>>,
-        session: &Session,
+        session: &Arc<Session>,
     ) -> Box<dyn FnOnce(Reply) + Send> {
         let results = self.results.clone();
         let home = self.home.clone();
-        let node = session.node;
-        let home_node = self.home_node;
+        let session = Arc::downgrade(session);
         Box::new(move |reply| {
             let Reply::Get(result) = reply else { return };
-            let result = result.map_err(|e| match e {
-                // The session ended before the answer.
-                Error::Io {
+            let task = spec.task;
+            let lost = matches!(
+                &result,
+                Err(Error::Io {
                     kind: std::io::ErrorKind::ConnectionAborted,
-                    message,
                     ..
-                } => Error::ActorDied {
-                    actor: format!("the actor of call {task}"),
-                    restarting: true,
-                    cause: format!(
-                        "the direct connection to its node {node} ended while the call was in \
-                         flight ({message}), so it may or may not have run; later calls go \
-                         through {home_node}"
-                    ),
-                },
-                e => e,
-            });
+                })
+            );
             {
                 let mut held = lock(&results);
                 for (i, id) in ids.iter().enumerate() {
@@ -287,17 +330,26 @@ impl DirectCalls {
                     };
                 }
             }
+            let report = match lost {
+                true => FromWorker::DirectLost(spec),
+                false => FromWorker::DirectDone { task, result },
+            };
             let now = {
                 let mut d = lock(&declared);
                 if d.sent {
-                    Some(result)
+                    Some(report)
                 } else {
-                    d.answer = Some(result);
+                    d.report = Some(report);
                     None
                 }
             };
-            if let (Some(result), Some(home)) = (now, home.upgrade()) {
-                home.send(&FromWorker::DirectDone { task, result });
+            if let Some(report) = now {
+                if let Some(home) = home.upgrade() {
+                    home.send(&report);
+                }
+                if let Some(s) = session.upgrade() {
+                    s.call_reported();
+                }
             }
             slot.fill(());
         })
@@ -340,6 +392,19 @@ impl DirectCalls {
         lock(&self.results).remove(&id);
     }
 
+    /// The last handle of `actor` here was dropped: its direct session closes, unless calls
+    /// still await answers on it (it then closes with the driver).
+    pub(crate) fn forget_actor(&self, actor: ActorId) {
+        let Some(mode) = lock(&self.actors).remove(&actor) else {
+            return;
+        };
+        if let Mode::Direct(s) = &*lock(&mode)
+            && !s.client.awaits_replies()
+        {
+            s.close();
+        }
+    }
+
     /// Opens a direct session to the node of `actor` (see the module's text).
     fn open(&self, home: &ProcessClient, actor: ActorId) -> Result<Arc<Session>> {
         use ring::rand::SecureRandom;
@@ -371,40 +436,25 @@ impl DirectCalls {
             actor,
             ticket,
         };
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Error::io("starting a runtime for a direct session", e))?;
-        let handshake = &self.handshake;
-        let opened = rt.block_on(async {
-            let open = async {
-                let tls =
-                    ray_net::client_config(None, None).map_err(|e| cluster_error(&shown, e))?;
-                let conn = ray_net::connect(address, tls, handshake)
-                    .await
-                    .map_err(|e| cluster_error(&shown, e))?;
-                let mut stream = conn.stream;
-                let io =
-                    |e: std::io::Error| cluster_error(&shown, format!("the session broke: {e}"));
-                send(&mut stream, &hello).await.map_err(io)?;
-                match recv(&mut stream).await.map_err(io)? {
-                    NodeMessage::Welcome { .. } => Ok(stream),
-                    NodeMessage::Refused { reason } => Err(cluster_error(
-                        &shown,
-                        format!("the node refused a direct session: {reason}"),
-                    )),
-                    other => Err(cluster_error(&shown, format!("unexpected {other:?}"))),
-                }
-            };
-            let stream = tokio::time::timeout(OPEN_TIMEOUT, open)
-                .await
-                .unwrap_or_else(|_| {
-                    Err(cluster_error(&shown, "opening a direct session timed out"))
-                })?;
-            ray_net::into_blocking(stream)
-                .map_err(|e| cluster_error(&shown, format!("the session broke: {e}")))
+        // On a thread of its own: the calling thread may be inside an async runtime, where
+        // blocking on another one panics.
+        let connect = || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Error::io("starting a runtime for a direct session", e))?;
+            let opened = rt.block_on(self.connect(address, &shown, hello));
+            super::stop_runtime(rt);
+            opened
+        };
+        let opened = std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .name("ray-direct-open".into())
+                .spawn_scoped(scope, connect)
+                .map_err(|e| Error::io("starting a thread to open a direct session", e))?
+                .join()
+                .unwrap_or_else(|_| Err(cluster_error(&shown, "opening a direct session panicked")))
         });
-        super::stop_runtime(rt);
         let (reader, mut writer) = opened?;
         writer
             .set_stall_limit(Some(SEND_STALL))
@@ -426,12 +476,49 @@ impl DirectCalls {
         let turn = super::turn::Turn::start(client.clone(), reader, output)
             .map_err(|e| Error::io("starting a direct session's reader", e))?;
         client.read_while_waiting(turn);
-        let session = Arc::new(Session { client, sink, node });
+        let session = Arc::new(Session {
+            client,
+            sink,
+            node,
+            open_calls: Mutex::new(0),
+            reported: std::sync::Condvar::new(),
+        });
         let mut sessions = lock(&self.sessions);
         sessions.retain(|s| s.alive());
         sessions.push(session.clone());
         log::debug!("calls of actor {actor} go directly to {node} at {address}");
         Ok(session)
+    }
+
+    /// TLS to `address`, the cluster's handshake, then `hello`: the session's two halves.
+    async fn connect(
+        &self,
+        address: std::net::SocketAddr,
+        shown: &str,
+        hello: NodeMessage,
+    ) -> Result<(ray_net::BlockingReader, ray_net::BlockingWriter)> {
+        let open = async {
+            let tls = ray_net::client_config(None, None).map_err(|e| cluster_error(shown, e))?;
+            let conn = ray_net::connect(address, tls, &self.handshake)
+                .await
+                .map_err(|e| cluster_error(shown, e))?;
+            let mut stream = conn.stream;
+            let io = |e: std::io::Error| cluster_error(shown, format!("the session broke: {e}"));
+            send(&mut stream, &hello).await.map_err(io)?;
+            match recv(&mut stream).await.map_err(io)? {
+                NodeMessage::Welcome { .. } => Ok(stream),
+                NodeMessage::Refused { reason } => Err(cluster_error(
+                    shown,
+                    format!("the node refused a direct session: {reason}"),
+                )),
+                other => Err(cluster_error(shown, format!("unexpected {other:?}"))),
+            }
+        };
+        let stream = tokio::time::timeout(OPEN_TIMEOUT, open)
+            .await
+            .unwrap_or_else(|_| Err(cluster_error(shown, "opening a direct session timed out")))?;
+        ray_net::into_blocking(stream)
+            .map_err(|e| cluster_error(shown, format!("the session broke: {e}")))
     }
 
     /// The driver leaves: its direct sessions close.

@@ -25,7 +25,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 /// How long a ticket waits for its driver's hello.
 const TICKET_TTL_US: u64 = 60_000_000;
-/// Tickets kept at most per home node (the oldest goes first).
+/// Tickets kept at most per driver (its oldest goes first).
 const TICKETS_MAX: usize = 64;
 /// Direct sessions at most per driver at a node.
 pub(crate) const SESSIONS_MAX: usize = 64;
@@ -135,10 +135,8 @@ impl NodeState {
         if !self.workers.get(from).is_some_and(|w| w.remote) {
             return Err("a direct call, which only remote drivers make".into());
         }
-        if at == self.node || !self.cluster.knows(at) {
-            return Err(format!(
-                "a direct call sent to {at}, which is not a live peer"
-            ));
+        if at == self.node {
+            return Err(format!("a direct call sent to {at}, this node itself"));
         }
         self.fresh(from, RefId::Object(task))?;
         self.fresh_returns(from, task, &returns)?;
@@ -151,6 +149,13 @@ impl NodeState {
         self.open_returns(from, task, &returns);
         if let Err(e) = self.pin_args(&args) {
             self.complete_object(task, Err(e));
+            // No wait: the driver's `DirectDone` is accepted and changes nothing.
+            let rec = CallRec {
+                driver: from,
+                at,
+                req: 0,
+            };
+            self.direct.calls.insert(task, rec);
             return Ok(());
         }
         let extra = returns.extra;
@@ -163,17 +168,26 @@ impl NodeState {
                 extra,
             },
         );
-        if returns.stream.is_some() {
+        let rec = CallRec {
+            driver: from,
+            at,
+            req,
+        };
+        self.direct.calls.insert(task, rec);
+        if !self.cluster.knows(at) {
+            // This node has already handled that node's loss (the driver's session there
+            // has not noticed yet): the call fails as one sent there and lost with it.
+            let err = self.call_lost_with_node(Some(actor), at, "it is no live member");
+            self.peer_reply(
+                at,
+                ToWorker::GetReply {
+                    req,
+                    result: Err(err),
+                },
+            );
+        } else if returns.stream.is_some() {
             self.stream_sent(task, at);
         }
-        self.direct.calls.insert(
-            task,
-            CallRec {
-                driver: from,
-                at,
-                req,
-            },
-        );
         Ok(())
     }
 
@@ -219,13 +233,81 @@ impl NodeState {
         Ok(())
     }
 
-    /// A driver's connection ended: its direct calls' records go (their waits stay, and end
-    /// as the calls' nodes answer or go).
+    /// The driver `from` lost the direct session that carried its declared call `spec`
+    /// before the answer: this node sends the call to that node itself, over its own session
+    /// (which survives a broken connection; the node ignores a call it already has, since
+    /// the id is taken), and asks for its values, as for a call it forwards.
+    pub(super) fn direct_lost(
+        &mut self,
+        from: ProcId,
+        spec: crate::protocol::ActorTaskSpec,
+    ) -> std::result::Result<(), String> {
+        let task = spec.task;
+        match self.direct.calls.get(&task) {
+            Some(c) if c.driver == from => {}
+            Some(_) => {
+                return Err(format!(
+                    "the loss of a direct call {task} of another driver"
+                ));
+            }
+            None => {
+                return Err(format!(
+                    "the loss of a direct call {task} it did not declare"
+                ));
+            }
+        }
+        super::returns::check_shape(task, &spec.returns)?;
+        super::inline_args(&spec.args)?;
+        let CallRec { at, req, .. } = self.direct.calls.remove(&task).expect("checked above");
+        // No wait any more: the call failed here already (its node is gone, or its arguments
+        // were).
+        let Some(extra) = self.peers.extra_of(at, req) else {
+            return Ok(());
+        };
+        if spec.returns.extra != extra {
+            return Err(format!("the loss of a direct call {task} of another shape"));
+        }
+        self.send_node(at, FromWorker::SubmitActorTask(spec));
+        let ids = (0..=extra).map(|i| task.nth_return(i)).collect();
+        self.send_node(
+            at,
+            FromWorker::Get {
+                req,
+                ids,
+                timeout_ms: None,
+            },
+        );
+        Ok(())
+    }
+
+    /// A driver's connection ended: the values of its direct calls that it did not report
+    /// are asked of their nodes by this node itself (as for a call it forwards), so that
+    /// their arguments here and their objects there are let go.
     pub(super) fn direct_driver_gone(&mut self, proc: ProcId) {
         if self.direct.calls.is_empty() {
             return;
         }
-        self.direct.calls.retain(|_, c| c.driver != proc);
+        let mut orphans = Vec::new();
+        self.direct.calls.retain(|task, c| {
+            if c.driver == proc {
+                orphans.push((*task, c.at, c.req));
+            }
+            c.driver != proc
+        });
+        for (task, at, req) in orphans {
+            let Some(extra) = self.peers.extra_of(at, req) else {
+                continue;
+            };
+            let ids = (0..=extra).map(|i| task.nth_return(i)).collect();
+            self.send_node(
+                at,
+                FromWorker::Get {
+                    req,
+                    ids,
+                    timeout_ms: None,
+                },
+            );
+        }
     }
 
     // ---- At the actor's node ----
@@ -247,14 +329,9 @@ impl NodeState {
         }
         let now = self.now_us;
         self.direct.tickets.retain(|t| t.expires_us > now);
-        if self
-            .direct
-            .tickets
-            .iter()
-            .filter(|t| t.home == home)
-            .count()
-            >= TICKETS_MAX
-            && let Some(i) = self.direct.tickets.iter().position(|t| t.home == home)
+        let of_driver = |t: &&TicketRec| t.driver == driver;
+        if self.direct.tickets.iter().filter(of_driver).count() >= TICKETS_MAX
+            && let Some(i) = self.direct.tickets.iter().position(|t| t.driver == driver)
         {
             self.direct.tickets.remove(i);
         }

@@ -207,6 +207,7 @@ impl NodeState {
                 at,
             } => self.direct_call(from, actor, task, returns, args, at)?,
             FromWorker::DirectDone { task, result } => self.direct_done(from, task, result)?,
+            FromWorker::DirectLost(spec) => self.direct_lost(from, spec)?,
             FromWorker::Control { req, op } => {
                 let to = control::Answer::Remote { proc: from, req };
                 self.control(from, to, op)?;

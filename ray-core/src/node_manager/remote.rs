@@ -303,7 +303,7 @@ where
         }
         drop(n);
         // The ticket travels from the home node on another connection: look again soon.
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     };
     let (n, proc) = match attached {
         Ok(a) => a,

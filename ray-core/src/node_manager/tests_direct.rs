@@ -204,6 +204,12 @@ fn a_direct_calls_answer_completes_it_at_home_as_a_forwarded_calls_would() {
         },
     );
     assert_eq!(h.failed(t3), Some(err));
+    let sent = h.sent_to_node_direct(PEER);
+    assert!(
+        sent.iter()
+            .any(|m| matches!(m, FromWorker::DelRef(RefId::Object(o)) if *o == t3)),
+        "the call's object is let go there, once done: {sent:?}"
+    );
     assert!(!h.banned(d));
 }
 
@@ -222,6 +228,74 @@ fn a_direct_calls_references_stay_pinned_until_its_answer() {
         },
     );
     assert!(h.state(arg).is_none(), "let go after its answer");
+}
+
+#[test]
+fn the_calls_a_driver_did_not_report_when_it_left_are_asked_of_their_node_by_home() {
+    let (mut h, d, a) = home_with_actor_on_peer();
+    let arg = h.put(d, value(7));
+    let t = direct_call(&mut h, d, a, vec![Arg::Ref(arg)]);
+    h.with(|st| st.driver_gone(d));
+    let sent = h.sent_to_node_direct(PEER);
+    let req = sent
+        .iter()
+        .find_map(|m| match m {
+            FromWorker::Get { req, ids, .. } if *ids == [t] => Some(*req),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("its value asked of the peer: {sent:?}"));
+    assert_eq!(h.value_of(arg), Some(7), "still pinned");
+    h.with(|st| {
+        st.peer_reply(
+            PEER,
+            ToWorker::GetReply {
+                req,
+                result: Ok(vec![value(1)]),
+            },
+        )
+    });
+    assert!(h.state(arg).is_none(), "let go with the answer");
+    let sent = h.sent_to_node_direct(PEER);
+    assert!(
+        sent.iter()
+            .any(|m| matches!(m, FromWorker::DelRef(RefId::Object(o)) if *o == t)),
+        "its copy there let go: {sent:?}"
+    );
+}
+
+#[test]
+fn a_call_whose_direct_session_was_lost_is_sent_again_by_home_and_awaited_there() {
+    let (mut h, d, a) = home_with_actor_on_peer();
+    let t = direct_call(&mut h, d, a, vec![]);
+    let spec = ActorTaskSpec {
+        actor: a,
+        task: t,
+        method: "m::Counter::incr".into(),
+        args: vec![Arg::Value(value(3))],
+        returns: Default::default(),
+    };
+    h.msg(d, FromWorker::DirectLost(spec.clone()));
+    let sent = h.sent_to_node_direct(PEER);
+    let req = match &sent[..] {
+        [
+            FromWorker::SubmitActorTask(s),
+            FromWorker::Get { req, ids, .. },
+        ] if s.task == t && *ids == [t] => *req,
+        other => panic!("the call and a Get for it: {other:?}"),
+    };
+    h.with(|st| {
+        st.peer_reply(
+            PEER,
+            ToWorker::GetReply {
+                req,
+                result: Ok(vec![value(5)]),
+            },
+        )
+    });
+    assert_eq!(h.value_of(t), Some(5));
+    // Reported once: a second report (or a late DirectDone) is refused.
+    h.msg(d, FromWorker::DirectLost(spec));
+    assert!(h.banned(d));
 }
 
 #[test]
@@ -268,7 +342,7 @@ fn a_direct_done_for_a_call_not_declared_or_already_done_or_of_another_driver_is
 }
 
 #[test]
-fn a_direct_call_under_another_processs_id_or_to_an_unknown_node_is_refused() {
+fn a_direct_call_under_another_processs_id_is_refused_and_one_to_a_node_gone_fails() {
     let (mut h, d, a) = home_with_actor_on_peer();
     let foreign = h.id_of(DRIVER);
     h.msg(
@@ -282,6 +356,8 @@ fn a_direct_call_under_another_processs_id_or_to_an_unknown_node_is_refused() {
         },
     );
     assert!(h.banned(d));
+    // A node this node no longer knows (it was declared dead before the driver's session
+    // there noticed): the call fails as lost with it, and the driver's report is accepted.
     let (mut h, d, a) = home_with_actor_on_peer();
     let task = h.id_of(d);
     h.msg(
@@ -294,7 +370,19 @@ fn a_direct_call_under_another_processs_id_or_to_an_unknown_node_is_refused() {
             at: NodeId(9),
         },
     );
-    assert!(h.banned(d));
+    assert!(
+        matches!(h.failed(task), Some(Error::ActorDied { .. })),
+        "{:?}",
+        h.failed(task)
+    );
+    h.msg(
+        d,
+        FromWorker::DirectDone {
+            task,
+            result: Ok(vec![value(1)]),
+        },
+    );
+    assert!(!h.banned(d));
     // A worker (not a remote driver) sends none.
     let (mut h, _d, a) = home_with_actor_on_peer();
     let task = h.id_of(DRIVER);
@@ -396,10 +484,26 @@ fn a_ticket_opens_one_direct_session_for_its_driver_and_actor_only() {
     let s = attach(&mut h, a, d, job, 4).unwrap().expect("opened");
     assert!(h.st.is_direct_session(s));
     assert_eq!(attach(&mut h, a, d, job, 4), Ok(None), "used once");
-    // A ticket expires after a minute.
+    // A ticket is good for a minute.
     ticket_from_home(&mut h, home, a, d, 6);
-    h.advance(Duration::from_secs(61));
-    assert_eq!(attach(&mut h, a, d, job, 6), Ok(None));
+    ticket_from_home(&mut h, home, a, d, 8);
+    h.advance(Duration::from_secs(59));
+    assert!(attach(&mut h, a, d, job, 6).unwrap().is_some(), "59 s old");
+    h.advance(Duration::from_secs(2));
+    assert_eq!(attach(&mut h, a, d, job, 8), Ok(None), "61 s old");
+    // At most 64 per driver: its oldest goes, not another driver's.
+    let other = ProcId {
+        node: PEER,
+        index: 12,
+    };
+    ticket_from_home(&mut h, home, a, other, 20);
+    for bits in 30..95u8 {
+        ticket_from_home(&mut h, home, a, d, bits);
+    }
+    assert_eq!(attach(&mut h, a, d, job, 30), Ok(None), "the oldest went");
+    assert!(attach(&mut h, a, d, job, 31).unwrap().is_some());
+    let other_job = JobId::of_driver(other);
+    assert!(attach(&mut h, a, other, other_job, 20).unwrap().is_some());
     // A home node may not give tickets for another node's drivers.
     let here = ProcId {
         node: NODE,
@@ -455,6 +559,11 @@ fn direct_calls_run_in_order_after_the_home_nodes_and_only_their_values_may_be_a
             if v.len() == 1 && matches!(&v[0].data, Data::Inline(b) if b.len() == 8))),
         "{replies:?}"
     );
+    // The home node sends the call again after the driver lost its session: a call it has
+    // is not run twice.
+    far_call(&mut h, home, a, direct);
+    assert_eq!(runs(&mut h, w), None, "not run again");
+    assert!(!h.banned(home));
     // The call's object is the home node's here: its DelRef lets it go.
     assert!(h.state(direct).is_some());
     h.msg(home, FromWorker::DelRef(RefId::Object(direct)));

@@ -155,6 +155,10 @@ pub(crate) enum FromWorker {
         task: ObjectId,
         result: Result<Vec<Value>, Error>,
     },
+    /// Remote drivers only: the direct session that carried this declared call ended before
+    /// its answer. The home node sends the call again over its own session with node `at`
+    /// (which ignores a call it already has) and asks for its values itself.
+    DirectLost(ActorTaskSpec),
 }
 
 /// What a `FromWorker::Control` asks for.
