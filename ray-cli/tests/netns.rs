@@ -520,6 +520,13 @@ fn a_reset_connection_only_makes_a_node_suspect_and_nothing_is_lost() {
         out.status.success() && text.contains("RESET CALLS"),
         "{text}"
     );
+    // The driver calls the actor directly on the namespace's node: that connection broke
+    // too, and the call in flight on it was handed to the head, which sent it again over its
+    // own session (resumed), so no call failed.
+    assert!(
+        text.contains("a direct session to an actor's node ended"),
+        "the direct session broke under the calls: {text}"
+    );
     assert!(
         head.said("is suspect until"),
         "a session broke under the calls (else the test proved nothing)"
