@@ -22,6 +22,10 @@ use std::time::Duration;
 pub(crate) trait MessageSink: Send + Sync + 'static {
     /// Sends one message, in order with the others.
     fn send(&self, msg: &FromWorker) -> Result<()>;
+    /// Sends several messages in order (with one write where the sink can).
+    fn send_many(&self, msgs: &[FromWorker]) -> Result<()> {
+        msgs.iter().try_for_each(|m| self.send(m))
+    }
     /// Ends the connection after a failed `send` (its stream may be cut inside a frame), so
     /// its reader sees the end too. A worker's sink need not: it exits.
     fn abort(&self) {}
@@ -205,11 +209,33 @@ impl ProcessClient {
     }
 
     pub(crate) fn send(&self, msg: &FromWorker) {
+        // A remote driver's messages wait behind what its direct calls queued for its node.
+        #[cfg(feature = "cluster")]
+        if let Some(direct) = self.direct.get() {
+            return direct.send_home(self, msg);
+        }
+        self.send_now(msg)
+    }
+
+    /// Sends `msg` now (nothing queued goes first).
+    pub(crate) fn send_now(&self, msg: &FromWorker) {
         if self.lost.get().is_some() {
             return;
         }
         if let Err(e) = self.sender.send(msg) {
             // The reason first: the reader, seeing the end after `abort`, has none.
+            self.connection_lost(&lost_reason(&e));
+            self.sender.abort();
+        }
+    }
+
+    /// Sends `msgs` in order, with one write where the connection allows.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn send_batch(&self, msgs: &[FromWorker]) {
+        if self.lost.get().is_some() || msgs.is_empty() {
+            return;
+        }
+        if let Err(e) = self.sender.send_many(msgs) {
             self.connection_lost(&lost_reason(&e));
             self.sender.abort();
         }
@@ -359,6 +385,32 @@ impl ProcessClient {
         }
         self.send(&make(req));
         req
+    }
+
+    /// Like [`request`](Self::request), with `first` sent just before the request, in the
+    /// same write.
+    #[cfg(feature = "cluster")]
+    pub(crate) fn request_after(
+        &self,
+        first: FromWorker,
+        callback: Pending,
+        make: impl FnOnce(u64) -> FromWorker,
+    ) {
+        let req = self.next_req.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(why) = self.lost.get() {
+                drop(pending);
+                callback(Reply::Get(Err(Error::Io {
+                    context: "talking to the cluster's node".into(),
+                    message: format!("the connection was lost earlier: {why}"),
+                    kind: std::io::ErrorKind::ConnectionAborted,
+                })));
+                return;
+            }
+            pending.insert(req, callback);
+        }
+        self.send_batch(&[first, make(req)]);
     }
 
     fn owned(&self, id: RefId) {

@@ -159,6 +159,16 @@ impl MessageSink for StreamSink {
         self.0.write(msg)
     }
 
+    fn send_many(&self, msgs: &[FromWorker]) -> Result<()> {
+        if self.0.closed.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        self.0
+            .sender
+            .send_all(msgs)
+            .map_err(|e| blame_stall(e, self.0.reader.blocked()))
+    }
+
     fn abort(&self) {
         self.0.abort();
     }
@@ -335,7 +345,7 @@ pub(crate) fn connect(
         .map_err(|e| Error::io("starting the cluster client's reader", e))?;
     client.read_while_waiting(turn);
     if direct::enabled() {
-        client.call_directly(Arc::new(DirectCalls::new(
+        client.call_directly(Arc::new(DirectCalls::start(
             Arc::downgrade(&client),
             node,
             proc,

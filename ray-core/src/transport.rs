@@ -137,6 +137,24 @@ impl<W: Write> BlockingSender<W> {
         r
     }
 
+    /// Sends `msgs` in order with one write (frames encoded back to back).
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    pub(crate) fn send_all<M: Serialize>(&self, msgs: &[M]) -> Result<()> {
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let (stream, buf) = &mut *guard;
+        buf.clear();
+        for msg in msgs {
+            codec::encode_frame(msg, buf)?;
+        }
+        let r = stream
+            .write_all(buf)
+            .map_err(|e| Error::io("writing to the node manager", e));
+        if buf.capacity() > 1 << 20 {
+            *buf = Vec::with_capacity(4096);
+        }
+        r
+    }
+
     /// Runs `f` on the stream, between whole frames.
     pub(crate) fn with_stream<T>(&self, f: impl FnOnce(&mut W) -> T) -> T {
         f(&mut self.inner.lock().unwrap_or_else(|e| e.into_inner()).0)

@@ -40,6 +40,11 @@ const RETRY_MAX: Duration = Duration::from_secs(300);
 /// How long opening a direct session may take (the call waits meanwhile: on a network where
 /// the actor's node answers, it takes milliseconds).
 const OPEN_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long what the direct calls have for the home node may wait to be written together,
+/// when no other message to it comes first (off every call's path: the home node needs them
+/// only for what other processes do with the results, and anything this driver sends it
+/// goes after them).
+const FLUSH_AFTER: Duration = Duration::from_millis(1);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -65,6 +70,54 @@ pub(crate) struct DirectCalls {
     results: Arc<Mutex<HashMap<ObjectId, Held>>>,
     sessions: Mutex<Vec<Arc<Session>>>,
     closed: AtomicBool,
+    to_home: Arc<HomeQueue>,
+}
+
+/// What the direct calls have for the home node (`DirectCall`, `DirectDone`, `DirectLost`):
+/// written together, before any other message of this driver to its node, or by the
+/// flusher thread within [`FLUSH_AFTER`]. A `DirectCall` is queued before its call is sent,
+/// so the home node always reads it before the call's end, and before anything else of this
+/// driver that names the call's objects.
+struct HomeQueue {
+    msgs: Mutex<Vec<FromWorker>>,
+    /// Held while queued messages, and the message that made them go, are written.
+    write: Mutex<()>,
+    queued: std::sync::Condvar,
+    closed: AtomicBool,
+}
+
+impl HomeQueue {
+    fn push(&self, msg: FromWorker) {
+        let mut msgs = lock(&self.msgs);
+        msgs.push(msg);
+        if msgs.len() == 1 {
+            self.queued.notify_one();
+        }
+    }
+
+    fn flush(&self, home: &ProcessClient) {
+        let _write = lock(&self.write);
+        let batch = std::mem::take(&mut *lock(&self.msgs));
+        home.send_batch(&batch);
+    }
+
+    /// The flusher thread: writes what was queued, [`FLUSH_AFTER`] after the first of it.
+    fn run(&self, home: &Weak<ProcessClient>) {
+        loop {
+            {
+                let mut msgs = lock(&self.msgs);
+                while msgs.is_empty() {
+                    if self.closed.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    msgs = self.queued.wait(msgs).unwrap_or_else(|e| e.into_inner());
+                }
+            }
+            std::thread::sleep(FLUSH_AFTER);
+            let Some(home) = home.upgrade() else { return };
+            self.flush(&home);
+        }
+    }
 }
 
 enum Mode {
@@ -131,16 +184,10 @@ enum Held {
     Home,
 }
 
-/// Whether the home node has the call's `DirectCall` (else the report waits for it: the
-/// home node must hear of the call before its end).
-#[derive(Default)]
-struct Declared {
-    sent: bool,
-    report: Option<FromWorker>,
-}
-
 impl DirectCalls {
-    pub(super) fn new(
+    /// The driver's direct calls, with the thread that writes what they queue for the home
+    /// node.
+    pub(super) fn start(
         home: Weak<ProcessClient>,
         home_node: NodeId,
         driver: ProcId,
@@ -148,6 +195,20 @@ impl DirectCalls {
         cluster_id: String,
         handshake: ray_net::HandshakeConfig,
     ) -> Self {
+        let to_home = Arc::new(HomeQueue {
+            msgs: Mutex::new(Vec::new()),
+            write: Mutex::new(()),
+            queued: std::sync::Condvar::new(),
+            closed: AtomicBool::new(false),
+        });
+        let (queue, weak) = (to_home.clone(), home.clone());
+        if let Err(e) = std::thread::Builder::new()
+            .name("ray-direct-flush".into())
+            .spawn(move || queue.run(&weak))
+        {
+            log::warn!("cannot start the direct calls' flusher ({e}); they go through the node");
+            to_home.closed.store(true, Ordering::Relaxed);
+        }
         DirectCalls {
             home,
             home_node,
@@ -158,8 +219,17 @@ impl DirectCalls {
             actors: Mutex::new(HashMap::new()),
             results: Arc::new(Mutex::new(HashMap::new())),
             sessions: Mutex::new(Vec::new()),
-            closed: AtomicBool::new(false),
+            closed: AtomicBool::new(to_home.closed.load(Ordering::Relaxed)),
+            to_home,
         }
+    }
+
+    /// Sends `msg` to the home node after what the direct calls queued for it.
+    pub(crate) fn send_home(&self, home: &ProcessClient, msg: &FromWorker) {
+        let _write = lock(&self.to_home.write);
+        let batch = std::mem::take(&mut *lock(&self.to_home.msgs));
+        home.send_batch(&batch);
+        home.send_now(msg);
     }
 
     /// Sends `spec` directly if its actor's calls go direct (opening the session first when
@@ -251,39 +321,30 @@ impl DirectCalls {
                 results.insert(*id, Held::Waiting(slot.clone(), session.clone()));
             }
         }
-        let declared = Arc::new(Mutex::new(Declared::default()));
         if references {
             // The home node must have the call (and the references, sent before) when the
             // actor's node borrows them: an empty `get` comes back once it has read all.
             home.send(&declare);
-            lock(&declared).sent = true;
             let _ = crate::context::Client::get(home, &[], None);
+        } else {
+            self.to_home.push(declare);
         }
         *lock(&session.open_calls) += 1;
-        let answered = self.on_answer(spec.clone(), ids.clone(), slot, declared.clone(), &session);
-        session.client.send(&FromWorker::SubmitActorTask(spec));
-        session.client.request(answered, |req| FromWorker::Get {
-            req,
-            ids,
-            timeout_ms: None,
-        });
+        let answered = self.on_answer(spec.clone(), ids.clone(), slot, &session);
+        session
+            .client
+            .request_after(FromWorker::SubmitActorTask(spec), answered, |req| {
+                FromWorker::Get {
+                    req,
+                    ids,
+                    timeout_ms: None,
+                }
+            });
         if streaming {
             // The home node asks the actor's node for the stream's items on its own
             // connection there: the call must be there first. An empty `get` comes back once
             // the actor's node has read it.
             let _ = crate::context::Client::get(&*session.client, &[], None);
-        }
-        if !references {
-            home.send(&declare);
-            let early = {
-                let mut d = lock(&declared);
-                d.sent = true;
-                d.report.take()
-            };
-            if let Some(report) = early {
-                home.send(&report);
-                session.call_reported();
-            }
         }
     }
 
@@ -297,11 +358,10 @@ impl DirectCalls {
         spec: ActorTaskSpec,
         ids: Vec<ObjectId>,
         slot: Arc<Slot<()>>,
-        declared: Arc<Mutex<Declared>>,
         session: &Arc<Session>,
     ) -> Box<dyn FnOnce(Reply) + Send> {
         let results = self.results.clone();
-        let home = self.home.clone();
+        let to_home = self.to_home.clone();
         let session = Arc::downgrade(session);
         Box::new(move |reply| {
             let Reply::Get(result) = reply else { return };
@@ -334,22 +394,9 @@ impl DirectCalls {
                 true => FromWorker::DirectLost(spec),
                 false => FromWorker::DirectDone { task, result },
             };
-            let now = {
-                let mut d = lock(&declared);
-                if d.sent {
-                    Some(report)
-                } else {
-                    d.report = Some(report);
-                    None
-                }
-            };
-            if let Some(report) = now {
-                if let Some(home) = home.upgrade() {
-                    home.send(&report);
-                }
-                if let Some(s) = session.upgrade() {
-                    s.call_reported();
-                }
+            to_home.push(report);
+            if let Some(s) = session.upgrade() {
+                s.call_reported();
             }
             slot.fill(());
         })
@@ -358,33 +405,40 @@ impl DirectCalls {
     /// The values of `ids` if all are direct calls' values kept here (waiting for their
     /// answers first); `None` when any must be read through the home node.
     pub(crate) fn get(&self, ids: &[ObjectId]) -> Option<Vec<Value>> {
-        loop {
+        // First every answer, then the values. The last call is usually answered last (an
+        // actor answers its calls in order), so waiting for it from the end reads all the
+        // answers in one turn instead of handing the connection over once per value.
+        let mut end = ids.len();
+        while end > 0 {
             let waiting = {
                 let held = lock(&self.results);
-                let mut values = Vec::with_capacity(ids.len());
-                let mut waiting = None;
-                for id in ids {
-                    match held.get(id) {
-                        Some(Held::Ready(v)) => values.push(v.clone()),
-                        Some(Held::Waiting(slot, s)) => {
-                            waiting = Some((slot.clone(), s.clone()));
-                            break;
-                        }
+                loop {
+                    let Some(id) = end.checked_sub(1).map(|i| ids[i]) else {
+                        break None;
+                    };
+                    match held.get(&id) {
+                        Some(Held::Ready(_)) => end -= 1,
+                        Some(Held::Waiting(slot, s)) => break Some((slot.clone(), s.clone())),
                         Some(Held::Home) | None => return None,
                     }
                 }
-                match waiting {
-                    None => return Some(values),
-                    Some(w) => w,
-                }
             };
-            let (slot, session) = waiting;
+            let Some((slot, session)) = waiting else {
+                break;
+            };
             // This thread reads the session itself while it waits (`Turn`).
             if session.client.wait_for(&slot).is_some() {
                 // Other threads may wait on the same answer.
                 slot.fill(());
             }
         }
+        let held = lock(&self.results);
+        ids.iter()
+            .map(|id| match held.get(id) {
+                Some(Held::Ready(v)) => Some(v.clone()),
+                _ => None,
+            })
+            .collect()
     }
 
     /// The last reference to `id` here was dropped.
@@ -524,6 +578,11 @@ impl DirectCalls {
     /// The driver leaves: its direct sessions close.
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Relaxed);
+        self.to_home.closed.store(true, Ordering::Relaxed);
+        self.to_home.queued.notify_all();
+        if let Some(home) = self.home.upgrade() {
+            self.to_home.flush(&home);
+        }
         for s in lock(&self.sessions).drain(..) {
             s.close();
         }
