@@ -608,6 +608,10 @@ impl Client for ProcessClient {
                     RefId::Object(o) => direct.forget(o),
                     RefId::Actor(a) => direct.forget_actor(a),
                 }
+                // Written with the next message to the node, or within a few ms: a loop of
+                // calls then writes to its node once per batch, not once per dropped result.
+                direct.defer(FromWorker::DelRef(id));
+                return;
             }
             self.send(&FromWorker::DelRef(id));
         }

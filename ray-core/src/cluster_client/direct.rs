@@ -44,7 +44,7 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(3);
 /// when no other message to it comes first (off every call's path: the home node needs them
 /// only for what other processes do with the results, and anything this driver sends it
 /// goes after them).
-const FLUSH_AFTER: Duration = Duration::from_millis(1);
+const FLUSH_AFTER: Duration = Duration::from_millis(5);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -73,7 +73,8 @@ pub(crate) struct DirectCalls {
     to_home: Arc<HomeQueue>,
 }
 
-/// What the direct calls have for the home node (`DirectCall`, `DirectDone`, `DirectLost`):
+/// What the direct calls have for the home node (`DirectCall`, `DirectDone`, `DirectLost`,
+/// and this driver's `DelRef`s):
 /// written together, before any other message of this driver to its node, or by the
 /// flusher thread within [`FLUSH_AFTER`]. A `DirectCall` is queued before its call is sent,
 /// so the home node always reads it before the call's end, and before anything else of this
@@ -222,6 +223,17 @@ impl DirectCalls {
             closed: AtomicBool::new(to_home.closed.load(Ordering::Relaxed)),
             to_home,
         }
+    }
+
+    /// Queues `msg` for the home node (see [`HomeQueue`]): for messages nobody waits on.
+    pub(crate) fn defer(&self, msg: FromWorker) {
+        if self.to_home.closed.load(Ordering::Relaxed) {
+            if let Some(home) = self.home.upgrade() {
+                home.send_now(&msg);
+            }
+            return;
+        }
+        self.to_home.push(msg);
     }
 
     /// Sends `msg` to the home node after what the direct calls queued for it.
