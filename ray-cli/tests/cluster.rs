@@ -355,3 +355,49 @@ fn connections_that_say_nothing_do_not_block_the_nodes_listener() {
     );
     drop(silent);
 }
+
+#[test]
+fn a_direct_session_with_a_ticket_its_home_node_never_sent_is_refused() {
+    let head_dir = NodeDir::new("ticket-head");
+    let head = Head::start(&head_dir, &["--num-cpus", "1", "--num-gpus", "0"]);
+    let token = head_dir.token();
+    let a_dir = NodeDir::new("ticket-a");
+    join(
+        &head,
+        &a_dir,
+        &token,
+        &["--num-cpus", "1", "--num-gpus", "0"],
+        &[],
+    );
+    let report = wait_for("two live nodes", || {
+        let report = status(&head.address, &head_dir.path, &token, &[]);
+        (nodes_len(&report) == 2).then_some(report)
+    });
+    let cluster_id = report["cluster_id"].as_str().unwrap().to_string();
+    let all = nodes(&report);
+    let a = all.iter().find(|n| n["is_head"] == false).expect("A");
+    let a_addr: std::net::SocketAddr = a["address"].as_str().unwrap().parse().unwrap();
+    let head_node = all.iter().find(|n| n["is_head"] == true).expect("the head");
+    let head_id = head_node["node_id"].as_u64().unwrap() as u32;
+    let ca = std::fs::read(ray_cli::pki::TlsFiles::under(&head_dir.path).ca).unwrap();
+    let tls = ray_net::client_config(Some(&ca), None).unwrap();
+    let auth = ray_net::AuthToken::from_env_or_file(&head_dir.path.join("auth_token")).unwrap();
+    let handshake = ray_net::HandshakeConfig::new(auth, None, ray_net::Role::Driver, "forger");
+    // Anyone with the cluster token can reach A as a driver; a direct session there also
+    // takes a ticket the named home node (the head) sent A for that driver and actor.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let answer = runtime.block_on(async {
+        let mut conn = ray_net::connect(a_addr, tls, &handshake).await.unwrap();
+        ray_core::__node::direct_hello(&mut conn.stream, &cluster_id, head_id, [9; 32])
+            .await
+            .unwrap()
+    });
+    let why = answer.expect_err("refused");
+    assert!(why.contains("no valid ticket"), "{why}");
+    assert!(!why.contains("9, 9"), "the ticket is not repeated: {why}");
+    let _ = ray_rs(&["stop", "--temp-dir", a_dir.arg()], None, &[]);
+    let _ = ray_rs(&["stop", "--temp-dir", head_dir.arg()], None, &[]);
+}

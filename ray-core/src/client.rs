@@ -366,24 +366,11 @@ impl ProcessClient {
     }
 
     /// Registers a callback for the reply, then sends the request (built with its id).
-    pub(crate) fn request(&self, callback: Pending, make: impl FnOnce(u64) -> FromWorker) -> u64 {
+    fn request(&self, callback: Pending, make: impl FnOnce(u64) -> FromWorker) -> u64 {
         let req = self.next_req.fetch_add(1, Ordering::Relaxed);
-        {
-            // `lost` is set under this lock (`connection_lost`): a request is either failed
-            // here or registered before the loss drains what waits.
-            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(why) = self.lost.get() {
-                drop(pending);
-                callback(Reply::Get(Err(Error::Io {
-                    context: "talking to the cluster's node".into(),
-                    message: format!("the connection was lost earlier: {why}"),
-                    kind: std::io::ErrorKind::ConnectionAborted,
-                })));
-                return req;
-            }
-            pending.insert(req, callback);
+        if self.register(req, callback) {
+            self.send(&make(req));
         }
-        self.send(&make(req));
         req
     }
 
@@ -397,20 +384,28 @@ impl ProcessClient {
         make: impl FnOnce(u64) -> FromWorker,
     ) {
         let req = self.next_req.fetch_add(1, Ordering::Relaxed);
-        {
-            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(why) = self.lost.get() {
-                drop(pending);
-                callback(Reply::Get(Err(Error::Io {
-                    context: "talking to the cluster's node".into(),
-                    message: format!("the connection was lost earlier: {why}"),
-                    kind: std::io::ErrorKind::ConnectionAborted,
-                })));
-                return;
-            }
-            pending.insert(req, callback);
+        if self.register(req, callback) {
+            self.send_batch(&[first, make(req)]);
         }
-        self.send_batch(&[first, make(req)]);
+    }
+
+    /// Registers `callback` under `req`; false (and the callback failed) if the connection
+    /// was lost.
+    fn register(&self, req: u64, callback: Pending) -> bool {
+        // `lost` is set under this lock (`connection_lost`): a request is either failed here
+        // or registered before the loss drains what waits.
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(why) = self.lost.get() {
+            drop(pending);
+            callback(Reply::Get(Err(Error::Io {
+                context: "talking to the cluster's node".into(),
+                message: format!("the connection was lost earlier: {why}"),
+                kind: std::io::ErrorKind::ConnectionAborted,
+            })));
+            return false;
+        }
+        pending.insert(req, callback);
+        true
     }
 
     fn owned(&self, id: RefId) {

@@ -324,26 +324,8 @@ pub(crate) fn connect(
         Ok((halves, node, proc, job, cluster_id))
     });
     stop_runtime(rt);
-    let ((reader, mut writer), node, proc, job, cluster_id) = joined?;
-    writer
-        .set_stall_limit(Some(SEND_STALL))
-        .map_err(|e| cluster_error(address, format!("the session broke: {e}")))?;
-    let output = Arc::new(ReaderOutput::new());
-    let sink = Arc::new(TlsSink {
-        sender: BlockingSender::new(writer),
-        closed: AtomicBool::new(false),
-        reader: output.clone(),
-    });
-    let client = Arc::new(ProcessClient::new(
-        std::process::id(),
-        Box::new(StreamSink(sink.clone())),
-        Vec::new(),
-        job,
-        OnLost::Fail,
-    ));
-    let turn = turn::Turn::start(client.clone(), reader, output)
-        .map_err(|e| Error::io("starting the cluster client's reader", e))?;
-    client.read_while_waiting(turn);
+    let ((reader, writer), node, proc, job, cluster_id) = joined?;
+    let (client, sink) = run_session(reader, writer, job, OnLost::Fail, address)?;
     if direct::enabled() {
         client.call_directly(Arc::new(DirectCalls::start(
             Arc::downgrade(&client),
@@ -361,6 +343,37 @@ pub(crate) fn connect(
         job,
         node,
     })
+}
+
+/// A session over an open connection, run from plain threads: the calling thread writes
+/// (giving up after [`SEND_STALL`]), and a thread waiting on a reply reads ([`Turn`]).
+fn run_session(
+    reader: ray_net::BlockingReader,
+    mut writer: ray_net::BlockingWriter,
+    job: JobId,
+    on_lost: OnLost,
+    address: &str,
+) -> Result<(Arc<ProcessClient>, Arc<TlsSink>)> {
+    writer
+        .set_stall_limit(Some(SEND_STALL))
+        .map_err(|e| cluster_error(address, format!("the session broke: {e}")))?;
+    let output = Arc::new(ReaderOutput::new());
+    let sink = Arc::new(TlsSink {
+        sender: BlockingSender::new(writer),
+        closed: AtomicBool::new(false),
+        reader: output.clone(),
+    });
+    let client = Arc::new(ProcessClient::new(
+        std::process::id(),
+        Box::new(StreamSink(sink.clone())),
+        Vec::new(),
+        job,
+        on_lost,
+    ));
+    let turn = turn::Turn::start(client.clone(), reader, output)
+        .map_err(|e| Error::io("starting the reader of a session with a node", e))?;
+    client.read_while_waiting(turn);
+    Ok((client, sink))
 }
 
 /// Sends this program's executable in chunks.

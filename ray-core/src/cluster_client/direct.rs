@@ -17,7 +17,7 @@
 //!   reference is dropped, so `get` needs no other message; anything else is read through the
 //!   home node.
 
-use super::{OnLost, ReaderOutput, SEND_STALL, StreamSink, TlsSink, cluster_error, recv, send};
+use super::{OnLost, TlsSink, cluster_error, recv, send};
 use crate::client::{ProcessClient, Reply};
 use crate::codec::{Data, Value};
 use crate::error::{Error, Result};
@@ -27,7 +27,6 @@ use crate::protocol::node::NodeMessage;
 use crate::protocol::worker::{Control, ControlReply, FromWorker};
 use crate::protocol::{ActorTaskSpec, Arg, PROTOCOL_VERSION, Ticket};
 use crate::slot::Slot;
-use crate::transport::BlockingSender;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -521,27 +520,9 @@ impl DirectCalls {
                 .join()
                 .unwrap_or_else(|_| Err(cluster_error(&shown, "opening a direct session panicked")))
         });
-        let (reader, mut writer) = opened?;
-        writer
-            .set_stall_limit(Some(SEND_STALL))
-            .map_err(|e| cluster_error(&shown, format!("the session broke: {e}")))?;
+        let (reader, writer) = opened?;
         keep_alive(&reader);
-        let output = Arc::new(ReaderOutput::new());
-        let sink = Arc::new(TlsSink {
-            sender: BlockingSender::new(writer),
-            closed: AtomicBool::new(false),
-            reader: output.clone(),
-        });
-        let client = Arc::new(ProcessClient::new(
-            std::process::id(),
-            Box::new(StreamSink(sink.clone())),
-            Vec::new(),
-            self.job,
-            OnLost::Direct,
-        ));
-        let turn = super::turn::Turn::start(client.clone(), reader, output)
-            .map_err(|e| Error::io("starting a direct session's reader", e))?;
-        client.read_while_waiting(turn);
+        let (client, sink) = super::run_session(reader, writer, self.job, OnLost::Direct, &shown)?;
         let session = Arc::new(Session {
             client,
             sink,

@@ -268,15 +268,7 @@ impl NodeState {
             return Err(format!("the loss of a direct call {task} of another shape"));
         }
         self.send_node(at, FromWorker::SubmitActorTask(spec));
-        let ids = (0..=extra).map(|i| task.nth_return(i)).collect();
-        self.send_node(
-            at,
-            FromWorker::Get {
-                req,
-                ids,
-                timeout_ms: None,
-            },
-        );
+        self.ask_values(at, task, req, extra);
         Ok(())
     }
 
@@ -295,18 +287,9 @@ impl NodeState {
             c.driver != proc
         });
         for (task, at, req) in orphans {
-            let Some(extra) = self.peers.extra_of(at, req) else {
-                continue;
-            };
-            let ids = (0..=extra).map(|i| task.nth_return(i)).collect();
-            self.send_node(
-                at,
-                FromWorker::Get {
-                    req,
-                    ids,
-                    timeout_ms: None,
-                },
-            );
+            if let Some(extra) = self.peers.extra_of(at, req) {
+                self.ask_values(at, task, req, extra);
+            }
         }
     }
 

@@ -164,14 +164,19 @@ impl NodeState {
                 extra,
             },
         );
-        self.send_node(
-            node,
-            FromWorker::Get {
-                req,
-                ids: (0..=extra).map(|i| task.nth_return(i)).collect(),
-                timeout_ms: None,
-            },
-        );
+        self.ask_values(node, task, req, extra);
+    }
+
+    /// Asks `node` for the values of call `task` (the first and `extra` more), awaited under
+    /// `req`.
+    pub(super) fn ask_values(&mut self, node: NodeId, task: ObjectId, req: u64, extra: u32) {
+        let ids = (0..=extra).map(|i| task.nth_return(i)).collect();
+        let get = FromWorker::Get {
+            req,
+            ids,
+            timeout_ms: None,
+        };
+        self.send_node(node, get);
     }
 
     /// Sends an actor's creation to `node`.
