@@ -64,6 +64,8 @@ struct CallRec {
 #[derive(Default)]
 pub(crate) struct Direct {
     tickets: VecDeque<TicketRec>,
+    /// Hellos waiting for their ticket: woken when any ticket arrives.
+    ticket_waiters: Vec<std::sync::Arc<crate::slot::Slot<()>>>,
     sessions: IdMap<ProcId, Session>,
     calls: HashMap<ObjectId, CallRec>,
 }
@@ -327,11 +329,15 @@ impl NodeState {
             actor,
             expires_us: now.saturating_add(TICKET_TTL_US),
         });
+        for waiter in std::mem::take(&mut self.direct.ticket_waiters) {
+            self.effects.push(super::effects::Effect::Wake(waiter));
+        }
         Ok(())
     }
 
     /// A driver's hello for a direct session: `Ok(None)` while no such ticket came (it may
-    /// still be on its way from the home node), else the session's process here, or why not.
+    /// still be on its way from the home node: `waiter` is then woken when a ticket
+    /// arrives), else the session's process here, or why not.
     pub(crate) fn attach_direct(
         &mut self,
         home: NodeId,
@@ -339,6 +345,7 @@ impl NodeState {
         job: JobId,
         actor: ActorId,
         ticket: &Ticket,
+        waiter: &std::sync::Arc<crate::slot::Slot<()>>,
     ) -> std::result::Result<Option<ProcId>, NodeRefusal> {
         if self.shutting_down {
             return Err(NodeRefusal::Unavailable {
@@ -354,6 +361,10 @@ impl NodeState {
                 && t.actor == actor
                 && t.expires_us > now
         }) else {
+            // Hellos that gave up hold their slot no more.
+            let waiters = &mut self.direct.ticket_waiters;
+            waiters.retain(|w| std::sync::Arc::strong_count(w) > 1);
+            waiters.push(waiter.clone());
             return Ok(None);
         };
         let t = self.direct.tickets.remove(i).expect("found above");
@@ -449,9 +460,8 @@ impl NodeState {
                 for id in &ids {
                     s.unasked.remove(id);
                 }
-                let reply = super::requests::Reply::Remote { proc: from, req };
-                let timeout = timeout_ms.map(std::time::Duration::from_millis);
-                self.add_request(ids, super::requests::ReqKind::Get, 0, reply, timeout);
+                let get = super::requests::ReqKind::Get;
+                self.remote_request(from, req, ids, get, 0, timeout_ms);
             }
             other => return Err(format!("{other:?}, which a direct session does not send")),
         }

@@ -63,9 +63,8 @@ use crate::error::Result;
 use crate::ids::{ActorId, ProcId, RefId};
 use crate::protocol::Arg;
 use crate::protocol::worker::{FromWorker, ToWorker};
-use requests::{Reply, ReqKind};
+use requests::ReqKind;
 use state::NodeState;
-use std::time::Duration;
 
 /// The last part of a registered name (`crate::module::add` → `add`).
 pub(crate) fn short_name(name: &str) -> &str {
@@ -161,21 +160,13 @@ impl NodeState {
                 req,
                 ids,
                 timeout_ms,
-            } => {
-                let reply = Reply::Remote { proc: from, req };
-                let timeout = timeout_ms.map(Duration::from_millis);
-                self.add_request(ids, ReqKind::Get, 0, reply, timeout);
-            }
+            } => self.remote_request(from, req, ids, ReqKind::Get, 0, timeout_ms),
             FromWorker::Wait {
                 req,
                 ids,
                 num_returns,
                 timeout_ms,
-            } => {
-                let reply = Reply::Remote { proc: from, req };
-                let timeout = timeout_ms.map(Duration::from_millis);
-                self.add_request(ids, ReqKind::Wait, num_returns, reply, timeout);
-            }
+            } => self.remote_request(from, req, ids, ReqKind::Wait, num_returns, timeout_ms),
             FromWorker::AddRef(id) => self.add_ref(from, id),
             FromWorker::DelRef(id) => self.del_ref(from, id)?,
             FromWorker::KillActor { actor } => {

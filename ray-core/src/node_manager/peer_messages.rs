@@ -4,7 +4,7 @@
 //! does not have yet. What this node asks of peers, and their replies, are `peers.rs`.
 
 use super::effects::Effect;
-use super::requests::{Reply, ReqKind};
+use super::requests::ReqKind;
 use super::state::NodeState;
 use crate::error::Error;
 use crate::ids::{JobId, NodeId, ObjectId, ProcId, RefId};
@@ -104,21 +104,13 @@ impl NodeState {
                 req,
                 ids,
                 timeout_ms,
-            } => {
-                let reply = Reply::Remote { proc: from, req };
-                let timeout = timeout_ms.map(std::time::Duration::from_millis);
-                self.add_request(ids, ReqKind::Get, 0, reply, timeout);
-            }
+            } => self.remote_request(from, req, ids, ReqKind::Get, 0, timeout_ms),
             FromWorker::Wait {
                 req,
                 ids,
                 num_returns,
                 timeout_ms,
-            } => {
-                let reply = Reply::Remote { proc: from, req };
-                let timeout = timeout_ms.map(std::time::Duration::from_millis);
-                self.add_request(ids, ReqKind::Wait, num_returns, reply, timeout);
-            }
+            } => self.remote_request(from, req, ids, ReqKind::Wait, num_returns, timeout_ms),
             FromWorker::AddRef(id) => self.add_ref(from, id),
             // Another node's count may race with the object's end here: not a violation.
             FromWorker::DelRef(id) => {

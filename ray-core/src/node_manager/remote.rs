@@ -7,6 +7,7 @@
 //! connection ends, its job ends.
 
 use super::runtime::Inner;
+use super::state::NodeState;
 use crate::codec;
 
 use crate::ids::{NodeId, ProcId};
@@ -232,7 +233,6 @@ pub(crate) async fn serve_session<S>(
         }
     };
     let Some(n) = node.upgrade() else { return };
-    let (outbox, rx) = StreamOutbox::new();
     let attached = n.run(|st| st.attach_driver(&info, binary.path, binary.pin));
     let Some((proc, job)) = attached else {
         let reason = NodeRefusal::Unavailable {
@@ -241,6 +241,25 @@ pub(crate) async fn serve_session<S>(
         let _ = send(&mut stream, &NodeMessage::Refused { reason }).await;
         return;
     };
+    log::info!("driver pid {} attached as {proc} ({job})", info.pid);
+    if let Err(e) = serve_attached(node, n, stream, proc, job, NodeState::driver_gone).await {
+        log::warn!("driver pid {} left during its welcome: {e}", info.pid);
+    }
+}
+
+/// Welcomes a driver's session attached here as `proc` (of `job`), then serves it until its
+/// connection ends; `ended` lets go of what it held (also when the welcome fails).
+async fn serve_attached<S>(
+    node: Weak<Inner>,
+    n: Arc<Inner>,
+    mut stream: S,
+    proc: ProcId,
+    job: crate::ids::JobId,
+    ended: fn(&mut NodeState, ProcId),
+) -> std::io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let welcome = NodeMessage::Welcome {
         node: proc.node,
         proc: Some(proc),
@@ -248,19 +267,19 @@ pub(crate) async fn serve_session<S>(
         received: 0,
     };
     if let Err(e) = send(&mut stream, &welcome).await {
-        log::warn!("driver pid {} left during its welcome: {e}", info.pid);
-        n.run(|st| st.driver_gone(proc));
-        return;
+        n.run(|st| ended(st, proc));
+        return Err(e);
     }
-    log::info!("driver pid {} attached as {proc} ({job})", info.pid);
+    let (outbox, rx) = StreamOutbox::new();
     n.add_connection(proc, Conn::Stream(outbox.clone()));
     drop(n);
     let (rd, wr) = tokio::io::split(stream);
     tokio::spawn(StreamOutbox::run_writer(rx, wr));
     read_driver(node.clone(), proc, rd, outbox).await;
     if let Some(n) = node.upgrade() {
-        n.run(|st| st.driver_gone(proc));
+        n.run(|st| ended(st, proc));
     }
+    Ok(())
 }
 
 /// How long a direct session's hello waits for its ticket, which the driver's home node
@@ -286,24 +305,26 @@ where
         return;
     };
     let deadline = tokio::time::Instant::now() + TICKET_WAIT;
+    let arrived = Arc::new(crate::slot::Slot::new());
     let attached = loop {
         let Some(n) = node.upgrade() else { return };
-        match n.run(|st| st.attach_direct(home, driver, job, actor, &ticket)) {
+        match n.run(|st| st.attach_direct(home, driver, job, actor, &ticket, &arrived)) {
             Ok(Some(proc)) => break Ok((n, proc)),
-            Ok(None) if tokio::time::Instant::now() < deadline => {}
-            Ok(None) => {
-                break Err(NodeRefusal::Unavailable {
-                    reason: format!(
-                        "no valid ticket from {home} for this direct session (unknown, used \
-                         or expired)"
-                    ),
-                });
-            }
+            Ok(None) => {}
             Err(reason) => break Err(reason),
         }
         drop(n);
-        // The ticket travels from the home node on another connection: look again soon.
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        // The ticket travels from the home node on another connection: wait for the next
+        // ticket to arrive here, then look again.
+        let next = std::future::poll_fn(|cx| arrived.poll_take(cx));
+        if tokio::time::timeout_at(deadline, next).await.is_err() {
+            break Err(NodeRefusal::Unavailable {
+                reason: format!(
+                    "no valid ticket from {home} for this direct session (unknown, used or \
+                     expired)"
+                ),
+            });
+        }
     };
     let (n, proc) = match attached {
         Ok(a) => a,
@@ -313,26 +334,8 @@ where
             return;
         }
     };
-    let welcome = NodeMessage::Welcome {
-        node: proc.node,
-        proc: Some(proc),
-        job: Some(job),
-        received: 0,
-    };
-    if send(&mut stream, &welcome).await.is_err() {
-        n.run(|st| st.peer_gone(proc));
-        return;
-    }
     log::info!("driver {driver} opened a direct session to {actor} here as {proc}");
-    let (outbox, rx) = StreamOutbox::new();
-    n.add_connection(proc, Conn::Stream(outbox.clone()));
-    drop(n);
-    let (rd, wr) = tokio::io::split(stream);
-    tokio::spawn(StreamOutbox::run_writer(rx, wr));
-    read_driver(node.clone(), proc, rd, outbox).await;
-    if let Some(n) = node.upgrade() {
-        n.run(|st| st.peer_gone(proc));
-    }
+    let _ = serve_attached(node, n, stream, proc, job, NodeState::peer_gone).await;
 }
 
 /// Reads a driver's messages (on its session or a direct one) until its connection ends. While more than

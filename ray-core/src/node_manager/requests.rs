@@ -111,6 +111,22 @@ impl Requests {
 }
 
 impl NodeState {
+    /// A process's `Get` (`kind` Get) or `Wait` request `req` over its connection, answered on
+    /// it.
+    pub(crate) fn remote_request(
+        &mut self,
+        from: ProcId,
+        req: u64,
+        ids: Vec<ObjectId>,
+        kind: ReqKind,
+        num_returns: usize,
+        timeout_ms: Option<u64>,
+    ) {
+        let reply = Reply::Remote { proc: from, req };
+        let timeout = timeout_ms.map(Duration::from_millis);
+        self.add_request(ids, kind, num_returns, reply, timeout);
+    }
+
     /// Registers a get/wait; completes it at once if it can. Returns its key if it waits.
     pub(crate) fn add_request(
         &mut self,

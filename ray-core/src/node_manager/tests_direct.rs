@@ -436,7 +436,16 @@ fn attach(
     job: JobId,
     bits: u8,
 ) -> Result<Option<ProcId>, crate::protocol::node::NodeRefusal> {
-    h.with(|st| st.attach_direct(PEER, driver, job, a, &Ticket([bits; 32])))
+    h.with(|st| {
+        st.attach_direct(
+            PEER,
+            driver,
+            job,
+            a,
+            &Ticket([bits; 32]),
+            &Arc::new(Slot::new()),
+        )
+    })
 }
 
 fn far_call(h: &mut Harness, from: ProcId, a: ActorId, task: ObjectId) {
@@ -463,8 +472,14 @@ fn runs(h: &mut Harness, w: ProcId) -> Option<ObjectId> {
 #[test]
 fn a_ticket_opens_one_direct_session_for_its_driver_and_actor_only() {
     let (mut h, a, _w, home, d, job) = actor_node();
-    assert_eq!(attach(&mut h, a, d, job, 4), Ok(None), "no ticket yet");
+    let waiter = Arc::new(Slot::new());
+    let early = h.with(|st| st.attach_direct(PEER, d, job, a, &Ticket([4; 32]), &waiter));
+    assert_eq!(early, Ok(None), "no ticket yet");
     ticket_from_home(&mut h, home, a, d, 4);
+    assert!(
+        waiter.try_take().is_some(),
+        "the waiting hello is woken by the ticket"
+    );
     assert_eq!(attach(&mut h, a, d, job, 5), Ok(None), "another ticket");
     let other_driver = ProcId {
         node: PEER,
@@ -477,7 +492,14 @@ fn a_ticket_opens_one_direct_session_for_its_driver_and_actor_only() {
     );
     let other_actor = ActorId(h.id_of(DRIVER).0);
     assert_eq!(
-        h.with(|st| st.attach_direct(PEER, d, job, other_actor, &Ticket([4; 32]))),
+        h.with(|st| st.attach_direct(
+            PEER,
+            d,
+            job,
+            other_actor,
+            &Ticket([4; 32]),
+            &Arc::new(Slot::new())
+        )),
         Ok(None),
         "another actor"
     );
